@@ -1,0 +1,19 @@
+// Prelude prepended to every shader (WGSL has no #include).
+
+// Invocations per workgroup of the 1-D kernels; must equal WORKGROUP in src/gpu/program.rs.
+const WG: u32 = 64u;
+
+// Flat invocation index of a 1-D kernel whose workgroups were folded into (x, y) because one
+// dimension may hold at most 65,535 workgroups.
+fn flat_id(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid.x;
+}
+
+// PCG-style integer hash (O'Neill; "Hash Functions for GPU Rendering", Jarzynski & Olano 2020).
+// Counter-based: the random number of element i at step s needs no state, so dropout's forward
+// and backward agree without storing a mask. Mirrored bit for bit in src/ops/dropout.rs.
+fn pcg_hash(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}

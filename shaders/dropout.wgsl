@@ -1,0 +1,48 @@
+// Inverted dropout: keep each element with probability 1 - rate and scale it by 1 / (1 - rate),
+// so evaluation is the identity. The keep decision is a hash of (layer seed, step, index):
+// reproducible under a seed, and backward recomputes it instead of storing a mask.
+
+struct Params {
+    n: u32,
+    seed: u32,       // per layer, derived from the run seed
+    rate: f32,
+    _unused: u32,
+}
+
+// Shared by every kernel that changes per step; rewritten once per step.
+struct Step {
+    step: u32,
+    lr: f32,
+    bias_correction1: f32,
+    bias_correction2: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> s: Step;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+
+// Uniform in [0, 1) from the top 24 bits of the hash.
+fn keep_scale(i: u32) -> f32 {
+    let h = pcg_hash(pcg_hash(p.seed ^ pcg_hash(s.step)) ^ i);
+    let u = f32(h >> 8u) * (1.0 / 16777216.0);
+    return select(0.0, 1.0 / (1.0 - p.rate), u >= p.rate);
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(wid, lid, nwg);
+    if (i >= p.n) { return; }
+    y[i] = x[i] * keep_scale(i);
+}
+
+@compute @workgroup_size(WG)
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(wid, lid, nwg);
+    if (i >= p.n) { return; }
+    dx[i] = dy[i] * keep_scale(i);
+}

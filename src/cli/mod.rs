@@ -1,0 +1,58 @@
+//! The `ecgwgpu` command line.
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::model::ModelConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "ecgwgpu",
+    version,
+    about = "Train and run an ECG heartbeat classifier on any Vulkan/Metal/DX12 GPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the GPU adapters wgpu can see; the index or any part of a line can be given to
+    /// `--device` (or $ECGWGPU_DEVICE) to pick one.
+    Devices,
+    /// Print a model preset's layers, parameter count and forward FLOPs per beat.
+    Model {
+        /// Preset: `paper` (the paper's listing, 408,357 parameters) or `tiny` (tests).
+        #[arg(long, default_value = "paper")]
+        preset: String,
+    },
+}
+
+pub fn run() -> Result<()> {
+    match Cli::parse().command {
+        Command::Devices => {
+            let adapters = GpuContext::list_adapters();
+            if adapters.is_empty() {
+                println!("no adapters found (is a Vulkan driver installed? e.g. apt-get install mesa-vulkan-drivers)");
+            }
+            for line in adapters {
+                println!("{line}");
+            }
+        }
+        Command::Model { preset } => {
+            let config = ModelConfig::preset(&preset)?;
+            config.validate()?;
+            for (name, shape) in config.param_shapes() {
+                println!("{name:<16} {shape:?}");
+            }
+            println!("parameters: {}", config.param_count());
+            println!(
+                "forward FLOPs per beat: {:.2} M",
+                config.forward_flops() as f64 / 1e6
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! Adapter selection, device creation and the pipeline cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Environment variable that picks an adapter when no `--device` flag is given (same syntax).
+pub const DEVICE_ENV: &str = "ECGWGPU_DEVICE";
+
+/// Every shader is compiled with this prelude in front: WGSL has no `#include`, and the
+/// indexing and hashing helpers must be identical in every kernel.
+const PRELUDE: &str = include_str!("../../shaders/common.wgsl");
+
+/// The smallest per-binding storage size we accept: a batch of 1024 beats of the paper network's
+/// widest activation (32 channels × 187 samples × 4 bytes) is ~24.5 MB.
+const MIN_STORAGE_BINDING: u64 = 64 << 20;
+
+/// A device, its queue and a cache of compiled compute pipelines.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
+}
+
+impl GpuContext {
+    /// Opens a device. `selector` (or `$ECGWGPU_DEVICE` when `None`) is matched, case-insensitively,
+    /// against each adapter's name, backend (`vulkan`, `metal`, `dx12`, `gl`) and type (`discrete`,
+    /// `integrated`, `cpu`); a number picks by index in the list `ecgwgpu devices` prints.
+    /// Without a selector the fastest kind available wins: discrete > integrated > virtual > CPU.
+    pub fn new(selector: Option<&str>) -> Result<Self> {
+        let env_selector = std::env::var(DEVICE_ENV).ok().filter(|s| !s.is_empty());
+        let selector = selector.map(str::to_owned).or(env_selector);
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let tried: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
+        let chosen = match &selector {
+            Some(sel) => pick_by_selector(adapters, sel),
+            None => adapters
+                .into_iter()
+                .min_by_key(|a| type_rank(a.get_info().device_type)),
+        };
+        let adapter = chosen.ok_or(Error::NoAdapter {
+            selector: selector.clone(),
+            tried,
+        })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        check_limits(&info, &limits)?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("ecgwgpu"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::DeviceRequest {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            device,
+            queue,
+            info,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Lists every adapter wgpu can see, one line each, in selector-index order.
+    pub fn list_adapters() -> Vec<String> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{i}: {}", describe(&a.get_info())))
+            .collect()
+    }
+
+    /// A short human description of the open adapter, e.g. `llvmpipe (Vulkan, Cpu)`.
+    pub fn describe(&self) -> String {
+        describe(&self.info)
+    }
+
+    /// True on software rasterisers such as lavapipe, where register-blocked kernels beat
+    /// workgroup-memory tiling by an order of magnitude.
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Returns the compiled pipeline for `entry` in `shader`, compiling it on first use.
+    pub fn pipeline(
+        &self,
+        shader: &'static Shader,
+        entry: &'static str,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        if let Some(p) = cache.get(&(shader.name, entry)) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let source = format!("{PRELUDE}\n{}", shader.source);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader.name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader {
+                shader: shader.name.into(),
+                entry: entry.into(),
+                reason: err.to_string(),
+            });
+        }
+        let pipeline = Arc::new(pipeline);
+        cache.insert((shader.name, entry), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Waits for all submitted work to finish.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(e.to_string()))
+    }
+}
+
+/// A WGSL source file from `shaders/`, compiled lazily per entry point.
+pub struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+fn describe(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+fn pick_by_selector(adapters: Vec<wgpu::Adapter>, selector: &str) -> Option<wgpu::Adapter> {
+    if let Ok(index) = selector.parse::<usize>() {
+        return adapters.into_iter().nth(index);
+    }
+    let wanted = selector.to_lowercase();
+    adapters.into_iter().find(|a| {
+        let info = a.get_info();
+        let haystack =
+            format!("{} {:?} {:?}", info.name, info.backend, info.device_type).to_lowercase();
+        haystack.contains(&wanted)
+    })
+}
+
+fn check_limits(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> Result<()> {
+    let fail = |what: String| Error::DeviceLimits {
+        adapter: info.name.clone(),
+        what,
+    };
+    if limits.max_storage_buffer_binding_size < MIN_STORAGE_BINDING {
+        return Err(fail(format!(
+            "max storage buffer binding is {} bytes, need {MIN_STORAGE_BINDING}",
+            limits.max_storage_buffer_binding_size
+        )));
+    }
+    if limits.max_compute_invocations_per_workgroup < 256
+        || limits.max_storage_buffers_per_shader_stage < 6
+    {
+        return Err(fail(format!(
+            "need 256 invocations per workgroup and 6 storage buffers per stage, have {} and {}",
+            limits.max_compute_invocations_per_workgroup,
+            limits.max_storage_buffers_per_shader_stage
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The device layer: adapter choice, tensors (GPU buffers with a shape), compiled pipelines and
+//! recorded programs of dispatches that are replayed every training step.
+
+mod context;
+mod program;
+mod tensor;
+
+pub use context::{GpuContext, Shader, DEVICE_ENV};
+pub use program::{groups_1d, Dispatch, Program, WORKGROUP};
+pub use tensor::{map_and_read, read_bytes, storage_buffer, Tensor, OFFSET_ALIGN_BYTES};

@@ -1,0 +1,126 @@
+//! A program is a list of dispatches recorded once (pipelines, bind groups, workgroup counts)
+//! and replayed every step into one compute pass: no allocation, no bind-group creation and no
+//! shader lookup on the hot path. wgpu inserts the barriers between dependent dispatches.
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use super::context::Shader;
+use super::GpuContext;
+use crate::error::Result;
+
+/// Invocations per workgroup for the 1-D kernels; must equal `WG` in `shaders/common.wgsl`.
+pub const WORKGROUP: u32 = 64;
+const MAX_GROUPS_PER_DIM: u32 = 65_535;
+
+pub struct Dispatch {
+    pub label: &'static str,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+#[derive(Default)]
+pub struct Program {
+    dispatches: Vec<Dispatch>,
+}
+
+impl Program {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, dispatch: Dispatch) {
+        self.dispatches.push(dispatch);
+    }
+
+    pub fn len(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dispatches.is_empty()
+    }
+
+    /// Labels in execution order (for profiling tables and tests).
+    pub fn labels(&self) -> Vec<&'static str> {
+        self.dispatches.iter().map(|d| d.label).collect()
+    }
+
+    /// Records every dispatch into one compute pass of `encoder`.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("program"),
+            timestamp_writes: None,
+        });
+        for d in &self.dispatches {
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+        }
+    }
+
+    /// Encodes, submits and waits: convenient for tests and one-off work.
+    pub fn run(&self, ctx: &GpuContext) -> Result<()> {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        self.encode(&mut encoder);
+        ctx.queue.submit([encoder.finish()]);
+        ctx.wait()
+    }
+}
+
+/// Workgroup counts covering `threads` invocations of a 1-D kernel, folded into two dimensions
+/// when one would exceed the 65,535 limit (kernels rebuild the flat index with `flat_id`).
+pub fn groups_1d(threads: usize) -> [u32; 3] {
+    let groups = (threads as u32).div_ceil(WORKGROUP).max(1);
+    let x = groups.min(MAX_GROUPS_PER_DIM);
+    [x, groups.div_ceil(x), 1]
+}
+
+impl GpuContext {
+    /// Builds one dispatch: `params` become a uniform at binding 0, `bindings` fill the rest.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        shader: &'static Shader,
+        entry: &'static str,
+        params: &P,
+        bindings: &[(u32, wgpu::BindingResource<'_>)],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let pipeline = self.pipeline(shader, entry)?;
+        // Uniform structs are laid out in 16-byte units.
+        let mut bytes = bytemuck::bytes_of(params).to_vec();
+        bytes.resize(bytes.len().next_multiple_of(16), 0);
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(entry),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        entries.extend(
+            bindings
+                .iter()
+                .map(|(binding, resource)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: resource.clone(),
+                }),
+        );
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(entry),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Ok(Dispatch {
+            label: entry,
+            pipeline,
+            bind_group,
+            workgroups,
+        })
+    }
+}

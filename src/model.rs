@@ -1,0 +1,449 @@
+//! The paper's network, built from a config: `depth` pairs of
+//! `Conv–ReLU–Conv–ReLU–MaxPool–Dropout`, then `Flatten–Dense–ReLU–Dropout–Dense` (logits; the
+//! softmax lives in the loss). Parameters live in one flat GPU buffer (see [`ParamStore`]).
+
+use std::sync::Arc;
+
+use ndarray::{Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
+use serde::{Deserialize, Serialize};
+
+use crate::autograd::{Graph, Var};
+use crate::error::{Error, Result};
+use crate::gpu::{storage_buffer, GpuContext, Tensor, OFFSET_ALIGN_BYTES};
+use crate::ops::conv1d::{self, Conv1d, Padding};
+use crate::ops::dense::{self, Dense};
+use crate::ops::dropout::{self, pcg_hash, Dropout};
+use crate::ops::maxpool1d::{self, MaxPool1d};
+use crate::ops::relu::{self, Relu};
+use crate::rng::Rng;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Samples per beat (187 at 125 Hz).
+    pub input_len: usize,
+    pub in_channels: usize,
+    /// Output channels of each Conv–Conv–Pool pair; its length is the depth.
+    pub pair_channels: Vec<usize>,
+    pub kernel: usize,
+    pub padding: Padding,
+    pub pool: usize,
+    /// Rate of every dropout layer (Dropout_1..7).
+    pub dropout: f32,
+    /// Width of Dense_1.
+    pub dense: usize,
+    pub classes: usize,
+}
+
+impl ModelConfig {
+    /// The paper's listing with our widths: 408,357 parameters at length 187.
+    pub fn paper() -> Self {
+        Self {
+            input_len: 187,
+            in_channels: 1,
+            pair_channels: vec![32, 32, 64, 64, 128, 128],
+            kernel: 5,
+            padding: Padding::Same,
+            pool: 2,
+            dropout: 0.1,
+            dense: 128,
+            classes: 5,
+        }
+    }
+
+    /// A small network of the same shape, for tests and quick runs.
+    pub fn tiny() -> Self {
+        Self {
+            pair_channels: vec![4, 8],
+            dense: 16,
+            ..Self::paper()
+        }
+    }
+
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "paper" => Ok(Self::paper()),
+            "tiny" => Ok(Self::tiny()),
+            other => Err(Error::Config(format!(
+                "unknown preset '{other}' (known: paper, tiny)"
+            ))),
+        }
+    }
+
+    /// Length after each pair, then the flattened width; errors if the input is too short.
+    pub fn flat_features(&self) -> Result<usize> {
+        let mut len = self.input_len;
+        for (i, _) in self.pair_channels.iter().enumerate() {
+            for _ in 0..2 {
+                len = self
+                    .padding
+                    .geometry(len, self.kernel)
+                    .ok_or_else(|| {
+                        Error::Config(format!("input too short for conv pair {}", i + 1))
+                    })?
+                    .1;
+            }
+            if len < self.pool {
+                return Err(Error::Config(format!(
+                    "input too short to pool after pair {}",
+                    i + 1
+                )));
+            }
+            len /= self.pool;
+        }
+        Ok(len
+            * self
+                .pair_channels
+                .last()
+                .copied()
+                .unwrap_or(self.in_channels))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.pair_channels.is_empty() || self.pair_channels.contains(&0) {
+            return Err(Error::Config(
+                "need at least one conv pair, all widths > 0".into(),
+            ));
+        }
+        if self.kernel == 0
+            || self.pool == 0
+            || self.dense == 0
+            || self.classes < 2
+            || self.in_channels == 0
+        {
+            return Err(Error::Config(
+                "kernel, pool, dense, in_channels must be > 0 and classes ≥ 2".into(),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Config(format!(
+                "dropout {} must be in [0, 1)",
+                self.dropout
+            )));
+        }
+        self.flat_features().map(|_| ())
+    }
+
+    /// Parameter names (PyTorch style) and shapes, in model order.
+    pub fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out = vec![];
+        let mut c_in = self.in_channels;
+        for (i, &c) in self.pair_channels.iter().enumerate() {
+            for j in 1..=2 {
+                out.push((
+                    format!("conv{}_{j}.weight", i + 1),
+                    vec![c, c_in, self.kernel],
+                ));
+                out.push((format!("conv{}_{j}.bias", i + 1), vec![c]));
+                c_in = c;
+            }
+        }
+        let flat = self.flat_features().unwrap_or(0);
+        out.push(("dense1.weight".into(), vec![self.dense, flat]));
+        out.push(("dense1.bias".into(), vec![self.dense]));
+        out.push(("dense2.weight".into(), vec![self.classes, self.dense]));
+        out.push(("dense2.bias".into(), vec![self.classes]));
+        out
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.param_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+
+    /// Forward multiply-adds × 2 per beat (convolutions and dense layers).
+    pub fn forward_flops(&self) -> usize {
+        let mut flops = 0;
+        let mut len = self.input_len;
+        let mut c_in = self.in_channels;
+        for &c in &self.pair_channels {
+            for _ in 0..2 {
+                len = self.padding.geometry(len, self.kernel).map_or(0, |g| g.1);
+                flops += 2 * len * c * c_in * self.kernel;
+                c_in = c;
+            }
+            len /= self.pool;
+        }
+        flops + 2 * (len * c_in * self.dense + self.dense * self.classes)
+    }
+}
+
+/// Dropout layer `layer` (0-based, Dropout_1 = 0) draws its mask from this seed.
+pub fn dropout_seed(model_seed: u64, layer: usize) -> u32 {
+    pcg_hash((model_seed as u32) ^ pcg_hash(layer as u32 + 1))
+}
+
+/// One named parameter inside the flat buffer.
+#[derive(Clone, Debug)]
+pub struct ParamSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// In f32 elements, aligned so each parameter can be bound on its own.
+    pub offset: usize,
+}
+
+impl ParamSpec {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// All parameters in one buffer and their gradients in a second of identical layout.
+pub struct ParamStore {
+    pub specs: Vec<ParamSpec>,
+    pub values: Tensor,
+    pub grads: Tensor,
+}
+
+impl ParamStore {
+    pub fn new(ctx: &GpuContext, shapes: &[(String, Vec<usize>)]) -> Self {
+        let align = (OFFSET_ALIGN_BYTES / 4) as usize;
+        let mut offset = 0;
+        let specs = shapes
+            .iter()
+            .map(|(name, shape)| {
+                let spec = ParamSpec {
+                    name: name.clone(),
+                    shape: shape.clone(),
+                    offset,
+                };
+                offset += spec.numel().next_multiple_of(align);
+                spec
+            })
+            .collect();
+        let whole = |label| {
+            Tensor::whole(
+                Arc::new(storage_buffer(ctx, offset as u64 * 4, label)),
+                &[offset],
+            )
+        };
+        Self {
+            specs,
+            values: whole("parameters"),
+            grads: whole("gradients"),
+        }
+    }
+
+    /// Total elements including alignment padding (the length Adam runs over).
+    pub fn flat_len(&self) -> usize {
+        self.values.numel()
+    }
+
+    fn view_of(&self, flat: &Tensor, i: usize) -> Tensor {
+        let s = &self.specs[i];
+        Tensor::view(
+            Arc::new(flat.buffer().clone()),
+            s.offset as u64 * 4,
+            &s.shape,
+        )
+    }
+
+    pub fn value(&self, i: usize) -> Tensor {
+        self.view_of(&self.values, i)
+    }
+
+    pub fn grad(&self, i: usize) -> Tensor {
+        self.view_of(&self.grads, i)
+    }
+
+    /// Uploads one array per parameter (model order).
+    pub fn upload(&self, ctx: &GpuContext, arrays: &[Vec<f32>]) -> Result<()> {
+        let mut flat = vec![0.0f32; self.flat_len()];
+        if arrays.len() != self.specs.len() {
+            return Err(Error::Config(format!(
+                "{} arrays for {} parameters",
+                arrays.len(),
+                self.specs.len()
+            )));
+        }
+        for (s, a) in self.specs.iter().zip(arrays) {
+            if a.len() != s.numel() {
+                return Err(Error::Shape {
+                    op: "parameter upload".into(),
+                    detail: format!("{}: {} values for shape {:?}", s.name, a.len(), s.shape),
+                });
+            }
+            flat[s.offset..s.offset + a.len()].copy_from_slice(a);
+        }
+        self.values.write(ctx, &flat)
+    }
+
+    fn split(&self, flat: &[f32]) -> Vec<Vec<f32>> {
+        self.specs
+            .iter()
+            .map(|s| flat[s.offset..s.offset + s.numel()].to_vec())
+            .collect()
+    }
+
+    /// Downloads every parameter (model order).
+    pub fn download(&self, ctx: &GpuContext) -> Result<Vec<Vec<f32>>> {
+        Ok(self.split(&self.values.read(ctx)?))
+    }
+
+    /// Downloads every gradient (model order).
+    pub fn download_grads(&self, ctx: &GpuContext) -> Result<Vec<Vec<f32>>> {
+        Ok(self.split(&self.grads.read(ctx)?))
+    }
+}
+
+/// He-normal weights for layers followed by ReLU, Glorot-uniform for the output layer, zero biases.
+pub fn init_params(config: &ModelConfig, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(seed);
+    let shapes = config.param_shapes();
+    let last_weight = shapes.len() - 2;
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let n: usize = shape.iter().product();
+            if name.ends_with(".bias") {
+                return vec![0.0; n];
+            }
+            let fan_in: usize = shape[1..].iter().product();
+            if i == last_weight {
+                let limit = (6.0 / (fan_in + shape[0]) as f64).sqrt();
+                (0..n).map(|_| rng.range(-limit, limit) as f32).collect()
+            } else {
+                let std = (2.0 / fan_in as f64).sqrt();
+                (0..n).map(|_| (rng.normal() * std) as f32).collect()
+            }
+        })
+        .collect()
+}
+
+/// A model: its config, the seed its dropout masks derive from, and its parameters on the GPU.
+pub struct Model {
+    pub config: ModelConfig,
+    pub seed: u64,
+    pub params: ParamStore,
+}
+
+impl Model {
+    /// A freshly initialised model.
+    pub fn new(ctx: &GpuContext, config: ModelConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let params = ParamStore::new(ctx, &config.param_shapes());
+        params.upload(ctx, &init_params(&config, seed))?;
+        Ok(Self {
+            config,
+            seed,
+            params,
+        })
+    }
+
+    /// Adds the network to `graph` on input `x` `[B, in_channels, input_len]` and returns the
+    /// logits `[B, classes]`. With `train`, parameters get gradients and dropout is active.
+    pub fn build(&self, graph: &mut Graph, x: Var, train: bool) -> Result<Var> {
+        let c = &self.config;
+        let params: Vec<Var> = (0..self.params.specs.len())
+            .map(|i| match train {
+                true => graph.leaf(self.params.value(i), Some(self.params.grad(i))),
+                false => graph.input(self.params.value(i)),
+            })
+            .collect();
+        let batch = graph.value(x).shape()[0];
+        let dropout = |graph: &mut Graph, h: Var, layer: usize| -> Result<Var> {
+            if train && c.dropout > 0.0 {
+                let op = Dropout {
+                    rate: c.dropout,
+                    seed: dropout_seed(self.seed, layer),
+                };
+                graph.apply(op, &[h])
+            } else {
+                Ok(h)
+            }
+        };
+        let mut h = x;
+        let mut p = params.iter();
+        let mut next = || *p.next().expect("parameter list matches config");
+        for pair in 0..c.pair_channels.len() {
+            for _ in 0..2 {
+                let (w, b) = (next(), next());
+                h = graph.apply(Conv1d { padding: c.padding }, &[h, w, b])?;
+                h = graph.apply(Relu, &[h])?;
+            }
+            h = graph.apply(MaxPool1d { size: c.pool }, &[h])?;
+            h = dropout(graph, h, pair)?;
+        }
+        let flat = graph.value(h).numel() / batch;
+        h = graph.reshape(h, &[batch, flat])?;
+        let (w, b) = (next(), next());
+        h = graph.apply(Dense, &[h, w, b])?;
+        h = graph.apply(Relu, &[h])?;
+        h = dropout(graph, h, c.pair_channels.len())?;
+        let (w, b) = (next(), next());
+        graph.apply(Dense, &[h, w, b])
+    }
+}
+
+/// The whole network on the CPU in f64 (for end-to-end gradient checks). `dropout` gives the
+/// model seed and step whose masks to reproduce; `None` is evaluation mode.
+pub fn reference_forward(
+    config: &ModelConfig,
+    params: &[ArrayD<f64>],
+    x: &Array3<f64>,
+    dropout: Option<(u64, u32)>,
+) -> Array2<f64> {
+    let apply_dropout = |h: ArrayD<f64>, layer: usize| match dropout {
+        Some((seed, step)) if config.dropout > 0.0 => {
+            dropout::reference_apply(&h, dropout_seed(seed, layer), step, config.dropout)
+        }
+        _ => h,
+    };
+    let as3 = |a: &ArrayD<f64>| {
+        a.clone()
+            .into_dimensionality::<Ix3>()
+            .expect("rank-3 parameter")
+    };
+    let as1 = |a: &ArrayD<f64>| {
+        a.clone()
+            .into_dimensionality::<Ix1>()
+            .expect("rank-1 parameter")
+    };
+    let as2 = |a: &ArrayD<f64>| {
+        a.clone()
+            .into_dimensionality::<Ix2>()
+            .expect("rank-2 parameter")
+    };
+    let mut h = x.clone();
+    let mut p = params.iter();
+    for pair in 0..config.pair_channels.len() {
+        for _ in 0..2 {
+            let (w, b) = (p.next().unwrap(), p.next().unwrap());
+            let y = conv1d::reference_forward(&h, &as3(w), &as1(b), config.padding);
+            h = relu::reference_forward(&y.into_dyn())
+                .into_dimensionality()
+                .unwrap();
+        }
+        h = maxpool1d::reference_forward(&h, config.pool).0;
+        h = apply_dropout(h.into_dyn(), pair)
+            .into_dimensionality()
+            .unwrap();
+    }
+    let batch = h.dim().0;
+    let flat = h.len() / batch;
+    let h: Array2<f64> = h
+        .as_standard_layout()
+        .to_owned()
+        .into_shape_with_order((batch, flat))
+        .unwrap();
+    let (w, b) = (p.next().unwrap(), p.next().unwrap());
+    let h = dense::reference_forward(&h, &as2(w), &as1(b)).into_dyn();
+    let h = apply_dropout(relu::reference_forward(&h), config.pair_channels.len());
+    let (w, b) = (p.next().unwrap(), p.next().unwrap());
+    dense::reference_forward(&h.into_dimensionality().unwrap(), &as2(w), &as1(b))
+}
+
+/// Splits a flat list of parameter values into f64 arrays of the config's shapes.
+pub fn params_to_arrays(config: &ModelConfig, values: &[Vec<f32>]) -> Vec<ArrayD<f64>> {
+    config
+        .param_shapes()
+        .iter()
+        .zip(values)
+        .map(|((_, shape), v)| {
+            ArrayD::from_shape_vec(shape.as_slice(), v.iter().map(|&x| f64::from(x)).collect())
+                .expect("shape matches")
+        })
+        .collect()
+}

@@ -1,0 +1,119 @@
+//! Ops: each file binds one shader from `shaders/`, records its forward and backward dispatches,
+//! and carries a plain-loop f64 CPU reference that the tests check the GPU against.
+
+pub mod add;
+pub mod conv1d;
+pub mod dense;
+pub mod dropout;
+pub mod maxpool1d;
+pub mod reduce;
+pub mod relu;
+pub mod softmax;
+
+use crate::error::{Error, Result};
+use crate::gpu::{GpuContext, Program, Shader, Tensor};
+
+/// The values a kernel sees that change every step (dropout's counter, Adam's step size). One
+/// 16-byte uniform, rewritten once per step, bound by every kernel that needs it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepUniform {
+    pub step: u32,
+    pub lr: f32,
+    pub bias_correction1: f32,
+    pub bias_correction2: f32,
+}
+
+impl StepUniform {
+    /// A uniform buffer holding `self`, writable each step.
+    pub fn create_buffer(&self, ctx: &GpuContext) -> std::sync::Arc<wgpu::Buffer> {
+        use wgpu::util::DeviceExt;
+        std::sync::Arc::new(
+            ctx.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("step"),
+                    contents: bytemuck::bytes_of(self),
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                }),
+        )
+    }
+}
+
+/// Where ops record their dispatches while a graph is being built.
+pub struct Recorder<'a> {
+    pub ctx: &'a GpuContext,
+    pub step: &'a wgpu::Buffer,
+    pub program: &'a mut Program,
+}
+
+impl Recorder<'_> {
+    /// Records one dispatch of `entry` in `shader` (see [`GpuContext::dispatch`]).
+    pub fn push<P: bytemuck::Pod>(
+        &mut self,
+        shader: &'static Shader,
+        entry: &'static str,
+        params: &P,
+        bindings: &[(u32, wgpu::BindingResource<'_>)],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
+        let d = self
+            .ctx
+            .dispatch(shader, entry, params, bindings, workgroups)?;
+        self.program.push(d);
+        Ok(())
+    }
+}
+
+/// A differentiable operation in the autograd graph. Forward returns tensors it wants back in
+/// backward (e.g. max-pool's argmax); backward writes each requested input gradient into the
+/// tensor it is handed (overwriting it: the graph takes care of accumulation).
+pub trait Op {
+    fn name(&self) -> &'static str;
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>>;
+    fn forward(
+        &self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        output: &Tensor,
+    ) -> Result<Vec<Tensor>>;
+    fn backward(
+        &self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        saved: &[Tensor],
+        grad_output: &Tensor,
+        grad_inputs: &[Option<&Tensor>],
+    ) -> Result<()>;
+}
+
+pub(crate) fn shape_error(op: &str, detail: impl Into<String>) -> Error {
+    Error::Shape {
+        op: op.into(),
+        detail: detail.into(),
+    }
+}
+
+/// Checks the number of inputs and the rank of each.
+pub(crate) fn expect_ranks(op: &str, inputs: &[&[usize]], ranks: &[usize]) -> Result<()> {
+    if inputs.len() != ranks.len() {
+        return Err(shape_error(
+            op,
+            format!("expected {} inputs, got {}", ranks.len(), inputs.len()),
+        ));
+    }
+    for (i, (shape, &rank)) in inputs.iter().zip(ranks).enumerate() {
+        if shape.len() != rank {
+            return Err(shape_error(
+                op,
+                format!("input {i} must have rank {rank}, has shape {shape:?}"),
+            ));
+        }
+        if shape.contains(&0) {
+            return Err(shape_error(
+                op,
+                format!("input {i} has an empty dimension: {shape:?}"),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! Every op: GPU forward and backward against the f64 CPU reference, and the GPU gradient
+//! against central differences of that reference.
+
+mod common;
+
+use common::*;
+use ecgwgpu::ops::add::Add;
+use ecgwgpu::ops::conv1d::{self, Conv1d, Padding};
+use ecgwgpu::ops::dense::{self, Dense};
+use ecgwgpu::ops::dropout::{self, Dropout};
+use ecgwgpu::ops::maxpool1d::{self, MaxPool1d};
+use ecgwgpu::ops::relu::{self, Relu};
+use ecgwgpu::rng::Rng;
+use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
+
+const RTOL: f64 = 1e-4;
+const ATOL: f64 = 1e-5;
+
+fn a3(a: &ArrayD<f64>) -> Array3<f64> {
+    a.clone().into_dimensionality::<Ix3>().unwrap()
+}
+fn a2(a: &ArrayD<f64>) -> Array2<f64> {
+    a.clone().into_dimensionality::<Ix2>().unwrap()
+}
+fn a1(a: &ArrayD<f64>) -> Array1<f64> {
+    a.clone().into_dimensionality::<Ix1>().unwrap()
+}
+
+/// (batch, c_in, c_out, len, kernel, padding): odd lengths, batch 1, channel counts that are not
+/// multiples of the 4-wide register block or of the workgroup size, even kernels.
+const CONV_CASES: &[(usize, usize, usize, usize, usize, Padding)] = &[
+    (1, 1, 3, 7, 5, Padding::Same),
+    (2, 3, 5, 13, 3, Padding::Same),
+    (3, 5, 7, 11, 4, Padding::Same),
+    (2, 2, 6, 9, 5, Padding::Valid),
+    (2, 3, 70, 23, 5, Padding::Same),
+    (1, 1, 1, 5, 5, Padding::Valid),
+];
+
+#[test]
+fn conv1d_matches_reference() {
+    let mut rng = Rng::new(1);
+    for &(b, ci, co, l, k, pad) in CONV_CASES {
+        let x = rand_array(&mut rng, &[b, ci, l]);
+        let w = rand_array(&mut rng, &[co, ci, k]);
+        let bias = rand_array(&mut rng, &[co]);
+        let y_ref = conv1d::reference_forward(&a3(&x), &a3(&w), &a1(&bias), pad);
+        let dy = rand_array(&mut rng, y_ref.shape());
+        let (y, grads) = run_op(
+            Conv1d { padding: pad },
+            &[x.clone(), w.clone(), bias.clone()],
+            &dy,
+            0,
+        );
+        let case = format!("{:?}", (b, ci, co, l, k, pad));
+        assert_close(
+            &format!("conv1d forward {case}"),
+            &y,
+            &flat(&y_ref.into_dyn()),
+            RTOL,
+            ATOL,
+        );
+        let (dx, dw, db) = conv1d::reference_backward(&a3(&x), &a3(&w), &a3(&dy), pad);
+        assert_close(
+            &format!("conv1d dx {case}"),
+            &grads[0],
+            &flat(&dx.into_dyn()),
+            RTOL,
+            ATOL,
+        );
+        assert_close(
+            &format!("conv1d dw {case}"),
+            &grads[1],
+            &flat(&dw.into_dyn()),
+            RTOL,
+            ATOL,
+        );
+        assert_close(
+            &format!("conv1d db {case}"),
+            &grads[2],
+            &flat(&db.into_dyn()),
+            RTOL,
+            ATOL,
+        );
+    }
+}
+
+#[test]
+fn conv1d_gradient_check() {
+    let mut rng = Rng::new(2);
+    for &(b, ci, co, l, k, pad) in &CONV_CASES[..4] {
+        let x = rand_array(&mut rng, &[b, ci, l]);
+        let w = rand_array(&mut rng, &[co, ci, k]);
+        let bias = rand_array(&mut rng, &[co]);
+        let dy = rand_array(
+            &mut rng,
+            conv1d::reference_forward(&a3(&x), &a3(&w), &a1(&bias), pad).shape(),
+        );
+        let (_, grads) = run_op(
+            Conv1d { padding: pad },
+            &[x.clone(), w.clone(), bias.clone()],
+            &dy,
+            0,
+        );
+        let loss = |x: &ArrayD<f64>, w: &ArrayD<f64>, bias: &ArrayD<f64>| {
+            dot(
+                &conv1d::reference_forward(&a3(x), &a3(w), &a1(bias), pad).into_dyn(),
+                &dy,
+            )
+        };
+        let nx = numeric_grad(&x, |x| loss(x, &w, &bias));
+        let nw = numeric_grad(&w, |w| loss(&x, w, &bias));
+        let nb = numeric_grad(&bias, |bias| loss(&x, &w, bias));
+        assert_close("conv1d numeric dx", &grads[0], &flat(&nx), 1e-3, 1e-4);
+        assert_close("conv1d numeric dw", &grads[1], &flat(&nw), 1e-3, 1e-4);
+        assert_close("conv1d numeric db", &grads[2], &flat(&nb), 1e-3, 1e-4);
+    }
+}
+
+/// (batch, in, out): batch 1, sizes that are not multiples of the 16-wide tile.
+const DENSE_CASES: &[(usize, usize, usize)] =
+    &[(1, 3, 2), (5, 17, 33), (40, 256, 128), (7, 128, 5)];
+
+#[test]
+fn dense_matches_reference_and_gradient_check() {
+    let mut rng = Rng::new(3);
+    for (case, &(b, i, o)) in DENSE_CASES.iter().enumerate() {
+        let x = rand_array(&mut rng, &[b, i]);
+        let w = rand_array(&mut rng, &[o, i]);
+        let bias = rand_array(&mut rng, &[o]);
+        let dy = rand_array(&mut rng, &[b, o]);
+        let (y, grads) = run_op(Dense, &[x.clone(), w.clone(), bias.clone()], &dy, 0);
+        let y_ref = dense::reference_forward(&a2(&x), &a2(&w), &a1(&bias));
+        assert_close("dense forward", &y, &flat(&y_ref.into_dyn()), RTOL, ATOL);
+        let (dx, dw, db) = dense::reference_backward(&a2(&x), &a2(&w), &a2(&dy));
+        assert_close("dense dx", &grads[0], &flat(&dx.into_dyn()), RTOL, ATOL);
+        assert_close("dense dw", &grads[1], &flat(&dw.into_dyn()), RTOL, ATOL);
+        assert_close("dense db", &grads[2], &flat(&db.into_dyn()), RTOL, ATOL);
+        if case < 2 {
+            let loss = |x: &ArrayD<f64>, w: &ArrayD<f64>, bias: &ArrayD<f64>| {
+                dot(
+                    &dense::reference_forward(&a2(x), &a2(w), &a1(bias)).into_dyn(),
+                    &dy,
+                )
+            };
+            assert_close(
+                "dense numeric dx",
+                &grads[0],
+                &flat(&numeric_grad(&x, |x| loss(x, &w, &bias))),
+                1e-3,
+                1e-4,
+            );
+            assert_close(
+                "dense numeric dw",
+                &grads[1],
+                &flat(&numeric_grad(&w, |w| loss(&x, w, &bias))),
+                1e-3,
+                1e-4,
+            );
+            assert_close(
+                "dense numeric db",
+                &grads[2],
+                &flat(&numeric_grad(&bias, |b| loss(&x, &w, b))),
+                1e-3,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn relu_matches_reference_and_gradient_check() {
+    let mut rng = Rng::new(4);
+    for shape in [vec![1usize, 1, 5], vec![3, 7, 67]] {
+        let x = rand_array(&mut rng, &shape);
+        let dy = rand_array(&mut rng, &shape);
+        let (y, grads) = run_op(Relu, std::slice::from_ref(&x), &dy, 0);
+        assert_close(
+            "relu forward",
+            &y,
+            &flat(&relu::reference_forward(&x)),
+            0.0,
+            0.0,
+        );
+        assert_close(
+            "relu backward",
+            &grads[0],
+            &flat(&relu::reference_backward(&x, &dy)),
+            0.0,
+            0.0,
+        );
+        let n = numeric_grad(&x, |x| dot(&relu::reference_forward(x), &dy));
+        assert_close("relu numeric", &grads[0], &flat(&n), 1e-4, 1e-6);
+    }
+}
+
+#[test]
+fn maxpool_matches_reference_and_gradient_check() {
+    let mut rng = Rng::new(5);
+    for (shape, size) in [
+        (vec![1usize, 1, 7], 2usize),
+        (vec![2, 3, 187], 2),
+        (vec![3, 5, 10], 3),
+    ] {
+        let x = rand_array(&mut rng, &shape);
+        let (y_ref, _) = maxpool1d::reference_forward(&a3(&x), size);
+        let dy = rand_array(&mut rng, y_ref.shape());
+        let (y, grads) = run_op(MaxPool1d { size }, std::slice::from_ref(&x), &dy, 0);
+        assert_close("maxpool forward", &y, &flat(&y_ref.into_dyn()), 0.0, 0.0);
+        let dx = maxpool1d::reference_backward(&a3(&x), &a3(&dy), size);
+        assert_close(
+            "maxpool backward",
+            &grads[0],
+            &flat(&dx.into_dyn()),
+            0.0,
+            0.0,
+        );
+        let n = numeric_grad(&x, |x| {
+            dot(
+                &maxpool1d::reference_forward(&a3(x), size).0.into_dyn(),
+                &dy,
+            )
+        });
+        assert_close("maxpool numeric", &grads[0], &flat(&n), 1e-4, 1e-6);
+    }
+}
+
+#[test]
+fn dropout_matches_reference_is_seeded_and_keeps_expected_fraction() {
+    let mut rng = Rng::new(6);
+    let shape = [4usize, 8, 93];
+    let x = rand_array(&mut rng, &shape);
+    let dy = rand_array(&mut rng, &shape);
+    let (seed, rate) = (1234u32, 0.25f32);
+    let (y, grads) = run_op(Dropout { rate, seed }, std::slice::from_ref(&x), &dy, 7);
+    assert_close(
+        "dropout forward",
+        &y,
+        &flat(&dropout::reference_apply(&x, seed, 7, rate)),
+        1e-6,
+        0.0,
+    );
+    assert_close(
+        "dropout backward",
+        &grads[0],
+        &flat(&dropout::reference_apply(&dy, seed, 7, rate)),
+        1e-6,
+        0.0,
+    );
+    let n = numeric_grad(&x, |x| {
+        dot(&dropout::reference_apply(x, seed, 7, rate), &dy)
+    });
+    assert_close("dropout numeric", &grads[0], &flat(&n), 1e-4, 1e-6);
+    let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
+    assert!((dropped - 0.25).abs() < 0.03, "dropped fraction {dropped}");
+    // Another step draws another mask; the same step the same one.
+    let (y_next, _) = run_op(Dropout { rate, seed }, std::slice::from_ref(&x), &dy, 8);
+    assert_ne!(y, y_next);
+    let (y_again, _) = run_op(Dropout { rate, seed }, std::slice::from_ref(&x), &dy, 7);
+    assert_eq!(y, y_again);
+}
+
+#[test]
+fn add_and_gradient_fan_in_accumulate() {
+    let mut rng = Rng::new(7);
+    let x = rand_array(&mut rng, &[3, 5]);
+    let y = rand_array(&mut rng, &[3, 5]);
+    let dy = rand_array(&mut rng, &[3, 5]);
+    let (out, grads) = run_op(Add, &[x.clone(), y.clone()], &dy, 0);
+    assert_close("add forward", &out, &flat(&(&x + &y)), 1e-6, 0.0);
+    assert_close("add dx", &grads[0], &flat(&dy), 0.0, 0.0);
+    assert_close("add dy", &grads[1], &flat(&dy), 0.0, 0.0);
+
+    // z = relu(x) + x: x feeds two ops, so its gradient is the sum of both paths.
+    let ctx = ctx();
+    let step = ecgwgpu::ops::StepUniform::default().create_buffer(ctx);
+    let mut graph = ecgwgpu::autograd::Graph::new(ctx, step);
+    let xv = graph.leaf(
+        ecgwgpu::gpu::Tensor::from_slice(ctx, &to_f32(&x), &[3, 5]).unwrap(),
+        None,
+    );
+    let r = graph.apply(Relu, &[xv]).unwrap();
+    let z = graph.apply(Add, &[r, xv]).unwrap();
+    graph
+        .backward(
+            z,
+            ecgwgpu::gpu::Tensor::from_slice(ctx, &to_f32(&dy), &[3, 5]).unwrap(),
+        )
+        .unwrap();
+    graph.forward.run(ctx).unwrap();
+    graph.backward.run(ctx).unwrap();
+    let gx = graph.grad(xv).unwrap().read(ctx).unwrap();
+    let expected = &relu::reference_backward(&x, &dy) + &dy;
+    assert_close("fan-in gradient", &gx, &flat(&expected), 1e-6, 1e-7);
+}
+
+#[test]
+fn shape_mismatch_is_an_error_not_a_panic() {
+    let ctx = ctx();
+    let step = ecgwgpu::ops::StepUniform::default().create_buffer(ctx);
+    let mut graph = ecgwgpu::autograd::Graph::new(ctx, step);
+    let t = |s: &[usize]| ecgwgpu::gpu::Tensor::zeros(ctx, s);
+    let x = graph.input(t(&[2, 3, 10]));
+    let w = graph.input(t(&[4, 5, 3]));
+    let b = graph.input(t(&[4]));
+    let err = graph
+        .apply(
+            Conv1d {
+                padding: Padding::Same,
+            },
+            &[x, w, b],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("3 channels"), "{err}");
+    let short = graph.input(t(&[1, 5, 2]));
+    let w2 = graph.input(t(&[4, 5, 3]));
+    assert!(graph
+        .apply(
+            Conv1d {
+                padding: Padding::Valid
+            },
+            &[short, w2, b]
+        )
+        .is_err());
+    let d = graph.input(t(&[2, 7]));
+    let dw = graph.input(t(&[3, 8]));
+    let db = graph.input(t(&[3]));
+    assert!(graph
+        .apply(Dense, &[d, dw, db])
+        .unwrap_err()
+        .to_string()
+        .contains("do not fit"));
+    assert!(graph.apply(Add, &[d, db]).is_err());
+    assert!(graph.apply(MaxPool1d { size: 2 }, &[d]).is_err());
+}
