@@ -70,7 +70,7 @@ fn focal_loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     loss[b] = total;
     for (var j = 0u; j < p.classes; j++) {
         let pj = exp(logits[base + j] - m) / sum_all;
-        let target = select(0.0, 1.0, j == t);
-        dlogits[base + j] = p.grad_scale * g_sum * (pj - target);
+        let is_label = select(0.0, 1.0, j == t);
+        dlogits[base + j] = p.grad_scale * g_sum * (pj - is_label);
     }
 }

@@ -1,0 +1,476 @@
+//! The engine end to end: focal loss and softmax kernels, Adam, the model's size, a numerical
+//! gradient check through the whole paper network, learning, determinism and bad input.
+
+mod common;
+
+use common::*;
+use ecgwgpu::gpu::{Program, Tensor};
+use ecgwgpu::loss::{self, FocalLoss, LossConfig};
+use ecgwgpu::model::{self, Model, ModelConfig};
+use ecgwgpu::ops::{softmax, Recorder, StepUniform};
+use ecgwgpu::optim::{self, Adam, AdamConfig};
+use ecgwgpu::rng::Rng;
+use ecgwgpu::trainer::Trainer;
+use ecgwgpu::Error;
+use ndarray::{Array2, Array3, ArrayD, Ix2};
+
+fn record_loss(
+    config: &LossConfig,
+    logits: &Array2<f64>,
+    labels: &[u32],
+) -> (f32, Vec<f32>, Vec<f32>) {
+    let ctx = ctx();
+    let (batch, classes) = logits.dim();
+    let loss = FocalLoss::new(ctx, config, batch, classes).unwrap();
+    loss.set_labels(ctx, labels).unwrap();
+    let logits_t =
+        Tensor::from_slice(ctx, &to_f32(&logits.clone().into_dyn()), &[batch, classes]).unwrap();
+    let step = StepUniform::default().create_buffer(ctx);
+    let mut program = Program::new();
+    let mut rec = Recorder {
+        ctx,
+        step: &step,
+        program: &mut program,
+    };
+    loss.record(&mut rec, &logits_t).unwrap();
+    program.run(ctx).unwrap();
+    let mean = loss.mean.read(ctx).unwrap()[0];
+    (
+        mean,
+        loss.per_sample.read(ctx).unwrap(),
+        loss.dlogits.read(ctx).unwrap(),
+    )
+}
+
+fn loss_configs() -> Vec<(&'static str, LossConfig)> {
+    vec![
+        ("cross-entropy", LossConfig::cross_entropy(5)),
+        (
+            "focal α=.25 γ=2 + α=.25 γ=.5",
+            LossConfig::two_fold(vec![0.25; 5], 2.0, vec![0.25; 5], 0.5),
+        ),
+        (
+            "per-class α, γ=1 + γ=3",
+            LossConfig::two_fold(
+                vec![0.1, 0.9, 0.5, 1.0, 0.3],
+                1.0,
+                vec![1.0, 2.0, 0.5, 0.2, 1.5],
+                3.0,
+            ),
+        ),
+        (
+            "single fold γ=0.3",
+            LossConfig {
+                terms: vec![loss::FocalTerm {
+                    alpha: vec![0.7; 5],
+                    gamma: 0.3,
+                }],
+            },
+        ),
+    ]
+}
+
+#[test]
+fn focal_loss_matches_reference_and_gradient_check() {
+    let mut rng = Rng::new(10);
+    let labels: Vec<u32> = (0..9).map(|i| (i * 7 % 5) as u32).collect();
+    let logits = rand_array(&mut rng, &[9, 5])
+        .mapv(|v| 3.0 * v)
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    let logits = logits.mapv(|v| f64::from(v as f32));
+    for (name, config) in loss_configs() {
+        let (mean, _, grad) = record_loss(&config, &logits, &labels);
+        let (ref_mean, ref_grad) = loss::reference(&config, &logits, &labels);
+        assert_close(
+            &format!("{name}: mean loss"),
+            &[mean],
+            &[ref_mean],
+            1e-5,
+            1e-7,
+        );
+        assert_close(
+            &format!("{name}: dlogits"),
+            &grad,
+            &flat(&ref_grad.into_dyn()),
+            1e-4,
+            1e-7,
+        );
+        let numeric = numeric_grad(&logits.clone().into_dyn(), |z| {
+            loss::reference(&config, &z.clone().into_dimensionality().unwrap(), &labels).0
+        });
+        assert_close(
+            &format!("{name}: numeric dlogits"),
+            &grad,
+            &flat(&numeric),
+            1e-3,
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn focal_loss_is_finite_when_confident() {
+    // p_t -> 1: (1 - p)^(γ-1) alone would be infinite for γ < 1; the kernel must stay finite.
+    let logits = Array2::from_shape_vec(
+        (3, 5),
+        vec![
+            40.0, 0.0, 0.0, 0.0, 0.0, //
+            0.0, 90.0, -10.0, 0.0, 0.0, //
+            0.0, 0.0, 0.0, 0.0, 1e-3,
+        ],
+    )
+    .unwrap();
+    let labels = [0, 1, 4];
+    for (name, config) in loss_configs() {
+        let (mean, per_sample, grad) = record_loss(&config, &logits, &labels);
+        assert!(
+            mean.is_finite() && per_sample.iter().all(|v| v.is_finite()),
+            "{name}: loss {per_sample:?}"
+        );
+        assert!(grad.iter().all(|v| v.is_finite()), "{name}: grad {grad:?}");
+        // A confident, correct sample contributes (almost) no gradient.
+        assert!(
+            grad[..5].iter().all(|v| v.abs() < 1e-6),
+            "{name}: {:?}",
+            &grad[..5]
+        );
+    }
+}
+
+#[test]
+fn focal_loss_rejects_bad_labels_and_configs() {
+    let ctx = ctx();
+    let loss = FocalLoss::new(ctx, &LossConfig::cross_entropy(5), 3, 5).unwrap();
+    match loss.set_labels(ctx, &[0, 5, 1]) {
+        Err(Error::Label {
+            label: 5,
+            index: 1,
+            classes: 5,
+        }) => {}
+        other => panic!("expected a label error, got {other:?}"),
+    }
+    assert!(FocalLoss::new(
+        ctx,
+        &LossConfig::two_fold(vec![1.0; 4], 2.0, vec![1.0; 5], 1.0),
+        3,
+        5
+    )
+    .is_err());
+    assert!(FocalLoss::new(
+        ctx,
+        &LossConfig::two_fold(vec![1.0; 5], -1.0, vec![1.0; 5], 1.0),
+        3,
+        5
+    )
+    .is_err());
+}
+
+#[test]
+fn softmax_matches_reference() {
+    let ctx = ctx();
+    let mut rng = Rng::new(11);
+    let logits = rand_array(&mut rng, &[70, 5])
+        .mapv(|v| 20.0 * v)
+        .mapv(|v| f64::from(v as f32));
+    let t = Tensor::from_slice(ctx, &to_f32(&logits), &[70, 5]).unwrap();
+    let probs = Tensor::zeros(ctx, &[70, 5]);
+    let step = StepUniform::default().create_buffer(ctx);
+    let mut program = Program::new();
+    softmax::softmax(
+        &mut Recorder {
+            ctx,
+            step: &step,
+            program: &mut program,
+        },
+        &t,
+        &probs,
+    )
+    .unwrap();
+    program.run(ctx).unwrap();
+    let expected = softmax::reference(&logits.into_dimensionality().unwrap());
+    assert_close(
+        "softmax",
+        &probs.read(ctx).unwrap(),
+        &flat(&expected.into_dyn()),
+        1e-5,
+        1e-7,
+    );
+}
+
+#[test]
+fn adam_matches_hand_computed_updates() {
+    let ctx = ctx();
+    let config = AdamConfig {
+        lr: 0.01,
+        ..Default::default()
+    };
+    let p0 = [1.0f32, -2.0, 0.5];
+    let params = Tensor::from_slice(ctx, &p0, &[3]).unwrap();
+    let grads = Tensor::from_slice(ctx, &[0.5f32, -3.0, 0.0], &[3]).unwrap();
+    let adam = Adam::new(ctx, config.clone(), 3);
+    let step = StepUniform::default().create_buffer(ctx);
+    let mut program = Program::new();
+    adam.record(
+        &mut Recorder {
+            ctx,
+            step: &step,
+            program: &mut program,
+        },
+        &params,
+        &grads,
+    )
+    .unwrap();
+    // A constant gradient g gives m̂ = g and v̂ = g² at every step, so each step moves
+    // p by lr * g / (|g| + eps): after t steps p = p0 - t * lr * sign(g) (and 0 stays put).
+    for t in 1..=3u32 {
+        ctx.queue
+            .write_buffer(&step, 0, bytemuck::bytes_of(&config.step_uniform(t)));
+        program.run(ctx).unwrap();
+        let p = params.read(ctx).unwrap();
+        let t = t as f32;
+        let expected = [1.0 - 0.01 * t, -2.0 + 0.01 * t, 0.5];
+        for (a, b) in p.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6, "step {t}: {p:?} vs {expected:?}");
+        }
+    }
+    // Changing gradients and weight decay: against the f64 reference.
+    let config = AdamConfig {
+        lr: 0.05,
+        weight_decay: 0.1,
+        ..Default::default()
+    };
+    let adam = Adam::new(ctx, config.clone(), 3);
+    let params = Tensor::from_slice(ctx, &p0, &[3]).unwrap();
+    let mut program = Program::new();
+    adam.record(
+        &mut Recorder {
+            ctx,
+            step: &step,
+            program: &mut program,
+        },
+        &params,
+        &grads,
+    )
+    .unwrap();
+    let (mut p, mut m, mut v) = (p0.map(f64::from).to_vec(), vec![0.0; 3], vec![0.0; 3]);
+    for t in 1..=4u32 {
+        let g = [0.3 * t as f32, -1.0 / t as f32, 0.01];
+        grads.write(ctx, &g).unwrap();
+        ctx.queue
+            .write_buffer(&step, 0, bytemuck::bytes_of(&config.step_uniform(t)));
+        program.run(ctx).unwrap();
+        optim::reference_step(&config, t, &mut p, &g.map(f64::from), &mut m, &mut v);
+        assert_close(
+            &format!("adam step {t}"),
+            &params.read(ctx).unwrap(),
+            &p,
+            1e-5,
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn paper_preset_has_the_documented_size() {
+    let paper = ModelConfig::paper();
+    assert_eq!(paper.param_count(), 408_357);
+    assert_eq!(paper.flat_features().unwrap(), 256);
+    let mflop = paper.forward_flops() as f64 / 1e6;
+    assert!((12.5..13.5).contains(&mflop), "{mflop} MFLOP");
+    let tiny = ModelConfig::tiny();
+    // conv1_1 4·1·5+4, conv1_2 4·4·5+4, conv2_1 8·4·5+8, conv2_2 8·8·5+8, dense 368·16+16, 16·5+5
+    assert_eq!(tiny.param_count(), 24 + 84 + 168 + 328 + 5904 + 85);
+    let short = ModelConfig {
+        input_len: 40,
+        ..ModelConfig::paper()
+    };
+    assert!(
+        short.validate().is_err(),
+        "40 samples cannot survive six poolings"
+    );
+}
+
+/// Synthetic 5-class beats: a bump whose position and width depend on the class, plus noise.
+fn synthetic(n: usize, len: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let mut rng = Rng::new(seed);
+    let mut x = Vec::with_capacity(n * len);
+    let mut y = Vec::with_capacity(n);
+    for i in 0..n {
+        let class = (i % 5) as u32;
+        let centre = 20.0 + 35.0 * class as f64 + rng.range(-4.0, 4.0);
+        let width = 3.0 + 2.0 * class as f64;
+        for t in 0..len {
+            let d = (t as f64 - centre) / width;
+            x.push(((-0.5 * d * d).exp() + 0.1 * rng.normal()) as f32);
+        }
+        y.push(class);
+    }
+    (x, y)
+}
+
+fn tiny_trainer(ctx: &ecgwgpu::gpu::GpuContext, seed: u64) -> Trainer<'_> {
+    let model = Model::new(ctx, ModelConfig::tiny(), seed).unwrap();
+    let loss = LossConfig::two_fold(vec![0.25; 5], 2.0, vec![0.25; 5], 0.5);
+    Trainer::new(
+        ctx,
+        model,
+        loss,
+        AdamConfig {
+            lr: 3e-3,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn tiny_model_learns_synthetic_classes_deterministically() {
+    let ctx = ctx();
+    let (x, y) = synthetic(640, 187, 21);
+    let (xt, yt) = synthetic(200, 187, 22);
+    let batch = 32;
+    let train = |seed| {
+        let mut trainer = tiny_trainer(ctx, seed);
+        let mut losses = vec![];
+        for _epoch in 0..4 {
+            for b in 0..y.len() / batch {
+                let xs = &x[b * batch * 187..(b + 1) * batch * 187];
+                losses.push(trainer.step(xs, &y[b * batch..(b + 1) * batch]).unwrap());
+            }
+        }
+        (trainer, losses)
+    };
+    let (mut trainer, losses) = train(5);
+    let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
+    let last: f32 = losses[losses.len() - 5..].iter().sum::<f32>() / 5.0;
+    assert!(last < first * 0.5, "loss went from {first} to {last}");
+    let probs = trainer.predict(&xt).unwrap();
+    let correct = probs
+        .chunks(5)
+        .zip(&yt)
+        .filter(|(p, &label)| {
+            let best = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
+            best as u32 == label
+        })
+        .count();
+    let accuracy = correct as f64 / yt.len() as f64;
+    assert!(accuracy > 0.95, "held-out accuracy {accuracy}");
+    assert_eq!(trainer.steps() as usize, losses.len());
+    let (_, again) = train(5);
+    assert_eq!(
+        losses, again,
+        "same seed, same device: identical loss trajectory"
+    );
+    let (_, other) = train(6);
+    assert_ne!(losses, other, "another seed gives another run");
+}
+
+#[test]
+fn bad_batches_are_errors_not_panics() {
+    let ctx = ctx();
+    let mut trainer = tiny_trainer(ctx, 1);
+    assert!(matches!(trainer.step(&[], &[]), Err(Error::EmptyBatch(_))));
+    assert!(matches!(
+        trainer.step(&[0.0; 187], &[0, 1]),
+        Err(Error::Shape { .. })
+    ));
+    let mut x = vec![0.5f32; 2 * 187];
+    x[187 + 42] = f32::NAN;
+    match trainer.step(&x, &[0, 1]) {
+        Err(Error::NonFinite { position, .. }) => assert_eq!(position, "beat 1, sample 42"),
+        other => panic!("expected NonFinite, got {other:?}"),
+    }
+    assert!(matches!(
+        trainer.step(&[0.5; 187], &[9]),
+        Err(Error::Label { label: 9, .. })
+    ));
+    assert!(matches!(trainer.predict(&[]), Err(Error::EmptyBatch(_))));
+    assert_eq!(trainer.steps(), 0, "no rejected batch counts as a step");
+}
+
+#[test]
+fn paper_network_end_to_end_gradient_check() {
+    let ctx = ctx();
+    let config = ModelConfig::paper();
+    let model = Model::new(ctx, config.clone(), 77).unwrap();
+    let loss_config = LossConfig::two_fold(vec![0.3, 0.9, 0.6, 1.0, 0.4], 2.0, vec![0.5; 5], 0.5);
+    let mut trainer = Trainer::new(ctx, model, loss_config.clone(), AdamConfig::default()).unwrap();
+    let mut rng = Rng::new(78);
+    let x: Vec<f32> = (0..3 * 187)
+        .map(|i| ((i as f64 * 0.07).sin() * 0.5 + 0.5 + 0.1 * rng.normal()) as f32)
+        .collect();
+    let labels = [1u32, 3, 4];
+    let params = model::params_to_arrays(&config, &trainer.model.params.download(ctx).unwrap());
+    let gpu_loss = trainer.gradients(&x, &labels).unwrap();
+    let grads = trainer.model.params.download_grads(ctx).unwrap();
+
+    let xa =
+        Array3::from_shape_vec((3, 1, 187), x.iter().map(|&v| f64::from(v)).collect()).unwrap();
+    let dropout = Some((77u64, 1u32)); // the mask of the next step (t = 1)
+    let loss_of = |params: &[ArrayD<f64>]| {
+        let logits = model::reference_forward(&config, params, &xa, dropout);
+        loss::reference(&loss_config, &logits, &labels).0
+    };
+    assert_close(
+        "end-to-end loss",
+        &[gpu_loss],
+        &[loss_of(&params)],
+        1e-4,
+        1e-6,
+    );
+
+    // Central differences for a spread of parameters in every layer. ReLU and max-pool are
+    // piecewise linear: where a kink falls inside [θ-h, θ+h] the difference quotient is not the
+    // derivative. Such points show up as disagreement between two step sizes and are skipped
+    // (and counted: a few are expected, many would hide a bug).
+    let numeric = |i: usize, j: usize, h: f64| {
+        let mut p = params.clone();
+        let orig = p[i].as_slice().unwrap()[j];
+        p[i].as_slice_mut().unwrap()[j] = orig + h;
+        let up = loss_of(&p);
+        p[i].as_slice_mut().unwrap()[j] = orig - h;
+        (up - loss_of(&p)) / (2.0 * h)
+    };
+    let (mut checked, mut kinks) = (0, 0);
+    for (i, spec) in trainer.model.params.specs.iter().enumerate() {
+        let n = spec.numel();
+        for pick in 0..3 {
+            let j = (pick * 7919 + i * 104_729) % n;
+            let (fine, finer) = (numeric(i, j, 1e-6), numeric(i, j, 5e-7));
+            if (fine - finer).abs() > 1e-4 * fine.abs().max(1e-3) {
+                kinks += 1;
+                continue;
+            }
+            assert_close(
+                &format!("{}[{j}]", spec.name),
+                &[grads[i][j]],
+                &[fine],
+                1e-3,
+                1e-6,
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        kinks <= 4 && checked + kinks == 3 * 28,
+        "{checked} checked, {kinks} skipped at kinks"
+    );
+
+    // Evaluation mode (no dropout) matches the reference too.
+    let probs = trainer.predict(&x).unwrap();
+    let logits = model::reference_forward(&config, &params, &xa, None);
+    let expected = softmax::reference(&logits);
+    assert_close(
+        "paper network probabilities",
+        &probs,
+        &flat(&expected.into_dyn()),
+        1e-4,
+        1e-6,
+    );
+}
