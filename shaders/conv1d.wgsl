@@ -26,128 +26,155 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dw: array<f32>;
 
-fn x_at(b: u32, ci: u32, l: i32) -> f32 {
-    if (l < 0 || l >= i32(p.len_in)) { return 0.0; }
-    return x[(b * p.c_in + ci) * p.len_in + u32(l)];
-}
-
-fn dy_at(b: u32, co: u32, l: i32) -> f32 {
-    if (co >= p.c_out || l < 0 || l >= i32(p.len_out)) { return 0.0; }
-    return dy[(b * p.c_out + co) * p.len_out + u32(l)];
-}
-
-fn w_at(co: u32, ci: u32, k: u32) -> f32 {
-    if (co >= p.c_out || ci >= p.c_in) { return 0.0; }
-    return w[(co * p.c_in + ci) * p.kernel + k];
-}
-
-fn w4(co: u32, ci: u32, k: u32) -> vec4<f32> {
-    return vec4<f32>(w_at(co, ci, k), w_at(co + 1u, ci, k), w_at(co + 2u, ci, k), w_at(co + 3u, ci, k));
-}
-
-fn bias_at(co: u32) -> f32 {
-    if (co >= p.c_out) { return 0.0; }
-    return bias[co];
-}
-
+// Invocation (b, l0..l0+3) of workgroup row z computes channels 8z..8z+7 at 4 positions. All
+// lanes of a workgroup share their output channels, so weight loads are uniform (one scalar load
+// broadcast to every lane); the kernel-tap loop is outside the channel loop so that the padding
+// masks and clamped indices are computed once per tap instead of once per multiply-add.
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let n_l4 = (p.len_out + 3u) / 4u;
-    let n_c4 = (p.c_out + 3u) / 4u;
     let id = flat_id(wid, lid, nwg);
-    if (id >= p.batch * n_c4 * n_l4) { return; }
+    if (id >= p.batch * n_l4) { return; }
     let l0 = (id % n_l4) * 4u;
-    let co0 = ((id / n_l4) % n_c4) * 4u;
-    let b = id / (n_l4 * n_c4);
-
-    let b4 = vec4<f32>(bias_at(co0), bias_at(co0 + 1u), bias_at(co0 + 2u), bias_at(co0 + 3u));
-    var a0 = b4; var a1 = b4; var a2 = b4; var a3 = b4;   // one vec4 of channels per position
-    let start = i32(l0) - i32(p.pad);
-    for (var ci = 0u; ci < p.c_in; ci++) {
-        for (var k = 0u; k < p.kernel; k++) {
-            let wv = w4(co0, ci, k);
-            let s = start + i32(k);
-            a0 = fma(wv, vec4<f32>(x_at(b, ci, s)), a0);
-            a1 = fma(wv, vec4<f32>(x_at(b, ci, s + 1)), a1);
-            a2 = fma(wv, vec4<f32>(x_at(b, ci, s + 2)), a2);
-            a3 = fma(wv, vec4<f32>(x_at(b, ci, s + 3)), a3);
+    let b = id / n_l4;
+    let co0 = wid.z * 8u;
+    let last = p.c_out - 1u;
+    let w_co = p.c_in * p.kernel;                  // weight stride between output channels
+    let wb = array<u32, 8>(min(co0, last) * w_co, min(co0 + 1u, last) * w_co, min(co0 + 2u, last) * w_co,
+                           min(co0 + 3u, last) * w_co, min(co0 + 4u, last) * w_co, min(co0 + 5u, last) * w_co,
+                           min(co0 + 6u, last) * w_co, min(co0 + 7u, last) * w_co);
+    let bl = vec4<f32>(bias[min(co0, last)], bias[min(co0 + 1u, last)], bias[min(co0 + 2u, last)], bias[min(co0 + 3u, last)]);
+    let bh = vec4<f32>(bias[min(co0 + 4u, last)], bias[min(co0 + 5u, last)], bias[min(co0 + 6u, last)], bias[min(co0 + 7u, last)]);
+    var a0l = bl; var a1l = bl; var a2l = bl; var a3l = bl;   // channels co0..co0+3
+    var a0h = bh; var a1h = bh; var a2h = bh; var a3h = bh;   // channels co0+4..co0+7
+    let x_b = b * p.c_in * p.len_in;
+    let hi = i32(p.len_in) - 1;
+    for (var k = 0u; k < p.kernel; k++) {
+        let s = i32(l0 + k) - i32(p.pad);
+        let i0 = u32(clamp(s, 0, hi)); let i1 = u32(clamp(s + 1, 0, hi));
+        let i2 = u32(clamp(s + 2, 0, hi)); let i3 = u32(clamp(s + 3, 0, hi));
+        let m0 = select(0.0, 1.0, s >= 0 && s <= hi); let m1 = select(0.0, 1.0, s + 1 >= 0 && s + 1 <= hi);
+        let m2 = select(0.0, 1.0, s + 2 >= 0 && s + 2 <= hi); let m3 = select(0.0, 1.0, s + 3 >= 0 && s + 3 <= hi);
+        var xr = x_b;
+        var wo = k;
+        for (var ci = 0u; ci < p.c_in; ci++) {
+            let x0 = vec4<f32>(x[xr + i0] * m0); let x1 = vec4<f32>(x[xr + i1] * m1);
+            let x2 = vec4<f32>(x[xr + i2] * m2); let x3 = vec4<f32>(x[xr + i3] * m3);
+            let wl = vec4<f32>(w[wb[0] + wo], w[wb[1] + wo], w[wb[2] + wo], w[wb[3] + wo]);
+            let wh = vec4<f32>(w[wb[4] + wo], w[wb[5] + wo], w[wb[6] + wo], w[wb[7] + wo]);
+            a0l += wl * x0; a1l += wl * x1; a2l += wl * x2; a3l += wl * x3;
+            a0h += wh * x0; a1h += wh * x1; a2h += wh * x2; a3h += wh * x3;
+            xr += p.len_in;
+            wo += p.kernel;
         }
     }
-    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
-    for (var c = 0u; c < 4u; c++) {
-        let co = co0 + c;
-        if (co >= p.c_out) { break; }
-        for (var j = 0u; j < 4u; j++) {
-            let l = l0 + j;
-            if (l >= p.len_out) { break; }
-            y[(b * p.c_out + co) * p.len_out + l] = acc[j][c];
+    let lo = array<vec4<f32>, 4>(a0l, a1l, a2l, a3l);
+    let up = array<vec4<f32>, 4>(a0h, a1h, a2h, a3h);
+    for (var j = 0u; j < 4u; j++) {
+        let l = l0 + j;
+        if (l >= p.len_out) { break; }
+        for (var c = 0u; c < 8u; c++) {
+            let co = co0 + c;
+            if (co >= p.c_out) { break; }
+            var v = up[j][c & 3u];
+            if (c < 4u) { v = lo[j][c]; }
+            y[(b * p.c_out + co) * p.len_out + l] = v;
         }
     }
 }
 
 // dx[b, ci, m] = sum_{co, k} w[co, ci, k] * dy[b, co, m - k + pad]: a "transposed" convolution,
-// blocked like forward (4 input channels x 4 positions per invocation).
+// organised like forward (workgroup row z = input channels 8z..8z+7, lanes over positions).
 @compute @workgroup_size(WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n_l4 = (p.len_in + 3u) / 4u;
-    let n_c4 = (p.c_in + 3u) / 4u;
+    let n_m4 = (p.len_in + 3u) / 4u;
     let id = flat_id(wid, lid, nwg);
-    if (id >= p.batch * n_c4 * n_l4) { return; }
-    let m0 = (id % n_l4) * 4u;
-    let ci0 = ((id / n_l4) % n_c4) * 4u;
-    let b = id / (n_l4 * n_c4);
-
-    var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
-    let start = i32(m0) + i32(p.pad);
-    for (var co = 0u; co < p.c_out; co++) {
-        for (var k = 0u; k < p.kernel; k++) {
-            let wv = vec4<f32>(w_at(co, ci0, k), w_at(co, ci0 + 1u, k), w_at(co, ci0 + 2u, k), w_at(co, ci0 + 3u, k));
-            let s = start - i32(k);
-            a0 = fma(wv, vec4<f32>(dy_at(b, co, s)), a0);
-            a1 = fma(wv, vec4<f32>(dy_at(b, co, s + 1)), a1);
-            a2 = fma(wv, vec4<f32>(dy_at(b, co, s + 2)), a2);
-            a3 = fma(wv, vec4<f32>(dy_at(b, co, s + 3)), a3);
+    if (id >= p.batch * n_m4) { return; }
+    let m0 = (id % n_m4) * 4u;
+    let b = id / n_m4;
+    let ci0 = wid.z * 8u;
+    let last = p.c_in - 1u;
+    let wb = array<u32, 8>(min(ci0, last) * p.kernel, min(ci0 + 1u, last) * p.kernel, min(ci0 + 2u, last) * p.kernel,
+                           min(ci0 + 3u, last) * p.kernel, min(ci0 + 4u, last) * p.kernel, min(ci0 + 5u, last) * p.kernel,
+                           min(ci0 + 6u, last) * p.kernel, min(ci0 + 7u, last) * p.kernel);
+    var a0l = vec4<f32>(0.0); var a1l = vec4<f32>(0.0); var a2l = vec4<f32>(0.0); var a3l = vec4<f32>(0.0);
+    var a0h = vec4<f32>(0.0); var a1h = vec4<f32>(0.0); var a2h = vec4<f32>(0.0); var a3h = vec4<f32>(0.0);
+    let dy_b = b * p.c_out * p.len_out;
+    let hi = i32(p.len_out) - 1;
+    let w_co = p.c_in * p.kernel;
+    for (var k = 0u; k < p.kernel; k++) {
+        let s = i32(m0 + p.pad) - i32(k);
+        let i0 = u32(clamp(s, 0, hi)); let i1 = u32(clamp(s + 1, 0, hi));
+        let i2 = u32(clamp(s + 2, 0, hi)); let i3 = u32(clamp(s + 3, 0, hi));
+        let m0_ = select(0.0, 1.0, s >= 0 && s <= hi); let m1 = select(0.0, 1.0, s + 1 >= 0 && s + 1 <= hi);
+        let m2 = select(0.0, 1.0, s + 2 >= 0 && s + 2 <= hi); let m3 = select(0.0, 1.0, s + 3 >= 0 && s + 3 <= hi);
+        var dr = dy_b;
+        var wo = k;
+        for (var co = 0u; co < p.c_out; co++) {
+            let d0 = vec4<f32>(dy[dr + i0] * m0_); let d1 = vec4<f32>(dy[dr + i1] * m1);
+            let d2 = vec4<f32>(dy[dr + i2] * m2); let d3 = vec4<f32>(dy[dr + i3] * m3);
+            let wl = vec4<f32>(w[wb[0] + wo], w[wb[1] + wo], w[wb[2] + wo], w[wb[3] + wo]);
+            let wh = vec4<f32>(w[wb[4] + wo], w[wb[5] + wo], w[wb[6] + wo], w[wb[7] + wo]);
+            a0l += wl * d0; a1l += wl * d1; a2l += wl * d2; a3l += wl * d3;
+            a0h += wh * d0; a1h += wh * d1; a2h += wh * d2; a3h += wh * d3;
+            dr += p.len_out;
+            wo += w_co;
         }
     }
-    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
-    for (var c = 0u; c < 4u; c++) {
-        let ci = ci0 + c;
-        if (ci >= p.c_in) { break; }
-        for (var j = 0u; j < 4u; j++) {
-            let m = m0 + j;
-            if (m >= p.len_in) { break; }
-            dx[(b * p.c_in + ci) * p.len_in + m] = acc[j][c];
+    let lo = array<vec4<f32>, 4>(a0l, a1l, a2l, a3l);
+    let up = array<vec4<f32>, 4>(a0h, a1h, a2h, a3h);
+    for (var j = 0u; j < 4u; j++) {
+        let m = m0 + j;
+        if (m >= p.len_in) { break; }
+        for (var c = 0u; c < 8u; c++) {
+            let ci = ci0 + c;
+            if (ci >= p.c_in) { break; }
+            var v = up[j][c & 3u];
+            if (c < 4u) { v = lo[j][c]; }
+            dx[(b * p.c_in + ci) * p.len_in + m] = v;
         }
     }
 }
 
-// dw[co, ci, k] = sum_{b, l} dy[b, co, l] * x[b, ci, l + k - pad]. One invocation per
-// (4 output channels, ci, k): each input value loaded feeds 4 FMAs.
+// dw[co, ci, k] = sum_{b, l} dy[b, co, l] * x[b, ci, l + k - pad]. Workgroup row z = output
+// channels 8z..8z+7, lanes over (ci, k): the 8 dy values of each step are uniform loads shared
+// by all lanes, and each lane's loop bounds skip the padding instead of masking it.
 @compute @workgroup_size(WG)
 fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n_c4 = (p.c_out + 3u) / 4u;
     let id = flat_id(wid, lid, nwg);
-    if (id >= n_c4 * p.c_in * p.kernel) { return; }
+    if (id >= p.c_in * p.kernel) { return; }
     let k = id % p.kernel;
-    let ci = (id / p.kernel) % p.c_in;
-    let co0 = (id / (p.kernel * p.c_in)) * 4u;
-
-    var acc = vec4<f32>(0.0);
+    let ci = id / p.kernel;
+    let co0 = wid.z * 8u;
+    let last = p.c_out - 1u;
+    let row = p.len_out;
+    let db = array<u32, 8>(min(co0, last) * row, min(co0 + 1u, last) * row, min(co0 + 2u, last) * row,
+                           min(co0 + 3u, last) * row, min(co0 + 4u, last) * row, min(co0 + 5u, last) * row,
+                           min(co0 + 6u, last) * row, min(co0 + 7u, last) * row);
+    // l + k - pad must lie in [0, len_in)
     let shift = i32(k) - i32(p.pad);
+    let l_start = u32(max(0, -shift));
+    let l_end = u32(clamp(i32(p.len_in) - shift, 0, i32(p.len_out)));
+    var lo = vec4<f32>(0.0);
+    var up = vec4<f32>(0.0);
     for (var b = 0u; b < p.batch; b++) {
-        for (var l = 0u; l < p.len_out; l++) {
-            let xv = x_at(b, ci, i32(l) + shift);
-            let d = vec4<f32>(dy_at(b, co0, i32(l)), dy_at(b, co0 + 1u, i32(l)),
-                              dy_at(b, co0 + 2u, i32(l)), dy_at(b, co0 + 3u, i32(l)));
-            acc = fma(d, vec4<f32>(xv), acc);
+        let x_row = (b * p.c_in + ci) * p.len_in;
+        let dy_b = b * p.c_out * p.len_out;
+        for (var l = l_start; l < l_end; l++) {
+            let xv = vec4<f32>(x[x_row + u32(i32(l) + shift)]);
+            let o = dy_b + l;
+            lo += vec4<f32>(dy[db[0] + o], dy[db[1] + o], dy[db[2] + o], dy[db[3] + o]) * xv;
+            up += vec4<f32>(dy[db[4] + o], dy[db[5] + o], dy[db[6] + o], dy[db[7] + o]) * xv;
         }
     }
-    for (var c = 0u; c < 4u; c++) {
+    for (var c = 0u; c < 8u; c++) {
         let co = co0 + c;
         if (co >= p.c_out) { break; }
-        dw[(co * p.c_in + ci) * p.kernel + k] = acc[c];
+        var v = up[c & 3u];
+        if (c < 4u) { v = lo[c]; }
+        dw[(co * p.c_in + ci) * p.kernel + k] = v;
     }
 }

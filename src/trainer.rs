@@ -254,6 +254,18 @@ impl<'c> Trainer<'c> {
         plan.probs.read(self.ctx)
     }
 
+    /// Per-dispatch wall times of one training step at `batch` (forward, loss, backward, Adam),
+    /// each dispatch submitted alone. Runs on whatever data the plan last saw.
+    pub fn profile_step(&mut self, batch: usize) -> Result<Vec<(String, f64)>> {
+        self.ensure_train_plan(batch)?;
+        let plan = &self.train_plans[&batch];
+        let mut times = plan.graph.forward.time_each(self.ctx)?;
+        times.extend(plan.loss_program.time_each(self.ctx)?);
+        times.extend(plan.graph.backward.time_each(self.ctx)?);
+        times.extend(self.adam_program.time_each(self.ctx)?);
+        Ok(times)
+    }
+
     /// Dispatches per training step (forward + loss + backward + Adam) at `batch`.
     pub fn dispatches_per_step(&mut self, batch: usize) -> Result<usize> {
         let adam = self.adam_program.len();

@@ -1,5 +1,7 @@
 //! The `ecgwgpu` command line.
 
+mod bench;
+
 use clap::{Parser, Subcommand};
 
 use crate::error::Result;
@@ -22,6 +24,8 @@ enum Command {
     /// List the GPU adapters wgpu can see; the index or any part of a line can be given to
     /// `--device` (or $ECGWGPU_DEVICE) to pick one.
     Devices,
+    /// Measure training-step and inference throughput (beats/s) of a preset on random beats.
+    Bench(bench::BenchArgs),
     /// Print a model preset's layers, parameter count and forward FLOPs per beat.
     Model {
         /// Preset: `paper` (the paper's listing, 408,357 parameters) or `tiny` (tests).
@@ -41,6 +45,7 @@ pub fn run() -> Result<()> {
                 println!("{line}");
             }
         }
+        Command::Bench(args) => bench::run(args)?,
         Command::Model { preset } => {
             let config = ModelConfig::preset(&preset)?;
             config.validate()?;

@@ -15,10 +15,17 @@ pub const WORKGROUP: u32 = 64;
 const MAX_GROUPS_PER_DIM: u32 = 65_535;
 
 pub struct Dispatch {
-    pub label: &'static str,
+    pub shader: &'static str,
+    pub entry: &'static str,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
+}
+
+impl Dispatch {
+    pub fn label(&self) -> String {
+        format!("{}.{}", self.shader, self.entry)
+    }
 }
 
 #[derive(Default)]
@@ -43,9 +50,9 @@ impl Program {
         self.dispatches.is_empty()
     }
 
-    /// Labels in execution order (for profiling tables and tests).
-    pub fn labels(&self) -> Vec<&'static str> {
-        self.dispatches.iter().map(|d| d.label).collect()
+    /// `shader.entry` labels in execution order (for profiling tables and tests).
+    pub fn labels(&self) -> Vec<String> {
+        self.dispatches.iter().map(Dispatch::label).collect()
     }
 
     /// Records every dispatch into one compute pass of `encoder`.
@@ -59,6 +66,26 @@ impl Program {
             pass.set_bind_group(0, &d.bind_group, &[]);
             pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
         }
+    }
+
+    /// Runs each dispatch in its own submission and returns its wall time: a per-kernel
+    /// breakdown that works on every adapter (timestamp queries are optional in wgpu).
+    pub fn time_each(&self, ctx: &GpuContext) -> Result<Vec<(String, f64)>> {
+        let mut times = Vec::with_capacity(self.dispatches.len());
+        for d in &self.dispatches {
+            let start = std::time::Instant::now();
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&d.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+            }
+            ctx.queue.submit([encoder.finish()]);
+            ctx.wait()?;
+            times.push((d.label(), start.elapsed().as_secs_f64()));
+        }
+        Ok(times)
     }
 
     /// Encodes, submits and waits: convenient for tests and one-off work.
@@ -117,7 +144,8 @@ impl GpuContext {
             entries: &entries,
         });
         Ok(Dispatch {
-            label: entry,
+            shader: shader.name,
+            entry,
             pipeline,
             bind_group,
             workgroups,

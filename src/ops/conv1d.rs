@@ -69,10 +69,6 @@ impl Conv1d {
     }
 }
 
-fn blocks(a: u32, b: u32) -> usize {
-    (a.div_ceil(4) * b.div_ceil(4)) as usize
-}
-
 impl Op for Conv1d {
     fn name(&self) -> &'static str {
         "conv1d"
@@ -108,7 +104,9 @@ impl Op for Conv1d {
     ) -> Result<Vec<Tensor>> {
         let (x, w, b) = (inputs[0], inputs[1], inputs[2]);
         let p = self.params(x.shape(), w.shape())?;
-        let threads = p.batch as usize * blocks(p.c_out, p.len_out);
+        // lanes over (batch, 4-position blocks); workgroup row z = 8 output channels
+        let mut groups = groups_1d(p.batch as usize * p.len_out.div_ceil(4) as usize);
+        groups[2] = p.c_out.div_ceil(8);
         rec.push(
             &SHADER,
             "forward",
@@ -119,7 +117,7 @@ impl Op for Conv1d {
                 (3, b.binding()),
                 (4, output.binding()),
             ],
-            groups_1d(threads),
+            groups,
         )?;
         Ok(vec![])
     }
@@ -135,23 +133,25 @@ impl Op for Conv1d {
         let (x, w) = (inputs[0], inputs[1]);
         let p = self.params(x.shape(), w.shape())?;
         if let Some(dx) = grad_inputs[0] {
-            let threads = p.batch as usize * blocks(p.c_in, p.len_in);
+            let mut groups = groups_1d(p.batch as usize * p.len_in.div_ceil(4) as usize);
+            groups[2] = p.c_in.div_ceil(8);
             rec.push(
                 &SHADER,
                 "backward_input",
                 &p,
                 &[(2, w.binding()), (5, dy.binding()), (6, dx.binding())],
-                groups_1d(threads),
+                groups,
             )?;
         }
         if let Some(dw) = grad_inputs[1] {
-            let threads = (p.c_out.div_ceil(4) * p.c_in * p.kernel) as usize;
+            let mut groups = groups_1d((p.c_in * p.kernel) as usize);
+            groups[2] = p.c_out.div_ceil(8);
             rec.push(
                 &SHADER,
                 "backward_weight",
                 &p,
                 &[(1, x.binding()), (5, dy.binding()), (7, dw.binding())],
-                groups_1d(threads),
+                groups,
             )?;
         }
         if let Some(db) = grad_inputs[2] {
