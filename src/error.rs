@@ -35,6 +35,41 @@ pub enum Error {
     Gpu(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Bad input data: which file, where in it (line, byte, row/column), and what was expected.
+    #[error("{file}: {at}: {what}")]
+    Data {
+        file: String,
+        at: String,
+        what: String,
+    },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A data error at a position in a file.
+    pub fn data(
+        file: impl AsRef<std::path::Path>,
+        at: impl Into<String>,
+        what: impl Into<String>,
+    ) -> Self {
+        Error::Data {
+            file: file.as_ref().display().to_string(),
+            at: at.into(),
+            what: what.into(),
+        }
+    }
+
+    pub fn io(file: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            file: file.as_ref().display().to_string(),
+            source,
+        }
+    }
 }
 
 fn selector_note(selector: &Option<String>) -> String {

@@ -1,6 +1,7 @@
 //! The `ecgwgpu` command line.
 
 mod bench;
+mod data;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,9 @@ enum Command {
     /// List the GPU adapters wgpu can see; the index or any part of a line can be given to
     /// `--device` (or $ECGWGPU_DEVICE) to pick one.
     Devices,
+    /// Read WFDB records: class statistics, beat extraction, CSV export.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Measure training-step and inference throughput (beats/s) of a preset on random beats.
     Bench(bench::BenchArgs),
     /// Print a model preset's layers, parameter count and forward FLOPs per beat.
@@ -46,6 +50,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Bench(args) => bench::run(args)?,
+        Command::Data(command) => data::run(command)?,
         Command::Model { preset } => {
             let config = ModelConfig::preset(&preset)?;
             config.validate()?;

@@ -1,0 +1,134 @@
+//! `ecgwgpu data ...`: inspect and export the beats the training commands see.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+
+use crate::data::aami::CLASS_NAMES;
+use crate::data::beats::BeatMode;
+use crate::data::dataset::{annotation_counts, embedded_dir, load_dir, LoadOptions};
+use crate::data::{csv, splits};
+use crate::error::Result;
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Per-record and total AAMI class counts: of the reference annotations, and of the beats
+    /// extracted from the chosen lead.
+    Stats(Source),
+    /// Extract beats and write them in the common CSV layout (187 samples + label per row).
+    Export {
+        #[command(flatten)]
+        source: Source,
+        /// Output CSV file (written atomically).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this part of a split (with --split); all beats when omitted.
+        #[arg(long, value_parser = ["train", "val", "test"], requires = "split")]
+        part: Option<String>,
+        /// Split to take --part from.
+        #[arg(long, value_enum)]
+        split: Option<splits::SplitKind>,
+        /// Seed of the split.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(Args)]
+pub struct Source {
+    /// Directory of WFDB records (.hea/.dat/.atr). Default: the subset embedded in `data/mitdb`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Beat extraction: `kachuee` (the paper's preprocessing) or `centred` (fixed window).
+    #[arg(long, value_enum, default_value = "kachuee")]
+    mode: BeatMode,
+    /// Lead to read, matched against the header's signal descriptions.
+    #[arg(long, default_value = "MLII")]
+    lead: String,
+    /// When a record lacks --lead, use its first signal instead of skipping it.
+    #[arg(long)]
+    fallback_lead: bool,
+}
+
+impl Source {
+    pub fn dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(embedded_dir)
+    }
+
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions {
+            mode: self.mode,
+            lead: self.lead.clone(),
+            fallback_to_first: self.fallback_lead,
+            records: None,
+        }
+    }
+}
+
+fn row(name: &str, counts: &[usize; 5]) -> String {
+    let total: usize = counts.iter().sum();
+    let cells: String = counts.iter().map(|c| format!("{c:>8}")).collect();
+    format!("{name:<8}{cells}{total:>9}")
+}
+
+pub fn run(command: DataCommand) -> Result<()> {
+    match command {
+        DataCommand::Stats(source) => {
+            let dir = source.dir();
+            let header: String = CLASS_NAMES.iter().map(|c| format!("{c:>8}")).collect();
+            println!("reference annotations in {}", dir.display());
+            println!("{:<8}{header}{:>9}", "record", "total");
+            let mut total = [0usize; 5];
+            for (name, counts) in annotation_counts(&dir)? {
+                println!("{}", row(&name, &counts));
+                total.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
+            }
+            println!("{}", row("total", &total));
+            let start = Instant::now();
+            let ds = load_dir(&dir, &source.options())?;
+            let elapsed = start.elapsed().as_secs_f64();
+            for w in &ds.warnings {
+                eprintln!("warning: {w}");
+            }
+            let mut beats = [0usize; 5];
+            for (_, counts) in &ds.per_record {
+                beats.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
+            }
+            println!(
+                "\nextracted beats ({:?}, lead {}), {} records in {elapsed:.2} s",
+                source.mode,
+                source.lead,
+                ds.per_record.len()
+            );
+            println!("{}", row("total", &beats));
+        }
+        DataCommand::Export {
+            source,
+            out,
+            part,
+            split,
+            seed,
+        } => {
+            let ds = load_dir(&source.dir(), &source.options())?;
+            for w in &ds.warnings {
+                eprintln!("warning: {w}");
+            }
+            let beats = match (split, part.as_deref()) {
+                (Some(kind), Some(part)) => {
+                    let s = splits::split(&ds.beats, kind, 0.2, 0.1, seed);
+                    let indices = match part {
+                        "train" => s.train,
+                        "val" => s.val,
+                        _ => s.test,
+                    };
+                    ds.beats.select(&indices)
+                }
+                _ => ds.beats,
+            };
+            csv::write(&out, &beats)?;
+            println!("wrote {} beats to {}", beats.len(), out.display());
+        }
+    }
+    Ok(())
+}

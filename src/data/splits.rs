@@ -1,0 +1,87 @@
+//! Train/validation/test splits, seeded and reproducible.
+//!
+//! `intra`: random and stratified by beat (like the paper and the common Kaggle CSVs). Beats of
+//! one patient land on both sides, so it measures recognition of *known* patients.
+//! `inter`: de Chazal et al. 2004: DS1 records train, DS2 records test, paced records excluded:
+//! the figure that says whether a model generalises to new patients.
+
+use serde::{Deserialize, Serialize};
+
+use super::beats::Beats;
+use crate::rng::Rng;
+
+pub const DS1: [&str; 22] = [
+    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201",
+    "203", "205", "207", "208", "209", "215", "220", "223", "230",
+];
+pub const DS2: [&str; 22] = [
+    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213",
+    "214", "219", "221", "222", "228", "231", "232", "233", "234",
+];
+/// Paced records, left out of both DS1 and DS2.
+pub const PACED: [&str; 4] = ["102", "104", "107", "217"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitKind {
+    /// Random 80/20 by beat, stratified by class (intra-patient).
+    Intra,
+    /// DS1 → DS2 (inter-patient, de Chazal 2004).
+    Inter,
+}
+
+/// Indices into a [`Beats`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+/// Splits `indices` per class: a `frac` share of each class (rounded) goes to the second list.
+fn stratified(
+    beats: &Beats,
+    indices: &[usize],
+    frac: f64,
+    rng: &mut Rng,
+) -> (Vec<usize>, Vec<usize>) {
+    let classes = beats
+        .labels
+        .iter()
+        .copied()
+        .max()
+        .map_or(0, |m| m as usize + 1);
+    let (mut keep, mut take) = (vec![], vec![]);
+    for class in 0..classes as u32 {
+        let mut members: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|&i| beats.labels[i] == class)
+            .collect();
+        rng.shuffle(&mut members);
+        let n = (members.len() as f64 * frac).round() as usize;
+        take.extend_from_slice(&members[..n]);
+        keep.extend_from_slice(&members[n..]);
+    }
+    keep.sort_unstable();
+    take.sort_unstable();
+    (keep, take)
+}
+
+/// Builds the split; `val_frac` of the training beats (stratified) become validation.
+pub fn split(beats: &Beats, kind: SplitKind, test_frac: f64, val_frac: f64, seed: u64) -> Split {
+    let mut rng = Rng::new(seed);
+    let all: Vec<usize> = (0..beats.len()).collect();
+    let (train_pool, test) = match kind {
+        SplitKind::Intra => stratified(beats, &all, test_frac, &mut rng),
+        SplitKind::Inter => {
+            let in_set = |set: &[&str], i: usize| set.contains(&beats.record[i].as_str());
+            (
+                all.iter().copied().filter(|&i| in_set(&DS1, i)).collect(),
+                all.iter().copied().filter(|&i| in_set(&DS2, i)).collect(),
+            )
+        }
+    };
+    let (train, val) = stratified(beats, &train_pool, val_frac, &mut rng);
+    Split { train, val, test }
+}

@@ -1,0 +1,544 @@
+//! The data pipeline: reader values, class counts, extraction, splits, augmentation, CSV, and
+//! every kind of bad input giving an error that names the file and the position.
+
+use std::path::{Path, PathBuf};
+
+use ecgwgpu::data::aami::AamiClass;
+use ecgwgpu::data::annotation::{self, Annotation};
+use ecgwgpu::data::augment;
+use ecgwgpu::data::beats::{BeatMode, BEAT_LEN};
+use ecgwgpu::data::csv;
+use ecgwgpu::data::dataset::{annotation_counts, embedded_dir, load_dir, LoadOptions};
+use ecgwgpu::data::resample::resample;
+use ecgwgpu::data::splits::{self, SplitKind, DS1, DS2};
+use ecgwgpu::data::wfdb::{Header, Record};
+use ecgwgpu::rng::Rng;
+use ecgwgpu::Error;
+
+/// The full MIT-BIH database: $ECGWGPU_MITDB, or `../shared/data/mitdb` beside the checkout.
+fn full_mitdb() -> Option<PathBuf> {
+    let dir = std::env::var_os("ECGWGPU_MITDB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mitdb"));
+    if dir.join("100.hea").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: full MIT-BIH not found (set ECGWGPU_MITDB to a copy to run this test)");
+        None
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ecgwgpu-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Copies record `name` of the embedded subset into `dir`.
+fn copy_record(dir: &Path, name: &str) {
+    for ext in ["hea", "dat", "atr"] {
+        std::fs::copy(
+            embedded_dir().join(format!("{name}.{ext}")),
+            dir.join(format!("{name}.{ext}")),
+        )
+        .unwrap();
+    }
+}
+
+fn data_error(e: Error) -> (String, String, String) {
+    match e {
+        Error::Data { file, at, what } => (file, at, what),
+        other => panic!("expected a data error, got {other:?}"),
+    }
+}
+
+#[test]
+fn record_100_matches_known_values() {
+    let Some(dir) = full_mitdb() else { return };
+    let r = Record::read(&dir.join("100"), None).unwrap();
+    let mlii = r.header.signal_index("MLII").unwrap();
+    assert_eq!(mlii, 0);
+    let s = &r.header.signals[0];
+    assert_eq!(
+        (s.format, s.gain, s.baseline, s.adc_resolution),
+        (212, 200.0, 1024, 11)
+    );
+    assert_eq!(r.adc[0][0], 995);
+    assert!((r.physical(0)[0] - (-0.145)).abs() < 1e-6);
+    assert_eq!(r.adc[0].len(), 650_000);
+    assert_eq!(
+        r.header.comments,
+        vec!["69 M 1085 1629 x1", "Aldomet, Inderal"]
+    );
+    // Record 114 has MLII second: picked by name, not position.
+    assert_eq!(
+        Header::read(&dir.join("114.hea"))
+            .unwrap()
+            .signal_index("MLII"),
+        Some(1)
+    );
+    // The first annotations of 100: a rhythm label "(N" at 18, then normal beats.
+    let a = annotation::read(&dir.join("100.atr")).unwrap();
+    assert_eq!(
+        (
+            a[0].sample,
+            annotation::mnemonic(a[0].code),
+            a[0].aux.as_deref()
+        ),
+        (18, '+', Some("(N"))
+    );
+    let beats: Vec<(u64, char)> = a[1..4]
+        .iter()
+        .map(|a| (a.sample, annotation::mnemonic(a.code)))
+        .collect();
+    assert_eq!(beats, vec![(77, 'N'), (370, 'N'), (662, 'N')]);
+}
+
+#[test]
+fn full_database_class_counts() {
+    let Some(dir) = full_mitdb() else { return };
+    let mut total = [0usize; 5];
+    for (_, counts) in annotation_counts(&dir).unwrap() {
+        total.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
+    }
+    assert_eq!(total, [90_631, 2_781, 7_236, 803, 8_043]);
+    assert_eq!(total.iter().sum::<usize>(), 109_494);
+}
+
+#[test]
+fn signals_match_header_initial_values_and_checksums() {
+    // header(5): the initial-value field is the first sample and the checksum field is the
+    // 16-bit sum of all samples — an end-to-end check of the format-212 decoder.
+    for name in ["107", "208", "209", "213", "232"] {
+        let r = Record::read(&embedded_dir().join(name), None).unwrap();
+        for (s, samples) in r.header.signals.iter().zip(&r.adc) {
+            assert_eq!(
+                Some(samples[0]),
+                s.initial_value,
+                "{name} {}",
+                s.description
+            );
+            let sum = samples.iter().fold(0i32, |acc, &v| acc.wrapping_add(v)) as i16;
+            assert_eq!(Some(i32::from(sum)), s.checksum, "{name} {}", s.description);
+        }
+    }
+}
+
+#[test]
+fn format_16_records_match_their_checksums() {
+    // PTB-XL (100 Hz, 12 leads, format 16, gain written as `1000.0(0)/mV`).
+    let Some(mitdb) = full_mitdb() else { return };
+    let dir = mitdb.join("../ptb/ptbxl/records100/00000");
+    for name in ["00001_lr", "00002_lr", "00010_lr"] {
+        let r = Record::read(&dir.join(name), None).unwrap();
+        assert_eq!(
+            (r.header.fs, r.header.signals.len(), r.adc[1].len()),
+            (100.0, 12, 1000)
+        );
+        assert_eq!(
+            (r.header.signals[1].gain, r.header.signals[1].baseline),
+            (1000.0, 0)
+        );
+        assert_eq!(r.header.signal_index("II"), Some(1));
+        for (s, samples) in r.header.signals.iter().zip(&r.adc) {
+            assert_eq!(
+                Some(samples[0]),
+                s.initial_value,
+                "{name} {}",
+                s.description
+            );
+            let sum = samples.iter().fold(0i32, |acc, &v| acc.wrapping_add(v)) as u16;
+            assert_eq!(Some(i32::from(sum)), s.checksum, "{name} {}", s.description);
+        }
+    }
+}
+
+#[test]
+fn embedded_subset_counts_and_extraction() {
+    let counts: Vec<(String, [usize; 5])> = annotation_counts(&embedded_dir()).unwrap();
+    let expected = [
+        ("107", [0, 0, 59, 0, 2078]),
+        ("208", [1586, 2, 992, 373, 2]),
+        ("209", [2621, 383, 1, 0, 0]),
+        ("213", [2641, 28, 220, 362, 0]),
+        ("232", [398, 1382, 0, 0, 0]),
+    ];
+    for ((name, c), (en, ec)) in counts.iter().zip(expected) {
+        assert_eq!((name.as_str(), *c), (en, ec));
+    }
+    for mode in [BeatMode::Kachuee, BeatMode::Centred] {
+        let ds = load_dir(
+            &embedded_dir(),
+            &LoadOptions {
+                mode,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let b = &ds.beats;
+        assert_eq!(b.x.len(), b.len() * BEAT_LEN);
+        assert!(
+            b.x.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{mode:?}: beats must be in [0, 1]"
+        );
+        assert!(b.len() > 13_000, "{mode:?}: {} beats", b.len());
+        assert_eq!(b.class_counts(5).iter().filter(|&&c| c > 0).count(), 5);
+        // Each beat's label agrees with the annotation at its sample.
+        let atr = annotation::read(&embedded_dir().join("208.atr")).unwrap();
+        let i = b.record.iter().position(|r| r == "208").unwrap();
+        let a = atr.iter().find(|a| a.sample == b.sample[i]).unwrap();
+        assert_eq!(AamiClass::from_code(a.code).unwrap().label(), b.labels[i]);
+    }
+    // Kachuee mode keeps every annotated beat (centred drops a few at the record edges).
+    let ds = load_dir(&embedded_dir(), &LoadOptions::default()).unwrap();
+    assert_eq!(
+        ds.beats.len(),
+        13_128,
+        "every annotated beat is kept in kachuee mode"
+    );
+}
+
+#[test]
+fn splits_are_stratified_disjoint_and_reproducible() {
+    let ds = load_dir(&embedded_dir(), &LoadOptions::default()).unwrap();
+    let b = &ds.beats;
+    let s = splits::split(b, SplitKind::Intra, 0.2, 0.1, 7);
+    assert_eq!(s.train.len() + s.val.len() + s.test.len(), b.len());
+    let mut all: Vec<usize> = s
+        .train
+        .iter()
+        .chain(&s.val)
+        .chain(&s.test)
+        .copied()
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), b.len(), "no beat in two parts");
+    let total = b.class_counts(5);
+    for (part, frac) in [(&s.test, 0.2), (&s.val, 0.08)] {
+        let counts = b.select(part).class_counts(5);
+        for c in 0..5 {
+            assert!(counts[c] > 0, "class {c} missing");
+            let share = counts[c] as f64 / total[c] as f64;
+            assert!((share - frac).abs() < 0.02, "class {c}: {share} vs {frac}");
+        }
+    }
+    assert_eq!(s, splits::split(b, SplitKind::Intra, 0.2, 0.1, 7));
+    assert_ne!(s, splits::split(b, SplitKind::Intra, 0.2, 0.1, 8));
+
+    let inter = splits::split(b, SplitKind::Inter, 0.2, 0.1, 7);
+    for &i in inter.train.iter().chain(&inter.val) {
+        assert!(
+            DS1.contains(&b.record[i].as_str()),
+            "train beat from {}",
+            b.record[i]
+        );
+    }
+    for &i in &inter.test {
+        assert!(
+            DS2.contains(&b.record[i].as_str()),
+            "test beat from {}",
+            b.record[i]
+        );
+    }
+    assert!(!inter.train.is_empty() && !inter.test.is_empty());
+    assert!(
+        inter
+            .train
+            .iter()
+            .chain(&inter.test)
+            .all(|&i| b.record[i] != "107"),
+        "paced record excluded"
+    );
+}
+
+#[test]
+fn inter_patient_lists_do_not_overlap() {
+    for r in DS1 {
+        assert!(!DS2.contains(&r) && !splits::PACED.contains(&r), "{r}");
+    }
+    assert!(DS2.iter().all(|r| !splits::PACED.contains(r)));
+}
+
+#[test]
+fn augmentation_balances_minorities_only_and_is_seeded() {
+    let ds = load_dir(&embedded_dir(), &LoadOptions::default()).unwrap();
+    let s = splits::split(&ds.beats, SplitKind::Intra, 0.2, 0.1, 1);
+    let train = ds.beats.select(&s.train);
+    let before = train.class_counts(5);
+    let out = augment::balance(&train, 3000, 5, 9);
+    let after = out.class_counts(5);
+    for c in 0..5 {
+        assert_eq!(after[c], before[c].max(3000), "class {c}");
+    }
+    assert_eq!(
+        &out.x[..train.x.len()],
+        &train.x[..],
+        "originals come first, unchanged"
+    );
+    assert!(out.x.iter().all(|v| (0.0..=1.0).contains(v)));
+    let new = &out.x[train.x.len()..];
+    assert!(
+        new.chunks(BEAT_LEN)
+            .all(|b| train.x.chunks(BEAT_LEN).all(|o| o != b)),
+        "augmented beats are new"
+    );
+    assert_eq!(out, augment::balance(&train, 3000, 5, 9));
+    assert_ne!(out, augment::balance(&train, 3000, 5, 10));
+}
+
+#[test]
+fn resampling_preserves_in_band_tones_and_removes_aliases() {
+    let tone = |f: f64, fs: f64, n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (std::f64::consts::TAU * f * i as f64 / fs).sin() as f32)
+            .collect()
+    };
+    let rms =
+        |x: &[f32]| (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+    for (fs_in, n) in [(360.0, 7200), (100.0, 2000), (1000.0, 20_000)] {
+        let y = resample(&tone(10.0, fs_in, n), fs_in, 125.0);
+        assert_eq!(y.len(), (n as f64 * 125.0 / fs_in).ceil() as usize);
+        let mid = &y[y.len() / 4..3 * y.len() / 4];
+        let expected = tone(10.0, 125.0, y.len());
+        let err: f64 = mid
+            .iter()
+            .zip(&expected[y.len() / 4..])
+            .map(|(a, b)| f64::from(a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 0.01, "{fs_in} Hz: 10 Hz tone off by {err}");
+        assert!((rms(mid) - 0.5f64.sqrt()).abs() < 0.01);
+    }
+    // 100 Hz is above 125 Hz's Nyquist (62.5): it must not fold back as a 25 Hz alias.
+    let y = resample(&tone(100.0, 360.0, 7200), 360.0, 125.0);
+    assert!(
+        rms(&y[100..y.len() - 100]) < 0.01,
+        "alias rms {}",
+        rms(&y[100..y.len() - 100])
+    );
+}
+
+#[test]
+fn annotations_round_trip_through_the_writer() {
+    let mut anns = vec![
+        Annotation::new(5, 1),
+        Annotation::new(400, 5),
+        Annotation::new(100_000, 8),
+    ];
+    anns[1].aux = Some("(VT".into());
+    anns[1].num = 3;
+    anns[2].subtype = 2;
+    anns[2].channel = 1;
+    anns[2].aux = Some("(AFIB1".into());
+    let bytes = annotation::encode(&anns);
+    let back = annotation::parse(&bytes, Path::new("mem.atr")).unwrap();
+    assert_eq!(back, anns);
+    // And a real file re-encodes to annotations identical to the original.
+    let real = annotation::read(&embedded_dir().join("208.atr")).unwrap();
+    assert_eq!(
+        annotation::parse(&annotation::encode(&real), Path::new("x")).unwrap(),
+        real
+    );
+}
+
+#[test]
+fn csv_round_trip_and_bad_rows() {
+    let dir = scratch("csv");
+    let ds = load_dir(
+        &embedded_dir(),
+        &LoadOptions {
+            records: Some(vec!["232".into()]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let some = ds.beats.select(&(0..50).collect::<Vec<_>>());
+    let path = dir.join("beats.csv");
+    csv::write(&path, &some).unwrap();
+    let back = csv::read(&path).unwrap();
+    assert_eq!(back.labels, some.labels);
+    assert_eq!(back.x, some.x, "values survive the text round trip exactly");
+    let line = |n: usize| vec!["0.5"; n].join(",");
+    let cases = [
+        (
+            format!("{},1\n{},2\n", line(187), line(186)),
+            "row 2",
+            "columns",
+        ),
+        (
+            format!("{},1\n{},x,0\n", line(187), line(100)),
+            "row 2, column 101",
+            "not a number",
+        ),
+        (
+            format!("{},1.5\n", line(187)),
+            "row 1, column 188",
+            "class index",
+        ),
+        (
+            format!("{},1,0\n", line(187)),
+            "row 1, column 189",
+            "too many columns",
+        ),
+    ];
+    for (text, at, what) in cases {
+        std::fs::write(&path, text).unwrap();
+        let (file, got_at, got_what) = data_error(csv::read(&path).unwrap_err());
+        assert!(file.ends_with("beats.csv"));
+        assert_eq!(got_at, at);
+        assert!(got_what.contains(what), "{got_what}");
+    }
+}
+
+#[test]
+fn bad_records_give_errors_naming_file_and_position() {
+    let dir = scratch("bad");
+    copy_record(&dir, "208");
+    // Truncated .dat
+    let dat = std::fs::read(dir.join("208.dat")).unwrap();
+    std::fs::write(dir.join("208.dat"), &dat[..dat.len() - 1000]).unwrap();
+    let (file, at, what) = data_error(Record::read(&dir.join("208"), None).unwrap_err());
+    assert!(
+        file.ends_with("208.dat") && at.starts_with("byte") && what.contains("ends early"),
+        "{at}: {what}"
+    );
+    std::fs::write(dir.join("208.dat"), &dat).unwrap();
+
+    let header = std::fs::read_to_string(embedded_dir().join("208.hea")).unwrap();
+    let bad_headers = [
+        (
+            header.replacen("208 2 360", "208 3 360", 1),
+            "end of header",
+            "declares 3 signals",
+        ),
+        (
+            header.replacen("212", "311", 1),
+            "line 2, field 2",
+            "unsupported signal format 311",
+        ),
+        (
+            header.replacen("360", "fast", 1),
+            "line 1, field 3",
+            "sampling frequency",
+        ),
+        (
+            header.replacen(" 200 ", " 2x0 ", 1),
+            "line 2, field 3",
+            "ADC gain",
+        ),
+        (String::new(), "line 1", "empty header"),
+    ];
+    for (text, at, what) in bad_headers {
+        std::fs::write(dir.join("208.hea"), text).unwrap();
+        let (file, got_at, got_what) = data_error(Header::read(&dir.join("208.hea")).unwrap_err());
+        assert!(file.ends_with("208.hea"));
+        assert_eq!(got_at, at);
+        assert!(got_what.contains(what), "{got_what}");
+    }
+    std::fs::write(dir.join("208.hea"), &header).unwrap();
+
+    // .atr cut in the middle of a word, and annotations past the end of the signal.
+    let atr = std::fs::read(dir.join("208.atr")).unwrap();
+    std::fs::write(dir.join("208.atr"), &atr[..1001]).unwrap();
+    let (_, at, what) = data_error(load_dir(&dir, &LoadOptions::default()).unwrap_err());
+    assert_eq!(at, "byte 1000");
+    assert!(what.contains("middle of a 16-bit word"), "{what}");
+    let late = annotation::encode(&[Annotation::new(10, 1), Annotation::new(700_000, 1)]);
+    std::fs::write(dir.join("208.atr"), late).unwrap();
+    let (file, at, what) = data_error(load_dir(&dir, &LoadOptions::default()).unwrap_err());
+    assert!(
+        file.ends_with("208.atr")
+            && at == "annotation 2 at sample 700000"
+            && what.contains("past the end"),
+        "{at}"
+    );
+    std::fs::write(dir.join("208.atr"), &atr).unwrap();
+
+    // Missing files.
+    std::fs::remove_file(dir.join("208.atr")).unwrap();
+    match load_dir(&dir, &LoadOptions::default()).unwrap_err() {
+        Error::Io { file, .. } => assert!(file.ends_with("208.atr")),
+        other => panic!("{other:?}"),
+    }
+    // No MLII: skipped with a warning, or the first lead with --fallback-lead.
+    std::fs::write(dir.join("208.atr"), &atr).unwrap();
+    std::fs::write(dir.join("208.hea"), header.replace("MLII", "V9")).unwrap();
+    let ds = load_dir(&dir, &LoadOptions::default()).unwrap();
+    assert!(
+        ds.beats.is_empty() && ds.warnings[0].contains("no MLII lead"),
+        "{:?}",
+        ds.warnings
+    );
+    let ds = load_dir(
+        &dir,
+        &LoadOptions {
+            fallback_to_first: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        !ds.beats.is_empty() && ds.warnings[0].contains("using 'V9'"),
+        "{:?}",
+        ds.warnings
+    );
+    // Empty directory.
+    let empty = scratch("empty");
+    let (_, at, what) = data_error(load_dir(&empty, &LoadOptions::default()).unwrap_err());
+    assert_eq!(at, "directory");
+    assert!(what.contains("no WFDB records"));
+}
+
+#[test]
+fn fuzzed_headers_annotations_and_csv_never_panic() {
+    let mut rng = Rng::new(99);
+    let header = std::fs::read_to_string(embedded_dir().join("208.hea")).unwrap();
+    let atr = std::fs::read(embedded_dir().join("208.atr")).unwrap();
+    let csv_row = format!("{},1\n", vec!["0.25"; 187].join(","));
+    let dir = scratch("fuzz");
+    let junk = b"0123456789 -+./()x:#\n\tabcMLII\xff";
+    let mutate = |bytes: &mut Vec<u8>, rng: &mut Rng| {
+        for _ in 0..1 + rng.below(6) {
+            if bytes.is_empty() {
+                bytes.push(b'0');
+            }
+            let i = rng.below(bytes.len());
+            match rng.below(4) {
+                0 => bytes[i] = junk[rng.below(junk.len())],
+                1 => bytes.truncate(i),
+                2 => bytes.insert(i, junk[rng.below(junk.len())]),
+                _ => {
+                    bytes.remove(i);
+                }
+            }
+        }
+    };
+    let (mut header_errors, mut atr_errors, mut csv_errors) = (0, 0, 0);
+    for _ in 0..400 {
+        let mut h = header.clone().into_bytes();
+        mutate(&mut h, &mut rng);
+        header_errors +=
+            usize::from(Header::parse(&String::from_utf8_lossy(&h), Path::new("f.hea")).is_err());
+        let mut a = atr[..600].to_vec();
+        mutate(&mut a, &mut rng);
+        atr_errors += usize::from(annotation::parse(&a, Path::new("f.atr")).is_err());
+        let mut c = csv_row.clone().into_bytes();
+        mutate(&mut c, &mut rng);
+        std::fs::write(dir.join("f.csv"), &c).unwrap();
+        csv_errors += usize::from(csv::read(&dir.join("f.csv")).is_err());
+    }
+    // Most corruptions must be caught (some are harmless, e.g. a digit changed in a comment).
+    assert!(
+        header_errors > 100 && atr_errors > 50 && csv_errors > 200,
+        "{header_errors} {atr_errors} {csv_errors}"
+    );
+    // Whole records with corrupted headers: errors or data, never a panic.
+    copy_record(&dir, "232");
+    for _ in 0..40 {
+        let mut h = std::fs::read(embedded_dir().join("232.hea")).unwrap();
+        mutate(&mut h, &mut rng);
+        std::fs::write(dir.join("232.hea"), &h).unwrap();
+        let _ = Record::read(&dir.join("232"), None);
+    }
+}
