@@ -333,3 +333,21 @@ fn shape_mismatch_is_an_error_not_a_panic() {
     assert!(graph.apply(Add, &[d, db]).is_err());
     assert!(graph.apply(MaxPool1d { size: 2 }, &[d]).is_err());
 }
+
+#[test]
+fn a_binding_that_does_not_match_its_shader_is_an_error() {
+    let ctx = ctx();
+    let x = ecgwgpu::gpu::Tensor::zeros(ctx, &[8]);
+    // relu.forward needs bindings 1 (x) and 2 (y): leave y out.
+    let err = ctx
+        .dispatch(
+            &ecgwgpu::ops::relu::SHADER,
+            "forward",
+            &8u32,
+            &[(1, x.binding())],
+            [1, 1, 1],
+        )
+        .err()
+        .expect("an incomplete bind group must be rejected");
+    assert!(err.to_string().contains("relu.forward"), "{err}");
+}

@@ -8,7 +8,7 @@ use wgpu::util::DeviceExt;
 
 use super::context::Shader;
 use super::GpuContext;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Invocations per workgroup for the 1-D kernels; must equal `WG` in `shaders/common.wgsl`.
 pub const WORKGROUP: u32 = 64;
@@ -138,11 +138,20 @@ impl GpuContext {
                     resource: resource.clone(),
                 }),
         );
+        // A binding that does not match the shader is a validation error: catch it as an
+        // error value instead of wgpu's default panic.
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(entry),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!(
+                "binding {}.{entry}: {err}",
+                shader.name
+            )));
+        }
         Ok(Dispatch {
             shader: shader.name,
             entry,
