@@ -6,11 +6,13 @@
 //! [`optim`] → [`trainer`] (the step API).
 
 pub mod autograd;
+pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod optim;

@@ -223,3 +223,25 @@ pub fn reference(config: &LossConfig, logits: &Array2<f64>, labels: &[u32]) -> (
     }
     (total / batch, grad)
 }
+
+/// Mean loss computed from probabilities (evaluation, where the GPU returns softmax outputs).
+pub fn mean_from_probs(config: &LossConfig, probs: &[f32], labels: &[u32]) -> f64 {
+    let classes = probs.len() / labels.len().max(1);
+    let total: f64 = labels
+        .iter()
+        .enumerate()
+        .map(|(b, &t)| {
+            let p = f64::from(probs[b * classes + t as usize]).max(1e-12);
+            config
+                .terms
+                .iter()
+                .map(|term| {
+                    -f64::from(term.alpha[t as usize])
+                        * (1.0 - p).powf(f64::from(term.gamma))
+                        * p.ln()
+                })
+                .sum::<f64>()
+        })
+        .sum();
+    total / labels.len().max(1) as f64
+}

@@ -52,6 +52,14 @@ pub struct Source {
 }
 
 impl Source {
+    pub fn mode(&self) -> BeatMode {
+        self.mode
+    }
+
+    pub fn lead(&self) -> &str {
+        &self.lead
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(embedded_dir)
     }

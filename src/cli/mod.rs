@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,9 @@ enum Command {
     /// List the GPU adapters wgpu can see; the index or any part of a line can be given to
     /// `--device` (or $ECGWGPU_DEVICE) to pick one.
     Devices,
+    /// Train the classifier (default: the paper's network and recipe on the embedded records)
+    /// and report test metrics in the paper's Table 1 layout.
+    Train(Box<train::TrainArgs>),
     /// Read WFDB records: class statistics, beat extraction, CSV export.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -51,6 +55,7 @@ pub fn run() -> Result<()> {
         }
         Command::Bench(args) => bench::run(args)?,
         Command::Data(command) => data::run(command)?,
+        Command::Train(args) => train::run(*args)?,
         Command::Model { preset } => {
             let config = ModelConfig::preset(&preset)?;
             config.validate()?;

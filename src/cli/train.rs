@@ -1,0 +1,396 @@
+//! `ecgwgpu train`: the paper's recipe end to end on WFDB records, with a run directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::data::Source;
+use crate::checkpoint::{self, NamedTensor};
+use crate::data::aami::CLASS_NAMES;
+use crate::data::augment;
+use crate::data::beats::{Beats, BEAT_LEN};
+use crate::data::dataset::load_dir;
+use crate::data::splits::{self, SplitKind};
+use crate::data::write_atomic;
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::loss::{self, LossConfig};
+use crate::metrics::{argmax_rows, Confusion, Report};
+use crate::model::{Model, ModelConfig};
+use crate::optim::AdamConfig;
+use crate::rng::Rng;
+use crate::trainer::Trainer;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// Two-fold focal loss FL(α1, γm) + FL(α2, γn).
+    Focal,
+    /// Plain cross-entropy (for comparison).
+    Ce,
+}
+
+#[derive(clap::Args, Serialize)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    #[serde(skip)]
+    source: Source,
+    /// Model preset: `paper` (408,357 parameters) or `tiny` (fast, for trying things out).
+    #[arg(long, default_value = "paper")]
+    preset: String,
+    /// `intra`: random 80/20 by beat (the paper's setting); `inter`: DS1 → DS2 (new patients).
+    #[arg(long, value_enum, default_value = "intra")]
+    split: SplitKind,
+    /// Passes over the training beats.
+    #[arg(long, default_value_t = 25)]
+    epochs: usize,
+    /// Beats per training step.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Adam learning rate (the paper's 1e-4).
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f32,
+    /// Loss function.
+    #[arg(long, value_enum, default_value = "focal")]
+    loss: LossKind,
+    /// α of the first focal fold (all classes; see --class-alpha).
+    #[arg(long, default_value_t = 0.25)]
+    alpha1: f32,
+    /// γm, focusing parameter of the first fold.
+    #[arg(long, default_value_t = 2.0)]
+    gamma_m: f32,
+    /// α of the second focal fold.
+    #[arg(long, default_value_t = 0.25)]
+    alpha2: f32,
+    /// γn, focusing parameter of the second fold.
+    #[arg(long, default_value_t = 0.5)]
+    gamma_n: f32,
+    /// Scale both folds' α per class by inverse class frequency (normalised to mean 1).
+    #[arg(long)]
+    class_alpha: bool,
+    /// Augment minority classes of the training part up to this many beats each (0: off).
+    #[arg(long, default_value_t = 0)]
+    augment: usize,
+    /// Seed for initialisation, splits, shuffling, augmentation and dropout.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
+    #[arg(long)]
+    device: Option<String>,
+    /// Run directory (config.json, history.csv/json, best/last.safetensors, metrics.json).
+    /// Default: runs/<preset>-<split>-<loss>-seed<seed>.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct EpochRecord {
+    epoch: usize,
+    train_loss: f64,
+    val_loss: f64,
+    val_accuracy: f64,
+    val_macro_f1: f64,
+    seconds: f64,
+    train_beats_per_s: f64,
+}
+
+#[derive(Serialize)]
+struct RunConfig<'a> {
+    args: &'a TrainArgs,
+    data_dir: String,
+    mode: String,
+    lead: String,
+    model: &'a ModelConfig,
+    loss: &'a LossConfig,
+    adam: &'a AdamConfig,
+    device: String,
+    class_counts: BTreeMap<&'a str, Vec<usize>>,
+}
+
+fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
+    if args.loss == LossKind::Ce {
+        return LossConfig::cross_entropy(classes);
+    }
+    let weights: Vec<f32> = if args.class_alpha {
+        let counts = train.class_counts(classes);
+        let inv: Vec<f64> = counts
+            .iter()
+            .map(|&c| if c == 0 { 0.0 } else { 1.0 / c as f64 })
+            .collect();
+        let mean = inv.iter().sum::<f64>() / inv.iter().filter(|&&v| v > 0.0).count().max(1) as f64;
+        inv.iter().map(|v| (v / mean) as f32).collect()
+    } else {
+        vec![1.0; classes]
+    };
+    LossConfig::two_fold(
+        weights.iter().map(|w| w * args.alpha1).collect(),
+        args.gamma_m,
+        weights.iter().map(|w| w * args.alpha2).collect(),
+        args.gamma_n,
+    )
+}
+
+/// Probabilities for every beat, in inference batches.
+pub fn predict_all(trainer: &mut Trainer, beats: &Beats, batch: usize) -> Result<Vec<f32>> {
+    let mut probs = Vec::with_capacity(beats.len() * trainer.model.config.classes);
+    for chunk in beats.x.chunks(batch * BEAT_LEN) {
+        probs.extend(trainer.predict(chunk)?);
+    }
+    Ok(probs)
+}
+
+fn evaluate(trainer: &mut Trainer, beats: &Beats, loss: &LossConfig) -> Result<(f64, Report)> {
+    let classes = trainer.model.config.classes;
+    let probs = predict_all(trainer, beats, 1024)?;
+    let predicted = argmax_rows(&probs, classes);
+    let report = Confusion::new(&beats.labels, &predicted, classes).report(&CLASS_NAMES);
+    Ok((loss::mean_from_probs(loss, &probs, &beats.labels), report))
+}
+
+fn save_params(trainer: &Trainer, ctx: &GpuContext, path: &Path, epoch: usize) -> Result<()> {
+    let values = trainer.model.params.download(ctx)?;
+    let tensors: Vec<NamedTensor> = trainer
+        .model
+        .params
+        .specs
+        .iter()
+        .zip(values)
+        .map(|(s, data)| NamedTensor {
+            name: s.name.clone(),
+            shape: s.shape.clone(),
+            data,
+        })
+        .collect();
+    let mut meta = BTreeMap::new();
+    meta.insert(
+        "model".to_string(),
+        serde_json::to_string(&trainer.model.config).expect("serialisable"),
+    );
+    meta.insert("epoch".to_string(), epoch.to_string());
+    checkpoint::save(path, &tensors, &meta)
+}
+
+/// Loads a checkpoint into the model, checking every name and shape.
+fn load_params(trainer: &mut Trainer, ctx: &GpuContext, path: &Path) -> Result<()> {
+    let (tensors, _) = checkpoint::load(path)?;
+    let specs = &trainer.model.params.specs;
+    if tensors.len() != specs.len() {
+        return Err(Error::data(
+            path,
+            "tensors",
+            format!("{} tensors, the model has {}", tensors.len(), specs.len()),
+        ));
+    }
+    for (t, s) in tensors.iter().zip(specs) {
+        if t.name != s.name || t.shape != s.shape {
+            return Err(Error::data(
+                path,
+                &t.name,
+                format!("{:?}, the model expects {} {:?}", t.shape, s.name, s.shape),
+            ));
+        }
+    }
+    trainer.model.params.upload(
+        ctx,
+        &tensors.into_iter().map(|t| t.data).collect::<Vec<_>>(),
+    )
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    write_atomic(
+        path,
+        serde_json::to_string_pretty(value)
+            .expect("serialisable")
+            .as_bytes(),
+    )
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    if args.batch == 0 || args.epochs == 0 {
+        return Err(Error::Config(
+            "--batch and --epochs must be at least 1".into(),
+        ));
+    }
+    let config = ModelConfig::preset(&args.preset)?;
+    let classes = config.classes;
+    let data_dir = args.source.dir();
+    let ds = load_dir(&data_dir, &args.source.options())?;
+    for w in &ds.warnings {
+        eprintln!("warning: {w}");
+    }
+    let split = splits::split(&ds.beats, args.split, 0.2, 0.1, args.seed);
+    let original = ds.beats.select(&split.train);
+    let train = if args.augment > 0 {
+        augment::balance(&original, args.augment, classes, args.seed)
+    } else {
+        original.clone()
+    };
+    let (val, test) = (ds.beats.select(&split.val), ds.beats.select(&split.test));
+    if train.is_empty() || val.is_empty() || test.is_empty() {
+        return Err(Error::Config(format!(
+            "{:?} split of {} gives {} train, {} validation, {} test beats: all must be non-empty",
+            args.split,
+            data_dir.display(),
+            train.len(),
+            val.len(),
+            test.len()
+        )));
+    }
+
+    let ctx = GpuContext::new(args.device.as_deref())?;
+    let loss_config = loss_config(&args, &original, classes);
+    let adam = AdamConfig {
+        lr: args.lr,
+        ..Default::default()
+    };
+    let model = Model::new(&ctx, config.clone(), args.seed)?;
+    let mut trainer = Trainer::new(&ctx, model, loss_config.clone(), adam.clone())?;
+    let loss_name = match args.loss {
+        LossKind::Focal => "focal",
+        LossKind::Ce => "ce",
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(
+            format!(
+                "{}-{:?}-{loss_name}-seed{}",
+                args.preset, args.split, args.seed
+            )
+            .to_lowercase(),
+        )
+    });
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let mut counts = BTreeMap::new();
+    counts.insert("train_before_augmentation", original.class_counts(classes));
+    counts.insert("train", train.class_counts(classes));
+    counts.insert("validation", val.class_counts(classes));
+    counts.insert("test", test.class_counts(classes));
+    write_json(
+        &out.join("config.json"),
+        &RunConfig {
+            args: &args,
+            data_dir: data_dir.display().to_string(),
+            mode: format!("{:?}", args.source.mode()),
+            lead: args.source.lead().to_string(),
+            model: &config,
+            loss: &loss_config,
+            adam: &adam,
+            device: ctx.describe(),
+            class_counts: counts,
+        },
+    )?;
+    println!(
+        "{} on {}: {} parameters; {} train / {} val / {} test beats ({:?} split); run directory {}",
+        args.preset,
+        ctx.describe(),
+        config.param_count(),
+        train.len(),
+        val.len(),
+        test.len(),
+        args.split,
+        out.display()
+    );
+
+    let mut rng = Rng::new(args.seed ^ 0x5EED);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let (mut xb, mut yb) = (
+        Vec::with_capacity(args.batch * BEAT_LEN),
+        Vec::with_capacity(args.batch),
+    );
+    let mut history: Vec<EpochRecord> = vec![];
+    let mut best_f1 = -1.0;
+    for epoch in 1..=args.epochs {
+        rng.shuffle(&mut order);
+        let bar = ProgressBar::new(train.len() as u64)
+            .with_prefix(format!("epoch {epoch}/{}", args.epochs));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} beats {per_sec} eta {eta} loss {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        let start = Instant::now();
+        let (mut sum, mut steps) = (0.0f64, 0usize);
+        for chunk in order.chunks(args.batch) {
+            xb.clear();
+            yb.clear();
+            for &i in chunk {
+                xb.extend_from_slice(train.beat(i));
+                yb.push(train.labels[i]);
+            }
+            let loss = trainer.step(&xb, &yb).map_err(|e| match e {
+                Error::NonFinite { .. } => Error::Config(format!(
+                    "training stopped at epoch {epoch}: {e}; the last good checkpoint is {}",
+                    out.join("last.safetensors").display()
+                )),
+                other => other,
+            })?;
+            sum += f64::from(loss);
+            steps += 1;
+            bar.inc(chunk.len() as u64);
+            bar.set_message(format!("{:.4}", sum / steps as f64));
+        }
+        bar.finish_and_clear();
+        let train_seconds = start.elapsed().as_secs_f64();
+        let (val_loss, report) = evaluate(&mut trainer, &val, &loss_config)?;
+        let record = EpochRecord {
+            epoch,
+            train_loss: sum / steps as f64,
+            val_loss,
+            val_accuracy: report.accuracy,
+            val_macro_f1: report.macro_f1,
+            seconds: start.elapsed().as_secs_f64(),
+            train_beats_per_s: train.len() as f64 / train_seconds,
+        };
+        println!(
+            "epoch {epoch:>3}: train loss {:.4}  val loss {:.4}  val acc {:.4}  val macro-F1 {:.3}  ({:.0} beats/s)",
+            record.train_loss, record.val_loss, record.val_accuracy, record.val_macro_f1, record.train_beats_per_s
+        );
+        save_params(&trainer, &ctx, &out.join("last.safetensors"), epoch)?;
+        if report.macro_f1 > best_f1 {
+            best_f1 = report.macro_f1;
+            save_params(&trainer, &ctx, &out.join("best.safetensors"), epoch)?;
+        }
+        history.push(record);
+        write_json(&out.join("history.json"), &history)?;
+        let mut csv = String::from(
+            "epoch,train_loss,val_loss,val_accuracy,val_macro_f1,seconds,train_beats_per_s\n",
+        );
+        for h in &history {
+            csv += &format!(
+                "{},{},{},{},{},{},{}\n",
+                h.epoch,
+                h.train_loss,
+                h.val_loss,
+                h.val_accuracy,
+                h.val_macro_f1,
+                h.seconds,
+                h.train_beats_per_s
+            );
+        }
+        write_atomic(&out.join("history.csv"), csv.as_bytes())?;
+    }
+
+    // Test on the best-validation parameters.
+    load_params(&mut trainer, &ctx, &out.join("best.safetensors"))?;
+    let (test_loss, report) = evaluate(&mut trainer, &test, &loss_config)?;
+    println!(
+        "\ntest ({:?} split, best validation epoch), loss {test_loss:.4}\n{}",
+        args.split,
+        report.table()
+    );
+    let metrics = serde_json::json!({
+        "split": args.split,
+        "test_beats": test.len(),
+        "loss": test_loss,
+        "accuracy": report.accuracy,
+        "macro_f1": report.macro_f1,
+        "weighted_f1": report.weighted_f1,
+        "classes": report.classes,
+        "confusion": report.confusion,
+    });
+    write_json(&out.join("metrics.json"), &metrics)
+}

@@ -1,0 +1,172 @@
+//! Metrics, checkpoints and the `train` command end to end (tiny preset, embedded data).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use ecgwgpu::checkpoint::{self, NamedTensor};
+use ecgwgpu::metrics::{argmax_rows, Confusion};
+
+#[test]
+fn metrics_match_a_hand_computed_confusion_matrix() {
+    // truth → predicted, 3 classes:
+    //        p0 p1 p2
+    //   t0 [  5, 1, 0 ]
+    //   t1 [  2, 3, 1 ]
+    //   t2 [  0, 0, 4 ]
+    let mut truth = vec![];
+    let mut pred = vec![];
+    for (t, row) in [[5, 1, 0], [2, 3, 1], [0, 0, 4]].iter().enumerate() {
+        for (p, &n) in row.iter().enumerate() {
+            truth.extend(std::iter::repeat_n(t as u32, n));
+            pred.extend(std::iter::repeat_n(p as u32, n));
+        }
+    }
+    let r = Confusion::new(&truth, &pred, 3).report(&["a", "b", "c"]);
+    assert_eq!(
+        r.confusion,
+        vec![vec![5, 1, 0], vec![2, 3, 1], vec![0, 0, 4]]
+    );
+    let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    close(r.accuracy, 12.0 / 16.0);
+    // class a: TP 5, predicted 7, support 6, TN = 16 - 6 - 7 + 5 = 8
+    close(r.classes[0].precision, 5.0 / 7.0);
+    close(r.classes[0].recall, 5.0 / 6.0);
+    close(
+        r.classes[0].f1,
+        2.0 * (5.0 / 7.0) * (5.0 / 6.0) / (5.0 / 7.0 + 5.0 / 6.0),
+    );
+    close(r.classes[0].accuracy, 13.0 / 16.0);
+    // class b: TP 3, predicted 4, support 6; class c: TP 4, predicted 5, support 4
+    close(r.classes[1].precision, 0.75);
+    close(r.classes[1].recall, 0.5);
+    close(r.classes[2].precision, 0.8);
+    close(r.classes[2].recall, 1.0);
+    close(r.classes[2].accuracy, 15.0 / 16.0);
+    let f1: Vec<f64> = r.classes.iter().map(|c| c.f1).collect();
+    close(r.macro_f1, f1.iter().sum::<f64>() / 3.0);
+    close(
+        r.weighted_f1,
+        (f1[0] * 6.0 + f1[1] * 6.0 + f1[2] * 4.0) / 16.0,
+    );
+    assert!(r.table().contains("overall accuracy 0.7500"));
+    assert_eq!(argmax_rows(&[0.1, 0.7, 0.2, 0.5, 0.2, 0.3], 3), vec![1, 0]);
+}
+
+#[test]
+fn checkpoints_round_trip_and_reject_corruption() {
+    let dir = std::env::temp_dir().join(format!("ecgwgpu-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tensors = vec![
+        NamedTensor {
+            name: "conv1_1.weight".into(),
+            shape: vec![2, 1, 3],
+            data: vec![1.0, -2.0, 3.5, 0.25, 1e-8, -0.0],
+        },
+        NamedTensor {
+            name: "conv1_1.bias".into(),
+            shape: vec![2],
+            data: vec![0.5, f32::MAX],
+        },
+    ];
+    let mut meta = BTreeMap::new();
+    meta.insert("epoch".to_string(), "7".to_string());
+    let path = dir.join("c.safetensors");
+    checkpoint::save(&path, &tensors, &meta).unwrap();
+    assert!(
+        !dir.join("c.safetensors.tmp").exists(),
+        "temporary file renamed away"
+    );
+    let (back, back_meta) = checkpoint::load(&path).unwrap();
+    assert_eq!(back, tensors);
+    assert_eq!(back_meta, meta);
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in [4, 20, bytes.len() - 3] {
+        assert!(
+            checkpoint::decode(&bytes[..cut], Path::new("cut")).is_err(),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn train_command_writes_a_complete_run_directory() {
+    let out = std::env::temp_dir().join(format!("ecgwgpu-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let status = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args([
+            "train",
+            "--preset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-3",
+            "--augment",
+            "800",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for f in [
+        "config.json",
+        "history.csv",
+        "history.json",
+        "best.safetensors",
+        "last.safetensors",
+        "metrics.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let confusion: Vec<Vec<usize>> = serde_json::from_value(metrics["confusion"].clone()).unwrap();
+    let total: usize = confusion.iter().flatten().sum();
+    assert_eq!(total, metrics["test_beats"].as_u64().unwrap() as usize);
+    assert!(
+        metrics["accuracy"].as_f64().unwrap() > 0.5,
+        "one epoch of the tiny model beats chance: {metrics}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let before: Vec<usize> =
+        serde_json::from_value(config["class_counts"]["train_before_augmentation"].clone())
+            .unwrap();
+    let after: Vec<usize> =
+        serde_json::from_value(config["class_counts"]["train"].clone()).unwrap();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            *a,
+            (*b).max(800),
+            "augmentation tops minority classes up to 800"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join("history.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    let (tensors, meta) = checkpoint::load(&out.join("best.safetensors")).unwrap();
+    assert_eq!(tensors.len(), 12);
+    assert_eq!(meta["epoch"], "1");
+}
+
+#[test]
+fn train_command_rejects_bad_arguments_clearly() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["train", "--preset", "huge", "--epochs", "1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown preset 'huge'"));
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["train", "--data-dir", "/nonexistent/mitdb"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/mitdb"));
+}
