@@ -155,6 +155,52 @@ fn format_16_records_match_their_checksums() {
 }
 
 #[test]
+fn formats_16_61_and_80_decode_interleaved_signals() {
+    let dir = scratch("formats");
+    let a: [i32; 4] = [-300, 0, 127, -5];
+    let b: [i32; 4] = [7, -128, 3000, 1];
+    let interleaved = |f: &dyn Fn(i32) -> Vec<u8>| -> Vec<u8> {
+        a.iter()
+            .zip(&b)
+            .flat_map(|(x, y)| [f(*x), f(*y)].concat())
+            .collect()
+    };
+    let cases = [
+        (
+            16,
+            interleaved(&|v| (v as i16).to_le_bytes().to_vec()),
+            a,
+            b,
+        ),
+        (
+            61,
+            interleaved(&|v| (v as i16).to_be_bytes().to_vec()),
+            a,
+            b,
+        ),
+        // Format 80 is 8-bit offset binary: values are clipped to -128..127 here.
+        (
+            80,
+            interleaved(&|v| vec![(v.clamp(-128, 127) + 128) as u8]),
+            [-128, 0, 127, -5],
+            [7, -128, 127, 1],
+        ),
+    ];
+    for (format, bytes, ea, eb) in cases {
+        std::fs::write(dir.join("r.dat"), &bytes).unwrap();
+        let header = format!(
+            "r 2 250 4\nr.dat {format} 100(10)/mV 16 0 0 0 0 I\nr.dat {format} 50 16 0 0 0 0 II\n"
+        );
+        std::fs::write(dir.join("r.hea"), header).unwrap();
+        let r = Record::read(&dir.join("r"), None).unwrap();
+        assert_eq!(r.adc[0], ea, "format {format}, signal I");
+        assert_eq!(r.adc[1], eb, "format {format}, signal II");
+        assert_eq!(r.physical(0)[0], (ea[0] - 10) as f32 / 100.0);
+        assert_eq!(r.physical(1)[1], eb[1] as f32 / 50.0);
+    }
+}
+
+#[test]
 fn embedded_subset_counts_and_extraction() {
     let counts: Vec<(String, [usize; 5])> = annotation_counts(&embedded_dir()).unwrap();
     let expected = [

@@ -170,3 +170,38 @@ fn train_command_rejects_bad_arguments_clearly() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/mitdb"));
 }
+
+#[test]
+fn train_command_reads_the_common_csv_layout() {
+    let dir = std::env::temp_dir().join(format!("ecgwgpu-csv-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two easily told apart classes, with labels written as floats like Kaggle's files.
+    let mut text = String::new();
+    for i in 0..120 {
+        let class = i % 2;
+        let row: Vec<String> = (0..187)
+            .map(|t| format!("{:.6e}", if (t < 90) == (class == 0) { 0.9 } else { 0.1 }))
+            .collect();
+        text += &format!("{},{:.18e}\n", row.join(","), class as f64);
+    }
+    std::fs::write(dir.join("train.csv"), &text).unwrap();
+    std::fs::write(dir.join("test.csv"), &text[..text.len() / 2]).unwrap();
+    let out = dir.join("run");
+    let status = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args([
+            "train", "--preset", "tiny", "--epochs", "2", "--lr", "3e-3", "--batch", "16",
+        ])
+        .arg("--train-csv")
+        .arg(dir.join("train.csv"))
+        .arg("--test-csv")
+        .arg(dir.join("test.csv"))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["test_beats"], 60);
+    assert!(metrics["accuracy"].as_f64().unwrap() > 0.9, "{metrics}");
+}

@@ -10,11 +10,11 @@ use serde::Serialize;
 use super::data::Source;
 use crate::checkpoint::{self, NamedTensor};
 use crate::data::aami::CLASS_NAMES;
-use crate::data::augment;
 use crate::data::beats::{Beats, BEAT_LEN};
 use crate::data::dataset::load_dir;
 use crate::data::splits::{self, SplitKind};
 use crate::data::write_atomic;
+use crate::data::{augment, csv};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::loss::{self, LossConfig};
@@ -80,6 +80,13 @@ pub struct TrainArgs {
     /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
     #[arg(long)]
     device: Option<String>,
+    /// Train on beats from a CSV in the common layout (187 samples + label per row, e.g. Kaggle's
+    /// mitbih_train.csv) instead of WFDB records; 10 % of it (stratified) becomes validation.
+    #[arg(long, requires = "test_csv", conflicts_with = "data_dir")]
+    train_csv: Option<PathBuf>,
+    /// Test beats from a CSV in the same layout (e.g. mitbih_test.csv); needs --train-csv.
+    #[arg(long, requires = "train_csv")]
+    test_csv: Option<PathBuf>,
     /// Run directory (config.json, history.csv/json, best/last.safetensors, metrics.json).
     /// Default: runs/<preset>-<split>-<loss>-seed<seed>.
     #[arg(long)]
@@ -216,19 +223,50 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let config = ModelConfig::preset(&args.preset)?;
     let classes = config.classes;
-    let data_dir = args.source.dir();
-    let ds = load_dir(&data_dir, &args.source.options())?;
-    for w in &ds.warnings {
-        eprintln!("warning: {w}");
+    let (data_dir, original, val, test) = match (&args.train_csv, &args.test_csv) {
+        (Some(train_csv), Some(test_csv)) => {
+            let pool = csv::read(train_csv)?;
+            let test = csv::read(test_csv)?;
+            let split = splits::split(&pool, SplitKind::Intra, 0.0, 0.1, args.seed);
+            (
+                train_csv.clone(),
+                pool.select(&split.train),
+                pool.select(&split.val),
+                test,
+            )
+        }
+        _ => {
+            let data_dir = args.source.dir();
+            let ds = load_dir(&data_dir, &args.source.options())?;
+            for w in &ds.warnings {
+                eprintln!("warning: {w}");
+            }
+            let split = splits::split(&ds.beats, args.split, 0.2, 0.1, args.seed);
+            let parts = (
+                ds.beats.select(&split.train),
+                ds.beats.select(&split.val),
+                ds.beats.select(&split.test),
+            );
+            (data_dir, parts.0, parts.1, parts.2)
+        }
+    };
+    let labels = original
+        .labels
+        .iter()
+        .chain(&val.labels)
+        .chain(&test.labels);
+    if let Some((index, &label)) = labels.enumerate().find(|(_, &l)| l as usize >= classes) {
+        return Err(Error::Label {
+            label,
+            index,
+            classes,
+        });
     }
-    let split = splits::split(&ds.beats, args.split, 0.2, 0.1, args.seed);
-    let original = ds.beats.select(&split.train);
     let train = if args.augment > 0 {
         augment::balance(&original, args.augment, classes, args.seed)
     } else {
         original.clone()
     };
-    let (val, test) = (ds.beats.select(&split.val), ds.beats.select(&split.test));
     if train.is_empty() || val.is_empty() || test.is_empty() {
         return Err(Error::Config(format!(
             "{:?} split of {} gives {} train, {} validation, {} test beats: all must be non-empty",
