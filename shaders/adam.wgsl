@@ -12,13 +12,6 @@ struct Params {
     weight_decay: f32,
 }
 
-struct Step {
-    step: u32,
-    lr: f32,
-    bias_correction1: f32,
-    bias_correction2: f32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> s: Step;
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;

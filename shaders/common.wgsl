@@ -17,3 +17,12 @@ fn pcg_hash(v: u32) -> u32 {
     let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
     return (word >> 22u) ^ word;
 }
+
+// The per-step uniform (StepUniform in src/ops/mod.rs): rewritten once per step, bound by the
+// kernels whose behaviour changes from step to step (dropout's mask, Adam's bias correction).
+struct Step {
+    step: u32,
+    lr: f32,
+    bias_correction1: f32,
+    bias_correction2: f32,
+}

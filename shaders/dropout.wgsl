@@ -9,14 +9,6 @@ struct Params {
     _unused: u32,
 }
 
-// Shared by every kernel that changes per step; rewritten once per step.
-struct Step {
-    step: u32,
-    lr: f32,
-    bias_correction1: f32,
-    bias_correction2: f32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> s: Step;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
