@@ -86,15 +86,6 @@ impl<'c> Trainer<'c> {
         self.steps
     }
 
-    pub fn adam(&self) -> &Adam {
-        &self.adam
-    }
-
-    /// Restores the step counter (when resuming with saved Adam moments).
-    pub fn set_steps(&mut self, steps: u32) {
-        self.steps = steps;
-    }
-
     fn input_shape(&self, batch: usize) -> [usize; 3] {
         [
             batch,

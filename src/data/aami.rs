@@ -42,15 +42,4 @@ impl AamiClass {
     pub fn label(self) -> u32 {
         self as u32
     }
-
-    /// A representative annotation code, used when writing predictions as annotations.
-    pub fn code(self) -> u8 {
-        match self {
-            Self::N => 1,
-            Self::S => 8,
-            Self::V => 5,
-            Self::F => 6,
-            Self::Q => 13,
-        }
-    }
 }

@@ -87,12 +87,6 @@ impl GpuContext {
         describe(&self.info)
     }
 
-    /// True on software rasterisers such as lavapipe, where register-blocked kernels beat
-    /// workgroup-memory tiling by an order of magnitude.
-    pub fn is_cpu(&self) -> bool {
-        self.info.device_type == wgpu::DeviceType::Cpu
-    }
-
     /// Returns the compiled pipeline for `entry` in `shader`, compiling it on first use.
     pub fn pipeline(
         &self,

@@ -50,11 +50,6 @@ impl Program {
         self.dispatches.is_empty()
     }
 
-    /// `shader.entry` labels in execution order (for profiling tables and tests).
-    pub fn labels(&self) -> Vec<String> {
-        self.dispatches.iter().map(Dispatch::label).collect()
-    }
-
     /// Records every dispatch into one compute pass of `encoder`.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

@@ -135,14 +135,6 @@ impl Tensor {
         Ok(out)
     }
 
-    /// Downloads the contents as u32 (index tensors).
-    pub fn read_u32(&self, ctx: &GpuContext) -> Result<Vec<u32>> {
-        let bytes = read_bytes(ctx, &self.buffer, self.offset, self.size_bytes())?;
-        let mut out: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
-        out.truncate(self.numel());
-        Ok(out)
-    }
-
     /// Downloads into an ndarray of the tensor's shape.
     pub fn to_array(&self, ctx: &GpuContext) -> Result<ArrayD<f32>> {
         ArrayD::from_shape_vec(IxDyn(&self.shape), self.read(ctx)?)

@@ -84,8 +84,9 @@ pub fn run_op(
     let vars: Vec<_> = inputs
         .iter()
         .map(|a| {
+            // ndarray interop: the f32 copy of the input goes up as it is.
             graph.leaf(
-                Tensor::from_slice(ctx, &to_f32(a), a.shape()).unwrap(),
+                Tensor::from_array(ctx, &a.mapv(|v| v as f32)).unwrap(),
                 None,
             )
         })
