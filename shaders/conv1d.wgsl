@@ -138,43 +138,58 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     }
 }
 
-// dw[co, ci, k] = sum_{b, l} dy[b, co, l] * x[b, ci, l + k - pad]. Workgroup row z = output
-// channels 8z..8z+7, lanes over (ci, k): the 8 dy values of each step are uniform loads shared
-// by all lanes, and each lane's loop bounds skip the padding instead of masking it.
+// dw[co, ci, k] = sum_{b, l} dy[b, co, l] * x[b, ci, l + k - pad]. Each invocation owns a tile of
+// 8 output channels (workgroup row z) x 4 input channels for one tap k, so every step of the long
+// (batch x length) reduction feeds 32 FMAs from 12 loads, 8 of which (dy) are uniform across the
+// workgroup. Each lane's loop bounds skip the padding instead of masking it.
 @compute @workgroup_size(WG)
 fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n_ci4 = (p.c_in + 3u) / 4u;
     let id = flat_id(wid, lid, nwg);
-    if (id >= p.c_in * p.kernel) { return; }
+    if (id >= n_ci4 * p.kernel) { return; }
     let k = id % p.kernel;
-    let ci = id / p.kernel;
+    let ci0 = (id / p.kernel) * 4u;
     let co0 = wid.z * 8u;
-    let last = p.c_out - 1u;
+    let last_co = p.c_out - 1u;
+    let last_ci = p.c_in - 1u;
     let row = p.len_out;
-    let db = array<u32, 8>(min(co0, last) * row, min(co0 + 1u, last) * row, min(co0 + 2u, last) * row,
-                           min(co0 + 3u, last) * row, min(co0 + 4u, last) * row, min(co0 + 5u, last) * row,
-                           min(co0 + 6u, last) * row, min(co0 + 7u, last) * row);
+    let db = array<u32, 8>(min(co0, last_co) * row, min(co0 + 1u, last_co) * row, min(co0 + 2u, last_co) * row,
+                           min(co0 + 3u, last_co) * row, min(co0 + 4u, last_co) * row, min(co0 + 5u, last_co) * row,
+                           min(co0 + 6u, last_co) * row, min(co0 + 7u, last_co) * row);
+    let xr = array<u32, 4>(min(ci0, last_ci) * p.len_in, min(ci0 + 1u, last_ci) * p.len_in,
+                           min(ci0 + 2u, last_ci) * p.len_in, min(ci0 + 3u, last_ci) * p.len_in);
     // l + k - pad must lie in [0, len_in)
     let shift = i32(k) - i32(p.pad);
     let l_start = u32(max(0, -shift));
     let l_end = u32(clamp(i32(p.len_in) - shift, 0, i32(p.len_out)));
-    var lo = vec4<f32>(0.0);
-    var up = vec4<f32>(0.0);
+    var a0l = vec4<f32>(0.0); var a1l = vec4<f32>(0.0); var a2l = vec4<f32>(0.0); var a3l = vec4<f32>(0.0);
+    var a0h = vec4<f32>(0.0); var a1h = vec4<f32>(0.0); var a2h = vec4<f32>(0.0); var a3h = vec4<f32>(0.0);
     for (var b = 0u; b < p.batch; b++) {
-        let x_row = (b * p.c_in + ci) * p.len_in;
+        let x_b = b * p.c_in * p.len_in;
         let dy_b = b * p.c_out * p.len_out;
         for (var l = l_start; l < l_end; l++) {
-            let xv = vec4<f32>(x[x_row + u32(i32(l) + shift)]);
             let o = dy_b + l;
-            lo += vec4<f32>(dy[db[0] + o], dy[db[1] + o], dy[db[2] + o], dy[db[3] + o]) * xv;
-            up += vec4<f32>(dy[db[4] + o], dy[db[5] + o], dy[db[6] + o], dy[db[7] + o]) * xv;
+            let dl = vec4<f32>(dy[db[0] + o], dy[db[1] + o], dy[db[2] + o], dy[db[3] + o]);
+            let dh = vec4<f32>(dy[db[4] + o], dy[db[5] + o], dy[db[6] + o], dy[db[7] + o]);
+            let xi = x_b + u32(i32(l) + shift);
+            let x0 = vec4<f32>(x[xr[0] + xi]); let x1 = vec4<f32>(x[xr[1] + xi]);
+            let x2 = vec4<f32>(x[xr[2] + xi]); let x3 = vec4<f32>(x[xr[3] + xi]);
+            a0l = fma(dl, x0, a0l); a1l = fma(dl, x1, a1l); a2l = fma(dl, x2, a2l); a3l = fma(dl, x3, a3l);
+            a0h = fma(dh, x0, a0h); a1h = fma(dh, x1, a1h); a2h = fma(dh, x2, a2h); a3h = fma(dh, x3, a3h);
         }
     }
-    for (var c = 0u; c < 8u; c++) {
-        let co = co0 + c;
-        if (co >= p.c_out) { break; }
-        var v = up[c & 3u];
-        if (c < 4u) { v = lo[c]; }
-        dw[(co * p.c_in + ci) * p.kernel + k] = v;
+    let lo = array<vec4<f32>, 4>(a0l, a1l, a2l, a3l);   // [ci offset] -> channels co0..co0+3
+    let up = array<vec4<f32>, 4>(a0h, a1h, a2h, a3h);   // [ci offset] -> channels co0+4..co0+7
+    for (var j = 0u; j < 4u; j++) {
+        let ci = ci0 + j;
+        if (ci >= p.c_in) { break; }
+        for (var c = 0u; c < 8u; c++) {
+            let co = co0 + c;
+            if (co >= p.c_out) { break; }
+            var v = up[j][c & 3u];
+            if (c < 4u) { v = lo[j][c]; }
+            dw[(co * p.c_in + ci) * p.kernel + k] = v;
+        }
     }
 }

@@ -144,7 +144,7 @@ impl Op for Conv1d {
             )?;
         }
         if let Some(dw) = grad_inputs[1] {
-            let mut groups = groups_1d((p.c_in * p.kernel) as usize);
+            let mut groups = groups_1d((p.c_in.div_ceil(4) * p.kernel) as usize);
             groups[2] = p.c_out.div_ceil(8);
             rec.push(
                 &SHADER,
