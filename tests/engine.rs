@@ -198,6 +198,26 @@ fn softmax_matches_reference() {
     );
 }
 
+/// A program holding one Adam update of `params` from `grads`.
+fn adam_program(
+    config: &AdamConfig,
+    params: &Tensor,
+    grads: &Tensor,
+    step: &wgpu::Buffer,
+) -> Program {
+    let ctx = ctx();
+    let adam = Adam::new(ctx, config.clone(), params.numel());
+    let mut program = Program::new();
+    let mut rec = Recorder {
+        ctx,
+        step,
+        program: &mut program,
+    };
+    adam.record(&mut rec, params, grads).unwrap();
+    // The moment buffers must outlive the program: the bind group keeps them alive.
+    program
+}
+
 #[test]
 fn adam_matches_hand_computed_updates() {
     let ctx = ctx();
@@ -208,19 +228,8 @@ fn adam_matches_hand_computed_updates() {
     let p0 = [1.0f32, -2.0, 0.5];
     let params = Tensor::from_slice(ctx, &p0, &[3]).unwrap();
     let grads = Tensor::from_slice(ctx, &[0.5f32, -3.0, 0.0], &[3]).unwrap();
-    let adam = Adam::new(ctx, config.clone(), 3);
     let step = StepUniform::default().create_buffer(ctx);
-    let mut program = Program::new();
-    adam.record(
-        &mut Recorder {
-            ctx,
-            step: &step,
-            program: &mut program,
-        },
-        &params,
-        &grads,
-    )
-    .unwrap();
+    let program = adam_program(&config, &params, &grads, &step);
     // A constant gradient g gives m̂ = g and v̂ = g² at every step, so each step moves
     // p by lr * g / (|g| + eps): after t steps p = p0 - t * lr * sign(g) (and 0 stays put).
     for t in 1..=3u32 {
@@ -240,19 +249,8 @@ fn adam_matches_hand_computed_updates() {
         weight_decay: 0.1,
         ..Default::default()
     };
-    let adam = Adam::new(ctx, config.clone(), 3);
     let params = Tensor::from_slice(ctx, &p0, &[3]).unwrap();
-    let mut program = Program::new();
-    adam.record(
-        &mut Recorder {
-            ctx,
-            step: &step,
-            program: &mut program,
-        },
-        &params,
-        &grads,
-    )
-    .unwrap();
+    let program = adam_program(&config, &params, &grads, &step);
     let (mut p, mut m, mut v) = (p0.map(f64::from).to_vec(), vec![0.0; 3], vec![0.0; 3]);
     for t in 1..=4u32 {
         let g = [0.3 * t as f32, -1.0 / t as f32, 0.01];
