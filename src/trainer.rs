@@ -86,6 +86,31 @@ impl<'c> Trainer<'c> {
         self.steps
     }
 
+    /// Adam's first and second moments (flat, the parameter buffer's layout), for resuming.
+    pub fn optimizer_state(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((self.adam.m.read(self.ctx)?, self.adam.v.read(self.ctx)?))
+    }
+
+    /// Restores the moments and step count saved by [`Self::optimizer_state`], so training goes on
+    /// exactly where it stopped (dropout masks follow the step count too).
+    pub fn restore_optimizer(&mut self, m: &[f32], v: &[f32], steps: u32) -> Result<()> {
+        let n = self.adam.m.numel();
+        if m.len() != n || v.len() != n {
+            return Err(Error::Shape {
+                op: "optimizer state".into(),
+                detail: format!(
+                    "moments of {} and {} values, expected {n}",
+                    m.len(),
+                    v.len()
+                ),
+            });
+        }
+        self.adam.m.write(self.ctx, m)?;
+        self.adam.v.write(self.ctx, v)?;
+        self.steps = steps;
+        Ok(())
+    }
+
     fn input_shape(&self, batch: usize) -> [usize; 3] {
         [
             batch,

@@ -205,3 +205,111 @@ fn train_command_reads_the_common_csv_layout() {
     assert_eq!(metrics["test_beats"], 60);
     assert!(metrics["accuracy"].as_f64().unwrap() > 0.9, "{metrics}");
 }
+
+fn train_tiny(out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["train", "--preset", "tiny", "--out"])
+        .arg(out)
+        .args(extra)
+        .args(if extra.contains(&"--lr") {
+            &[][..]
+        } else {
+            &["--lr", "1e-3"][..]
+        })
+        .output()
+        .unwrap()
+}
+
+fn temp_run(name: &str) -> std::path::PathBuf {
+    let out = std::env::temp_dir().join(format!("ecgwgpu-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    out
+}
+
+#[test]
+fn resume_continues_exactly_where_training_stopped() {
+    let (whole, split) = (temp_run("whole"), temp_run("split"));
+    assert!(train_tiny(&whole, &["--epochs", "2"]).status.success());
+    assert!(train_tiny(&split, &["--epochs", "1"]).status.success());
+    let resumed = train_tiny(&split, &["--epochs", "2", "--resume"]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("resuming"));
+    // Same parameters bit for bit: Adam's moments, step count and the epoch's shuffle all carried.
+    assert_eq!(
+        std::fs::read(whole.join("last.safetensors")).unwrap(),
+        std::fs::read(split.join("last.safetensors")).unwrap()
+    );
+    let epochs = |dir: &Path| -> Vec<u64> {
+        let h: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("history.json")).unwrap())
+                .unwrap();
+        h.iter().map(|r| r["epoch"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(epochs(&split), vec![1, 2]);
+
+    let refused = train_tiny(&split, &["--epochs", "3", "--resume", "--seed", "7"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("args.seed = 7 (was 1)"), "{stderr}");
+}
+
+#[test]
+fn non_finite_loss_stops_training_and_keeps_the_last_checkpoint() {
+    let out = temp_run("nan");
+    assert!(train_tiny(&out, &["--epochs", "1"]).status.success());
+    let last = std::fs::read(out.join("last.safetensors")).unwrap();
+    // A learning rate of 1e38 sends the weights past f32's range within a few steps.
+    let diverged = train_tiny(&out, &["--epochs", "2", "--resume", "--lr", "1e38"]);
+    assert!(!diverged.status.success());
+    let stderr = String::from_utf8_lossy(&diverged.stderr);
+    assert!(
+        stderr.contains("training stopped at epoch 2") && stderr.contains("last.safetensors"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(out.join("last.safetensors")).unwrap(), last);
+}
+
+#[test]
+fn a_run_killed_mid_epoch_leaves_valid_checkpoints_and_resumes() {
+    let out = temp_run("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["train", "--preset", "tiny", "--lr", "1e-3", "--epochs", "4"])
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !out.join("resume.safetensors").exists() {
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "no epoch finished in 5 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for name in ["last.safetensors", "best.safetensors", "resume.safetensors"] {
+        let path = out.join(name);
+        if path.exists() {
+            checkpoint::load(&path).unwrap_or_else(|e| panic!("{name} after a kill: {e}"));
+        }
+    }
+    let resumed = train_tiny(&out, &["--epochs", "4", "--resume"]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    let (_, meta) = checkpoint::load(&out.join("last.safetensors")).unwrap();
+    assert_eq!(meta["epoch"], "4");
+}
+
+#[test]
+fn early_stopping_ends_a_run_that_stopped_improving() {
+    let out = temp_run("patience");
+    // With a learning rate of 0 the validation macro-F1 can never improve on epoch 1.
+    let run = train_tiny(&out, &["--epochs", "5", "--patience", "2", "--lr", "0"]);
+    assert!(run.status.success(), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stdout).contains("early stop"));
+    let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 1 + 3, "{history}");
+    assert!(out.join("metrics.json").is_file());
+}

@@ -87,13 +87,24 @@ pub struct TrainArgs {
     /// Test beats from a CSV in the same layout (e.g. mitbih_test.csv); needs --train-csv.
     #[arg(long, requires = "train_csv")]
     test_csv: Option<PathBuf>,
-    /// Run directory (config.json, history.csv/json, best/last.safetensors, metrics.json).
-    /// Default: runs/<preset>-<split>-<loss>-seed<seed>.
+    /// Run directory (config.json, history.csv/json, best/last.safetensors, resume.safetensors,
+    /// metrics.json). Default: runs/<preset>-<split>-<loss>-seed<seed>.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue the run in --out from its last completed epoch (parameters, Adam moments and step
+    /// count from resume.safetensors), up to --epochs in all. Every other flag must match the
+    /// run's config.json, except --lr, --patience, --device and --out.
+    #[arg(long)]
+    resume: bool,
+    /// Stop early when validation macro-F1 has not improved for this many epochs (0: never).
+    #[arg(long, default_value_t = 0)]
+    patience: usize,
 }
 
-#[derive(Serialize)]
+/// Flags that may change when a run is resumed; every other one must match config.json.
+const RESUMABLE_CHANGES: [&str; 6] = ["epochs", "lr", "patience", "device", "resume", "out"];
+
+#[derive(Serialize, serde::Deserialize)]
 struct EpochRecord {
     epoch: usize,
     train_loss: f64,
@@ -157,9 +168,10 @@ fn evaluate(trainer: &mut Trainer, beats: &Beats, loss: &LossConfig) -> Result<(
     Ok((loss::mean_from_probs(loss, &probs, &beats.labels), report))
 }
 
-fn save_params(trainer: &Trainer, ctx: &GpuContext, path: &Path, epoch: usize) -> Result<()> {
+/// The model's parameters under their PyTorch names.
+fn param_tensors(trainer: &Trainer, ctx: &GpuContext) -> Result<Vec<NamedTensor>> {
     let values = trainer.model.params.download(ctx)?;
-    let tensors: Vec<NamedTensor> = trainer
+    Ok(trainer
         .model
         .params
         .specs
@@ -170,19 +182,105 @@ fn save_params(trainer: &Trainer, ctx: &GpuContext, path: &Path, epoch: usize) -
             shape: s.shape.clone(),
             data,
         })
-        .collect();
+        .collect())
+}
+
+fn save_params(trainer: &Trainer, ctx: &GpuContext, path: &Path, epoch: usize) -> Result<()> {
     let mut meta = BTreeMap::new();
     meta.insert(
         "model".to_string(),
         serde_json::to_string(&trainer.model.config).expect("serialisable"),
     );
     meta.insert("epoch".to_string(), epoch.to_string());
+    checkpoint::save(path, &param_tensors(trainer, ctx)?, &meta)
+}
+
+/// Where a run stands after an epoch; with the parameters and Adam's moments it is everything
+/// needed to continue exactly (the shuffle of each epoch is derived from the seed and epoch).
+struct Progress {
+    epoch: usize,
+    best_f1: f64,
+    epochs_since_best: usize,
+}
+
+const ADAM_M: &str = "adam.m";
+const ADAM_V: &str = "adam.v";
+
+/// Writes `resume.safetensors`: parameters, Adam moments and [`Progress`], in one atomic file so
+/// a crash leaves either the previous epoch's state or this one's, never a mix.
+fn save_resume_state(
+    trainer: &Trainer,
+    ctx: &GpuContext,
+    path: &Path,
+    progress: &Progress,
+) -> Result<()> {
+    let mut tensors = param_tensors(trainer, ctx)?;
+    let (m, v) = trainer.optimizer_state()?;
+    for (name, data) in [(ADAM_M, m), (ADAM_V, v)] {
+        tensors.push(NamedTensor {
+            name: name.into(),
+            shape: vec![data.len()],
+            data,
+        });
+    }
+    let meta = BTreeMap::from([
+        ("epoch".to_string(), progress.epoch.to_string()),
+        ("steps".to_string(), trainer.steps().to_string()),
+        ("best_macro_f1".to_string(), progress.best_f1.to_string()),
+        (
+            "epochs_since_best".to_string(),
+            progress.epochs_since_best.to_string(),
+        ),
+    ]);
     checkpoint::save(path, &tensors, &meta)
+}
+
+/// Loads `resume.safetensors` into the trainer and returns where the run stood.
+fn load_resume_state(trainer: &mut Trainer, ctx: &GpuContext, path: &Path) -> Result<Progress> {
+    let (mut tensors, meta) = checkpoint::load(path)?;
+    let mut take = |name: &str| -> Result<Vec<f32>> {
+        let i = tensors
+            .iter()
+            .position(|t| t.name == name)
+            .ok_or_else(|| Error::data(path, name, "tensor missing from the resume state"))?;
+        Ok(tensors.remove(i).data)
+    };
+    let (m, v) = (take(ADAM_M)?, take(ADAM_V)?);
+    let field = |key: &str| -> Result<&str> {
+        meta.get(key)
+            .map(String::as_str)
+            .ok_or_else(|| Error::data(path, key, "metadata field missing"))
+    };
+    let number = |key: &str| -> Result<f64> {
+        field(key)?
+            .parse()
+            .map_err(|_| Error::data(path, key, format!("not a number: {:?}", field(key))))
+    };
+    check_param_tensors(trainer, &tensors, path)?;
+    trainer.model.params.upload(
+        ctx,
+        &tensors.into_iter().map(|t| t.data).collect::<Vec<_>>(),
+    )?;
+    trainer.restore_optimizer(&m, &v, number("steps")? as u32)?;
+    Ok(Progress {
+        epoch: number("epoch")? as usize,
+        best_f1: number("best_macro_f1")?,
+        epochs_since_best: number("epochs_since_best")? as usize,
+    })
 }
 
 /// Loads a checkpoint into the model, checking every name and shape.
 fn load_params(trainer: &mut Trainer, ctx: &GpuContext, path: &Path) -> Result<()> {
     let (tensors, _) = checkpoint::load(path)?;
+    check_param_tensors(trainer, &tensors, path)?;
+    trainer.model.params.upload(
+        ctx,
+        &tensors.into_iter().map(|t| t.data).collect::<Vec<_>>(),
+    )
+}
+
+/// Every tensor the model has, in its order, with its name and shape.
+fn check_param_tensors(trainer: &Trainer, tensors: &[NamedTensor], path: &Path) -> Result<()> {
     let specs = &trainer.model.params.specs;
     if tensors.len() != specs.len() {
         return Err(Error::data(
@@ -200,10 +298,68 @@ fn load_params(trainer: &mut Trainer, ctx: &GpuContext, path: &Path) -> Result<(
             ));
         }
     }
-    trainer.model.params.upload(
-        ctx,
-        &tensors.into_iter().map(|t| t.data).collect::<Vec<_>>(),
-    )
+    Ok(())
+}
+
+/// The order of the training beats in `epoch`: a fresh seeded shuffle per epoch, so a resumed
+/// run sees the same batches as an uninterrupted one.
+fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::new(seed ^ 0x5EED ^ ((epoch as u64) << 40)).shuffle(&mut order);
+    order
+}
+
+/// Refuses to resume with different data, model or recipe than the run in `path` was started with.
+fn check_same_run(path: &Path, now: &serde_json::Value) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let before: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::data(path, "JSON", e.to_string()))?;
+    let comparable = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("device");
+            o.remove("adam");
+        }
+        if let Some(a) = v.get_mut("args").and_then(|a| a.as_object_mut()) {
+            for key in RESUMABLE_CHANGES {
+                a.remove(key);
+            }
+        }
+        v
+    };
+    let (before, now) = (comparable(&before), comparable(now));
+    if before == now {
+        return Ok(());
+    }
+    let differing: Vec<String> = now
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(k, v)| match (v.as_object(), before.get(k)) {
+            (Some(o), Some(b)) => o
+                .iter()
+                .filter(|(kk, vv)| b.get(kk.as_str()) != Some(vv))
+                .map(|(kk, vv)| {
+                    format!(
+                        "{k}.{kk} = {vv} (was {})",
+                        b.get(kk.as_str()).unwrap_or(&serde_json::Value::Null)
+                    )
+                })
+                .collect::<Vec<_>>(),
+            (_, b) if b != Some(v) => vec![format!("{k} = {v}")],
+            _ => vec![],
+        })
+        .collect();
+    Err(Error::Config(format!(
+        "--resume: this run differs from the one in {}: {}",
+        path.display(),
+        differing.join("; ")
+    )))
+}
+
+fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::data(path, "JSON", e.to_string()))
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
@@ -305,20 +461,37 @@ pub fn run(args: TrainArgs) -> Result<()> {
     counts.insert("train", train.class_counts(classes));
     counts.insert("validation", val.class_counts(classes));
     counts.insert("test", test.class_counts(classes));
-    write_json(
-        &out.join("config.json"),
-        &RunConfig {
-            args: &args,
-            data_dir: data_dir.display().to_string(),
-            mode: format!("{:?}", args.source.mode()),
-            lead: args.source.lead().to_string(),
-            model: &config,
-            loss: &loss_config,
-            adam: &adam,
-            device: ctx.describe(),
-            class_counts: counts,
-        },
-    )?;
+    let run_config = serde_json::to_value(RunConfig {
+        args: &args,
+        data_dir: data_dir.display().to_string(),
+        mode: format!("{:?}", args.source.mode()),
+        lead: args.source.lead().to_string(),
+        model: &config,
+        loss: &loss_config,
+        adam: &adam,
+        device: ctx.describe(),
+        class_counts: counts,
+    })
+    .expect("serialisable");
+    let mut history: Vec<EpochRecord> = vec![];
+    let mut progress = Progress {
+        epoch: 0,
+        best_f1: -1.0,
+        epochs_since_best: 0,
+    };
+    if args.resume {
+        check_same_run(&out.join("config.json"), &run_config)?;
+        progress = load_resume_state(&mut trainer, &ctx, &out.join("resume.safetensors"))?;
+        history = read_history(&out.join("history.json"))?;
+        history.truncate(progress.epoch);
+        println!(
+            "resuming {} after epoch {} (optimiser step {})",
+            out.display(),
+            progress.epoch,
+            trainer.steps()
+        );
+    }
+    write_json(&out.join("config.json"), &run_config)?;
     println!(
         "{} on {}: {} parameters; {} train / {} val / {} test beats ({:?} split); run directory {}",
         args.preset,
@@ -331,16 +504,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out.display()
     );
 
-    let mut rng = Rng::new(args.seed ^ 0x5EED);
-    let mut order: Vec<usize> = (0..train.len()).collect();
     let (mut xb, mut yb) = (
         Vec::with_capacity(args.batch * BEAT_LEN),
         Vec::with_capacity(args.batch),
     );
-    let mut history: Vec<EpochRecord> = vec![];
-    let mut best_f1 = -1.0;
-    for epoch in 1..=args.epochs {
-        rng.shuffle(&mut order);
+    for epoch in progress.epoch + 1..=args.epochs {
+        if args.patience > 0 && progress.epochs_since_best >= args.patience {
+            println!(
+                "early stop: validation macro-F1 has not improved for {} epochs",
+                args.patience
+            );
+            break;
+        }
+        let order = epoch_order(train.len(), args.seed, epoch);
         let bar = ProgressBar::new(train.len() as u64)
             .with_prefix(format!("epoch {epoch}/{}", args.epochs));
         bar.set_style(
@@ -388,9 +564,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
             record.train_loss, record.val_loss, record.val_accuracy, record.val_macro_f1, record.train_beats_per_s
         );
         save_params(&trainer, &ctx, &out.join("last.safetensors"), epoch)?;
-        if report.macro_f1 > best_f1 {
-            best_f1 = report.macro_f1;
+        progress.epoch = epoch;
+        if report.macro_f1 > progress.best_f1 {
+            progress.best_f1 = report.macro_f1;
+            progress.epochs_since_best = 0;
             save_params(&trainer, &ctx, &out.join("best.safetensors"), epoch)?;
+        } else {
+            progress.epochs_since_best += 1;
         }
         history.push(record);
         write_json(&out.join("history.json"), &history)?;
@@ -410,6 +590,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             );
         }
         write_atomic(&out.join("history.csv"), csv.as_bytes())?;
+        save_resume_state(&trainer, &ctx, &out.join("resume.safetensors"), &progress)?;
     }
 
     // Test on the best-validation parameters.

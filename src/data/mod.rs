@@ -11,6 +11,7 @@ pub mod resample;
 pub mod splits;
 pub mod wfdb;
 
+use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -22,6 +23,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        // On disk before the rename makes it visible, or a power cut could leave an empty file.
+        file.sync_all()
+    };
+    write().map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
