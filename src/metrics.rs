@@ -1,7 +1,11 @@
 //! Classification metrics in the paper's Table 1 layout: per class precision, recall, F1 and
 //! one-vs-rest accuracy, plus overall accuracy and macro/weighted averages, from a confusion matrix.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use crate::rng::Rng;
 
 /// `counts[truth][predicted]`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -18,6 +22,9 @@ pub struct ClassMetrics {
     pub f1: f64,
     /// One-vs-rest accuracy: (TP + TN) / all.
     pub accuracy: f64,
+    /// False-positive rate FP / (FP + TN), reported with Se (recall) and +P (precision) by AAMI
+    /// EC57.
+    pub fpr: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -68,6 +75,7 @@ impl Confusion {
                     recall,
                     f1,
                     accuracy: ratio(tp + tn, total),
+                    fpr: ratio(predicted - tp, total - support),
                 }
             })
             .collect();
@@ -102,6 +110,16 @@ impl Report {
             "overall accuracy {:.4}, macro F1 {:.3}, weighted F1 {:.3}\n",
             self.accuracy, self.macro_f1, self.weighted_f1
         );
+        for c in self
+            .classes
+            .iter()
+            .filter(|c| c.class == "V" || c.class == "S")
+        {
+            s += &format!(
+                "AAMI {}: Se {:.3}  +P {:.3}  FPR {:.4}\n",
+                c.class, c.recall, c.precision, c.fpr
+            );
+        }
         s += "confusion (rows: truth, columns: predicted)\n      ";
         for c in &self.classes {
             s += &format!("{:>8}", c.class);
@@ -127,4 +145,125 @@ pub fn argmax_rows(probs: &[f32], classes: usize) -> Vec<u32> {
                 .map_or(0, |(i, _)| i as u32)
         })
         .collect()
+}
+
+/// A 95 % interval (2.5th and 97.5th percentiles of the bootstrap replicates).
+pub type Interval = [f64; 2];
+
+/// Bootstrap intervals of a [`Report`]'s figures.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Intervals {
+    pub replicates: usize,
+    pub accuracy: Interval,
+    pub macro_f1: Interval,
+    /// Per class: precision, recall, F1, accuracy, FPR.
+    pub classes: Vec<ClassIntervals>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClassIntervals {
+    pub class: String,
+    pub precision: Interval,
+    pub recall: Interval,
+    pub f1: Interval,
+    pub accuracy: Interval,
+    pub fpr: Interval,
+}
+
+/// 95 % bootstrap intervals that resample whole groups (records, i.e. patients) with replacement
+/// rather than beats: beats of one patient are alike, so a beat-level bootstrap would claim far
+/// more certainty than a new set of patients allows. `groups[i]` is beat i's group.
+pub fn bootstrap(
+    truth: &[u32],
+    predicted: &[u32],
+    groups: &[String],
+    classes: usize,
+    names: &[&str],
+    replicates: usize,
+    seed: u64,
+) -> Intervals {
+    let mut per_group: BTreeMap<&str, Confusion> = BTreeMap::new();
+    for ((&t, &p), g) in truth.iter().zip(predicted).zip(groups) {
+        per_group
+            .entry(g.as_str())
+            .or_insert_with(|| Confusion {
+                counts: vec![vec![0; classes]; classes],
+            })
+            .counts[t as usize][p as usize] += 1;
+    }
+    let parts: Vec<&Confusion> = per_group.values().collect();
+    let mut rng = Rng::new(seed);
+    let reports: Vec<Report> = (0..replicates)
+        .map(|_| {
+            let mut sum = Confusion {
+                counts: vec![vec![0; classes]; classes],
+            };
+            for _ in 0..parts.len() {
+                let part = parts[rng.below(parts.len())];
+                for (row, add) in sum.counts.iter_mut().zip(&part.counts) {
+                    for (a, b) in row.iter_mut().zip(add) {
+                        *a += b;
+                    }
+                }
+            }
+            sum.report(names)
+        })
+        .collect();
+    // A replicate that happens to draw no beat of a class says nothing about that class.
+    let interval = |c: Option<usize>, f: &dyn Fn(&Report) -> f64| -> Interval {
+        let mut v: Vec<f64> = reports
+            .iter()
+            .filter(|r| c.is_none_or(|c| r.classes[c].support > 0))
+            .map(f)
+            .collect();
+        if v.is_empty() {
+            return [f64::NAN, f64::NAN];
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        [at(0.025), at(0.975)]
+    };
+    Intervals {
+        replicates,
+        accuracy: interval(None, &|r| r.accuracy),
+        macro_f1: interval(None, &|r| r.macro_f1),
+        classes: (0..classes)
+            .map(|c| ClassIntervals {
+                class: names
+                    .get(c)
+                    .map_or_else(|| c.to_string(), |s| s.to_string()),
+                precision: interval(Some(c), &|r| r.classes[c].precision),
+                recall: interval(Some(c), &|r| r.classes[c].recall),
+                f1: interval(Some(c), &|r| r.classes[c].f1),
+                accuracy: interval(Some(c), &|r| r.classes[c].accuracy),
+                fpr: interval(Some(c), &|r| r.classes[c].fpr),
+            })
+            .collect(),
+    }
+}
+
+impl Intervals {
+    /// The intervals as a table under the report's.
+    pub fn table(&self) -> String {
+        let pair = |i: &Interval| format!("[{:.3}, {:.3}]", i[0], i[1]);
+        let mut s = format!(
+            "95 % intervals, {} bootstrap replicates resampling records\n{:<6}{:>17}{:>17}{:>17}{:>17}\n",
+            self.replicates, "class", "precision", "recall", "F1", "accuracy"
+        );
+        for c in &self.classes {
+            s += &format!(
+                "{:<6}{:>17}{:>17}{:>17}{:>17}\n",
+                c.class,
+                pair(&c.precision),
+                pair(&c.recall),
+                pair(&c.f1),
+                pair(&c.accuracy)
+            );
+        }
+        s + &format!(
+            "overall accuracy {}, macro F1 {}\n",
+            pair(&self.accuracy),
+            pair(&self.macro_f1)
+        )
+    }
 }

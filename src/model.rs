@@ -2,12 +2,15 @@
 //! `Conv–ReLU–Conv–ReLU–MaxPool–Dropout`, then `Flatten–Dense–ReLU–Dropout–Dense` (logits; the
 //! softmax lives in the loss). Parameters live in one flat GPU buffer (see [`ParamStore`]).
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use ndarray::{Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
 use serde::{Deserialize, Serialize};
 
 use crate::autograd::{Graph, Var};
+use crate::checkpoint::{self, NamedTensor};
 use crate::error::{Error, Result};
 use crate::gpu::{storage_buffer, GpuContext, Tensor, OFFSET_ALIGN_BYTES};
 use crate::ops::conv1d::{self, Conv1d, Padding};
@@ -281,6 +284,54 @@ impl ParamStore {
         Ok(self.split(&self.values.read(ctx)?))
     }
 
+    /// Every parameter under its PyTorch name (model order), as checkpoints store them.
+    pub fn download_named(&self, ctx: &GpuContext) -> Result<Vec<NamedTensor>> {
+        Ok(self
+            .specs
+            .iter()
+            .zip(self.download(ctx)?)
+            .map(|(s, data)| NamedTensor {
+                name: s.name.clone(),
+                shape: s.shape.clone(),
+                data,
+            })
+            .collect())
+    }
+
+    /// Uploads checkpoint tensors after checking that they are exactly this model's parameters
+    /// (names, order, shapes); `path` is named in the error otherwise.
+    pub fn upload_named(
+        &self,
+        ctx: &GpuContext,
+        tensors: Vec<NamedTensor>,
+        path: &Path,
+    ) -> Result<()> {
+        if tensors.len() != self.specs.len() {
+            return Err(Error::data(
+                path,
+                "tensors",
+                format!(
+                    "{} tensors, the model has {}",
+                    tensors.len(),
+                    self.specs.len()
+                ),
+            ));
+        }
+        for (t, s) in tensors.iter().zip(&self.specs) {
+            if t.name != s.name || t.shape != s.shape {
+                return Err(Error::data(
+                    path,
+                    &t.name,
+                    format!("{:?}, the model expects {} {:?}", t.shape, s.name, s.shape),
+                ));
+            }
+        }
+        self.upload(
+            ctx,
+            &tensors.into_iter().map(|t| t.data).collect::<Vec<_>>(),
+        )
+    }
+
     /// Downloads every gradient (model order).
     pub fn download_grads(&self, ctx: &GpuContext) -> Result<Vec<Vec<f32>>> {
         Ok(self.split(&self.grads.read(ctx)?))
@@ -312,6 +363,9 @@ pub fn init_params(config: &ModelConfig, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Checkpoint metadata key holding the model config as JSON.
+const MODEL_KEY: &str = "model";
+
 /// A model: its config, the seed its dropout masks derive from, and its parameters on the GPU.
 pub struct Model {
     pub config: ModelConfig,
@@ -330,6 +384,45 @@ impl Model {
             seed,
             params,
         })
+    }
+
+    /// The model saved in a checkpoint written by [`Self::save`]: its config comes from the
+    /// metadata, its parameters are checked name by name.
+    pub fn load(ctx: &GpuContext, path: &Path) -> Result<Self> {
+        let (tensors, meta) = checkpoint::load(path)?;
+        let config: ModelConfig = meta
+            .get(MODEL_KEY)
+            .ok_or_else(|| {
+                Error::data(
+                    path,
+                    MODEL_KEY,
+                    "no model config in the metadata (not written by ecgwgpu?)",
+                )
+            })
+            .and_then(|text| {
+                serde_json::from_str(text).map_err(|e| Error::data(path, MODEL_KEY, e.to_string()))
+            })?;
+        config.validate()?;
+        let params = ParamStore::new(ctx, &config.param_shapes());
+        params.upload_named(ctx, tensors, path)?;
+        Ok(Self {
+            config,
+            seed: 0,
+            params,
+        })
+    }
+
+    /// Writes the parameters (PyTorch names and layouts) with the config and `epoch` as metadata,
+    /// atomically.
+    pub fn save(&self, ctx: &GpuContext, path: &Path, epoch: usize) -> Result<()> {
+        let meta = BTreeMap::from([
+            (
+                MODEL_KEY.to_string(),
+                serde_json::to_string(&self.config).expect("serialisable"),
+            ),
+            ("epoch".to_string(), epoch.to_string()),
+        ]);
+        checkpoint::save(path, &self.params.download_named(ctx)?, &meta)
     }
 
     /// Adds the network to `graph` on input `x` `[B, in_channels, input_len]` and returns the

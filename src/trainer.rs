@@ -270,6 +270,17 @@ impl<'c> Trainer<'c> {
         plan.probs.read(self.ctx)
     }
 
+    /// Class probabilities for any number of beats (row-major `[n, in_channels * input_len]`),
+    /// run in inference batches of `batch`.
+    pub fn predict_many(&mut self, x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let per_beat = self.model.config.in_channels * self.model.config.input_len;
+        let mut probs = Vec::with_capacity(x.len() / per_beat.max(1) * self.model.config.classes);
+        for chunk in x.chunks(batch.max(1) * per_beat) {
+            probs.extend(self.predict(chunk)?);
+        }
+        Ok(probs)
+    }
+
     /// Per-dispatch wall times of one training step at `batch` (forward, loss, backward, Adam),
     /// each dispatch submitted alone. Runs on whatever data the plan last saw.
     pub fn profile_step(&mut self, batch: usize) -> Result<Vec<(String, f64)>> {

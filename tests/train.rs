@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ecgwgpu::checkpoint::{self, NamedTensor};
-use ecgwgpu::metrics::{argmax_rows, Confusion};
+use ecgwgpu::metrics::{argmax_rows, bootstrap, Confusion};
 
 #[test]
 fn metrics_match_a_hand_computed_confusion_matrix() {
@@ -37,6 +37,8 @@ fn metrics_match_a_hand_computed_confusion_matrix() {
         2.0 * (5.0 / 7.0) * (5.0 / 6.0) / (5.0 / 7.0 + 5.0 / 6.0),
     );
     close(r.classes[0].accuracy, 13.0 / 16.0);
+    // FP = 7 - 5 = 2 of the 10 beats that are not class a
+    close(r.classes[0].fpr, 2.0 / 10.0);
     // class b: TP 3, predicted 4, support 6; class c: TP 4, predicted 5, support 4
     close(r.classes[1].precision, 0.75);
     close(r.classes[1].recall, 0.5);
@@ -51,6 +53,65 @@ fn metrics_match_a_hand_computed_confusion_matrix() {
     );
     assert!(r.table().contains("overall accuracy 0.7500"));
     assert_eq!(argmax_rows(&[0.1, 0.7, 0.2, 0.5, 0.2, 0.3], 3), vec![1, 0]);
+}
+
+#[test]
+fn bootstrap_resamples_whole_records() {
+    // Record "good" is all correct, record "bad" all wrong: a record-level replicate draws
+    // {good, good}, {good, bad} or {bad, bad}, so accuracy spans 0..1; beat-level resampling
+    // of the 200 beats would stay within a few points of 0.5.
+    let truth = vec![0u32; 200];
+    let pred: Vec<u32> = (0..200).map(|i| u32::from(i >= 100)).collect();
+    let groups: Vec<String> = (0..200)
+        .map(|i| if i < 100 { "good" } else { "bad" }.to_string())
+        .collect();
+    let ci = bootstrap(&truth, &pred, &groups, 2, &["a", "b"], 400, 3);
+    assert_eq!(ci.replicates, 400);
+    assert_eq!(ci.accuracy, [0.0, 1.0]);
+    // Class b never occurs in the truth: its recall has no replicate to come from.
+    assert!(ci.classes[1].recall[0].is_nan());
+    let again = bootstrap(&truth, &pred, &groups, 2, &["a", "b"], 400, 3);
+    assert_eq!(ci.classes[0], again.classes[0], "seeded");
+    assert_eq!(ci.macro_f1, again.macro_f1, "seeded");
+}
+
+#[test]
+fn evaluate_reproduces_the_training_runs_test_figures() {
+    let out = temp_run("evaluate");
+    assert!(train_tiny(&out, &["--epochs", "1"]).status.success());
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let evaluate = |extra: &[&str]| -> serde_json::Value {
+        let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+            .args(["evaluate", "--json", "--checkpoint"])
+            .arg(out.join("best.safetensors"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    // The split, seed and data directory come from the run's config.json.
+    let test = evaluate(&[]);
+    assert_eq!(test["beats"], metrics["test_beats"]);
+    assert_eq!(test["confusion"], metrics["confusion"]);
+    assert_eq!(test["accuracy"], metrics["accuracy"]);
+    let v = &test["classes"][2];
+    assert_eq!(test["aami"]["V"]["se"], v["recall"]);
+    assert_eq!(test["aami"]["V"]["ppv"], v["precision"]);
+    // Every beat of the five embedded records, with intervals.
+    let all = evaluate(&["--split", "all", "--bootstrap", "50"]);
+    let counts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let total: u64 = ["train_before_augmentation", "validation", "test"]
+        .iter()
+        .flat_map(|k| counts["class_counts"][k].as_array().unwrap().clone())
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(all["beats"].as_u64().unwrap(), total);
+    let ci = &all["ci95"]["accuracy"];
+    let accuracy = all["accuracy"].as_f64().unwrap();
+    assert!(ci[0].as_f64().unwrap() <= accuracy && accuracy <= ci[1].as_f64().unwrap());
 }
 
 #[test]

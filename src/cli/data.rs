@@ -60,6 +60,11 @@ impl Source {
         &self.lead
     }
 
+    /// The --data-dir given on the command line, if any.
+    pub fn data_dir_given(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(embedded_dir)
     }

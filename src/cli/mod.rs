@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod evaluate;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,9 @@ enum Command {
     /// Train the classifier (default: the paper's network and recipe on the embedded records)
     /// and report test metrics in the paper's Table 1 layout.
     Train(Box<train::TrainArgs>),
+    /// Evaluate a checkpoint: per-class precision, recall, F1 and accuracy (the paper's Table 1),
+    /// AAMI Se/+P/FPR for V and S, the confusion matrix, optional bootstrap intervals.
+    Evaluate(Box<evaluate::EvaluateArgs>),
     /// Read WFDB records: class statistics, beat extraction, CSV export.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -56,6 +60,7 @@ pub fn run() -> Result<()> {
         Command::Bench(args) => bench::run(args)?,
         Command::Data(command) => data::run(command)?,
         Command::Train(args) => train::run(*args)?,
+        Command::Evaluate(args) => evaluate::run(*args)?,
         Command::Model { preset } => {
             let config = ModelConfig::preset(&preset)?;
             config.validate()?;

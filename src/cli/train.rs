@@ -151,48 +151,12 @@ fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
     )
 }
 
-/// Probabilities for every beat, in inference batches.
-pub fn predict_all(trainer: &mut Trainer, beats: &Beats, batch: usize) -> Result<Vec<f32>> {
-    let mut probs = Vec::with_capacity(beats.len() * trainer.model.config.classes);
-    for chunk in beats.x.chunks(batch * BEAT_LEN) {
-        probs.extend(trainer.predict(chunk)?);
-    }
-    Ok(probs)
-}
-
 fn evaluate(trainer: &mut Trainer, beats: &Beats, loss: &LossConfig) -> Result<(f64, Report)> {
     let classes = trainer.model.config.classes;
-    let probs = predict_all(trainer, beats, 1024)?;
+    let probs = trainer.predict_many(&beats.x, 1024)?;
     let predicted = argmax_rows(&probs, classes);
     let report = Confusion::new(&beats.labels, &predicted, classes).report(&CLASS_NAMES);
     Ok((loss::mean_from_probs(loss, &probs, &beats.labels), report))
-}
-
-/// The model's parameters under their PyTorch names.
-fn param_tensors(trainer: &Trainer, ctx: &GpuContext) -> Result<Vec<NamedTensor>> {
-    let values = trainer.model.params.download(ctx)?;
-    Ok(trainer
-        .model
-        .params
-        .specs
-        .iter()
-        .zip(values)
-        .map(|(s, data)| NamedTensor {
-            name: s.name.clone(),
-            shape: s.shape.clone(),
-            data,
-        })
-        .collect())
-}
-
-fn save_params(trainer: &Trainer, ctx: &GpuContext, path: &Path, epoch: usize) -> Result<()> {
-    let mut meta = BTreeMap::new();
-    meta.insert(
-        "model".to_string(),
-        serde_json::to_string(&trainer.model.config).expect("serialisable"),
-    );
-    meta.insert("epoch".to_string(), epoch.to_string());
-    checkpoint::save(path, &param_tensors(trainer, ctx)?, &meta)
 }
 
 /// Where a run stands after an epoch; with the parameters and Adam's moments it is everything
@@ -214,7 +178,7 @@ fn save_resume_state(
     path: &Path,
     progress: &Progress,
 ) -> Result<()> {
-    let mut tensors = param_tensors(trainer, ctx)?;
+    let mut tensors = trainer.model.params.download_named(ctx)?;
     let (m, v) = trainer.optimizer_state()?;
     for (name, data) in [(ADAM_M, m), (ADAM_V, v)] {
         tensors.push(NamedTensor {
@@ -256,49 +220,13 @@ fn load_resume_state(trainer: &mut Trainer, ctx: &GpuContext, path: &Path) -> Re
             .parse()
             .map_err(|_| Error::data(path, key, format!("not a number: {:?}", field(key))))
     };
-    check_param_tensors(trainer, &tensors, path)?;
-    trainer.model.params.upload(
-        ctx,
-        &tensors.into_iter().map(|t| t.data).collect::<Vec<_>>(),
-    )?;
+    trainer.model.params.upload_named(ctx, tensors, path)?;
     trainer.restore_optimizer(&m, &v, number("steps")? as u32)?;
     Ok(Progress {
         epoch: number("epoch")? as usize,
         best_f1: number("best_macro_f1")?,
         epochs_since_best: number("epochs_since_best")? as usize,
     })
-}
-
-/// Loads a checkpoint into the model, checking every name and shape.
-fn load_params(trainer: &mut Trainer, ctx: &GpuContext, path: &Path) -> Result<()> {
-    let (tensors, _) = checkpoint::load(path)?;
-    check_param_tensors(trainer, &tensors, path)?;
-    trainer.model.params.upload(
-        ctx,
-        &tensors.into_iter().map(|t| t.data).collect::<Vec<_>>(),
-    )
-}
-
-/// Every tensor the model has, in its order, with its name and shape.
-fn check_param_tensors(trainer: &Trainer, tensors: &[NamedTensor], path: &Path) -> Result<()> {
-    let specs = &trainer.model.params.specs;
-    if tensors.len() != specs.len() {
-        return Err(Error::data(
-            path,
-            "tensors",
-            format!("{} tensors, the model has {}", tensors.len(), specs.len()),
-        ));
-    }
-    for (t, s) in tensors.iter().zip(specs) {
-        if t.name != s.name || t.shape != s.shape {
-            return Err(Error::data(
-                path,
-                &t.name,
-                format!("{:?}, the model expects {} {:?}", t.shape, s.name, s.shape),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The order of the training beats in `epoch`: a fresh seeded shuffle per epoch, so a resumed
@@ -563,12 +491,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
             "epoch {epoch:>3}: train loss {:.4}  val loss {:.4}  val acc {:.4}  val macro-F1 {:.3}  ({:.0} beats/s)",
             record.train_loss, record.val_loss, record.val_accuracy, record.val_macro_f1, record.train_beats_per_s
         );
-        save_params(&trainer, &ctx, &out.join("last.safetensors"), epoch)?;
+        trainer
+            .model
+            .save(&ctx, &out.join("last.safetensors"), epoch)?;
         progress.epoch = epoch;
         if report.macro_f1 > progress.best_f1 {
             progress.best_f1 = report.macro_f1;
             progress.epochs_since_best = 0;
-            save_params(&trainer, &ctx, &out.join("best.safetensors"), epoch)?;
+            trainer
+                .model
+                .save(&ctx, &out.join("best.safetensors"), epoch)?;
         } else {
             progress.epochs_since_best += 1;
         }
@@ -594,7 +526,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
 
     // Test on the best-validation parameters.
-    load_params(&mut trainer, &ctx, &out.join("best.safetensors"))?;
+    let best = out.join("best.safetensors");
+    let (tensors, _) = checkpoint::load(&best)?;
+    trainer.model.params.upload_named(&ctx, tensors, &best)?;
     let (test_loss, report) = evaluate(&mut trainer, &test, &loss_config)?;
     println!(
         "\ntest ({:?} split, best validation epoch), loss {test_loss:.4}\n{}",

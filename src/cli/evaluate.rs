@@ -1,0 +1,223 @@
+//! `ecgwgpu evaluate`: a checkpoint's figures in the paper's Table 1 layout, the AAMI Se/+P/FPR
+//! for V and S, optional bootstrap intervals, on a run's split or on every beat of a database.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::data::Source;
+use crate::data::aami::CLASS_NAMES;
+use crate::data::beats::Beats;
+use crate::data::dataset::load_dir;
+use crate::data::splits::{self, SplitKind};
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::loss::LossConfig;
+use crate::metrics::{argmax_rows, bootstrap, Confusion};
+use crate::model::Model;
+use crate::optim::AdamConfig;
+use crate::trainer::Trainer;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalSplit {
+    /// The intra-patient split of the training run (same --seed), random 80/20 by beat.
+    Intra,
+    /// DS1 → DS2 (de Chazal 2004); --part test is DS2.
+    Inter,
+    /// Every annotated beat of every record in --data-dir (any WFDB database, any sampling rate;
+    /// records without --lead fall back to their first signal, with a warning).
+    All,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Train,
+    Val,
+    Test,
+}
+
+#[derive(clap::Args)]
+pub struct EvaluateArgs {
+    /// Checkpoint written by `train` (e.g. runs/NAME/best.safetensors).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    source: Source,
+    /// Which beats. Default: the split of the run whose config.json sits beside the checkpoint,
+    /// else `all`. Without --data-dir, that run's data directory is used too.
+    #[arg(long, value_enum)]
+    split: Option<EvalSplit>,
+    /// Part of an intra/inter split to evaluate.
+    #[arg(long, value_enum, default_value = "test")]
+    part: Part,
+    /// Seed of the split (intra only). Default: the run's seed from config.json, else 1.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Add 95 % confidence intervals from this many bootstrap replicates (resampling records).
+    #[arg(long, default_value_t = 0)]
+    bootstrap: usize,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Beats per inference batch.
+    #[arg(long, default_value_t = 1024)]
+    batch: usize,
+    /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
+    #[arg(long)]
+    device: Option<String>,
+}
+
+/// The training run's config.json beside a checkpoint, if any.
+fn run_config(checkpoint: &Path) -> Result<Option<Value>> {
+    let path = checkpoint.with_file_name("config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::data(&path, "JSON", e.to_string()))
+}
+
+/// Class names of a model with `classes` outputs.
+pub fn class_names(classes: usize) -> Vec<String> {
+    if classes == CLASS_NAMES.len() {
+        CLASS_NAMES.iter().map(|s| s.to_string()).collect()
+    } else {
+        (0..classes).map(|c| c.to_string()).collect()
+    }
+}
+
+/// The beats `args` selects, with a description for the report.
+fn select_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, String)> {
+    let from_run = |key: &str| run.and_then(|r| r["args"][key].as_str().map(str::to_string));
+    let split = args.split.unwrap_or(match from_run("split").as_deref() {
+        Some("intra") => EvalSplit::Intra,
+        Some("inter") => EvalSplit::Inter,
+        _ => EvalSplit::All,
+    });
+    let dir = match (args.source.data_dir_given(), run) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, Some(r)) if r["data_dir"].is_string() => {
+            PathBuf::from(r["data_dir"].as_str().unwrap_or_default())
+        }
+        _ => args.source.dir(),
+    };
+    let mut options = args.source.options();
+    options.fallback_to_first |= split == EvalSplit::All;
+    let ds = load_dir(&dir, &options)?;
+    for w in &ds.warnings {
+        eprintln!("warning: {w}");
+    }
+    let kind = match split {
+        EvalSplit::All => return Ok((ds.beats, format!("all beats of {}", dir.display()))),
+        EvalSplit::Intra => SplitKind::Intra,
+        EvalSplit::Inter => SplitKind::Inter,
+    };
+    let seed = args
+        .seed
+        .or_else(|| run.and_then(|r| r["args"]["seed"].as_u64()))
+        .unwrap_or(1);
+    let parts = splits::split(&ds.beats, kind, 0.2, 0.1, seed);
+    let indices = match args.part {
+        Part::Train => &parts.train,
+        Part::Val => &parts.val,
+        Part::Test => &parts.test,
+    };
+    Ok((
+        ds.beats.select(indices),
+        format!(
+            "{:?} part of the {kind:?} split (seed {seed}) of {}",
+            args.part,
+            dir.display()
+        )
+        .to_lowercase(),
+    ))
+}
+
+pub fn run(args: EvaluateArgs) -> Result<()> {
+    let run = run_config(&args.checkpoint)?;
+    let (beats, description) = select_beats(&args, run.as_ref())?;
+    if beats.is_empty() {
+        return Err(Error::Config(format!(
+            "no beats to evaluate in the {description}"
+        )));
+    }
+    let ctx = GpuContext::new(args.device.as_deref())?;
+    let model = Model::load(&ctx, &args.checkpoint)?;
+    let classes = model.config.classes;
+    if let Some((index, &label)) = beats
+        .labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l as usize >= classes)
+    {
+        return Err(Error::Label {
+            label,
+            index,
+            classes,
+        });
+    }
+    let mut trainer = Trainer::new(
+        &ctx,
+        model,
+        LossConfig::cross_entropy(classes),
+        AdamConfig::default(),
+    )?;
+    let probs = trainer.predict_many(&beats.x, args.batch)?;
+    let predicted = argmax_rows(&probs, classes);
+    let names = class_names(classes);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let report = Confusion::new(&beats.labels, &predicted, classes).report(&names);
+    let intervals = (args.bootstrap > 0).then(|| {
+        bootstrap(
+            &beats.labels,
+            &predicted,
+            &beats.record,
+            classes,
+            &names,
+            args.bootstrap,
+            1,
+        )
+    });
+    if args.json {
+        let aami: serde_json::Map<String, Value> = report
+            .classes
+            .iter()
+            .filter(|c| c.class == "V" || c.class == "S")
+            .map(|c| {
+                (
+                    c.class.clone(),
+                    json!({"se": c.recall, "ppv": c.precision, "fpr": c.fpr}),
+                )
+            })
+            .collect();
+        let out = json!({
+            "checkpoint": args.checkpoint,
+            "beats": beats.len(),
+            "selection": description,
+            "accuracy": report.accuracy,
+            "macro_f1": report.macro_f1,
+            "weighted_f1": report.weighted_f1,
+            "classes": report.classes,
+            "confusion": report.confusion,
+            "aami": aami,
+            "ci95": intervals,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serialisable")
+        );
+    } else {
+        println!(
+            "{} on {} beats: {description}\n{}",
+            args.checkpoint.display(),
+            beats.len(),
+            report.table()
+        );
+        if let Some(i) = intervals {
+            println!("{}", i.table());
+        }
+    }
+    Ok(())
+}
