@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use ecgwgpu::checkpoint::{self, NamedTensor};
+use ecgwgpu::data::aami::AamiClass;
+use ecgwgpu::data::annotation;
 use ecgwgpu::metrics::{argmax_rows, bootstrap, Confusion};
 
 #[test]
@@ -373,4 +375,62 @@ fn early_stopping_ends_a_run_that_stopped_improving() {
     let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 1 + 3, "{history}");
     assert!(out.join("metrics.json").is_file());
+}
+
+#[test]
+fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
+    let run = temp_run("predict");
+    assert!(train_tiny(&run, &["--epochs", "1"]).status.success());
+    let out = run.join("predictions");
+    let record = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mitdb/232");
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["predict", "--checkpoint"])
+        .arg(run.join("best.safetensors"))
+        .arg("--record")
+        .arg(&record)
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let csv = std::fs::read_to_string(out.join("232_pred.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let written = annotation::read(&out.join("232.pred")).unwrap();
+    let reference = annotation::read(&record.with_extension("atr")).unwrap();
+    assert!(rows.len() > 1000, "record 232 has ~1780 beats");
+    assert_eq!(rows.len(), written.len());
+    for (row, a) in rows.iter().zip(&written) {
+        assert_eq!(row[0].parse::<u64>().unwrap(), a.sample);
+        let class = ["N", "S", "V", "F", "Q"]
+            .iter()
+            .position(|c| *c == row[2])
+            .unwrap();
+        assert_eq!(a.code, AamiClass::from_label(class as u32).unwrap().code());
+        let p: f32 = row[3..].iter().map(|v| v.parse::<f32>().unwrap()).sum();
+        assert!((p - 1.0).abs() < 1e-4, "probabilities sum to 1: {row:?}");
+        // Every prediction sits on an annotated beat of the reference, with its class.
+        let truth = reference.iter().find(|r| r.sample == a.sample).unwrap();
+        let truth_class = AamiClass::from_code(truth.code).unwrap();
+        assert_eq!(
+            row[1],
+            ["N", "S", "V", "F", "Q"][truth_class.label() as usize]
+        );
+    }
+    assert!(
+        out.join("232.hea").is_file(),
+        "header copied for WFDB tools"
+    );
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["predict", "--checkpoint"])
+        .arg(run.join("best.safetensors"))
+        .args(["--record", "/nonexistent/100"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent"));
 }

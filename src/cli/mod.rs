@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod evaluate;
+mod predict;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     /// Evaluate a checkpoint: per-class precision, recall, F1 and accuracy (the paper's Table 1),
     /// AAMI Se/+P/FPR for V and S, the confusion matrix, optional bootstrap intervals.
     Evaluate(Box<evaluate::EvaluateArgs>),
+    /// Classify every annotated beat of a WFDB record; writes a CSV (sample, classes,
+    /// probabilities) and a WFDB annotation file.
+    Predict(Box<predict::PredictArgs>),
     /// Read WFDB records: class statistics, beat extraction, CSV export.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -61,6 +65,7 @@ pub fn run() -> Result<()> {
         Command::Data(command) => data::run(command)?,
         Command::Train(args) => train::run(*args)?,
         Command::Evaluate(args) => evaluate::run(*args)?,
+        Command::Predict(args) => predict::run(*args)?,
         Command::Model { preset } => {
             let config = ModelConfig::preset(&preset)?;
             config.validate()?;

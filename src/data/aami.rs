@@ -42,4 +42,21 @@ impl AamiClass {
     pub fn label(self) -> u32 {
         self as u32
     }
+
+    /// The label's class, if it is one of the five.
+    pub fn from_label(label: u32) -> Option<Self> {
+        CLASSES.get(label as usize).copied()
+    }
+
+    /// The annotation code that stands for the class when writing predictions: N, A (the usual
+    /// supraventricular premature beat), V, F, Q.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::N => 1,
+            Self::S => 8,
+            Self::V => 5,
+            Self::F => 6,
+            Self::Q => 13,
+        }
+    }
 }

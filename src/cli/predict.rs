@@ -1,0 +1,158 @@
+//! `ecgwgpu predict`: classifies every annotated beat of one WFDB record and writes the result as
+//! a CSV and as a WFDB annotation file (standard MIT encoding, readable by PhysioNet's tools).
+
+use std::path::PathBuf;
+
+use super::data::Source;
+use super::evaluate::class_names;
+use crate::data::aami::AamiClass;
+use crate::data::annotation::{self, Annotation};
+use crate::data::dataset::{load_dir, LoadOptions};
+use crate::data::write_atomic;
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::loss::LossConfig;
+use crate::metrics::argmax_rows;
+use crate::model::Model;
+use crate::optim::AdamConfig;
+use crate::trainer::Trainer;
+
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    /// Checkpoint written by `train` (e.g. runs/NAME/best.safetensors).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The record, as a path without extension (e.g. ~/mitdb/208): its .hea, signal files and
+    /// .atr (whose beat annotations give the R peaks to classify) are read.
+    #[arg(long)]
+    record: PathBuf,
+    /// Beat extraction and lead; a record without --lead falls back to its first signal.
+    #[command(flatten)]
+    source: Source,
+    /// Where to write <record>_<annotator>.csv and <record>.<annotator> (with a copy of the
+    /// header, so WFDB tools can read the annotations there).
+    #[arg(long, default_value = ".")]
+    out_dir: PathBuf,
+    /// Annotator name: the extension of the annotation file written.
+    #[arg(long, default_value = "pred")]
+    annotator: String,
+    /// Beats per inference batch.
+    #[arg(long, default_value_t = 1024)]
+    batch: usize,
+    /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
+    #[arg(long)]
+    device: Option<String>,
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let name = args
+        .record
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            Error::data(
+                &args.record,
+                "path",
+                "expected a record path such as dir/100",
+            )
+        })?
+        .to_string();
+    if args.annotator.is_empty() || !args.annotator.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(Error::Config(format!(
+            "--annotator {:?}: use letters and digits only (it becomes a file extension)",
+            args.annotator
+        )));
+    }
+    let dir = match args.record.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let options = LoadOptions {
+        fallback_to_first: true,
+        records: Some(vec![name.clone()]),
+        ..args.source.options()
+    };
+    let ds = load_dir(&dir, &options)?;
+    for w in &ds.warnings {
+        eprintln!("warning: {w}");
+    }
+    let beats = ds.beats;
+    if beats.is_empty() {
+        return Err(Error::data(
+            args.record.with_extension("atr"),
+            "annotations",
+            "no beat annotations to classify",
+        ));
+    }
+
+    let ctx = GpuContext::new(args.device.as_deref())?;
+    let model = Model::load(&ctx, &args.checkpoint)?;
+    let classes = model.config.classes;
+    let mut trainer = Trainer::new(
+        &ctx,
+        model,
+        LossConfig::cross_entropy(classes),
+        AdamConfig::default(),
+    )?;
+    let probs = trainer.predict_many(&beats.x, args.batch)?;
+    let predicted = argmax_rows(&probs, classes);
+    let names = class_names(classes);
+
+    let mut csv = format!(
+        "sample,annotated,predicted,{}\n",
+        names
+            .iter()
+            .map(|n| format!("p_{n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut annotations = Vec::with_capacity(beats.len());
+    for (i, &p) in predicted.iter().enumerate() {
+        let row: Vec<String> = probs[i * classes..(i + 1) * classes]
+            .iter()
+            .map(|v| format!("{v:.6}"))
+            .collect();
+        csv += &format!(
+            "{},{},{},{}\n",
+            beats.sample[i],
+            names[beats.labels[i] as usize],
+            names[p as usize],
+            row.join(",")
+        );
+        // Models with other classes than AAMI's five write their label index as the annotation's
+        // subtype on a generic beat code (Q), so nothing is silently renamed.
+        let mut a = Annotation::new(beats.sample[i], AamiClass::Q.code());
+        match AamiClass::from_label(p).filter(|_| classes == 5) {
+            Some(class) => a.code = class.code(),
+            None => a.subtype = p as i8,
+        }
+        annotations.push(a);
+    }
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::io(&args.out_dir, e))?;
+    let csv_path = args.out_dir.join(format!("{name}_{}.csv", args.annotator));
+    write_atomic(&csv_path, csv.as_bytes())?;
+    let atr_path = args.out_dir.join(format!("{name}.{}", args.annotator));
+    write_atomic(&atr_path, &annotation::encode(&annotations))?;
+    let header = dir.join(format!("{name}.hea"));
+    let header_copy = args.out_dir.join(format!("{name}.hea"));
+    if !header_copy.exists() {
+        std::fs::copy(&header, &header_copy).map_err(|e| Error::io(&header_copy, e))?;
+    }
+    let mut counts = vec![0usize; classes];
+    for &p in &predicted {
+        counts[p as usize] += 1;
+    }
+    let summary: Vec<String> = names
+        .iter()
+        .zip(&counts)
+        .map(|(n, c)| format!("{n} {c}"))
+        .collect();
+    println!(
+        "{name}: {} beats classified ({}); wrote {} and {}",
+        beats.len(),
+        summary.join(", "),
+        csv_path.display(),
+        atr_path.display()
+    );
+    Ok(())
+}
