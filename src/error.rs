@@ -42,6 +42,8 @@ pub enum Error {
         at: String,
         what: String,
     },
+    #[error("figure {file}: {what}")]
+    Figure { file: String, what: String },
     #[error("{file}: {source}")]
     Io {
         file: String,

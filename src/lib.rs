@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod figures;
 pub mod gpu;
 pub mod loss;
 pub mod metrics;

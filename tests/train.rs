@@ -216,6 +216,26 @@ fn train_command_writes_a_complete_run_directory() {
     let (tensors, meta) = checkpoint::load(&out.join("best.safetensors")).unwrap();
     assert_eq!(tensors.len(), 12);
     assert_eq!(meta["epoch"], "1");
+    // The figures, as real PNGs of the intended sizes (width and height sit at bytes 16..24).
+    for (name, width, height) in [
+        ("class_counts", 900, 560),
+        ("sample_beats", 1200, 320),
+        ("training_curves", 1200, 480),
+        ("confusion", 640, 600),
+    ] {
+        let png = std::fs::read(out.join("figures").join(format!("{name}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}");
+        let size = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+        assert_eq!((size(16), size(20)), (width, height), "{name}");
+        // Not a blank canvas: the drawing compresses far worse than a white image would.
+        assert!(png.len() > 10_000, "{name}: {} bytes", png.len());
+    }
+    let missing = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["figures", "--run", "/nonexistent/run"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/run/config.json"));
 }
 
 #[test]

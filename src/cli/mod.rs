@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod evaluate;
+mod figures;
 mod predict;
 mod train;
 
@@ -37,6 +38,9 @@ enum Command {
     /// Classify every annotated beat of a WFDB record; writes a CSV (sample, classes,
     /// probabilities) and a WFDB annotation file.
     Predict(Box<predict::PredictArgs>),
+    /// Draw a run's figures as PNGs in DIR/figures: class counts before/after augmentation,
+    /// a sample beat per class, training curves, confusion matrix (`train` draws them too).
+    Figures(figures::FiguresArgs),
     /// Read WFDB records: class statistics, beat extraction, CSV export.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -66,6 +70,7 @@ pub fn run() -> Result<()> {
         Command::Train(args) => train::run(*args)?,
         Command::Evaluate(args) => evaluate::run(*args)?,
         Command::Predict(args) => predict::run(*args)?,
+        Command::Figures(args) => figures::run(args)?,
         Command::Model { preset } => {
             let config = ModelConfig::preset(&preset)?;
             config.validate()?;

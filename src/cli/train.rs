@@ -101,6 +101,9 @@ pub struct TrainArgs {
     patience: usize,
 }
 
+/// Training beats re-scored in evaluation mode after each epoch for the training-accuracy curve.
+const TRAIN_PROBE: usize = 4096;
+
 /// Flags that may change when a run is resumed; every other one must match config.json.
 const RESUMABLE_CHANGES: [&str; 6] = ["epochs", "lr", "patience", "device", "resume", "out"];
 
@@ -108,6 +111,9 @@ const RESUMABLE_CHANGES: [&str; 6] = ["epochs", "lr", "patience", "device", "res
 struct EpochRecord {
     epoch: usize,
     train_loss: f64,
+    /// Accuracy on a fixed subset of the training beats in evaluation mode (no dropout).
+    #[serde(default)]
+    train_accuracy: Option<f64>,
     val_loss: f64,
     val_accuracy: f64,
     val_macro_f1: f64,
@@ -436,6 +442,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Vec::with_capacity(args.batch * BEAT_LEN),
         Vec::with_capacity(args.batch),
     );
+    let probe_order = epoch_order(train.len(), args.seed, 0);
+    let train_probe = train.select(&probe_order[..train.len().min(TRAIN_PROBE)]);
     for epoch in progress.epoch + 1..=args.epochs {
         if args.patience > 0 && progress.epochs_since_best >= args.patience {
             println!(
@@ -478,9 +486,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bar.finish_and_clear();
         let train_seconds = start.elapsed().as_secs_f64();
         let (val_loss, report) = evaluate(&mut trainer, &val, &loss_config)?;
+        let (_, train_report) = evaluate(&mut trainer, &train_probe, &loss_config)?;
         let record = EpochRecord {
             epoch,
             train_loss: sum / steps as f64,
+            train_accuracy: Some(train_report.accuracy),
             val_loss,
             val_accuracy: report.accuracy,
             val_macro_f1: report.macro_f1,
@@ -488,8 +498,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             train_beats_per_s: train.len() as f64 / train_seconds,
         };
         println!(
-            "epoch {epoch:>3}: train loss {:.4}  val loss {:.4}  val acc {:.4}  val macro-F1 {:.3}  ({:.0} beats/s)",
-            record.train_loss, record.val_loss, record.val_accuracy, record.val_macro_f1, record.train_beats_per_s
+            "epoch {epoch:>3}: train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4} macro-F1 {:.3}  ({:.0} beats/s)",
+            record.train_loss, train_report.accuracy, record.val_loss, record.val_accuracy, record.val_macro_f1, record.train_beats_per_s
         );
         trainer
             .model
@@ -507,13 +517,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         history.push(record);
         write_json(&out.join("history.json"), &history)?;
         let mut csv = String::from(
-            "epoch,train_loss,val_loss,val_accuracy,val_macro_f1,seconds,train_beats_per_s\n",
+            "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,seconds,train_beats_per_s\n",
         );
         for h in &history {
             csv += &format!(
-                "{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{}\n",
                 h.epoch,
                 h.train_loss,
+                h.train_accuracy.map_or(String::new(), |a| a.to_string()),
                 h.val_loss,
                 h.val_accuracy,
                 h.val_macro_f1,
@@ -545,5 +556,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "classes": report.classes,
         "confusion": report.confusion,
     });
-    write_json(&out.join("metrics.json"), &metrics)
+    write_json(&out.join("metrics.json"), &metrics)?;
+    for path in super::figures::write_all(&out)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
