@@ -445,6 +445,34 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
         "header copied for WFDB tools"
     );
 
+    // Ready-made beats in the common CSV layout: one row of probabilities per beat.
+    let beats_csv = run.join("beats.csv");
+    let rows: String = (0..7)
+        .map(|i| {
+            let samples: Vec<String> = (0..187)
+                .map(|t| format!("{}", ((t * (i + 1)) % 50) as f32 / 50.0))
+                .collect();
+            format!("{},{}\n", samples.join(","), i % 5)
+        })
+        .collect();
+    std::fs::write(&beats_csv, rows).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["predict", "--checkpoint"])
+        .arg(run.join("best.safetensors"))
+        .arg("--beats-csv")
+        .arg(&beats_csv)
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let csv = std::fs::read_to_string(out.join("beats_pred.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 7);
+    assert!(
+        !out.join("beats.pred").exists(),
+        "no annotation file without a record"
+    );
+
     let missing = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
         .args(["predict", "--checkpoint"])
         .arg(run.join("best.safetensors"))

@@ -7,6 +7,8 @@ use super::data::Source;
 use super::evaluate::class_names;
 use crate::data::aami::AamiClass;
 use crate::data::annotation::{self, Annotation};
+use crate::data::beats::Beats;
+use crate::data::csv;
 use crate::data::dataset::{load_dir, LoadOptions};
 use crate::data::write_atomic;
 use crate::error::{Error, Result};
@@ -24,13 +26,22 @@ pub struct PredictArgs {
     checkpoint: PathBuf,
     /// The record, as a path without extension (e.g. ~/mitdb/208): its .hea, signal files and
     /// .atr (whose beat annotations give the R peaks to classify) are read.
+    #[arg(
+        long,
+        required_unless_present = "beats_csv",
+        conflicts_with = "beats_csv"
+    )]
+    record: Option<PathBuf>,
+    /// Classify ready-made beats instead: a CSV in the common layout (187 samples, then a label,
+    /// per row, as `data export` writes). Writes <file stem>_<annotator>.csv only.
     #[arg(long)]
-    record: PathBuf,
+    beats_csv: Option<PathBuf>,
     /// Beat extraction and lead; a record without --lead falls back to its first signal.
     #[command(flatten)]
     source: Source,
     /// Where to write <record>_<annotator>.csv and <record>.<annotator> (with a copy of the
-    /// header, so WFDB tools can read the annotations there).
+    /// header, so WFDB tools can read the annotations there). The CSV's `sample` column is the
+    /// R peak's sample in the record, or the row number for --beats-csv.
     #[arg(long, default_value = ".")]
     out_dir: PathBuf,
     /// Annotator name: the extension of the annotation file written.
@@ -44,26 +55,27 @@ pub struct PredictArgs {
     device: Option<String>,
 }
 
-pub fn run(args: PredictArgs) -> Result<()> {
-    let name = args
+/// The beats to classify: a record's annotated beats (with the record's directory), or a CSV's
+/// rows.
+fn read_beats(args: &PredictArgs) -> Result<(String, Option<PathBuf>, Beats)> {
+    if let Some(path) = &args.beats_csv {
+        let name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or("beats")
+            .to_string();
+        return Ok((name, None, csv::read(path)?));
+    }
+    let record = args
         .record
+        .as_ref()
+        .expect("clap requires --record or --beats-csv");
+    let name = record
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| {
-            Error::data(
-                &args.record,
-                "path",
-                "expected a record path such as dir/100",
-            )
-        })?
+        .ok_or_else(|| Error::data(record, "path", "expected a record path such as dir/100"))?
         .to_string();
-    if args.annotator.is_empty() || !args.annotator.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(Error::Config(format!(
-            "--annotator {:?}: use letters and digits only (it becomes a file extension)",
-            args.annotator
-        )));
-    }
-    let dir = match args.record.parent() {
+    let dir = match record.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
@@ -76,14 +88,24 @@ pub fn run(args: PredictArgs) -> Result<()> {
     for w in &ds.warnings {
         eprintln!("warning: {w}");
     }
-    let beats = ds.beats;
-    if beats.is_empty() {
+    if ds.beats.is_empty() {
         return Err(Error::data(
-            args.record.with_extension("atr"),
+            record.with_extension("atr"),
             "annotations",
             "no beat annotations to classify",
         ));
     }
+    Ok((name, Some(dir), ds.beats))
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    if args.annotator.is_empty() || !args.annotator.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(Error::Config(format!(
+            "--annotator {:?}: use letters and digits only (it becomes a file extension)",
+            args.annotator
+        )));
+    }
+    let (name, record_dir, beats) = read_beats(&args)?;
 
     let ctx = GpuContext::new(args.device.as_deref())?;
     let model = Model::load(&ctx, &args.checkpoint)?;
@@ -131,12 +153,16 @@ pub fn run(args: PredictArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::io(&args.out_dir, e))?;
     let csv_path = args.out_dir.join(format!("{name}_{}.csv", args.annotator));
     write_atomic(&csv_path, csv.as_bytes())?;
-    let atr_path = args.out_dir.join(format!("{name}.{}", args.annotator));
-    write_atomic(&atr_path, &annotation::encode(&annotations))?;
-    let header = dir.join(format!("{name}.hea"));
-    let header_copy = args.out_dir.join(format!("{name}.hea"));
-    if !header_copy.exists() {
-        std::fs::copy(&header, &header_copy).map_err(|e| Error::io(&header_copy, e))?;
+    let mut written = vec![csv_path.display().to_string()];
+    if let Some(dir) = record_dir {
+        let atr_path = args.out_dir.join(format!("{name}.{}", args.annotator));
+        write_atomic(&atr_path, &annotation::encode(&annotations))?;
+        let header = dir.join(format!("{name}.hea"));
+        let header_copy = args.out_dir.join(format!("{name}.hea"));
+        if !header_copy.exists() {
+            std::fs::copy(&header, &header_copy).map_err(|e| Error::io(&header_copy, e))?;
+        }
+        written.push(atr_path.display().to_string());
     }
     let mut counts = vec![0usize; classes];
     for &p in &predicted {
@@ -148,11 +174,10 @@ pub fn run(args: PredictArgs) -> Result<()> {
         .map(|(n, c)| format!("{n} {c}"))
         .collect();
     println!(
-        "{name}: {} beats classified ({}); wrote {} and {}",
+        "{name}: {} beats classified ({}); wrote {}",
         beats.len(),
         summary.join(", "),
-        csv_path.display(),
-        atr_path.display()
+        written.join(" and ")
     );
     Ok(())
 }
