@@ -8,7 +8,10 @@ use ecgwgpu::data::annotation::{self, Annotation};
 use ecgwgpu::data::augment;
 use ecgwgpu::data::beats::{BeatMode, BEAT_LEN};
 use ecgwgpu::data::csv;
-use ecgwgpu::data::dataset::{annotation_counts, embedded_dir, load_dir, LoadOptions};
+use ecgwgpu::data::dataset::{
+    annotation_counts, detection_scores, embedded_dir, load_dir, LoadOptions,
+};
+use ecgwgpu::data::qrs;
 use ecgwgpu::data::resample::resample;
 use ecgwgpu::data::splits::{self, SplitKind, DS1, DS2};
 use ecgwgpu::data::wfdb::{Header, Record};
@@ -588,5 +591,88 @@ fn fuzzed_headers_annotations_and_csv_never_panic() {
         mutate(&mut h, &mut rng);
         std::fs::write(dir.join("232.hea"), &h).unwrap();
         let _ = Record::read(&dir.join("232"), None);
+    }
+}
+
+/// Gaussian "QRS" pulses of alternating sign every `period` s on a slow baseline wander, at `fs`.
+fn synthetic_ecg(fs: f64, seconds: f64, period: f64) -> (Vec<f32>, Vec<usize>) {
+    let n = (fs * seconds) as usize;
+    let peaks: Vec<usize> = (1..)
+        .map(|k| (k as f64 * period * fs) as usize)
+        .take_while(|&p| p + (0.5 * fs) as usize <= n)
+        .collect();
+    let mut x: Vec<f32> = (0..n)
+        .map(|i| (0.3 * (2.0 * std::f64::consts::PI * 0.3 * i as f64 / fs).sin()) as f32)
+        .collect();
+    for (k, &p) in peaks.iter().enumerate() {
+        let sign = if k % 3 == 2 { -1.0 } else { 1.0 };
+        for (i, v) in x.iter_mut().enumerate() {
+            let t = (i as f64 - p as f64) / fs;
+            // A 20 ms-wide QRS and a broad T wave 250 ms later.
+            *v += (sign * (-(t / 0.02).powi(2)).exp() + 0.25 * (-((t - 0.25) / 0.06).powi(2)).exp())
+                as f32;
+        }
+    }
+    (x, peaks)
+}
+
+#[test]
+fn qrs_detector_works_at_any_sampling_rate_and_on_flat_lines() {
+    for fs in [100.0, 125.0, 360.0, 1000.0] {
+        let (x, peaks) = synthetic_ecg(fs, 30.0, 0.8);
+        let found = qrs::detect(&x, fs);
+        let m = qrs::match_beats(&peaks, &found, (0.05 * fs) as usize);
+        assert_eq!(
+            (m.false_negatives, m.false_positives),
+            (0, 0),
+            "{fs} Hz: {m:?}"
+        );
+    }
+    assert!(qrs::detect(&vec![0.0; 5000], 360.0).is_empty(), "flat line");
+    assert!(
+        qrs::detect(&[1.0; 10], 360.0).is_empty(),
+        "shorter than a second"
+    );
+}
+
+#[test]
+fn qrs_matching_counts_each_beat_once() {
+    let m = qrs::match_beats(&[100, 400, 700, 1000], &[90, 95, 420, 1300], 30);
+    assert_eq!(
+        m,
+        qrs::Matches {
+            true_positives: 2,
+            false_negatives: 2,
+            false_positives: 2
+        }
+    );
+    assert_eq!(m.sensitivity(), 0.5);
+    assert_eq!(m.positive_predictivity(), 0.5);
+}
+
+#[test]
+fn qrs_detector_matches_reference_annotations() {
+    let check = |dir: &Path, floor: f64| {
+        let opts = LoadOptions {
+            fallback_to_first: true,
+            ..Default::default()
+        };
+        let (scores, _) = detection_scores(dir, &opts).unwrap();
+        let mut total = qrs::Matches::default();
+        for (_, m) in &scores {
+            total.add(*m);
+        }
+        assert!(
+            total.sensitivity() > floor && total.positive_predictivity() > floor,
+            "{}: {total:?} over {} records",
+            dir.display(),
+            scores.len()
+        );
+        scores.len()
+    };
+    assert_eq!(check(&embedded_dir(), 0.99), 5);
+    // All 48 records: Se 99.38 %, +P 99.69 % when this was written.
+    if let Some(dir) = full_mitdb() {
+        assert_eq!(check(&dir, 0.99), 48);
     }
 }

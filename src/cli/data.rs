@@ -7,12 +7,18 @@ use clap::{Args, Subcommand};
 
 use crate::data::aami::CLASS_NAMES;
 use crate::data::beats::BeatMode;
-use crate::data::dataset::{annotation_counts, embedded_dir, load_dir, LoadOptions};
+use crate::data::dataset::{
+    annotation_counts, detection_scores, embedded_dir, load_dir, LoadOptions,
+};
+use crate::data::qrs::Matches;
 use crate::data::{csv, splits};
 use crate::error::Result;
 
 #[derive(Subcommand)]
 pub enum DataCommand {
+    /// Run the QRS detector on every record and score it against the reference beat annotations
+    /// (sensitivity Se and positive predictivity +P, 150 ms matching window).
+    Detect(Source),
     /// Per-record and total AAMI class counts: of the reference annotations, and of the beats
     /// extracted from the chosen lead.
     Stats(Source),
@@ -79,6 +85,17 @@ impl Source {
     }
 }
 
+fn detect_row(name: &str, m: &Matches) -> String {
+    format!(
+        "{name:<8}{:>8}{:>8}{:>8}{:>9.4}{:>9.4}",
+        m.true_positives,
+        m.false_negatives,
+        m.false_positives,
+        m.sensitivity(),
+        m.positive_predictivity()
+    )
+}
+
 fn row(name: &str, counts: &[usize; 5]) -> String {
     let total: usize = counts.iter().sum();
     let cells: String = counts.iter().map(|c| format!("{c:>8}")).collect();
@@ -115,6 +132,22 @@ pub fn run(command: DataCommand) -> Result<()> {
                 ds.per_record.len()
             );
             println!("{}", row("total", &beats));
+        }
+        DataCommand::Detect(source) => {
+            let (scores, warnings) = detection_scores(&source.dir(), &source.options())?;
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{:<8}{:>8}{:>8}{:>8}{:>9}{:>9}",
+                "record", "TP", "FN", "FP", "Se", "+P"
+            );
+            let mut total = Matches::default();
+            for (name, m) in &scores {
+                println!("{}", detect_row(name, m));
+                total.add(*m);
+            }
+            println!("{}", detect_row("total", &total));
         }
         DataCommand::Export {
             source,

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use super::aami::AamiClass;
-use super::annotation;
+use super::annotation::{self, Annotation};
 use super::beats::{extract, BeatMode, Beats};
+use super::qrs;
 use super::wfdb::{Header, Record};
 use crate::error::{Error, Result};
 
@@ -85,8 +86,13 @@ pub fn list_records(dir: &Path) -> Result<Vec<String>> {
 /// A record's beats (`None` when skipped) and an optional warning.
 type Loaded = (Option<Beats>, Option<String>);
 
-/// One record's beats, or `Ok(None)` with a warning when it lacks the lead.
-fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Loaded> {
+/// One lead of a record in physical units, with its sampling rate, or `Ok(None)` with a warning
+/// when the record lacks the lead (and no fallback was asked for); the warning also notes a
+/// fallback.
+pub type Lead = (Option<(Vec<f32>, f64)>, Option<String>);
+
+/// Reads `opts.lead` of record `name` in `dir` (see [`Lead`]).
+pub fn read_lead(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Lead> {
     let base = dir.join(name);
     let header = Header::read(&base.with_extension("hea"))?;
     let (lead, warning) = match header.signal_index(&opts.lead) {
@@ -114,30 +120,70 @@ fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Loaded> {
         }
     };
     let record = Record::read(&base, Some(&[lead]))?;
-    let signal = record.physical(lead);
+    Ok((Some((record.physical(lead), record.header.fs)), warning))
+}
+
+/// A record's reference annotations, checked to lie within its `len` samples.
+fn read_annotations(base: &Path, len: usize) -> Result<Vec<Annotation>> {
     let atr = base.with_extension("atr");
     let annotations = annotation::read(&atr)?;
     if let Some((i, a)) = annotations
         .iter()
         .enumerate()
-        .find(|(_, a)| a.sample >= signal.len() as u64)
+        .find(|(_, a)| a.sample >= len as u64)
     {
         return Err(Error::data(
             &atr,
             format!("annotation {} at sample {}", i + 1, a.sample),
-            format!("past the end of the signal ({} samples)", signal.len()),
+            format!("past the end of the signal ({len} samples)"),
         ));
     }
+    Ok(annotations)
+}
+
+/// One record's beats, or `Ok(None)` with a warning when it lacks the lead.
+fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Loaded> {
+    let (lead, warning) = read_lead(dir, name, opts)?;
+    let Some((signal, fs)) = lead else {
+        return Ok((None, warning));
+    };
+    let annotations = read_annotations(&dir.join(name), signal.len())?;
     Ok((
-        Some(extract(
-            &signal,
-            record.header.fs,
-            &annotations,
-            opts.mode,
-            name,
-        )),
+        Some(extract(&signal, fs, &annotations, opts.mode, name)),
         warning,
     ))
+}
+
+/// A record's name and its detection scores.
+pub type RecordMatches = (String, qrs::Matches);
+
+/// The QRS detector ([`qrs::detect`]) on every record of `dir` against its reference beat
+/// annotations, matched within [`qrs::MATCH_WINDOW_S`]. Records without the lead are skipped
+/// with a warning (or read from their first signal with `opts.fallback_to_first`).
+pub fn detection_scores(
+    dir: &Path,
+    opts: &LoadOptions,
+) -> Result<(Vec<RecordMatches>, Vec<String>)> {
+    let names = match &opts.records {
+        Some(r) => r.clone(),
+        None => list_records(dir)?,
+    };
+    let mut scores = vec![];
+    let mut warnings = vec![];
+    for name in names {
+        let (lead, warning) = read_lead(dir, &name, opts)?;
+        warnings.extend(warning);
+        let Some((signal, fs)) = lead else { continue };
+        let reference: Vec<usize> = read_annotations(&dir.join(&name), signal.len())?
+            .iter()
+            .filter(|a| AamiClass::from_code(a.code).is_some())
+            .map(|a| a.sample as usize)
+            .collect();
+        let detected = qrs::detect(&signal, fs);
+        let window = (qrs::MATCH_WINDOW_S * fs).round() as usize;
+        scores.push((name, qrs::match_beats(&reference, &detected, window)));
+    }
+    Ok((scores, warnings))
 }
 
 /// Loads every record of `dir` (see [`LoadOptions`]), in parallel across the machine's cores.
