@@ -81,6 +81,11 @@ impl<'c> Trainer<'c> {
         })
     }
 
+    /// The GPU context the trainer runs on.
+    pub fn ctx(&self) -> &'c GpuContext {
+        self.ctx
+    }
+
     /// Optimiser steps taken so far.
     pub fn steps(&self) -> u32 {
         self.steps

@@ -157,12 +157,162 @@ fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
     )
 }
 
-fn evaluate(trainer: &mut Trainer, beats: &Beats, loss: &LossConfig) -> Result<(f64, Report)> {
+fn evaluate(
+    trainer: &mut Trainer,
+    beats: &Beats,
+    loss: &LossConfig,
+    names: &[&str],
+) -> Result<(f64, Report)> {
     let classes = trainer.model.config.classes;
     let probs = trainer.predict_many(&beats.x, 1024)?;
     let predicted = argmax_rows(&probs, classes);
-    let report = Confusion::new(&beats.labels, &predicted, classes).report(&CLASS_NAMES);
+    let report = Confusion::new(&beats.labels, &predicted, classes).report(names);
     Ok((loss::mean_from_probs(loss, &probs, &beats.labels), report))
+}
+
+/// How long and how to train, and where the run directory is.
+pub(super) struct Schedule<'a> {
+    pub out: &'a Path,
+    pub epochs: usize,
+    pub batch: usize,
+    pub seed: u64,
+    pub patience: usize,
+    pub resume: bool,
+}
+
+/// The training loop shared by `train` and `transfer`: epochs of shuffled batches with a progress
+/// bar, validation after each (best = highest macro-F1), history, `last`/`best` checkpoints and the
+/// resume state written atomically, early stopping, `--resume`. `run_config` is what config.json
+/// holds: checked against the existing one on resume, then (re)written.
+pub(super) fn fit(
+    trainer: &mut Trainer,
+    train: &Beats,
+    val: &Beats,
+    loss: &LossConfig,
+    names: &[&str],
+    schedule: &Schedule,
+    run_config: &serde_json::Value,
+) -> Result<()> {
+    let out = schedule.out;
+    let ctx = trainer.ctx();
+    let mut history: Vec<EpochRecord> = vec![];
+    let mut progress = Progress {
+        epoch: 0,
+        best_f1: -1.0,
+        epochs_since_best: 0,
+    };
+    if schedule.resume {
+        check_same_run(&out.join("config.json"), run_config)?;
+        progress = load_resume_state(trainer, ctx, &out.join("resume.safetensors"))?;
+        history = read_history(&out.join("history.json"))?;
+        history.truncate(progress.epoch);
+        println!(
+            "resuming {} after epoch {} (optimiser step {})",
+            out.display(),
+            progress.epoch,
+            trainer.steps()
+        );
+    }
+    write_json(&out.join("config.json"), run_config)?;
+    let (mut xb, mut yb) = (
+        Vec::with_capacity(schedule.batch * BEAT_LEN),
+        Vec::with_capacity(schedule.batch),
+    );
+    let probe_order = epoch_order(train.len(), schedule.seed, 0);
+    let train_probe = train.select(&probe_order[..train.len().min(TRAIN_PROBE)]);
+    for epoch in progress.epoch + 1..=schedule.epochs {
+        if schedule.patience > 0 && progress.epochs_since_best >= schedule.patience {
+            println!(
+                "early stop: validation macro-F1 has not improved for {} epochs",
+                schedule.patience
+            );
+            break;
+        }
+        let order = epoch_order(train.len(), schedule.seed, epoch);
+        let bar = ProgressBar::new(train.len() as u64)
+            .with_prefix(format!("epoch {epoch}/{}", schedule.epochs));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} beats {per_sec} eta {eta} loss {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        let start = Instant::now();
+        let (mut sum, mut steps) = (0.0f64, 0usize);
+        for chunk in order.chunks(schedule.batch) {
+            xb.clear();
+            yb.clear();
+            for &i in chunk {
+                xb.extend_from_slice(train.beat(i));
+                yb.push(train.labels[i]);
+            }
+            let loss = trainer.step(&xb, &yb).map_err(|e| match e {
+                Error::NonFinite { .. } => Error::Config(format!(
+                    "training stopped at epoch {epoch}: {e}; the last good checkpoint is {}",
+                    out.join("last.safetensors").display()
+                )),
+                other => other,
+            })?;
+            sum += f64::from(loss);
+            steps += 1;
+            bar.inc(chunk.len() as u64);
+            bar.set_message(format!("{:.4}", sum / steps as f64));
+        }
+        bar.finish_and_clear();
+        let train_seconds = start.elapsed().as_secs_f64();
+        let (val_loss, report) = evaluate(trainer, val, loss, names)?;
+        let (_, train_report) = evaluate(trainer, &train_probe, loss, names)?;
+        let record = EpochRecord {
+            epoch,
+            train_loss: sum / steps as f64,
+            train_accuracy: Some(train_report.accuracy),
+            val_loss,
+            val_accuracy: report.accuracy,
+            val_macro_f1: report.macro_f1,
+            seconds: start.elapsed().as_secs_f64(),
+            train_beats_per_s: train.len() as f64 / train_seconds,
+        };
+        println!(
+            "epoch {epoch:>3}: train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4} macro-F1 {:.3}  ({:.0} beats/s)",
+            record.train_loss, train_report.accuracy, record.val_loss, record.val_accuracy, record.val_macro_f1, record.train_beats_per_s
+        );
+        trainer
+            .model
+            .save(ctx, &out.join("last.safetensors"), epoch)?;
+        progress.epoch = epoch;
+        if report.macro_f1 > progress.best_f1 {
+            progress.best_f1 = report.macro_f1;
+            progress.epochs_since_best = 0;
+            trainer
+                .model
+                .save(ctx, &out.join("best.safetensors"), epoch)?;
+        } else {
+            progress.epochs_since_best += 1;
+        }
+        history.push(record);
+        write_json(&out.join("history.json"), &history)?;
+        let mut csv = String::from(
+            "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,seconds,train_beats_per_s\n",
+        );
+        for h in &history {
+            csv += &format!(
+                "{},{},{},{},{},{},{},{}\n",
+                h.epoch,
+                h.train_loss,
+                h.train_accuracy.map_or(String::new(), |a| a.to_string()),
+                h.val_loss,
+                h.val_accuracy,
+                h.val_macro_f1,
+                h.seconds,
+                h.train_beats_per_s
+            );
+        }
+        write_atomic(&out.join("history.csv"), csv.as_bytes())?;
+        save_resume_state(trainer, ctx, &out.join("resume.safetensors"), &progress)?;
+    }
+
+    Ok(())
 }
 
 /// Where a run stands after an epoch; with the parameters and Adam's moments it is everything
@@ -407,25 +557,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         class_counts: counts,
     })
     .expect("serialisable");
-    let mut history: Vec<EpochRecord> = vec![];
-    let mut progress = Progress {
-        epoch: 0,
-        best_f1: -1.0,
-        epochs_since_best: 0,
-    };
-    if args.resume {
-        check_same_run(&out.join("config.json"), &run_config)?;
-        progress = load_resume_state(&mut trainer, &ctx, &out.join("resume.safetensors"))?;
-        history = read_history(&out.join("history.json"))?;
-        history.truncate(progress.epoch);
-        println!(
-            "resuming {} after epoch {} (optimiser step {})",
-            out.display(),
-            progress.epoch,
-            trainer.steps()
-        );
-    }
-    write_json(&out.join("config.json"), &run_config)?;
     println!(
         "{} on {}: {} parameters; {} train / {} val / {} test beats ({:?} split); run directory {}",
         args.preset,
@@ -438,109 +569,28 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out.display()
     );
 
-    let (mut xb, mut yb) = (
-        Vec::with_capacity(args.batch * BEAT_LEN),
-        Vec::with_capacity(args.batch),
-    );
-    let probe_order = epoch_order(train.len(), args.seed, 0);
-    let train_probe = train.select(&probe_order[..train.len().min(TRAIN_PROBE)]);
-    for epoch in progress.epoch + 1..=args.epochs {
-        if args.patience > 0 && progress.epochs_since_best >= args.patience {
-            println!(
-                "early stop: validation macro-F1 has not improved for {} epochs",
-                args.patience
-            );
-            break;
-        }
-        let order = epoch_order(train.len(), args.seed, epoch);
-        let bar = ProgressBar::new(train.len() as u64)
-            .with_prefix(format!("epoch {epoch}/{}", args.epochs));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} beats {per_sec} eta {eta} loss {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        let start = Instant::now();
-        let (mut sum, mut steps) = (0.0f64, 0usize);
-        for chunk in order.chunks(args.batch) {
-            xb.clear();
-            yb.clear();
-            for &i in chunk {
-                xb.extend_from_slice(train.beat(i));
-                yb.push(train.labels[i]);
-            }
-            let loss = trainer.step(&xb, &yb).map_err(|e| match e {
-                Error::NonFinite { .. } => Error::Config(format!(
-                    "training stopped at epoch {epoch}: {e}; the last good checkpoint is {}",
-                    out.join("last.safetensors").display()
-                )),
-                other => other,
-            })?;
-            sum += f64::from(loss);
-            steps += 1;
-            bar.inc(chunk.len() as u64);
-            bar.set_message(format!("{:.4}", sum / steps as f64));
-        }
-        bar.finish_and_clear();
-        let train_seconds = start.elapsed().as_secs_f64();
-        let (val_loss, report) = evaluate(&mut trainer, &val, &loss_config)?;
-        let (_, train_report) = evaluate(&mut trainer, &train_probe, &loss_config)?;
-        let record = EpochRecord {
-            epoch,
-            train_loss: sum / steps as f64,
-            train_accuracy: Some(train_report.accuracy),
-            val_loss,
-            val_accuracy: report.accuracy,
-            val_macro_f1: report.macro_f1,
-            seconds: start.elapsed().as_secs_f64(),
-            train_beats_per_s: train.len() as f64 / train_seconds,
-        };
-        println!(
-            "epoch {epoch:>3}: train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4} macro-F1 {:.3}  ({:.0} beats/s)",
-            record.train_loss, train_report.accuracy, record.val_loss, record.val_accuracy, record.val_macro_f1, record.train_beats_per_s
-        );
-        trainer
-            .model
-            .save(&ctx, &out.join("last.safetensors"), epoch)?;
-        progress.epoch = epoch;
-        if report.macro_f1 > progress.best_f1 {
-            progress.best_f1 = report.macro_f1;
-            progress.epochs_since_best = 0;
-            trainer
-                .model
-                .save(&ctx, &out.join("best.safetensors"), epoch)?;
-        } else {
-            progress.epochs_since_best += 1;
-        }
-        history.push(record);
-        write_json(&out.join("history.json"), &history)?;
-        let mut csv = String::from(
-            "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,seconds,train_beats_per_s\n",
-        );
-        for h in &history {
-            csv += &format!(
-                "{},{},{},{},{},{},{},{}\n",
-                h.epoch,
-                h.train_loss,
-                h.train_accuracy.map_or(String::new(), |a| a.to_string()),
-                h.val_loss,
-                h.val_accuracy,
-                h.val_macro_f1,
-                h.seconds,
-                h.train_beats_per_s
-            );
-        }
-        write_atomic(&out.join("history.csv"), csv.as_bytes())?;
-        save_resume_state(&trainer, &ctx, &out.join("resume.safetensors"), &progress)?;
-    }
+    fit(
+        &mut trainer,
+        &train,
+        &val,
+        &loss_config,
+        &CLASS_NAMES,
+        &Schedule {
+            out: &out,
+            epochs: args.epochs,
+            batch: args.batch,
+            seed: args.seed,
+            patience: args.patience,
+            resume: args.resume,
+        },
+        &run_config,
+    )?;
 
     // Test on the best-validation parameters.
     let best = out.join("best.safetensors");
     let (tensors, _) = checkpoint::load(&best)?;
     trainer.model.params.upload_named(&ctx, tensors, &best)?;
-    let (test_loss, report) = evaluate(&mut trainer, &test, &loss_config)?;
+    let (test_loss, report) = evaluate(&mut trainer, &test, &loss_config, &CLASS_NAMES)?;
     println!(
         "\ntest ({:?} split, best validation epoch), loss {test_loss:.4}\n{}",
         args.split,
