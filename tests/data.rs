@@ -671,7 +671,7 @@ fn qrs_detector_matches_reference_annotations() {
         scores.len()
     };
     assert_eq!(check(&embedded_dir(), 0.99), 5);
-    // All 48 records: Se 99.38 %, +P 99.69 % when this was written.
+    // All 48 records: Se 99.39 %, +P 99.69 % when this was written.
     if let Some(dir) = full_mitdb() {
         assert_eq!(check(&dir, 0.99), 48);
     }

@@ -60,12 +60,21 @@ impl Biquad {
     }
 }
 
-/// The 5–15 Hz band-passed signal (zero phase), mean removed first.
+/// The 5–15 Hz band-passed signal (zero phase). The ends are extended by a point reflection
+/// (as scipy's filtfilt does), so a record that starts far from zero, e.g. on a drifting
+/// baseline, does not set off a step response the detector would take for a giant QRS.
 pub fn bandpass(signal: &[f32], fs: f64) -> Vec<f64> {
-    let mean = signal.iter().map(|&v| f64::from(v)).sum::<f64>() / signal.len().max(1) as f64;
-    let mut x: Vec<f64> = signal.iter().map(|&v| f64::from(v) - mean).collect();
+    let n = signal.len();
+    let pad = ((fs as usize).max(1)).min(n.saturating_sub(1));
+    let at = |i: usize| f64::from(signal[i]);
+    let mut x: Vec<f64> = Vec::with_capacity(n + 2 * pad);
+    x.extend((1..=pad).rev().map(|i| 2.0 * at(0) - at(i)));
+    x.extend(signal.iter().map(|&v| f64::from(v)));
+    x.extend((1..=pad).map(|i| 2.0 * at(n - 1) - at(n - 1 - i)));
     Biquad::butterworth(fs, 5.0, true).zero_phase(&mut x);
     Biquad::butterworth(fs, 15.0f64.min(fs * 0.45), false).zero_phase(&mut x);
+    x.drain(..pad);
+    x.truncate(n);
     x
 }
 
@@ -109,10 +118,27 @@ pub fn detect(signal: &[f32], fs: f64) -> Vec<usize> {
         slope[lo..hi].iter().fold(0.0f64, |m, d| m.max(d.abs()))
     };
 
-    // Levels learnt from the first two seconds.
-    let learn = &mwi[..secs(2.0).min(n)];
-    let mut signal_level = 0.25 * learn.iter().fold(0.0f64, |m, &v| m.max(v));
-    let mut noise_level = 0.5 * learn.iter().sum::<f64>() / learn.len() as f64;
+    // Levels learnt from the first eight seconds: the median of each second's peak and mean, so
+    // one artefact there cannot set them (Pan & Tompkins use the first two seconds' maximum).
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let seconds: Vec<&[f64]> = mwi[..secs(8.0).min(n)].chunks(secs(1.0)).collect();
+    let mut signal_level = 0.25
+        * median(
+            seconds
+                .iter()
+                .map(|c| c.iter().fold(0.0f64, |m, &v| m.max(v)))
+                .collect(),
+        );
+    let mut noise_level = 0.5
+        * median(
+            seconds
+                .iter()
+                .map(|c| c.iter().sum::<f64>() / c.len() as f64)
+                .collect(),
+        );
     let mut qrs: Vec<usize> = vec![];
     let mut qrs_slope = 0.0;
     let mut rr: Vec<usize> = vec![];

@@ -8,6 +8,7 @@
 //! `file format[xspf][:skew][+offset] [gain[(baseline)][/units] [adcres [adczero [init
 //! [checksum [blocksize [description]]]]]]]`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -145,6 +146,20 @@ impl Header {
         Self::parse(&text, path)
     }
 
+    /// `key: value` comment lines as fields (PTB's "Reason for admission", "age", "sex", ...);
+    /// keys as written, values trimmed, the first occurrence of a key kept.
+    pub fn comment_fields(&self) -> BTreeMap<String, String> {
+        let mut fields = BTreeMap::new();
+        for line in &self.comments {
+            if let Some((key, value)) = line.split_once(':') {
+                fields
+                    .entry(key.trim().to_string())
+                    .or_insert_with(|| value.trim().to_string());
+            }
+        }
+        fields
+    }
+
     /// Index of the first signal whose description is `name` (case-insensitive).
     pub fn signal_index(&self, name: &str) -> Option<usize> {
         self.signals
@@ -259,6 +274,9 @@ pub struct Record {
     pub header: Header,
     pub dir: PathBuf,
     pub adc: Vec<Vec<i32>>,
+    /// Signal files the header names that are missing but were not needed for the signals asked
+    /// for (PTB records often lack their `.xyz` Frank-lead file).
+    pub warnings: Vec<String>,
 }
 
 impl Record {
@@ -270,6 +288,7 @@ impl Record {
         let all: Vec<usize> = (0..header.signals.len()).collect();
         let wanted = wanted.unwrap_or(&all);
         let mut adc = vec![vec![]; header.signals.len()];
+        let mut warnings = vec![];
         // Signals sharing a file are interleaved frame by frame in header order.
         let mut files: Vec<&str> = vec![];
         for s in &header.signals {
@@ -282,6 +301,17 @@ impl Record {
                 .filter(|&i| header.signals[i].file == file)
                 .collect();
             if !members.iter().any(|i| wanted.contains(i)) {
+                if !dir.join(file).is_file() {
+                    let names: Vec<&str> = members
+                        .iter()
+                        .map(|&i| header.signals[i].description.as_str())
+                        .collect();
+                    warnings.push(format!(
+                        "{}: {file} (signals {}) is missing; not needed for the signals asked for",
+                        header.record,
+                        names.join(", ")
+                    ));
+                }
                 continue;
             }
             let decoded = read_signal_file(&dir.join(file), &header, &members)?;
@@ -291,7 +321,12 @@ impl Record {
                 }
             }
         }
-        Ok(Record { header, dir, adc })
+        Ok(Record {
+            header,
+            dir,
+            adc,
+            warnings,
+        })
     }
 
     /// Signal `i` in physical units: (adc - baseline) / gain.
