@@ -3,6 +3,9 @@
 // flat buffer, so one dispatch updates them all.
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr * ( (m / bc1) / (sqrt(v / bc2) + eps) + weight_decay * p ),  bc_i = 1 - b_i^step
+// The first `scaled_len` elements (a model's convolutional layers, which come first in the flat
+// buffer) use lr * lr_scale instead: fine-tuning a transferred feature extractor slowly, or not at
+// all with lr_scale = 0 (then p -= 0 leaves it bit for bit).
 
 struct Params {
     n: u32,
@@ -10,6 +13,8 @@ struct Params {
     beta2: f32,
     eps: f32,
     weight_decay: f32,
+    scaled_len: u32,
+    lr_scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,5 +36,6 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     v[i] = v_new;
     let m_hat = m_new / s.bias_correction1;
     let v_hat = v_new / s.bias_correction2;
-    param[i] -= s.lr * (m_hat / (sqrt(v_hat) + p.eps) + p.weight_decay * param[i]);
+    let lr = select(s.lr, s.lr * p.lr_scale, i < p.scaled_len);
+    param[i] -= lr * (m_hat / (sqrt(v_hat) + p.eps) + p.weight_decay * param[i]);
 }

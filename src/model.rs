@@ -228,6 +228,15 @@ impl ParamStore {
         }
     }
 
+    /// Elements of the flat buffer before the first dense layer: the convolutional feature
+    /// extractor, which transfer learning freezes or fine-tunes slowly.
+    pub fn feature_len(&self) -> usize {
+        self.specs
+            .iter()
+            .find(|s| s.name.starts_with("dense"))
+            .map_or(self.flat_len(), |s| s.offset)
+    }
+
     /// Total elements including alignment padding (the length Adam runs over).
     pub fn flat_len(&self) -> usize {
         self.values.numel()

@@ -20,6 +20,14 @@ pub struct AdamConfig {
     pub eps: f32,
     /// Decoupled (AdamW-style): `p -= lr * weight_decay * p` each step.
     pub weight_decay: f32,
+    /// Learning-rate multiplier for the convolutional (feature) layers: below 1 when
+    /// fine-tuning a transferred extractor, 0 to freeze it.
+    #[serde(default = "one")]
+    pub feature_lr_scale: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 impl Default for AdamConfig {
@@ -31,6 +39,7 @@ impl Default for AdamConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            feature_lr_scale: 1.0,
         }
     }
 }
@@ -55,6 +64,8 @@ struct Params {
     beta2: f32,
     eps: f32,
     weight_decay: f32,
+    scaled_len: u32,
+    lr_scale: f32,
 }
 
 /// Adam's moment buffers.
@@ -62,14 +73,18 @@ pub struct Adam {
     pub config: AdamConfig,
     pub m: Tensor,
     pub v: Tensor,
+    /// Elements at the start of the parameter buffer that take `config.feature_lr_scale`.
+    pub feature_len: usize,
 }
 
 impl Adam {
-    pub fn new(ctx: &GpuContext, config: AdamConfig, n: usize) -> Self {
+    /// Moments for `n` parameters, the first `feature_len` of which are the feature layers.
+    pub fn new(ctx: &GpuContext, config: AdamConfig, n: usize, feature_len: usize) -> Self {
         Self {
             config,
             m: Tensor::zeros(ctx, &[n]),
             v: Tensor::zeros(ctx, &[n]),
+            feature_len,
         }
     }
 
@@ -82,6 +97,8 @@ impl Adam {
             beta2: self.config.beta2,
             eps: self.config.eps,
             weight_decay: self.config.weight_decay,
+            scaled_len: self.feature_len as u32,
+            lr_scale: self.config.feature_lr_scale,
         };
         rec.push(
             &SHADER,
@@ -99,14 +116,15 @@ impl Adam {
     }
 }
 
-/// CPU reference of one Adam step `t` (1-based), in f64.
+/// CPU reference of one Adam step `t` (1-based), in f64; the first `feature_len` elements take
+/// the learning rate times `feature_lr_scale`.
 pub fn reference_step(
     c: &AdamConfig,
     t: u32,
     p: &mut [f64],
     g: &[f64],
-    m: &mut [f64],
-    v: &mut [f64],
+    (m, v): (&mut [f64], &mut [f64]),
+    feature_len: usize,
 ) {
     let (b1, b2) = (f64::from(c.beta1), f64::from(c.beta2));
     let bc1 = 1.0 - b1.powi(t as i32);
@@ -116,6 +134,11 @@ pub fn reference_step(
         v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
         let update = (m[i] / bc1) / ((v[i] / bc2).sqrt() + f64::from(c.eps))
             + f64::from(c.weight_decay) * p[i];
-        p[i] -= f64::from(c.lr) * update;
+        let scale = if i < feature_len {
+            f64::from(c.feature_lr_scale)
+        } else {
+            1.0
+        };
+        p[i] -= f64::from(c.lr) * scale * update;
     }
 }

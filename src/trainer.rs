@@ -50,7 +50,12 @@ impl<'c> Trainer<'c> {
     ) -> Result<Self> {
         loss.validate(model.config.classes)?;
         let step_uniform = StepUniform::default().create_buffer(ctx);
-        let adam = Adam::new(ctx, adam, model.params.flat_len());
+        let adam = Adam::new(
+            ctx,
+            adam,
+            model.params.flat_len(),
+            model.params.feature_len(),
+        );
         let mut adam_program = Program::new();
         adam.record(
             &mut Recorder {

@@ -204,9 +204,10 @@ fn adam_program(
     params: &Tensor,
     grads: &Tensor,
     step: &wgpu::Buffer,
+    feature_len: usize,
 ) -> Program {
     let ctx = ctx();
-    let adam = Adam::new(ctx, config.clone(), params.numel());
+    let adam = Adam::new(ctx, config.clone(), params.numel(), feature_len);
     let mut program = Program::new();
     let mut rec = Recorder {
         ctx,
@@ -229,7 +230,7 @@ fn adam_matches_hand_computed_updates() {
     let params = Tensor::from_slice(ctx, &p0, &[3]).unwrap();
     let grads = Tensor::from_slice(ctx, &[0.5f32, -3.0, 0.0], &[3]).unwrap();
     let step = StepUniform::default().create_buffer(ctx);
-    let program = adam_program(&config, &params, &grads, &step);
+    let program = adam_program(&config, &params, &grads, &step, 0);
     // A constant gradient g gives m̂ = g and v̂ = g² at every step, so each step moves
     // p by lr * g / (|g| + eps): after t steps p = p0 - t * lr * sign(g) (and 0 stays put).
     for t in 1..=3u32 {
@@ -243,29 +244,41 @@ fn adam_matches_hand_computed_updates() {
             assert!((a - b).abs() < 1e-6, "step {t}: {p:?} vs {expected:?}");
         }
     }
-    // Changing gradients and weight decay: against the f64 reference.
-    let config = AdamConfig {
-        lr: 0.05,
-        weight_decay: 0.1,
-        ..Default::default()
-    };
-    let params = Tensor::from_slice(ctx, &p0, &[3]).unwrap();
-    let program = adam_program(&config, &params, &grads, &step);
-    let (mut p, mut m, mut v) = (p0.map(f64::from).to_vec(), vec![0.0; 3], vec![0.0; 3]);
-    for t in 1..=4u32 {
-        let g = [0.3 * t as f32, -1.0 / t as f32, 0.01];
-        grads.write(ctx, &g).unwrap();
-        ctx.queue
-            .write_buffer(&step, 0, bytemuck::bytes_of(&config.step_uniform(t)));
-        program.run(ctx).unwrap();
-        optim::reference_step(&config, t, &mut p, &g.map(f64::from), &mut m, &mut v);
-        assert_close(
-            &format!("adam step {t}"),
-            &params.read(ctx).unwrap(),
-            &p,
-            1e-5,
-            1e-6,
-        );
+    // Changing gradients and weight decay, then a slower first element (a feature layer
+    // fine-tuned at a tenth of the rate), then a frozen one: against the f64 reference.
+    for (feature_lr_scale, feature_len) in [(1.0, 0), (0.1, 1), (0.0, 2)] {
+        let config = AdamConfig {
+            lr: 0.05,
+            weight_decay: 0.1,
+            feature_lr_scale,
+            ..Default::default()
+        };
+        let params = Tensor::from_slice(ctx, &p0, &[3]).unwrap();
+        let program = adam_program(&config, &params, &grads, &step, feature_len);
+        let (mut p, mut m, mut v) = (p0.map(f64::from).to_vec(), vec![0.0; 3], vec![0.0; 3]);
+        for t in 1..=4u32 {
+            let g = [0.3 * t as f32, -1.0 / t as f32, 0.01];
+            grads.write(ctx, &g).unwrap();
+            ctx.queue
+                .write_buffer(&step, 0, bytemuck::bytes_of(&config.step_uniform(t)));
+            program.run(ctx).unwrap();
+            let g = g.map(f64::from);
+            optim::reference_step(&config, t, &mut p, &g, (&mut m, &mut v), feature_len);
+            assert_close(
+                &format!("adam step {t}, feature scale {feature_lr_scale}"),
+                &params.read(ctx).unwrap(),
+                &p,
+                1e-5,
+                1e-6,
+            );
+        }
+        if feature_lr_scale == 0.0 {
+            assert_eq!(
+                params.read(ctx).unwrap()[..2],
+                p0[..2],
+                "frozen bit for bit"
+            );
+        }
     }
 }
 

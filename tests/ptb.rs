@@ -9,7 +9,9 @@ use ecgwgpu::data::wfdb::{Header, Record};
 use ecgwgpu::Error;
 
 fn embedded(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -139,7 +141,9 @@ fn ptbxl_labels_come_from_scp_statements_and_unknown_codes_are_reported() {
     assert_eq!(records[0].fold, Some(3));
 
     let dir = scratch("unknown-code");
-    ptbxl_with_rows(&dir, |db| db.replacen("'NORM': 100.0", "'NORM': 100.0, 'XYZ9': 50.0", 1));
+    ptbxl_with_rows(&dir, |db| {
+        db.replacen("'NORM': 100.0", "'NORM': 100.0, 'XYZ9': 50.0", 1)
+    });
     let (records, warnings) = ptb::ptbxl_records(&dir).unwrap();
     assert_eq!(records.len(), 30);
     assert_eq!(warnings.len(), 1);
@@ -173,7 +177,11 @@ fn mi_beats_are_cut_at_detected_peaks_and_split_by_patient() {
     assert!(ptb::patients_on_two_sides(&ds, &split).is_empty());
     // strat_fold 10 is the test part, 9 validation.
     for &i in &split.test {
-        let r = ds.records.iter().find(|r| r.path == ds.beats.record[i]).unwrap();
+        let r = ds
+            .records
+            .iter()
+            .find(|r| r.path == ds.beats.record[i])
+            .unwrap();
         assert_eq!(r.fold, Some(10));
     }
     assert_eq!(
@@ -188,7 +196,11 @@ fn mi_beats_are_cut_at_detected_peaks_and_split_by_patient() {
     assert_eq!(ds.records.len(), 1);
     assert_eq!(ds.records[0].patient, "patient001");
     assert_eq!(ds.records[0].label, ptb::MI);
-    assert!(ds.beats.len() > 40, "38 s of sinus rhythm: {}", ds.beats.len());
+    assert!(
+        ds.beats.len() > 40,
+        "38 s of sinus rhythm: {}",
+        ds.beats.len()
+    );
 }
 
 #[test]
