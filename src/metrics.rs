@@ -267,3 +267,87 @@ impl Intervals {
         )
     }
 }
+
+/// Area under the ROC curve of `scores` for telling `positive` items from the rest: the
+/// probability that a random positive scores above a random negative, ties counting half
+/// (the Mann–Whitney statistic). `NaN` when either group is empty.
+pub fn auroc(scores: &[f64], positive: &[bool]) -> f64 {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // Average ranks (1-based) over runs of equal scores.
+    let mut ranks = vec![0.0f64; scores.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            ranks[k] = rank;
+        }
+        i = j + 1;
+    }
+    let n_pos = positive.iter().filter(|&&p| p).count() as f64;
+    let n_neg = positive.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return f64::NAN;
+    }
+    let rank_sum: f64 = ranks
+        .iter()
+        .zip(positive)
+        .filter(|(_, &p)| p)
+        .map(|(r, _)| r)
+        .sum();
+    (rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
+}
+
+/// Figures of a two-class task (label 1 the condition, e.g. MI): accuracy, precision, recall
+/// (sensitivity), F1, specificity, AUROC and the confusion matrix.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BinaryReport {
+    pub n: usize,
+    pub accuracy: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub specificity: f64,
+    pub auroc: f64,
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl BinaryReport {
+    /// From the probability of class 1 per item, thresholded at 0.5.
+    pub fn new(truth: &[u32], p_positive: &[f64]) -> Self {
+        let predicted: Vec<u32> = p_positive.iter().map(|&p| u32::from(p > 0.5)).collect();
+        let r = Confusion::new(truth, &predicted, 2).report(&["0", "1"]);
+        let positive: Vec<bool> = truth.iter().map(|&t| t == 1).collect();
+        Self {
+            n: truth.len(),
+            accuracy: r.accuracy,
+            precision: r.classes[1].precision,
+            recall: r.classes[1].recall,
+            f1: r.classes[1].f1,
+            specificity: r.classes[0].recall,
+            auroc: auroc(p_positive, &positive),
+            confusion: r.confusion,
+        }
+    }
+
+    /// One table row: n, accuracy, precision, recall, F1, specificity, AUROC.
+    pub fn row(&self, name: &str) -> String {
+        format!(
+            "{name:<8}{:>7}{:>10.4}{:>11.4}{:>9.4}{:>8.4}{:>13.4}{:>8.4}",
+            self.n,
+            self.accuracy,
+            self.precision,
+            self.recall,
+            self.f1,
+            self.specificity,
+            self.auroc
+        )
+    }
+
+    pub const HEADER: &'static str =
+        "level         n  accuracy  precision   recall      F1  specificity   AUROC";
+}

@@ -7,7 +7,7 @@ use std::process::Command;
 use ecgwgpu::checkpoint::{self, NamedTensor};
 use ecgwgpu::data::aami::AamiClass;
 use ecgwgpu::data::annotation;
-use ecgwgpu::metrics::{argmax_rows, bootstrap, Confusion};
+use ecgwgpu::metrics::{argmax_rows, auroc, bootstrap, BinaryReport, Confusion};
 
 #[test]
 fn metrics_match_a_hand_computed_confusion_matrix() {
@@ -55,6 +55,25 @@ fn metrics_match_a_hand_computed_confusion_matrix() {
     );
     assert!(r.table().contains("overall accuracy 0.7500"));
     assert_eq!(argmax_rows(&[0.1, 0.7, 0.2, 0.5, 0.2, 0.3], 3), vec![1, 0]);
+}
+
+#[test]
+fn auroc_and_binary_figures_match_hand_computed_values() {
+    // Positives score 0.9, 0.6, 0.4; negatives 0.7, 0.2, 0.1: of the 9 pairs, the positive wins 7.
+    let scores = [0.9, 0.7, 0.6, 0.4, 0.2, 0.1];
+    let truth = [1u32, 0, 1, 1, 0, 0];
+    let positive: Vec<bool> = truth.iter().map(|&t| t == 1).collect();
+    assert!((auroc(&scores, &positive) - 7.0 / 9.0).abs() < 1e-12);
+    // Ties count half: every score equal gives 0.5.
+    assert_eq!(auroc(&[0.3; 4], &[true, false, true, false]), 0.5);
+    assert!(auroc(&[0.1, 0.2], &[true, true]).is_nan());
+    let r = BinaryReport::new(&truth, &scores);
+    // Predicted positive above 0.5: 0.9 (TP), 0.7 (FP), 0.6 (TP); 0.4 is a FN.
+    assert_eq!(r.confusion, vec![vec![2, 1], vec![1, 2]]);
+    assert!((r.precision - 2.0 / 3.0).abs() < 1e-12);
+    assert!((r.recall - 2.0 / 3.0).abs() < 1e-12);
+    assert!((r.specificity - 2.0 / 3.0).abs() < 1e-12);
+    assert!((r.accuracy - 4.0 / 6.0).abs() < 1e-12);
 }
 
 #[test]
@@ -481,4 +500,66 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent"));
+}
+
+#[test]
+fn transfer_fine_tunes_only_the_layers_it_should() {
+    let source = temp_run("transfer-source");
+    assert!(train_tiny(&source, &["--epochs", "1"]).status.success());
+    let (before, _) = checkpoint::load(&source.join("best.safetensors")).unwrap();
+    let transfer = |name: &str, extra: &[&str]| {
+        let out = temp_run(name);
+        let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+            .args(["transfer", "--epochs", "1", "--lr", "1e-3", "--from"])
+            .arg(source.join("best.safetensors"))
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let (after, _) = checkpoint::load(&out.join("last.safetensors")).unwrap();
+        (out, after)
+    };
+    let changed = |after: &[NamedTensor], name: &str| {
+        let a = after.iter().find(|t| t.name == name).unwrap();
+        let b = before.iter().find(|t| t.name == name).unwrap();
+        a.data != b.data
+    };
+
+    // Frozen features, new Dense_2: convolutions bit for bit, Dense_1 fine-tuned, 2 outputs.
+    let (out, after) = transfer("transfer-frozen", &["--freeze-features"]);
+    for t in after.iter().filter(|t| t.name.starts_with("conv")) {
+        assert!(!changed(&after, &t.name), "{} moved while frozen", t.name);
+    }
+    assert!(changed(&after, "dense1.weight"));
+    let head = after.iter().find(|t| t.name == "dense2.weight").unwrap();
+    assert_eq!(head.shape, vec![2, 16]);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let beats = metrics["beat"]["n"].as_u64().unwrap();
+    assert_eq!(beats, metrics["test_beats"].as_u64().unwrap());
+    assert_eq!(
+        metrics["record"]["n"], 3,
+        "fold 10 of the embedded subset holds 3 records"
+    );
+    let confusion: Vec<Vec<u64>> =
+        serde_json::from_value(metrics["beat"]["confusion"].clone()).unwrap();
+    assert_eq!(confusion.iter().flatten().sum::<u64>(), beats);
+    assert!(out.join("figures/confusion.png").is_file());
+
+    // Slower features: they move too.
+    let (_, after) = transfer(
+        "transfer-slow",
+        &["--feature-lr-scale", "0.1", "--head", "dense1"],
+    );
+    assert!(changed(&after, "conv1_1.weight"));
+
+    // CSV beats have no patients: a patient split is refused.
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["transfer", "--beats-csv", "x.csv"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--split beat"));
 }

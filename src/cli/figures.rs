@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::evaluate::class_names;
 use crate::data::beats::{BeatMode, Beats, BEAT_LEN};
-use crate::data::csv;
 use crate::data::dataset::{load_dir, LoadOptions};
+use crate::data::{csv, ptb};
 use crate::error::{Error, Result};
 use crate::figures::{self, Curve};
 
@@ -32,6 +32,15 @@ fn counts(config: &Value, key: &str, path: &Path) -> Result<Vec<usize>> {
 
 /// The run's beats as it read them (WFDB directory or CSV file), for the sample-beat figure.
 fn run_beats(config: &Value, path: &Path) -> Result<Beats> {
+    let csv_files: Vec<PathBuf> =
+        serde_json::from_value(config["args"]["beats_csv"].clone()).unwrap_or_default();
+    if !csv_files.is_empty() {
+        let mut beats = Beats::default();
+        for file in &csv_files {
+            beats.extend(&csv::read(file)?);
+        }
+        return Ok(beats);
+    }
     let source = PathBuf::from(config["data_dir"].as_str().unwrap_or_default());
     if source.is_file() {
         return csv::read(&source);
@@ -40,6 +49,11 @@ fn run_beats(config: &Value, path: &Path) -> Result<Beats> {
         .as_str()
         .and_then(|m| BeatMode::from_str(m, true).ok())
         .ok_or_else(|| Error::data(path, "mode", "expected kachuee or centred"))?;
+    if config["task"] == "mi" {
+        let mut options = ptb::default_options(mode);
+        options.lead = config["lead"].as_str().unwrap_or("II").to_string();
+        return Ok(ptb::load(&source, &options)?.beats);
+    }
     let options = LoadOptions {
         mode,
         lead: config["lead"].as_str().unwrap_or("MLII").to_string(),
@@ -54,7 +68,8 @@ pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
     let config_path = dir.join("config.json");
     let config = read_json(&config_path)?;
     let classes = config["model"]["classes"].as_u64().unwrap_or(5) as usize;
-    let names = class_names(classes);
+    let names: Vec<String> = serde_json::from_value(config["class_names"].clone())
+        .unwrap_or_else(|_| class_names(classes));
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let out = dir.join("figures");
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;

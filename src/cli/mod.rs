@@ -6,6 +6,7 @@ mod evaluate;
 mod figures;
 mod predict;
 mod train;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +42,10 @@ enum Command {
     /// Draw a run's figures as PNGs in DIR/figures: class counts before/after augmentation,
     /// a sample beat per class, training curves, confusion matrix (`train` draws them too).
     Figures(figures::FiguresArgs),
+    /// Fine-tune the MIT-BIH feature extractor for myocardial infarction vs normal on PTB data
+    /// (or train the same network from scratch there, for comparison); beat- and record-level
+    /// accuracy, precision, recall, F1, specificity and AUROC.
+    Transfer(Box<transfer::TransferArgs>),
     /// Read WFDB records: class statistics, beat extraction, CSV export.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -68,6 +73,7 @@ pub fn run() -> Result<()> {
         Command::Bench(args) => bench::run(args)?,
         Command::Data(command) => data::run(command)?,
         Command::Train(args) => train::run(*args)?,
+        Command::Transfer(args) => transfer::run(*args)?,
         Command::Evaluate(args) => evaluate::run(*args)?,
         Command::Predict(args) => predict::run(*args)?,
         Command::Figures(args) => figures::run(args)?,

@@ -138,8 +138,23 @@ fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
     if args.loss == LossKind::Ce {
         return LossConfig::cross_entropy(classes);
     }
-    let weights: Vec<f32> = if args.class_alpha {
-        let counts = train.class_counts(classes);
+    focal_config(
+        &train.class_counts(classes),
+        [args.alpha1, args.alpha2],
+        [args.gamma_m, args.gamma_n],
+        args.class_alpha,
+    )
+}
+
+/// Two-fold focal loss with α = (α1, α2) and γ = (γm, γn); with `class_alpha`, each class's α is
+/// scaled by its inverse frequency in `counts` (normalised to mean 1 over present classes).
+pub(super) fn focal_config(
+    counts: &[usize],
+    alpha: [f32; 2],
+    gamma: [f32; 2],
+    class_alpha: bool,
+) -> LossConfig {
+    let weights: Vec<f32> = if class_alpha {
         let inv: Vec<f64> = counts
             .iter()
             .map(|&c| if c == 0 { 0.0 } else { 1.0 / c as f64 })
@@ -147,13 +162,13 @@ fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
         let mean = inv.iter().sum::<f64>() / inv.iter().filter(|&&v| v > 0.0).count().max(1) as f64;
         inv.iter().map(|v| (v / mean) as f32).collect()
     } else {
-        vec![1.0; classes]
+        vec![1.0; counts.len()]
     };
     LossConfig::two_fold(
-        weights.iter().map(|w| w * args.alpha1).collect(),
-        args.gamma_m,
-        weights.iter().map(|w| w * args.alpha2).collect(),
-        args.gamma_n,
+        weights.iter().map(|w| w * alpha[0]).collect(),
+        gamma[0],
+        weights.iter().map(|w| w * alpha[1]).collect(),
+        gamma[1],
     )
 }
 
@@ -446,7 +461,7 @@ fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
     serde_json::from_str(&text).map_err(|e| Error::data(path, "JSON", e.to_string()))
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+pub(super) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     write_atomic(
         path,
         serde_json::to_string_pretty(value)
