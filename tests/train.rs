@@ -563,3 +563,34 @@ fn transfer_fine_tunes_only_the_layers_it_should() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--split beat"));
 }
+
+#[test]
+fn bench_reports_throughput_and_memory_as_json() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args([
+            "bench",
+            "--preset",
+            "tiny",
+            "--batch",
+            "16",
+            "--infer-batch",
+            "32",
+        ])
+        .args(["--repeats", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for key in ["train_beats_per_s", "infer_beats_per_s", "warmup_s"] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+    assert_eq!(report["preset"], "tiny");
+    assert_eq!(report["batch"], 16);
+    assert!(report["device"].as_str().unwrap().len() > 3);
+    // At least the parameters, their gradients and Adam's two moments.
+    let params = 6593u64 * 4;
+    assert!(
+        report["gpu_buffer_bytes"].as_u64().unwrap() >= 4 * params,
+        "{report}"
+    );
+}

@@ -49,6 +49,18 @@ struct BenchReport {
     train_beats_per_s: f64,
     infer_batch_ms: f64,
     infer_beats_per_s: f64,
+    /// Storage buffers of the model, one training plan and one inference plan.
+    gpu_buffer_bytes: u64,
+    /// Peak resident set of this process (Linux; absent elsewhere).
+    host_peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident set size from /proc (VmHWM), where there is one.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -101,6 +113,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         train_beats_per_s: args.batch as f64 / train_s,
         infer_batch_ms: infer_s * 1e3,
         infer_beats_per_s: args.infer_batch as f64 / infer_s,
+        gpu_buffer_bytes: ctx.storage_bytes(),
+        host_peak_rss_bytes: peak_rss_bytes(),
     };
     if args.breakdown {
         let times = trainer.profile_step(args.batch)?;
@@ -134,6 +148,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!(
             "inference (b{})    {:.1} ms  → {:.0} beats/s",
             report.infer_batch, report.infer_batch_ms, report.infer_beats_per_s
+        );
+        println!(
+            "memory               {:.1} MB GPU buffers, {} host peak RSS",
+            report.gpu_buffer_bytes as f64 / 1e6,
+            report
+                .host_peak_rss_bytes
+                .map_or("unknown".into(), |b| format!("{:.0} MB", b as f64 / 1e6))
         );
     }
     Ok(())

@@ -23,6 +23,9 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
+    /// Bytes of storage buffers created so far (tensors are allocated once per batch size and
+    /// reused, so this is the engine's GPU memory footprint).
+    storage_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl GpuContext {
@@ -68,7 +71,19 @@ impl GpuContext {
             info,
             limits,
             pipelines: Mutex::new(HashMap::new()),
+            storage_bytes: Default::default(),
         })
+    }
+
+    /// Bytes of storage buffers created on this context so far.
+    pub fn storage_bytes(&self) -> u64 {
+        self.storage_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_storage(&self, bytes: u64) {
+        self.storage_bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Lists every adapter wgpu can see, one line each, in selector-index order.

@@ -144,9 +144,11 @@ impl Tensor {
 
 /// A buffer usable as a kernel's storage and as a copy source/target.
 pub fn storage_buffer(ctx: &GpuContext, bytes: u64, label: &str) -> wgpu::Buffer {
+    let size = bytes.max(4).next_multiple_of(4);
+    ctx.count_storage(size);
     ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: bytes.max(4).next_multiple_of(4),
+        size,
         usage: wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST,
