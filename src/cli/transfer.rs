@@ -73,8 +73,8 @@ pub struct TransferArgs {
     /// Passes over the training beats.
     #[arg(long, default_value_t = 25)]
     epochs: usize,
-    /// Beats per training step.
-    #[arg(long, default_value_t = 64)]
+    /// Beats per training step (Keras's default, as for `train`).
+    #[arg(long, default_value_t = 32)]
     batch: usize,
     /// Adam learning rate of the head (and of everything when training from scratch).
     #[arg(long, default_value_t = 1e-4)]
