@@ -351,3 +351,16 @@ impl BinaryReport {
     pub const HEADER: &'static str =
         "level         n  accuracy  precision   recall      F1  specificity   AUROC";
 }
+
+/// The record-level vote: each record's label and the mean of its beats' scores, in record order.
+pub fn record_means(records: &[String], labels: &[u32], scores: &[f64]) -> (Vec<u32>, Vec<f64>) {
+    let mut sums: BTreeMap<&str, (f64, usize, u32)> = BTreeMap::new();
+    for ((record, &label), &score) in records.iter().zip(labels).zip(scores) {
+        let e = sums.entry(record.as_str()).or_insert((0.0, 0, label));
+        e.0 += score;
+        e.1 += 1;
+    }
+    sums.values()
+        .map(|&(sum, n, label)| (label, sum / n as f64))
+        .unzip()
+}

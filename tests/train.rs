@@ -547,6 +547,16 @@ fn transfer_fine_tunes_only_the_layers_it_should() {
         serde_json::from_value(metrics["beat"]["confusion"].clone()).unwrap();
     assert_eq!(confusion.iter().flatten().sum::<u64>(), beats);
     assert!(out.join("figures/confusion.png").is_file());
+    // evaluate recognises the two-class model and re-creates the patient split.
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["evaluate", "--json", "--checkpoint"])
+        .arg(out.join("best.safetensors"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let evaluated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(evaluated["beat"], metrics["beat"]);
+    assert_eq!(evaluated["record"], metrics["record"]);
 
     // Slower features: they move too.
     let (_, after) = transfer(

@@ -1,5 +1,7 @@
 //! `ecgwgpu evaluate`: a checkpoint's figures in the paper's Table 1 layout, the AAMI Se/+P/FPR
 //! for V and S, optional bootstrap intervals, on a run's split or on every beat of a database.
+//! Two-class (MI vs normal) models from `transfer` are scored on PTB data instead, per beat and
+//! per record.
 
 use std::path::{Path, PathBuf};
 
@@ -9,11 +11,12 @@ use super::data::Source;
 use crate::data::aami::CLASS_NAMES;
 use crate::data::beats::Beats;
 use crate::data::dataset::load_dir;
+use crate::data::ptb::{self, MiSplit};
 use crate::data::splits::{self, SplitKind};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::loss::LossConfig;
-use crate::metrics::{argmax_rows, bootstrap, Confusion};
+use crate::metrics::{argmax_rows, bootstrap, record_means, BinaryReport, Confusion};
 use crate::model::Model;
 use crate::optim::AdamConfig;
 use crate::trainer::Trainer;
@@ -135,17 +138,103 @@ fn select_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, Stri
     ))
 }
 
+/// PTB beats for a two-class (MI vs normal) model: every beat with `--split all`, else the
+/// run's patient or beat split (its seed, unless --seed).
+fn select_mi_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, String)> {
+    let dir = match (args.source.data_dir_given(), run) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, Some(r)) if r["data_dir"].is_string() => {
+            PathBuf::from(r["data_dir"].as_str().unwrap_or_default())
+        }
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data")
+            .join("ptbxl"),
+    };
+    let mut options = ptb::default_options(args.source.mode());
+    if args.source.lead() != "MLII" {
+        options.lead = args.source.lead().to_string();
+    } else if let Some(lead) = run.and_then(|r| r["lead"].as_str()) {
+        options.lead = lead.to_string();
+    }
+    let ds = ptb::load(&dir, &options)?;
+    for w in &ds.warnings {
+        eprintln!("warning: {w}");
+    }
+    if args.split == Some(EvalSplit::All) {
+        return Ok((ds.beats, format!("all beats of {}", dir.display())));
+    }
+    let kind = match run.and_then(|r| r["args"]["split"].as_str()) {
+        Some("beat") => MiSplit::Beat,
+        _ => MiSplit::Patient,
+    };
+    let seed = args
+        .seed
+        .or_else(|| run.and_then(|r| r["args"]["seed"].as_u64()))
+        .unwrap_or(1);
+    let parts = ptb::split(&ds, kind, seed);
+    let indices = match args.part {
+        Part::Train => &parts.train,
+        Part::Val => &parts.val,
+        Part::Test => &parts.test,
+    };
+    Ok((
+        ds.beats.select(indices),
+        format!(
+            "{:?} part of the {kind:?} split (seed {seed}) of {}",
+            args.part,
+            dir.display()
+        )
+        .to_lowercase(),
+    ))
+}
+
+/// MI vs normal: figures per beat and per record (mean MI probability of its beats).
+fn report_mi(args: &EvaluateArgs, beats: &Beats, probs: &[f32], description: &str) {
+    let p: Vec<f64> = probs.chunks(2).map(|r| f64::from(r[1])).collect();
+    let beat = BinaryReport::new(&beats.labels, &p);
+    let (labels, means) = record_means(&beats.record, &beats.labels, &p);
+    let record = BinaryReport::new(&labels, &means);
+    if args.json {
+        let out = json!({
+            "checkpoint": args.checkpoint,
+            "beats": beats.len(),
+            "selection": description,
+            "beat": beat,
+            "record": record,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serialisable")
+        );
+    } else {
+        println!(
+            "{} on {} beats: {description}\nMI vs NORM\n{}\n{}\n{}\nconfusion per beat (rows: truth NORM, MI): {:?}",
+            args.checkpoint.display(),
+            beats.len(),
+            BinaryReport::HEADER,
+            beat.row("beat"),
+            record.row("record"),
+            beat.confusion
+        );
+    }
+}
+
 pub fn run(args: EvaluateArgs) -> Result<()> {
     let run = run_config(&args.checkpoint)?;
-    let (beats, description) = select_beats(&args, run.as_ref())?;
+    let ctx = GpuContext::new(args.device.as_deref())?;
+    let model = Model::load(&ctx, &args.checkpoint)?;
+    let classes = model.config.classes;
+    let mi = classes == 2;
+    let (beats, description) = if mi {
+        select_mi_beats(&args, run.as_ref())?
+    } else {
+        select_beats(&args, run.as_ref())?
+    };
     if beats.is_empty() {
         return Err(Error::Config(format!(
             "no beats to evaluate in the {description}"
         )));
     }
-    let ctx = GpuContext::new(args.device.as_deref())?;
-    let model = Model::load(&ctx, &args.checkpoint)?;
-    let classes = model.config.classes;
     if let Some((index, &label)) = beats
         .labels
         .iter()
@@ -165,6 +254,10 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         AdamConfig::default(),
     )?;
     let probs = trainer.predict_many(&beats.x, args.batch)?;
+    if mi {
+        report_mi(&args, &beats, &probs, &description);
+        return Ok(());
+    }
     let predicted = argmax_rows(&probs, classes);
     let names = class_names(classes);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -17,7 +17,7 @@ use crate::data::ptb::{self, MiSplit, CLASS_NAMES};
 use crate::data::splits::{self, SplitKind};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::metrics::BinaryReport;
+use crate::metrics::{record_means, BinaryReport};
 use crate::model::{init_params, Model, ModelConfig};
 use crate::optim::AdamConfig;
 use crate::trainer::Trainer;
@@ -212,19 +212,6 @@ fn p_mi(trainer: &mut Trainer, beats: &Beats) -> Result<Vec<f64>> {
     Ok(probs.chunks(2).map(|p| f64::from(p[1])).collect())
 }
 
-/// Mean MI probability and label of each record (the record-level vote).
-fn per_record(beats: &Beats, p: &[f64]) -> (Vec<u32>, Vec<f64>) {
-    let mut sums: BTreeMap<&str, (f64, usize, u32)> = BTreeMap::new();
-    for ((record, &label), &pi) in beats.record.iter().zip(&beats.labels).zip(p) {
-        let e = sums.entry(record.as_str()).or_insert((0.0, 0, label));
-        e.0 += pi;
-        e.1 += 1;
-    }
-    sums.values()
-        .map(|&(sum, n, label)| (label, sum / n as f64))
-        .unzip()
-}
-
 pub fn run(args: TransferArgs) -> Result<()> {
     if args.batch == 0 || args.epochs == 0 {
         return Err(Error::Config(
@@ -344,7 +331,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
     let p = p_mi(&mut trainer, &parts.test)?;
     let beat = BinaryReport::new(&parts.test.labels, &p);
     let record = (!parts.records.is_empty()).then(|| {
-        let (labels, means) = per_record(&parts.test, &p);
+        let (labels, means) = record_means(&parts.test.record, &parts.test.labels, &p);
         BinaryReport::new(&labels, &means)
     });
     println!(
