@@ -492,6 +492,36 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
         "no annotation file without a record"
     );
 
+    // Without reference annotations, the detector's beats are classified.
+    let bare = run.join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    for ext in ["hea", "dat"] {
+        std::fs::copy(record.with_extension(ext), bare.join(format!("232.{ext}"))).unwrap();
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["predict", "--checkpoint"])
+        .arg(run.join("best.safetensors"))
+        .arg("--record")
+        .arg(bare.join("232"))
+        .arg("--out-dir")
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let detected = annotation::read(&bare.join("232.pred")).unwrap();
+    let ratio = detected.len() as f64 / written.len() as f64;
+    assert!(
+        (0.98..1.02).contains(&ratio),
+        "{} detected vs {} annotated",
+        detected.len(),
+        written.len()
+    );
+    let csv = std::fs::read_to_string(bare.join("232_pred.csv")).unwrap();
+    assert!(
+        csv.lines().skip(1).all(|l| l.split(',').nth(1) == Some("")),
+        "no reference class"
+    );
+
     let missing = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
         .args(["predict", "--checkpoint"])
         .arg(run.join("best.safetensors"))

@@ -1,4 +1,5 @@
-//! `ecgwgpu predict`: classifies every annotated beat of one WFDB record and writes the result as
+//! `ecgwgpu predict`: classifies every annotated beat of one WFDB record (or, without an .atr
+//! file, every beat the QRS detector finds) and writes the result as
 //! a CSV and as a WFDB annotation file (standard MIT encoding, readable by PhysioNet's tools).
 
 use std::path::PathBuf;
@@ -7,9 +8,11 @@ use super::data::Source;
 use super::evaluate::class_names;
 use crate::data::aami::AamiClass;
 use crate::data::annotation::{self, Annotation};
+use crate::data::beats::extract;
 use crate::data::beats::Beats;
 use crate::data::csv;
-use crate::data::dataset::{load_dir, LoadOptions};
+use crate::data::dataset::{load_dir, read_lead, LoadOptions};
+use crate::data::qrs;
 use crate::data::write_atomic;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -25,7 +28,8 @@ pub struct PredictArgs {
     #[arg(long)]
     checkpoint: PathBuf,
     /// The record, as a path without extension (e.g. ~/mitdb/208): its .hea, signal files and
-    /// .atr (whose beat annotations give the R peaks to classify) are read.
+    /// .atr (whose beat annotations give the R peaks to classify) are read; without an .atr the
+    /// QRS detector finds the beats.
     #[arg(
         long,
         required_unless_present = "beats_csv",
@@ -55,16 +59,31 @@ pub struct PredictArgs {
     device: Option<String>,
 }
 
-/// The beats to classify: a record's annotated beats (with the record's directory), or a CSV's
-/// rows.
-fn read_beats(args: &PredictArgs) -> Result<(String, Option<PathBuf>, Beats)> {
+/// What to classify.
+struct Input {
+    name: String,
+    /// The record's directory (None for CSV beats).
+    record_dir: Option<PathBuf>,
+    beats: Beats,
+    /// Whether the labels are reference classes (false for detected beats).
+    annotated: bool,
+}
+
+/// The beats to classify: a record's annotated beats, its detected beats when it has no .atr,
+/// or a CSV's rows.
+fn read_beats(args: &PredictArgs) -> Result<Input> {
     if let Some(path) = &args.beats_csv {
         let name = path
             .file_stem()
             .and_then(|n| n.to_str())
             .unwrap_or("beats")
             .to_string();
-        return Ok((name, None, csv::read(path)?));
+        return Ok(Input {
+            name,
+            record_dir: None,
+            beats: csv::read(path)?,
+            annotated: true,
+        });
     }
     let record = args
         .record
@@ -84,6 +103,35 @@ fn read_beats(args: &PredictArgs) -> Result<(String, Option<PathBuf>, Beats)> {
         records: Some(vec![name.clone()]),
         ..args.source.options()
     };
+    if !dir.join(format!("{name}.atr")).is_file() {
+        let (lead, warning) = read_lead(&dir, &name, &options)?;
+        eprintln!(
+            "{}: no {name}.atr, classifying the beats the QRS detector finds",
+            dir.display()
+        );
+        if let Some(w) = warning {
+            eprintln!("warning: {w}");
+        }
+        let (signal, fs) = lead.expect("fallback_to_first always yields a lead");
+        let peaks: Vec<Annotation> = qrs::detect(&signal, fs)
+            .into_iter()
+            .map(|p| Annotation::new(p as u64, AamiClass::N.code()))
+            .collect();
+        let beats = extract(&signal, fs, &peaks, options.mode, &name);
+        if beats.is_empty() {
+            return Err(Error::data(
+                dir.join(format!("{name}.hea")),
+                "signal",
+                "the QRS detector found no beats (flat line or shorter than a beat?)",
+            ));
+        }
+        return Ok(Input {
+            name,
+            record_dir: Some(dir),
+            beats,
+            annotated: false,
+        });
+    }
     let ds = load_dir(&dir, &options)?;
     for w in &ds.warnings {
         eprintln!("warning: {w}");
@@ -95,7 +143,12 @@ fn read_beats(args: &PredictArgs) -> Result<(String, Option<PathBuf>, Beats)> {
             "no beat annotations to classify",
         ));
     }
-    Ok((name, Some(dir), ds.beats))
+    Ok(Input {
+        name,
+        record_dir: Some(dir),
+        beats: ds.beats,
+        annotated: true,
+    })
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
@@ -105,7 +158,12 @@ pub fn run(args: PredictArgs) -> Result<()> {
             args.annotator
         )));
     }
-    let (name, record_dir, beats) = read_beats(&args)?;
+    let Input {
+        name,
+        record_dir,
+        beats,
+        annotated,
+    } = read_beats(&args)?;
 
     let ctx = GpuContext::new(args.device.as_deref())?;
     let model = Model::load(&ctx, &args.checkpoint)?;
@@ -137,7 +195,11 @@ pub fn run(args: PredictArgs) -> Result<()> {
         csv += &format!(
             "{},{},{},{}\n",
             beats.sample[i],
-            names[beats.labels[i] as usize],
+            if annotated {
+                names[beats.labels[i] as usize].as_str()
+            } else {
+                ""
+            },
             names[p as usize],
             row.join(",")
         );
