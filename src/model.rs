@@ -421,6 +421,12 @@ impl Model {
         })
     }
 
+    /// Replaces the parameters with a checkpoint's (same config; names and shapes checked).
+    pub fn load_params(&self, ctx: &GpuContext, path: &Path) -> Result<()> {
+        let (tensors, _) = checkpoint::load(path)?;
+        self.params.upload_named(ctx, tensors, path)
+    }
+
     /// Writes the parameters (PyTorch names and layouts) with the config and `epoch` as metadata,
     /// atomically.
     pub fn save(&self, ctx: &GpuContext, path: &Path, epoch: usize) -> Result<()> {

@@ -86,6 +86,18 @@ impl<'c> Trainer<'c> {
         })
     }
 
+    /// A trainer used only to predict (evaluation, `predict`, benchmarks): cross-entropy and
+    /// default Adam settings, which prediction never touches.
+    pub fn for_inference(ctx: &'c GpuContext, model: Model) -> Result<Self> {
+        let classes = model.config.classes;
+        Self::new(
+            ctx,
+            model,
+            LossConfig::cross_entropy(classes),
+            AdamConfig::default(),
+        )
+    }
+
     /// The GPU context the trainer runs on.
     pub fn ctx(&self) -> &'c GpuContext {
         self.ctx

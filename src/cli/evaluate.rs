@@ -12,13 +12,11 @@ use crate::data::aami::CLASS_NAMES;
 use crate::data::beats::Beats;
 use crate::data::dataset::load_dir;
 use crate::data::ptb::{self, MiSplit};
-use crate::data::splits::{self, SplitKind};
+use crate::data::splits::{self, Split, SplitKind};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::loss::LossConfig;
 use crate::metrics::{argmax_rows, bootstrap, record_means, BinaryReport, Confusion};
 use crate::model::Model;
-use crate::optim::AdamConfig;
 use crate::trainer::Trainer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -117,25 +115,34 @@ fn select_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, Stri
         EvalSplit::Intra => SplitKind::Intra,
         EvalSplit::Inter => SplitKind::Inter,
     };
-    let seed = args
-        .seed
-        .or_else(|| run.and_then(|r| r["args"]["seed"].as_u64()))
-        .unwrap_or(1);
+    let seed = run_seed(args, run);
     let parts = splits::split(&ds.beats, kind, 0.2, 0.1, seed);
+    Ok(take_part(
+        args,
+        &ds.beats,
+        &parts,
+        format!("{kind:?} split (seed {seed}) of {}", dir.display()),
+    ))
+}
+
+/// --seed, else the run's, else 1.
+fn run_seed(args: &EvaluateArgs, run: Option<&Value>) -> u64 {
+    args.seed
+        .or_else(|| run.and_then(|r| r["args"]["seed"].as_u64()))
+        .unwrap_or(1)
+}
+
+/// The --part of a split, described as "<part> part of the <what>".
+fn take_part(args: &EvaluateArgs, beats: &Beats, parts: &Split, what: String) -> (Beats, String) {
     let indices = match args.part {
         Part::Train => &parts.train,
         Part::Val => &parts.val,
         Part::Test => &parts.test,
     };
-    Ok((
-        ds.beats.select(indices),
-        format!(
-            "{:?} part of the {kind:?} split (seed {seed}) of {}",
-            args.part,
-            dir.display()
-        )
-        .to_lowercase(),
-    ))
+    (
+        beats.select(indices),
+        format!("{:?} part of the {what}", args.part).to_lowercase(),
+    )
 }
 
 /// PTB beats for a two-class (MI vs normal) model: every beat with `--split all`, else the
@@ -167,24 +174,13 @@ fn select_mi_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, S
         Some("beat") => MiSplit::Beat,
         _ => MiSplit::Patient,
     };
-    let seed = args
-        .seed
-        .or_else(|| run.and_then(|r| r["args"]["seed"].as_u64()))
-        .unwrap_or(1);
+    let seed = run_seed(args, run);
     let parts = ptb::split(&ds, kind, seed);
-    let indices = match args.part {
-        Part::Train => &parts.train,
-        Part::Val => &parts.val,
-        Part::Test => &parts.test,
-    };
-    Ok((
-        ds.beats.select(indices),
-        format!(
-            "{:?} part of the {kind:?} split (seed {seed}) of {}",
-            args.part,
-            dir.display()
-        )
-        .to_lowercase(),
+    Ok(take_part(
+        args,
+        &ds.beats,
+        &parts,
+        format!("{kind:?} split (seed {seed}) of {}", dir.display()),
     ))
 }
 
@@ -247,12 +243,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             classes,
         });
     }
-    let mut trainer = Trainer::new(
-        &ctx,
-        model,
-        LossConfig::cross_entropy(classes),
-        AdamConfig::default(),
-    )?;
+    let mut trainer = Trainer::for_inference(&ctx, model)?;
     let probs = trainer.predict_many(&beats.x, args.batch)?;
     if mi {
         report_mi(&args, &beats, &probs, &description);

@@ -16,10 +16,8 @@ use crate::data::qrs;
 use crate::data::write_atomic;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::loss::LossConfig;
 use crate::metrics::argmax_rows;
 use crate::model::Model;
-use crate::optim::AdamConfig;
 use crate::trainer::Trainer;
 
 #[derive(clap::Args)]
@@ -168,12 +166,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let ctx = GpuContext::new(args.device.as_deref())?;
     let model = Model::load(&ctx, &args.checkpoint)?;
     let classes = model.config.classes;
-    let mut trainer = Trainer::new(
-        &ctx,
-        model,
-        LossConfig::cross_entropy(classes),
-        AdamConfig::default(),
-    )?;
+    let mut trainer = Trainer::for_inference(&ctx, model)?;
     let probs = trainer.predict_many(&beats.x, args.batch)?;
     let predicted = argmax_rows(&probs, classes);
     let names = class_names(classes);

@@ -44,43 +44,21 @@ pub struct TrainArgs {
     /// `intra`: random 80/20 by beat (the paper's setting); `inter`: DS1 → DS2 (new patients).
     #[arg(long, value_enum, default_value = "intra")]
     split: SplitKind,
-    /// Passes over the training beats.
-    #[arg(long, default_value_t = 25)]
-    epochs: usize,
-    /// Beats per training step. The paper trained with Keras and names no batch size, so Keras's
-    /// default, 32; it is also the fastest per beat on lavapipe (cache-sized working set).
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Adam learning rate (the paper's 1e-4).
-    #[arg(long, default_value_t = 1e-4)]
-    lr: f32,
     /// Loss function.
     #[arg(long, value_enum, default_value = "focal")]
     loss: LossKind,
-    /// α of the first focal fold (all classes; see --class-alpha).
-    #[arg(long, default_value_t = 0.25)]
-    alpha1: f32,
-    /// γm, focusing parameter of the first fold.
-    #[arg(long, default_value_t = 2.0)]
-    gamma_m: f32,
-    /// α of the second focal fold.
-    #[arg(long, default_value_t = 0.25)]
-    alpha2: f32,
-    /// γn, focusing parameter of the second fold.
-    #[arg(long, default_value_t = 0.5)]
-    gamma_n: f32,
+    #[command(flatten)]
+    #[serde(flatten)]
+    focal: FocalArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    run: RunArgs,
     /// Scale both folds' α per class by inverse class frequency (normalised to mean 1).
     #[arg(long)]
     class_alpha: bool,
     /// Augment minority classes of the training part up to this many beats each (0: off).
     #[arg(long, default_value_t = 0)]
     augment: usize,
-    /// Seed for initialisation, splits, shuffling, augmentation and dropout.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
-    #[arg(long)]
-    device: Option<String>,
     /// Train on beats from a CSV in the common layout (187 samples + label per row, e.g. Kaggle's
     /// mitbih_train.csv) instead of WFDB records; 10 % of it (stratified) becomes validation.
     #[arg(long, requires = "test_csv", conflicts_with = "data_dir")]
@@ -88,18 +66,6 @@ pub struct TrainArgs {
     /// Test beats from a CSV in the same layout (e.g. mitbih_test.csv); needs --train-csv.
     #[arg(long, requires = "train_csv")]
     test_csv: Option<PathBuf>,
-    /// Run directory (config.json, history.csv/json, best/last.safetensors, resume.safetensors,
-    /// metrics.json). Default: runs/<preset>-<split>-<loss>-seed<seed>.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue the run in --out from its last completed epoch (parameters, Adam moments and step
-    /// count from resume.safetensors), up to --epochs in all. Every other flag must match the
-    /// run's config.json, except --lr, --patience, --device and --out.
-    #[arg(long)]
-    resume: bool,
-    /// Stop early when validation macro-F1 has not improved for this many epochs (0: never).
-    #[arg(long, default_value_t = 0)]
-    patience: usize,
 }
 
 /// Training beats re-scored in evaluation mode after each epoch for the training-accuracy curve.
@@ -139,38 +105,49 @@ fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
     if args.loss == LossKind::Ce {
         return LossConfig::cross_entropy(classes);
     }
-    focal_config(
-        &train.class_counts(classes),
-        [args.alpha1, args.alpha2],
-        [args.gamma_m, args.gamma_n],
-        args.class_alpha,
-    )
+    args.focal
+        .config(&train.class_counts(classes), args.class_alpha)
 }
 
-/// Two-fold focal loss with α = (α1, α2) and γ = (γm, γn); with `class_alpha`, each class's α is
-/// scaled by its inverse frequency in `counts` (normalised to mean 1 over present classes).
-pub(super) fn focal_config(
-    counts: &[usize],
-    alpha: [f32; 2],
-    gamma: [f32; 2],
-    class_alpha: bool,
-) -> LossConfig {
-    let weights: Vec<f32> = if class_alpha {
-        let inv: Vec<f64> = counts
-            .iter()
-            .map(|&c| if c == 0 { 0.0 } else { 1.0 / c as f64 })
-            .collect();
-        let mean = inv.iter().sum::<f64>() / inv.iter().filter(|&&v| v > 0.0).count().max(1) as f64;
-        inv.iter().map(|v| (v / mean) as f32).collect()
-    } else {
-        vec![1.0; counts.len()]
-    };
-    LossConfig::two_fold(
-        weights.iter().map(|w| w * alpha[0]).collect(),
-        gamma[0],
-        weights.iter().map(|w| w * alpha[1]).collect(),
-        gamma[1],
-    )
+/// The two-fold focal loss's flags, shared by `train` and `transfer`.
+#[derive(clap::Args, Serialize)]
+pub(super) struct FocalArgs {
+    /// α of the first focal fold (all classes, unless scaled per class by inverse frequency).
+    #[arg(long, default_value_t = 0.25)]
+    alpha1: f32,
+    /// γm, focusing parameter of the first fold.
+    #[arg(long, default_value_t = 2.0)]
+    gamma_m: f32,
+    /// α of the second focal fold.
+    #[arg(long, default_value_t = 0.25)]
+    alpha2: f32,
+    /// γn, focusing parameter of the second fold.
+    #[arg(long, default_value_t = 0.5)]
+    gamma_n: f32,
+}
+
+impl FocalArgs {
+    /// `FL(α1, γm) + FL(α2, γn)`; with `class_alpha`, each class's α is scaled by its inverse
+    /// frequency in `counts` (normalised to mean 1 over the classes present).
+    pub(super) fn config(&self, counts: &[usize], class_alpha: bool) -> LossConfig {
+        let weights: Vec<f32> = if class_alpha {
+            let inv: Vec<f64> = counts
+                .iter()
+                .map(|&c| if c == 0 { 0.0 } else { 1.0 / c as f64 })
+                .collect();
+            let mean =
+                inv.iter().sum::<f64>() / inv.iter().filter(|&&v| v > 0.0).count().max(1) as f64;
+            inv.iter().map(|v| (v / mean) as f32).collect()
+        } else {
+            vec![1.0; counts.len()]
+        };
+        LossConfig::two_fold(
+            weights.iter().map(|w| w * self.alpha1).collect(),
+            self.gamma_m,
+            weights.iter().map(|w| w * self.alpha2).collect(),
+            self.gamma_n,
+        )
+    }
 }
 
 fn evaluate(
@@ -184,6 +161,52 @@ fn evaluate(
     let predicted = argmax_rows(&probs, classes);
     let report = Confusion::new(&beats.labels, &predicted, classes).report(names);
     Ok((loss::mean_from_probs(loss, &probs, &beats.labels), report))
+}
+
+/// The flags of a training run shared by `train` and `transfer`.
+#[derive(clap::Args, Serialize)]
+pub(super) struct RunArgs {
+    /// Passes over the training beats.
+    #[arg(long, default_value_t = 25)]
+    pub epochs: usize,
+    /// Beats per training step. The paper trained with Keras and names no batch size, so Keras's
+    /// default, 32; it is also the fastest per beat on lavapipe (cache-sized working set).
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Adam learning rate (the paper's 1e-4; for `transfer`, the new head's).
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f32,
+    /// Seed for initialisation, splits, shuffling, augmentation and dropout.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Stop early when validation macro-F1 has not improved for this many epochs (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub patience: usize,
+    /// Continue the run in --out from its last completed epoch (parameters, Adam moments and step
+    /// count from resume.safetensors), up to --epochs in all. Every other flag must match the
+    /// run's config.json, except --lr, --patience, --device and --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Run directory (config.json, history.csv/json, best/last.safetensors, resume.safetensors,
+    /// metrics.json, figures/). Default: under runs/, named after the settings.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl RunArgs {
+    pub(super) fn schedule<'a>(&self, out: &'a Path) -> Schedule<'a> {
+        Schedule {
+            out,
+            epochs: self.epochs,
+            batch: self.batch,
+            seed: self.seed,
+            patience: self.patience,
+            resume: self.resume,
+        }
+    }
 }
 
 /// How long and how to train, and where the run directory is.
@@ -472,7 +495,7 @@ pub(super) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    if args.batch == 0 || args.epochs == 0 {
+    if args.run.batch == 0 || args.run.epochs == 0 {
         return Err(Error::Config(
             "--batch and --epochs must be at least 1".into(),
         ));
@@ -483,7 +506,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         (Some(train_csv), Some(test_csv)) => {
             let pool = csv::read(train_csv)?;
             let test = csv::read(test_csv)?;
-            let split = splits::split(&pool, SplitKind::Intra, 0.0, 0.1, args.seed);
+            let split = splits::split(&pool, SplitKind::Intra, 0.0, 0.1, args.run.seed);
             (
                 train_csv.clone(),
                 pool.select(&split.train),
@@ -497,7 +520,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             for w in &ds.warnings {
                 eprintln!("warning: {w}");
             }
-            let split = splits::split(&ds.beats, args.split, 0.2, 0.1, args.seed);
+            let split = splits::split(&ds.beats, args.split, 0.2, 0.1, args.run.seed);
             let parts = (
                 ds.beats.select(&split.train),
                 ds.beats.select(&split.val),
@@ -519,7 +542,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         });
     }
     let train = if args.augment > 0 {
-        augment::balance(&original, args.augment, classes, args.seed)
+        augment::balance(&original, args.augment, classes, args.run.seed)
     } else {
         original.clone()
     };
@@ -534,23 +557,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )));
     }
 
-    let ctx = GpuContext::new(args.device.as_deref())?;
+    let ctx = GpuContext::new(args.run.device.as_deref())?;
     let loss_config = loss_config(&args, &original, classes);
     let adam = AdamConfig {
-        lr: args.lr,
+        lr: args.run.lr,
         ..Default::default()
     };
-    let model = Model::new(&ctx, config.clone(), args.seed)?;
+    let model = Model::new(&ctx, config.clone(), args.run.seed)?;
     let mut trainer = Trainer::new(&ctx, model, loss_config.clone(), adam.clone())?;
     let loss_name = match args.loss {
         LossKind::Focal => "focal",
         LossKind::Ce => "ce",
     };
-    let out = args.out.clone().unwrap_or_else(|| {
+    let out = args.run.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(
             format!(
                 "{}-{:?}-{loss_name}-seed{}",
-                args.preset, args.split, args.seed
+                args.preset, args.split, args.run.seed
             )
             .to_lowercase(),
         )
@@ -591,21 +614,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &val,
         &loss_config,
         &CLASS_NAMES,
-        &Schedule {
-            out: &out,
-            epochs: args.epochs,
-            batch: args.batch,
-            seed: args.seed,
-            patience: args.patience,
-            resume: args.resume,
-        },
+        &args.run.schedule(&out),
         &run_config,
     )?;
 
     // Test on the best-validation parameters.
-    let best = out.join("best.safetensors");
-    let (tensors, _) = checkpoint::load(&best)?;
-    trainer.model.params.upload_named(&ctx, tensors, &best)?;
+    trainer
+        .model
+        .load_params(&ctx, &out.join("best.safetensors"))?;
     let (test_loss, report) = evaluate(&mut trainer, &test, &loss_config, &CLASS_NAMES)?;
     println!(
         "\ntest ({:?} split, best validation epoch), loss {test_loss:.4}\n{}",

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::json;
 
-use super::train::{fit, focal_config, write_json, Schedule};
+use super::train::{fit, write_json, FocalArgs, RunArgs};
 use crate::checkpoint;
 use crate::data::beats::{BeatMode, Beats};
 use crate::data::csv;
@@ -70,42 +70,14 @@ pub struct TransferArgs {
     /// from scratch or with --freeze-features).
     #[arg(long, default_value_t = 0.1)]
     feature_lr_scale: f32,
-    /// Passes over the training beats.
-    #[arg(long, default_value_t = 25)]
-    epochs: usize,
-    /// Beats per training step (Keras's default, as for `train`).
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Adam learning rate of the head (and of everything when training from scratch).
-    #[arg(long, default_value_t = 1e-4)]
-    lr: f32,
-    /// α of the first focal fold, scaled per class by inverse frequency (NORM/MI imbalance).
-    #[arg(long, default_value_t = 0.25)]
-    alpha1: f32,
-    /// γm, focusing parameter of the first fold.
-    #[arg(long, default_value_t = 2.0)]
-    gamma_m: f32,
-    /// α of the second focal fold, scaled per class like --alpha1.
-    #[arg(long, default_value_t = 0.25)]
-    alpha2: f32,
-    /// γn, focusing parameter of the second fold.
-    #[arg(long, default_value_t = 0.5)]
-    gamma_n: f32,
-    /// Seed for the head's initialisation, the split, shuffling and dropout.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Stop when validation macro-F1 has not improved for this many epochs (0: never).
-    #[arg(long, default_value_t = 0)]
-    patience: usize,
-    /// Continue the run in --out from its last completed epoch.
-    #[arg(long)]
-    resume: bool,
-    /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
-    #[arg(long)]
-    device: Option<String>,
-    /// Run directory. Default: runs/mi-<transfer|scratch>-<split>-seed<seed>.
-    #[arg(long)]
-    out: Option<PathBuf>,
+    /// The focal loss; both folds' α are scaled per class by inverse frequency (NORM/MI
+    /// imbalance).
+    #[command(flatten)]
+    #[serde(flatten)]
+    focal: FocalArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    run: RunArgs,
 }
 
 /// The PTB beats and their split; records named per beat for the record-level vote.
@@ -129,7 +101,7 @@ fn load_parts(args: &TransferArgs) -> Result<Parts> {
         for path in &args.beats_csv {
             beats.extend(&csv::read(path)?);
         }
-        let split = splits::split(&beats, SplitKind::Intra, 0.2, 0.125, args.seed);
+        let split = splits::split(&beats, SplitKind::Intra, 0.2, 0.125, args.run.seed);
         return Ok(Parts {
             source: format!("{:?}", args.beats_csv),
             train: beats.select(&split.train),
@@ -147,7 +119,7 @@ fn load_parts(args: &TransferArgs) -> Result<Parts> {
     let mut opts = ptb::default_options(args.mode);
     opts.lead = args.lead.clone();
     let ds = ptb::load(&dir, &opts)?;
-    let split = ptb::split(&ds, args.split, args.seed);
+    let split = ptb::split(&ds, args.split, args.run.seed);
     let part_records = |idx: &[usize]| {
         idx.iter()
             .map(|&i| ds.beats.record[i].as_str())
@@ -176,7 +148,7 @@ fn build_model(ctx: &GpuContext, args: &TransferArgs) -> Result<(Model, Vec<Stri
             classes: 2,
             ..ModelConfig::preset(&args.preset)?
         };
-        return Ok((Model::new(ctx, config, args.seed)?, vec![]));
+        return Ok((Model::new(ctx, config, args.run.seed)?, vec![]));
     };
     let (source, _) = checkpoint::load(from)?;
     let source_config = Model::load(ctx, from)?.config;
@@ -188,7 +160,7 @@ fn build_model(ctx: &GpuContext, args: &TransferArgs) -> Result<(Model, Vec<Stri
         Head::Dense2 => &["dense2."],
         Head::Dense1 => &["dense1.", "dense2."],
     };
-    let mut arrays = init_params(&config, args.seed);
+    let mut arrays = init_params(&config, args.run.seed);
     let mut kept = vec![];
     for ((name, _), array) in config.param_shapes().iter().zip(arrays.iter_mut()) {
         if fresh_prefixes.iter().any(|p| name.starts_with(p)) {
@@ -201,7 +173,7 @@ fn build_model(ctx: &GpuContext, args: &TransferArgs) -> Result<(Model, Vec<Stri
         *array = t.data.clone();
         kept.push(name.clone());
     }
-    let model = Model::new(ctx, config, args.seed)?;
+    let model = Model::new(ctx, config, args.run.seed)?;
     model.params.upload(ctx, &arrays)?;
     Ok((model, kept))
 }
@@ -213,7 +185,7 @@ fn p_mi(trainer: &mut Trainer, beats: &Beats) -> Result<Vec<f64>> {
 }
 
 pub fn run(args: TransferArgs) -> Result<()> {
-    if args.batch == 0 || args.epochs == 0 {
+    if args.run.batch == 0 || args.run.epochs == 0 {
         return Err(Error::Config(
             "--batch and --epochs must be at least 1".into(),
         ));
@@ -239,23 +211,18 @@ pub fn run(args: TransferArgs) -> Result<()> {
             parts.test.len()
         )));
     }
-    let ctx = GpuContext::new(args.device.as_deref())?;
+    let ctx = GpuContext::new(args.run.device.as_deref())?;
     let (model, transferred) = build_model(&ctx, &args)?;
     let config = model.config.clone();
     let counts = parts.train.class_counts(2);
-    let loss = focal_config(
-        &counts,
-        [args.alpha1, args.alpha2],
-        [args.gamma_m, args.gamma_n],
-        true,
-    );
+    let loss = args.focal.config(&counts, true);
     let feature_lr_scale = match (&args.from, args.freeze_features) {
         (None, _) => 1.0,
         (Some(_), true) => 0.0,
         (Some(_), false) => args.feature_lr_scale,
     };
     let adam = AdamConfig {
-        lr: args.lr,
+        lr: args.run.lr,
         feature_lr_scale,
         ..Default::default()
     };
@@ -265,14 +232,14 @@ pub fn run(args: TransferArgs) -> Result<()> {
     } else {
         "scratch"
     };
-    let out = args.out.clone().unwrap_or_else(|| {
+    let out = args.run.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "mi-{kind}-{}-seed{}",
             serde_json::to_value(args.split)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
-            args.seed
+            args.run.seed
         ))
     });
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
@@ -314,20 +281,13 @@ pub fn run(args: TransferArgs) -> Result<()> {
         &parts.val,
         &loss,
         &CLASS_NAMES,
-        &Schedule {
-            out: &out,
-            epochs: args.epochs,
-            batch: args.batch,
-            seed: args.seed,
-            patience: args.patience,
-            resume: args.resume,
-        },
+        &args.run.schedule(&out),
         &run_config,
     )?;
 
-    let best = out.join("best.safetensors");
-    let (tensors, _) = checkpoint::load(&best)?;
-    trainer.model.params.upload_named(&ctx, tensors, &best)?;
+    trainer
+        .model
+        .load_params(&ctx, &out.join("best.safetensors"))?;
     let p = p_mi(&mut trainer, &parts.test)?;
     let beat = BinaryReport::new(&parts.test.labels, &p);
     let record = (!parts.records.is_empty()).then(|| {
