@@ -231,3 +231,62 @@ fn flat_and_short_records_are_left_out_with_warnings() {
     assert!(ds.warnings.iter().any(|w| w.contains("patient900/flat")));
     assert!(ds.warnings.iter().any(|w| w.contains("patient901/short")));
 }
+
+/// The six PTB Diagnostic records in `../shared/data/ptb/ptbdb` (or $ECGWGPU_PTBDB), if present.
+fn shared_ptbdb() -> Option<PathBuf> {
+    let dir = std::env::var_os("ECGWGPU_PTBDB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ptb/ptbdb"));
+    if dir.join("wfdb_signal_checksums.csv").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: PTB Diagnostic records not found (set ECGWGPU_PTBDB)");
+        None
+    }
+}
+
+#[test]
+fn all_six_ptbdb_records_match_their_computed_checksums_and_einthoven() {
+    let Some(dir) = shared_ptbdb() else { return };
+    let table = std::fs::read_to_string(dir.join("wfdb_signal_checksums.csv")).unwrap();
+    let rows = ptb::csv_rows(&table, &dir.join("wfdb_signal_checksums.csv")).unwrap();
+    let mut checked = 0;
+    let (records, warnings) = ptb::ptbdb_records(&dir).unwrap();
+    assert_eq!(records.len(), 6, "{warnings:?}");
+    assert!(records.iter().all(|r| r.label == ptb::MI));
+    for record in &records {
+        // Only the 12 leads of the .dat: three of the six have no .xyz.
+        let twelve: Vec<usize> = (0..12).collect();
+        let r = Record::read(&dir.join(&record.path), Some(&twelve)).unwrap();
+        for row in rows.iter().skip(1).filter(|row| row[0] == record.path) {
+            let Some(k) = r.header.signal_index(&row[2]).filter(|&k| k < 12) else {
+                continue;
+            };
+            assert_eq!(
+                r.adc[k][0],
+                row[4].parse::<i32>().unwrap(),
+                "{} {}",
+                record.path,
+                row[2]
+            );
+            assert_eq!(
+                checksum(&r.adc[k]),
+                row[5].parse::<i16>().unwrap(),
+                "{} {}",
+                record.path,
+                row[2]
+            );
+            checked += 1;
+        }
+        let worst = (0..r.adc[0].len())
+            .map(|t| (r.adc[2][t] - (r.adc[1][t] - r.adc[0][t])).abs())
+            .max()
+            .unwrap();
+        assert!(
+            worst <= 4,
+            "{}: |III - (II - I)| up to {worst} adu",
+            record.path
+        );
+    }
+    assert_eq!(checked, 6 * 12);
+}
