@@ -352,6 +352,60 @@ impl BinaryReport {
         "level         n  accuracy  precision   recall      F1  specificity   AUROC";
 }
 
+/// 95 % bootstrap intervals of a two-class result's beat- and record-level accuracy, F1 and
+/// AUROC, resampling whole records (see [`bootstrap`] for why not beats).
+pub fn bootstrap_binary(
+    records: &[String],
+    labels: &[u32],
+    scores: &[f64],
+    replicates: usize,
+    seed: u64,
+) -> BTreeMap<String, Interval> {
+    let mut by_record: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        by_record.entry(r.as_str()).or_default().push(i);
+    }
+    let groups: Vec<&Vec<usize>> = by_record.values().collect();
+    let mut rng = Rng::new(seed);
+    let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for _ in 0..replicates {
+        let (mut rec, mut lab, mut sco) = (vec![], vec![], vec![]);
+        for k in 0..groups.len() {
+            let g = groups[rng.below(groups.len())];
+            // Each drawn copy of a record is its own record in the vote.
+            let name = k.to_string();
+            for &i in g {
+                rec.push(name.clone());
+                lab.push(labels[i]);
+                sco.push(scores[i]);
+            }
+        }
+        let beat = BinaryReport::new(&lab, &sco);
+        let (rl, rs) = record_means(&rec, &lab, &sco);
+        let record = BinaryReport::new(&rl, &rs);
+        for (key, value) in [
+            ("beat_accuracy", beat.accuracy),
+            ("beat_f1", beat.f1),
+            ("beat_auroc", beat.auroc),
+            ("record_accuracy", record.accuracy),
+            ("record_f1", record.f1),
+            ("record_auroc", record.auroc),
+        ] {
+            if value.is_finite() {
+                samples.entry(key.to_string()).or_default().push(value);
+            }
+        }
+    }
+    samples
+        .into_iter()
+        .map(|(key, mut v)| {
+            v.sort_by(f64::total_cmp);
+            let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+            (key, [at(0.025), at(0.975)])
+        })
+        .collect()
+}
+
 /// The record-level vote: each record's label and the mean of its beats' scores, in record order.
 pub fn record_means(records: &[String], labels: &[u32], scores: &[f64]) -> (Vec<u32>, Vec<f64>) {
     let mut sums: BTreeMap<&str, (f64, usize, u32)> = BTreeMap::new();

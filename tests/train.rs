@@ -579,7 +579,7 @@ fn transfer_fine_tunes_only_the_layers_it_should() {
     assert!(out.join("figures/confusion.png").is_file());
     // evaluate recognises the two-class model and re-creates the patient split.
     let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
-        .args(["evaluate", "--json", "--checkpoint"])
+        .args(["evaluate", "--json", "--bootstrap", "30", "--checkpoint"])
         .arg(out.join("best.safetensors"))
         .output()
         .unwrap();
@@ -587,6 +587,12 @@ fn transfer_fine_tunes_only_the_layers_it_should() {
     let evaluated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(evaluated["beat"], metrics["beat"]);
     assert_eq!(evaluated["record"], metrics["record"]);
+    let ci = &evaluated["ci95"]["beat_accuracy"];
+    let accuracy = metrics["beat"]["accuracy"].as_f64().unwrap();
+    assert!(
+        ci[0].as_f64().unwrap() <= accuracy && accuracy <= ci[1].as_f64().unwrap(),
+        "{ci}"
+    );
 
     // Slower features: they move too.
     let (_, after) = transfer(

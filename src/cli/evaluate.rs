@@ -15,7 +15,9 @@ use crate::data::ptb::{self, MiSplit};
 use crate::data::splits::{self, Split, SplitKind};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::metrics::{argmax_rows, bootstrap, record_means, BinaryReport, Confusion};
+use crate::metrics::{
+    argmax_rows, bootstrap, bootstrap_binary, record_means, BinaryReport, Confusion,
+};
 use crate::model::Model;
 use crate::trainer::Trainer;
 
@@ -190,6 +192,8 @@ fn report_mi(args: &EvaluateArgs, beats: &Beats, probs: &[f32], description: &st
     let beat = BinaryReport::new(&beats.labels, &p);
     let (labels, means) = record_means(&beats.record, &beats.labels, &p);
     let record = BinaryReport::new(&labels, &means);
+    let intervals = (args.bootstrap > 0)
+        .then(|| bootstrap_binary(&beats.record, &beats.labels, &p, args.bootstrap, 1));
     if args.json {
         let out = json!({
             "checkpoint": args.checkpoint,
@@ -197,6 +201,7 @@ fn report_mi(args: &EvaluateArgs, beats: &Beats, probs: &[f32], description: &st
             "selection": description,
             "beat": beat,
             "record": record,
+            "ci95": intervals,
         });
         println!(
             "{}",
@@ -212,6 +217,15 @@ fn report_mi(args: &EvaluateArgs, beats: &Beats, probs: &[f32], description: &st
             record.row("record"),
             beat.confusion
         );
+        if let Some(intervals) = intervals {
+            println!(
+                "95 % intervals, {} bootstrap replicates resampling records:",
+                args.bootstrap
+            );
+            for (key, [lo, hi]) in intervals {
+                println!("  {key:<16} [{lo:.3}, {hi:.3}]");
+            }
+        }
     }
 }
 
