@@ -186,6 +186,13 @@ fn select_mi_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, S
     ))
 }
 
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialisable")
+    );
+}
+
 /// MI vs normal: figures per beat and per record (mean MI probability of its beats).
 fn report_mi(args: &EvaluateArgs, beats: &Beats, probs: &[f32], description: &str) {
     let p: Vec<f64> = probs.chunks(2).map(|r| f64::from(r[1])).collect();
@@ -203,10 +210,7 @@ fn report_mi(args: &EvaluateArgs, beats: &Beats, probs: &[f32], description: &st
             "record": record,
             "ci95": intervals,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("serialisable")
-        );
+        print_json(&out);
     } else {
         println!(
             "{} on {} beats: {description}\nMI vs NORM\n{}\n{}\n{}\nconfusion per beat (rows: truth NORM, MI): {:?}",
@@ -302,10 +306,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             "aami": aami,
             "ci95": intervals,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("serialisable")
-        );
+        print_json(&out);
     } else {
         println!(
             "{} on {} beats: {description}\n{}",
