@@ -400,10 +400,24 @@ fn a_run_killed_mid_epoch_leaves_valid_checkpoints_and_resumes() {
             checkpoint::load(&path).unwrap_or_else(|e| panic!("{name} after a kill: {e}"));
         }
     }
+    // A crash in the middle of writing leaves a truncated temporary file beside the intact one.
+    let resume = std::fs::read(out.join("resume.safetensors")).unwrap();
+    std::fs::write(
+        out.join("resume.safetensors.tmp"),
+        &resume[..resume.len() / 2],
+    )
+    .unwrap();
+    checkpoint::load(&out.join("resume.safetensors")).unwrap();
     let resumed = train_tiny(&out, &["--epochs", "4", "--resume"]);
     assert!(resumed.status.success(), "{resumed:?}");
     let (_, meta) = checkpoint::load(&out.join("last.safetensors")).unwrap();
     assert_eq!(meta["epoch"], "4");
+    let (_, meta) = checkpoint::load(&out.join("resume.safetensors")).unwrap();
+    assert_eq!(meta["epoch"], "4");
+    assert!(
+        !out.join("resume.safetensors.tmp").exists(),
+        "the next write replaced the torn temporary file"
+    );
 }
 
 #[test]
