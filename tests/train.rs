@@ -616,6 +616,44 @@ fn transfer_fine_tunes_only_the_layers_it_should() {
     );
     assert!(changed(&after, "conv1_1.weight"));
 
+    // Kaggle-style ptbdb_normal.csv / ptbdb_abnormal.csv: a beat split, from scratch.
+    let dir = temp_run("transfer-csv");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, label) in [("ptbdb_normal.csv", 0), ("ptbdb_abnormal.csv", 1)] {
+        let rows: String = (0..60)
+            .map(|i| {
+                let beat: Vec<String> = (0..187)
+                    .map(|t| format!("{}", ((t * (label + 1) + i) % 40) as f32 / 40.0))
+                    .collect();
+                format!("{},{label}\n", beat.join(","))
+            })
+            .collect();
+        std::fs::write(dir.join(name), rows).unwrap();
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args([
+            "transfer",
+            "--preset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--split",
+            "beat",
+            "--beats-csv",
+        ])
+        .arg(dir.join("ptbdb_normal.csv"))
+        .arg(dir.join("ptbdb_abnormal.csv"))
+        .arg("--out")
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(metrics["test_beats"], 24, "20 % of 120 beats, stratified");
+    assert!(metrics["record"].is_null(), "no records to vote over");
+
     // CSV beats have no patients: a patient split is refused.
     let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
         .args(["transfer", "--beats-csv", "x.csv"])
