@@ -375,6 +375,24 @@ pub fn init_params(config: &ModelConfig, seed: u64) -> Vec<Vec<f32>> {
 /// Checkpoint metadata key holding the model config as JSON.
 const MODEL_KEY: &str = "model";
 
+impl ModelConfig {
+    /// The config saved in a checkpoint's metadata by [`Model::save`], validated; `path` names
+    /// the checkpoint in errors.
+    pub fn from_metadata(meta: &BTreeMap<String, String>, path: &Path) -> Result<Self> {
+        let text = meta.get(MODEL_KEY).ok_or_else(|| {
+            Error::data(
+                path,
+                MODEL_KEY,
+                "no model config in the metadata (not written by ecgwgpu?)",
+            )
+        })?;
+        let config: Self =
+            serde_json::from_str(text).map_err(|e| Error::data(path, MODEL_KEY, e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 /// A model: its config, the seed its dropout masks derive from, and its parameters on the GPU.
 pub struct Model {
     pub config: ModelConfig,
@@ -399,19 +417,7 @@ impl Model {
     /// metadata, its parameters are checked name by name.
     pub fn load(ctx: &GpuContext, path: &Path) -> Result<Self> {
         let (tensors, meta) = checkpoint::load(path)?;
-        let config: ModelConfig = meta
-            .get(MODEL_KEY)
-            .ok_or_else(|| {
-                Error::data(
-                    path,
-                    MODEL_KEY,
-                    "no model config in the metadata (not written by ecgwgpu?)",
-                )
-            })
-            .and_then(|text| {
-                serde_json::from_str(text).map_err(|e| Error::data(path, MODEL_KEY, e.to_string()))
-            })?;
-        config.validate()?;
+        let config = ModelConfig::from_metadata(&meta, path)?;
         let params = ParamStore::new(ctx, &config.param_shapes());
         params.upload_named(ctx, tensors, path)?;
         Ok(Self {

@@ -222,7 +222,8 @@ pub(super) struct Schedule<'a> {
 /// The training loop shared by `train` and `transfer`: epochs of shuffled batches with a progress
 /// bar, validation after each (best = highest macro-F1), history, `last`/`best` checkpoints and the
 /// resume state written atomically, early stopping, `--resume`. `run_config` is what config.json
-/// holds: checked against the existing one on resume, then (re)written.
+/// holds: checked against the existing one on resume, then (re)written. Returns with the
+/// best-validation parameters loaded, ready for the test.
 pub(super) fn fit(
     trainer: &mut Trainer,
     train: &Beats,
@@ -351,7 +352,9 @@ pub(super) fn fit(
         save_resume_state(trainer, ctx, &out.join("resume.safetensors"), &progress)?;
     }
 
-    Ok(())
+    trainer
+        .model
+        .load_params(ctx, &out.join("best.safetensors"))
 }
 
 /// Where a run stands after an epoch; with the parameters and Adam's moments it is everything
@@ -618,10 +621,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &run_config,
     )?;
 
-    // Test on the best-validation parameters.
-    trainer
-        .model
-        .load_params(&ctx, &out.join("best.safetensors"))?;
     let (test_loss, report) = evaluate(&mut trainer, &test, &loss_config, &CLASS_NAMES)?;
     println!(
         "\ntest ({:?} split, best validation epoch), loss {test_loss:.4}\n{}",

@@ -150,8 +150,9 @@ fn build_model(ctx: &GpuContext, args: &TransferArgs) -> Result<(Model, Vec<Stri
         };
         return Ok((Model::new(ctx, config, args.run.seed)?, vec![]));
     };
-    let (source, _) = checkpoint::load(from)?;
-    let source_config = Model::load(ctx, from)?.config;
+    // Read once: the tensors to copy and the config they were saved with.
+    let (source, meta) = checkpoint::load(from)?;
+    let source_config = ModelConfig::from_metadata(&meta, from)?;
     let config = ModelConfig {
         classes: 2,
         ..source_config
@@ -285,9 +286,6 @@ pub fn run(args: TransferArgs) -> Result<()> {
         &run_config,
     )?;
 
-    trainer
-        .model
-        .load_params(&ctx, &out.join("best.safetensors"))?;
     let p = p_mi(&mut trainer, &parts.test)?;
     let beat = BinaryReport::new(&parts.test.labels, &p);
     let record = (!parts.records.is_empty()).then(|| {
