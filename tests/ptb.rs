@@ -232,22 +232,24 @@ fn flat_and_short_records_are_left_out_with_warnings() {
     assert!(ds.warnings.iter().any(|w| w.contains("patient901/short")));
 }
 
-/// The six PTB Diagnostic records in `../shared/data/ptb/ptbdb` (or $ECGWGPU_PTBDB), if present.
-fn shared_ptbdb() -> Option<PathBuf> {
+/// The six PTB Diagnostic records in `../shared/data/ptb/ptbdb` (or $ECGWGPU_PTBDB), for the
+/// `#[ignore]`d test that needs them; it fails when they are missing.
+fn shared_ptbdb() -> PathBuf {
     let dir = std::env::var_os("ECGWGPU_PTBDB")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ptb/ptbdb"));
-    if dir.join("wfdb_signal_checksums.csv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: PTB Diagnostic records not found (set ECGWGPU_PTBDB)");
-        None
-    }
+    assert!(
+        dir.join("wfdb_signal_checksums.csv").is_file(),
+        "the six PTB Diagnostic records are not at {}: set ECGWGPU_PTBDB",
+        dir.display()
+    );
+    dir
 }
 
 #[test]
+#[ignore = "needs the six PTB Diagnostic records ($ECGWGPU_PTBDB or ../shared/data/ptb/ptbdb)"]
 fn all_six_ptbdb_records_match_their_computed_checksums_and_einthoven() {
-    let Some(dir) = shared_ptbdb() else { return };
+    let dir = shared_ptbdb();
     let table = std::fs::read_to_string(dir.join("wfdb_signal_checksums.csv")).unwrap();
     let rows = ptb::csv_rows(&table, &dir.join("wfdb_signal_checksums.csv")).unwrap();
     let mut checked = 0;
