@@ -1,7 +1,11 @@
 //! The data pipeline: reader values, class counts, extraction, splits, augmentation, CSV, and
 //! every kind of bad input giving an error that names the file and the position.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{external_data, scratch};
 
 use ecgwgpu::data::aami::AamiClass;
 use ecgwgpu::data::annotation::{self, Annotation};
@@ -18,26 +22,14 @@ use ecgwgpu::data::wfdb::{Header, Record};
 use ecgwgpu::rng::Rng;
 use ecgwgpu::Error;
 
-/// The full MIT-BIH database for the `#[ignore]`d tests that need it (`cargo test --
-/// --include-ignored`): $ECGWGPU_MITDB, or `../shared/data/mitdb` beside the checkout. They fail
-/// when it is missing rather than pass without checking anything.
+/// The full MIT-BIH database: $ECGWGPU_MITDB, or `../shared/data/mitdb` beside the checkout.
 fn full_mitdb() -> PathBuf {
-    let dir = std::env::var_os("ECGWGPU_MITDB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mitdb"));
-    assert!(
-        dir.join("100.hea").is_file(),
-        "the full MIT-BIH database is not at {}: set ECGWGPU_MITDB to a copy",
-        dir.display()
-    );
-    dir
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ecgwgpu-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    external_data(
+        "the full MIT-BIH database",
+        "ECGWGPU_MITDB",
+        "../shared/data/mitdb",
+        "100.hea",
+    )
 }
 
 /// Copies record `name` of the embedded subset into `dir`.

@@ -1,7 +1,11 @@
 //! PTB readers (multi-file records, header comments, PTB-XL metadata), MI beats from detected R
 //! peaks, patient-wise splits, and bad input.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{external_data, scratch};
 
 use ecgwgpu::data::beats::BeatMode;
 use ecgwgpu::data::ptb::{self, MiSplit};
@@ -12,13 +16,6 @@ fn embedded(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("data")
         .join(name)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ecgwgpu-ptb-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// WFDB's 16-bit checksum: the sum of a signal's samples modulo 2^16, as a signed value.
@@ -232,18 +229,14 @@ fn flat_and_short_records_are_left_out_with_warnings() {
     assert!(ds.warnings.iter().any(|w| w.contains("patient901/short")));
 }
 
-/// The six PTB Diagnostic records in `../shared/data/ptb/ptbdb` (or $ECGWGPU_PTBDB), for the
-/// `#[ignore]`d test that needs them; it fails when they are missing.
+/// The six PTB Diagnostic records: $ECGWGPU_PTBDB, or `../shared/data/ptb/ptbdb`.
 fn shared_ptbdb() -> PathBuf {
-    let dir = std::env::var_os("ECGWGPU_PTBDB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ptb/ptbdb"));
-    assert!(
-        dir.join("wfdb_signal_checksums.csv").is_file(),
-        "the six PTB Diagnostic records are not at {}: set ECGWGPU_PTBDB",
-        dir.display()
-    );
-    dir
+    external_data(
+        "the six PTB Diagnostic records",
+        "ECGWGPU_PTBDB",
+        "../shared/data/ptb/ptbdb",
+        "wfdb_signal_checksums.csv",
+    )
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Shared by the integration tests: one GPU context per test binary (lavapipe in CI), random
-//! arrays, closeness checks and central-difference gradients.
+//! arrays, closeness checks and central-difference gradients, scratch folders and the data that
+//! lives outside the checkout.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ecgwgpu::autograd::Graph;
@@ -9,6 +11,29 @@ use ecgwgpu::gpu::{GpuContext, Tensor};
 use ecgwgpu::ops::{Op, StepUniform};
 use ecgwgpu::rng::Rng;
 use ndarray::{ArrayD, IxDyn};
+
+/// A fresh, empty folder under the system's temporary directory, unique to this process.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ecgwgpu-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Data that is not embedded, for the `#[ignore]`d tests that need it (`cargo test --
+/// --include-ignored`): the folder `$env_var` names, or `default` relative to the checkout.
+/// Fails when `marker` is not in it, so that such a test never passes without checking anything.
+pub fn external_data(what: &str, env_var: &str, default: &str, marker: &str) -> PathBuf {
+    let dir = std::env::var_os(env_var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
+    assert!(
+        dir.join(marker).is_file(),
+        "{what}: not found at {}; set {env_var} to a copy",
+        dir.display()
+    );
+    dir
+}
 
 pub fn ctx() -> &'static GpuContext {
     static CTX: OnceLock<GpuContext> = OnceLock::new();
