@@ -134,6 +134,83 @@ impl Report {
     }
 }
 
+/// One record's beats scored on their own: which patients a model fails on.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecordErrors {
+    pub record: String,
+    pub beats: usize,
+    pub errors: usize,
+    pub accuracy: f64,
+    /// The commonest mistake, as (truth, predicted, beats); `None` when every beat is right.
+    pub commonest_error: Option<(usize, usize, usize)>,
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// A confusion matrix per record, most errors first (ties in record order): the inter-patient
+/// figures are averages over patients, and a few records can carry most of the mistakes.
+pub fn per_record(
+    records: &[String],
+    truth: &[u32],
+    predicted: &[u32],
+    classes: usize,
+) -> Vec<RecordErrors> {
+    let mut by_record: BTreeMap<&str, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
+    for ((record, &t), &p) in records.iter().zip(truth).zip(predicted) {
+        let e = by_record.entry(record.as_str()).or_default();
+        e.0.push(t);
+        e.1.push(p);
+    }
+    let mut rows: Vec<RecordErrors> = by_record
+        .into_iter()
+        .map(|(record, (t, p))| {
+            let counts = Confusion::new(&t, &p, classes).counts;
+            let correct: usize = (0..classes).map(|c| counts[c][c]).sum();
+            let commonest_error = (0..classes)
+                .flat_map(|a| (0..classes).map(move |b| (a, b)))
+                .filter(|&(a, b)| a != b && counts[a][b] > 0)
+                .map(|(a, b)| (a, b, counts[a][b]))
+                .max_by_key(|&(a, b, n)| (n, std::cmp::Reverse((a, b))));
+            RecordErrors {
+                record: record.to_string(),
+                beats: t.len(),
+                errors: t.len() - correct,
+                accuracy: correct as f64 / t.len() as f64,
+                commonest_error,
+                confusion: counts,
+            }
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.errors));
+    rows
+}
+
+/// `rows` as a table: record, beats, errors, accuracy, each class's support and the commonest
+/// mistake, written with `names`.
+pub fn per_record_table(rows: &[RecordErrors], names: &[&str]) -> String {
+    let mut s = format!(
+        "{:<8}{:>7}{:>8}{:>10}",
+        "record", "beats", "errors", "accuracy"
+    );
+    for name in names {
+        s += &format!("{name:>7}");
+    }
+    s += "  commonest error\n";
+    for r in rows {
+        s += &format!(
+            "{:<8}{:>7}{:>8}{:>10.3}",
+            r.record, r.beats, r.errors, r.accuracy
+        );
+        for row in &r.confusion {
+            s += &format!("{:>7}", row.iter().sum::<usize>());
+        }
+        if let Some((t, p, n)) = r.commonest_error {
+            s += &format!("  {}→{} {n}", names[t], names[p]);
+        }
+        s += "\n";
+    }
+    s
+}
+
 /// Index of the largest probability in each row of `probs` (`classes` wide).
 pub fn argmax_rows(probs: &[f32], classes: usize) -> Vec<u32> {
     probs

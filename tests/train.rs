@@ -7,7 +7,9 @@ use std::process::Command;
 use ecgwgpu::checkpoint::{self, NamedTensor};
 use ecgwgpu::data::aami::AamiClass;
 use ecgwgpu::data::annotation;
-use ecgwgpu::metrics::{argmax_rows, auroc, bootstrap, BinaryReport, Confusion};
+use ecgwgpu::metrics::{
+    argmax_rows, auroc, bootstrap, per_record, per_record_table, BinaryReport, Confusion,
+};
 
 #[test]
 fn metrics_match_a_hand_computed_confusion_matrix() {
@@ -55,6 +57,51 @@ fn metrics_match_a_hand_computed_confusion_matrix() {
     );
     assert!(r.table().contains("overall accuracy 0.7500"));
     assert_eq!(argmax_rows(&[0.1, 0.7, 0.2, 0.5, 0.2, 0.3], 3), vec![1, 0]);
+}
+
+#[test]
+fn per_record_scores_each_record_and_puts_the_worst_first() {
+    // Record "a": 4 beats, one 0 called 1. Record "b": 3 beats, two 1s called 2 and a 0 called
+    // 2. Record "c": 2 beats, both right.
+    let records: Vec<String> = ["a", "b", "a", "c", "b", "a", "b", "c", "a"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let truth = [0u32, 1, 0, 2, 1, 1, 0, 0, 2];
+    let pred = [1u32, 2, 0, 2, 2, 1, 2, 0, 2];
+    let rows = per_record(&records, &truth, &pred, 3);
+    let order: Vec<&str> = rows.iter().map(|r| r.record.as_str()).collect();
+    assert_eq!(order, ["b", "a", "c"]);
+    let (b, a, c) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!((b.beats, b.errors), (3, 3));
+    assert_eq!(b.accuracy, 0.0);
+    assert_eq!(b.commonest_error, Some((1, 2, 2)));
+    assert_eq!(
+        b.confusion,
+        vec![vec![0, 0, 1], vec![0, 0, 2], vec![0, 0, 0]]
+    );
+    assert_eq!((a.beats, a.errors), (4, 1));
+    assert_eq!(a.accuracy, 0.75);
+    assert_eq!(a.commonest_error, Some((0, 1, 1)));
+    assert_eq!((c.errors, c.commonest_error), (0, None));
+    // The records' matrices add up to the whole set's.
+    let mut sum = vec![vec![0; 3]; 3];
+    for r in &rows {
+        for (t, row) in r.confusion.iter().enumerate() {
+            for (p, n) in row.iter().enumerate() {
+                sum[t][p] += n;
+            }
+        }
+    }
+    assert_eq!(sum, Confusion::new(&truth, &pred, 3).counts);
+    let table = per_record_table(&rows, &["x", "y", "z"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(
+        lines[1].starts_with('b') && lines[1].ends_with("y→z 2"),
+        "{table}"
+    );
+    assert!(!lines[3].contains('→'), "record c has no error\n{table}");
 }
 
 #[test]
@@ -135,6 +182,13 @@ fn evaluate_reproduces_the_training_runs_test_figures() {
     let ci = &all["ci95"]["accuracy"];
     let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
     assert!(0.0 <= lo && lo < hi && hi <= 1.0, "{ci}");
+    // Per record: the five embedded records, whose errors add up to the whole set's.
+    let records = evaluate(&["--split", "all", "--per-record"]);
+    let rows = records["per_record"].as_array().unwrap();
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    let errors: u64 = rows.iter().map(|r| r["errors"].as_u64().unwrap()).sum();
+    let correct = (records["accuracy"].as_f64().unwrap() * total as f64).round() as u64;
+    assert_eq!(errors, total - correct);
 }
 
 #[test]
@@ -608,6 +662,13 @@ fn transfer_fine_tunes_only_the_layers_it_should() {
         let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
         assert!((0.0..=hi).contains(&lo) && hi <= 1.0, "{key}: {ci}");
     }
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["evaluate", "--per-record", "--checkpoint"])
+        .arg(out.join("best.safetensors"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("already has its figures per record"));
 
     // Slower features: they move too.
     let (_, after) = transfer(

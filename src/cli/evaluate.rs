@@ -16,7 +16,8 @@ use crate::data::splits::{self, Split, SplitKind};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::metrics::{
-    argmax_rows, bootstrap, bootstrap_binary, record_means, BinaryReport, Confusion,
+    argmax_rows, bootstrap, bootstrap_binary, per_record, per_record_table, record_means,
+    BinaryReport, Confusion,
 };
 use crate::model::Model;
 use crate::trainer::Trainer;
@@ -59,6 +60,11 @@ pub struct EvaluateArgs {
     /// Add 95 % confidence intervals from this many bootstrap replicates (resampling records).
     #[arg(long, default_value_t = 0)]
     bootstrap: usize,
+    /// Also score each record on its own (beats, errors, accuracy, commonest mistake), most
+    /// errors first: shows whether a few patients carry the mistakes. Heartbeat models only; an
+    /// MI model's report is per record already.
+    #[arg(long)]
+    per_record: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -239,6 +245,13 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let model = Model::load(&ctx, &args.checkpoint)?;
     let classes = model.config.classes;
     let mi = classes == 2;
+    if mi && args.per_record {
+        return Err(Error::Config(
+            "--per-record is for heartbeat-class models; an MI model's report already has \
+             its figures per record"
+                .into(),
+        ));
+    }
     let (beats, description) = if mi {
         select_mi_beats(&args, run.as_ref())?
     } else {
@@ -282,6 +295,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             1,
         )
     });
+    let records = args
+        .per_record
+        .then(|| per_record(&beats.record, &beats.labels, &predicted, classes));
     if args.json {
         let aami: serde_json::Map<String, Value> = report
             .classes
@@ -305,6 +321,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             "confusion": report.confusion,
             "aami": aami,
             "ci95": intervals,
+            "per_record": records,
         });
         print_json(&out);
     } else {
@@ -316,6 +333,12 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         );
         if let Some(i) = intervals {
             println!("{}", i.table());
+        }
+        if let Some(rows) = records {
+            print!(
+                "per record, most errors first\n{}",
+                per_record_table(&rows, &names)
+            );
         }
     }
     Ok(())
