@@ -49,6 +49,30 @@ impl Confusion {
         self.counts.iter().flatten().sum()
     }
 
+    /// Beats on the diagonal.
+    pub fn correct(&self) -> usize {
+        (0..self.counts.len()).map(|c| self.counts[c][c]).sum()
+    }
+
+    /// One matrix per group (record, i.e. patient), in group order; `groups[i]` is beat i's.
+    pub fn by_group<'a>(
+        truth: &[u32],
+        predicted: &[u32],
+        groups: &'a [String],
+        classes: usize,
+    ) -> BTreeMap<&'a str, Confusion> {
+        let mut per_group: BTreeMap<&str, Confusion> = BTreeMap::new();
+        for ((&t, &p), g) in truth.iter().zip(predicted).zip(groups) {
+            per_group
+                .entry(g.as_str())
+                .or_insert_with(|| Confusion {
+                    counts: vec![vec![0; classes]; classes],
+                })
+                .counts[t as usize][p as usize] += 1;
+        }
+        per_group
+    }
+
     /// Metrics per class; a ratio with a zero denominator is reported as 0.
     pub fn report(&self, names: &[&str]) -> Report {
         let n = self.counts.len();
@@ -79,7 +103,7 @@ impl Confusion {
                 }
             })
             .collect();
-        let correct: usize = (0..n).map(|c| self.counts[c][c]).sum();
+        let correct = self.correct();
         let macro_f1 = classes.iter().map(|c| c.f1).sum::<f64>() / n.max(1) as f64;
         let weighted_f1 =
             classes.iter().map(|c| c.f1 * c.support as f64).sum::<f64>() / total.max(1) as f64;
@@ -154,17 +178,11 @@ pub fn per_record(
     predicted: &[u32],
     classes: usize,
 ) -> Vec<RecordErrors> {
-    let mut by_record: BTreeMap<&str, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
-    for ((record, &t), &p) in records.iter().zip(truth).zip(predicted) {
-        let e = by_record.entry(record.as_str()).or_default();
-        e.0.push(t);
-        e.1.push(p);
-    }
-    let mut rows: Vec<RecordErrors> = by_record
+    let mut rows: Vec<RecordErrors> = Confusion::by_group(truth, predicted, records, classes)
         .into_iter()
-        .map(|(record, (t, p))| {
-            let counts = Confusion::new(&t, &p, classes).counts;
-            let correct: usize = (0..classes).map(|c| counts[c][c]).sum();
+        .map(|(record, confusion)| {
+            let (beats, correct) = (confusion.total(), confusion.correct());
+            let counts = confusion.counts;
             let commonest_error = (0..classes)
                 .flat_map(|a| (0..classes).map(move |b| (a, b)))
                 .filter(|&(a, b)| a != b && counts[a][b] > 0)
@@ -172,9 +190,9 @@ pub fn per_record(
                 .max_by_key(|&(a, b, n)| (n, std::cmp::Reverse((a, b))));
             RecordErrors {
                 record: record.to_string(),
-                beats: t.len(),
-                errors: t.len() - correct,
-                accuracy: correct as f64 / t.len() as f64,
+                beats,
+                errors: beats - correct,
+                accuracy: correct as f64 / beats as f64,
                 commonest_error,
                 confusion: counts,
             }
@@ -259,15 +277,7 @@ pub fn bootstrap(
     replicates: usize,
     seed: u64,
 ) -> Intervals {
-    let mut per_group: BTreeMap<&str, Confusion> = BTreeMap::new();
-    for ((&t, &p), g) in truth.iter().zip(predicted).zip(groups) {
-        per_group
-            .entry(g.as_str())
-            .or_insert_with(|| Confusion {
-                counts: vec![vec![0; classes]; classes],
-            })
-            .counts[t as usize][p as usize] += 1;
-    }
+    let per_group = Confusion::by_group(truth, predicted, groups, classes);
     let parts: Vec<&Confusion> = per_group.values().collect();
     let mut rng = Rng::new(seed);
     let reports: Vec<Report> = (0..replicates)
