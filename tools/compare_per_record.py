@@ -62,7 +62,7 @@ def main():
         if a[r][0] != b[r][0]:
             sys.exit(f"record {r}: {a[r][0]} beats in A but {b[r][0]} in B (different beat sets)")
 
-    diff = accuracy(a, records) - accuracy(b, records)
+    accuracy_a, accuracy_b = accuracy(a, records), accuracy(b, records)
     rng = random.Random(args.seed)
     diffs = sorted(
         accuracy(a, sample) - accuracy(b, sample)
@@ -73,8 +73,8 @@ def main():
     a_better = sum(a[r][1] < b[r][1] for r in records)
     b_better = sum(a[r][1] > b[r][1] for r in records)
     print(f"{len(records)} records, {sum(a[r][0] for r in records)} beats")
-    print(f"accuracy A {accuracy(a, records):.4f}  B {accuracy(b, records):.4f}")
-    print(f"A - B {diff:+.4f}, 95 % paired interval [{low:+.4f}, {high:+.4f}]"
+    print(f"accuracy A {accuracy_a:.4f}  B {accuracy_b:.4f}")
+    print(f"A - B {accuracy_a - accuracy_b:+.4f}, 95 % paired interval [{low:+.4f}, {high:+.4f}]"
           f" ({args.replicates} replicates resampling records)")
     print(f"fewer errors: A on {a_better} records, B on {b_better}")
 
