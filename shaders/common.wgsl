@@ -26,3 +26,12 @@ struct Step {
     bias_correction1: f32,
     bias_correction2: f32,
 }
+
+// Inverted-dropout multiplier of element i at `step`: 0 with probability `rate`, else 1 / (1 - rate).
+// The keep decision is a hash of (layer seed, step, index), so backward recomputes it instead of
+// storing a mask, and max-pool can apply it in the same pass. Uniform from the top 24 bits.
+fn dropout_scale(seed: u32, step: u32, rate: f32, i: u32) -> f32 {
+    let h = pcg_hash(pcg_hash(seed ^ pcg_hash(step)) ^ i);
+    let u = f32(h >> 8u) * (1.0 / 16777216.0);
+    return select(0.0, 1.0 / (1.0 - rate), u >= rate);
+}

@@ -2,9 +2,19 @@
 //   y[b, co, l] = bias[co] + sum_{ci, k} w[co, ci, k] * x[b, ci, l + k - pad]
 // Layouts (PyTorch's): x [B, Cin, Lin], w [Cout, Cin, K], y [B, Cout, Lout].
 //
-// Each invocation computes a 4x4 register block (4 channels x 4 positions): every weight it
-// loads feeds 4 FMAs and every input value 4 more. On software Vulkan (lavapipe) this beats
-// workgroup-memory tiling by ~20x, and it is fine on real GPUs at these small sizes.
+// With `relu` set, forward applies max(., 0) (Conv + bias + ReLU in one pass). The tiled backward
+// kernel then sees dy * (y > 0), reading the saved output `yo` as it stages dy; the register
+// kernels take dy already masked (a uniform branch per load in their inner loops costs lavapipe
+// more than one element-wise pass), so their `relu` is always 0 in backward.
+//
+// Variants, side by side (src/ops/conv1d.rs picks one per adapter type, see gpu::Kernels):
+// - forward, backward_input, backward_weight: register blocks (8 channels x 4 positions per
+//   invocation). On software Vulkan (lavapipe) this beats workgroup-memory tiling by ~20x.
+// - forward_tiled, backward_input_tiled, backward_weight_tiled: implicit GEMMs over 32x32
+//   workgroup-memory tiles with coalesced loads, for real GPUs; the weight gradient is also split
+//   over the batch x length reduction, since a GPU needs far more invocations than channels x taps.
+// Both weight-gradient kernels write partial sums per split; weight_grad_finalize adds them in a
+// fixed order (deterministic, no float atomics) into dw and db.
 
 struct Params {
     batch: u32,
@@ -14,7 +24,13 @@ struct Params {
     len_out: u32,
     kernel: u32,
     pad: u32,
-    _unused: u32,
+    relu: u32,
+    // weight gradient only: the reduction over r = (b, l) is cut into `splits` ranges of
+    // `split_len` (rows of the batch for the register kernel, positions for the tiled one)
+    splits: u32,
+    split_len: u32,
+    _unused0: u32,
+    _unused1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -24,7 +40,17 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read> dy: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(7) var<storage, read_write> partial: array<f32>;  // [splits, c_out, c_in*K + 1]
+@group(0) @binding(8) var<storage, read> yo: array<f32>;               // forward output (ReLU mask)
+@group(0) @binding(9) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(10) var<storage, read_write> db: array<f32>;
+
+// The gradient reaching the convolution: dy, or dy * (y > 0) behind a fused ReLU.
+fn grad_at(i: u32) -> f32 {
+    let g = dy[i];
+    if (p.relu != 0u) { return select(0.0, g, yo[i] > 0.0); }
+    return g;
+}
 
 // Invocation (b, l0..l0+3) of workgroup row z computes channels 8z..8z+7 at 4 positions. All
 // lanes of a workgroup share their output channels, so weight loads are uniform (one scalar load
@@ -79,6 +105,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             if (co >= p.c_out) { break; }
             var v = up[j][c & 3u];
             if (c < 4u) { v = lo[j][c]; }
+            if (p.relu != 0u) { v = max(v, 0.0); }
             y[(b * p.c_out + co) * p.len_out + l] = v;
         }
     }
@@ -138,42 +165,49 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     }
 }
 
-// dw[co, ci, k] = sum_{b, l} dy[b, co, l] * x[b, ci, l + k - pad]. Each invocation owns a tile of
-// 8 output channels (workgroup row z) x 4 input channels for one tap k, so every step of the long
-// (batch x length) reduction feeds 32 FMAs from 12 loads, 8 of which (dy) are uniform across the
-// workgroup. Each lane's loop bounds skip the padding instead of masking it.
+// dw[co, ci, k] = sum_{b, l} dy[b, co, l] * x[b, ci, l + k - pad], and db[co] = sum_{b, l} dy[b, co, l]
+// as the extra column j = c_in*K of an implicit GEMM whose x operand is 1 there.
+// Register-block variant: each invocation owns 8 output channels (workgroup row z) x 4 input
+// channels for one tap k, over the batch rows of split wid.y, so every step of the reduction feeds
+// 32 FMAs from 12 loads, 8 of which (dy) are uniform across the workgroup. One extra lane per row
+// of workgroups sums the bias gradient. Each lane's loop bounds skip the padding instead of
+// masking it.
 @compute @workgroup_size(WG)
-fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                   @builtin(num_workgroups) nwg: vec3<u32>) {
+fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let n_ci4 = (p.c_in + 3u) / 4u;
-    let id = flat_id(wid, lid, nwg);
-    if (id >= n_ci4 * p.kernel) { return; }
-    let k = id % p.kernel;
-    let ci0 = (id / p.kernel) * 4u;
+    let id = wid.x * WG + lid.x;
+    if (id > n_ci4 * p.kernel) { return; }
+    let is_bias = id == n_ci4 * p.kernel;
+    let k = select(id % p.kernel, 0u, is_bias);
+    let ci0 = select((id / p.kernel) * 4u, 0u, is_bias);
     let co0 = wid.z * 8u;
+    let s = wid.y;
     let last_co = p.c_out - 1u;
     let last_ci = p.c_in - 1u;
     let row = p.len_out;
-    let db = array<u32, 8>(min(co0, last_co) * row, min(co0 + 1u, last_co) * row, min(co0 + 2u, last_co) * row,
-                           min(co0 + 3u, last_co) * row, min(co0 + 4u, last_co) * row, min(co0 + 5u, last_co) * row,
-                           min(co0 + 6u, last_co) * row, min(co0 + 7u, last_co) * row);
+    let db8 = array<u32, 8>(min(co0, last_co) * row, min(co0 + 1u, last_co) * row, min(co0 + 2u, last_co) * row,
+                            min(co0 + 3u, last_co) * row, min(co0 + 4u, last_co) * row, min(co0 + 5u, last_co) * row,
+                            min(co0 + 6u, last_co) * row, min(co0 + 7u, last_co) * row);
     let xr = array<u32, 4>(min(ci0, last_ci) * p.len_in, min(ci0 + 1u, last_ci) * p.len_in,
                            min(ci0 + 2u, last_ci) * p.len_in, min(ci0 + 3u, last_ci) * p.len_in);
-    // l + k - pad must lie in [0, len_in)
-    let shift = i32(k) - i32(p.pad);
-    let l_start = u32(max(0, -shift));
-    let l_end = u32(clamp(i32(p.len_in) - shift, 0, i32(p.len_out)));
+    // l + k - pad must lie in [0, len_in); the bias lane takes every position with x = 1
+    var shift = i32(k) - i32(p.pad);
+    var l_start = u32(max(0, -shift));
+    var l_end = u32(clamp(i32(p.len_in) - shift, 0, i32(p.len_out)));
+    if (is_bias) { shift = 0; l_start = 0u; l_end = p.len_out; }
+    let ones = select(0.0, 1.0, is_bias);
     var a0l = vec4<f32>(0.0); var a1l = vec4<f32>(0.0); var a2l = vec4<f32>(0.0); var a3l = vec4<f32>(0.0);
     var a0h = vec4<f32>(0.0); var a1h = vec4<f32>(0.0); var a2h = vec4<f32>(0.0); var a3h = vec4<f32>(0.0);
-    for (var b = 0u; b < p.batch; b++) {
+    let b_end = min(p.batch, (s + 1u) * p.split_len);
+    for (var b = s * p.split_len; b < b_end; b++) {
         let x_b = b * p.c_in * p.len_in;
         let dy_b = b * p.c_out * p.len_out;
         for (var l = l_start; l < l_end; l++) {
             let o = dy_b + l;
-            let dl = vec4<f32>(dy[db[0] + o], dy[db[1] + o], dy[db[2] + o], dy[db[3] + o]);
-            let dh = vec4<f32>(dy[db[4] + o], dy[db[5] + o], dy[db[6] + o], dy[db[7] + o]);
-            let xi = x_b + u32(i32(l) + shift);
-            let x0 = vec4<f32>(x[xr[0] + xi]); let x1 = vec4<f32>(x[xr[1] + xi]);
+            let dl = vec4<f32>(dy[db8[0] + o], dy[db8[1] + o], dy[db8[2] + o], dy[db8[3] + o]);
+            let dh = vec4<f32>(dy[db8[4] + o], dy[db8[5] + o], dy[db8[6] + o], dy[db8[7] + o]);
+            let xi = x_b + u32(min(i32(l) + shift, i32(p.len_in) - 1));
+            let x0 = vec4<f32>(select(x[xr[0] + xi], ones, is_bias)); let x1 = vec4<f32>(x[xr[1] + xi]);
             let x2 = vec4<f32>(x[xr[2] + xi]); let x3 = vec4<f32>(x[xr[3] + xi]);
             a0l = fma(dl, x0, a0l); a1l = fma(dl, x1, a1l); a2l = fma(dl, x2, a2l); a3l = fma(dl, x3, a3l);
             a0h = fma(dh, x0, a0h); a1h = fma(dh, x1, a1h); a2h = fma(dh, x2, a2h); a3h = fma(dh, x3, a3h);
@@ -181,15 +215,231 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     }
     let lo = array<vec4<f32>, 4>(a0l, a1l, a2l, a3l);   // [ci offset] -> channels co0..co0+3
     let up = array<vec4<f32>, 4>(a0h, a1h, a2h, a3h);   // [ci offset] -> channels co0+4..co0+7
+    let cols = p.c_in * p.kernel + 1u;
+    let base = s * p.c_out * cols;
     for (var j = 0u; j < 4u; j++) {
         let ci = ci0 + j;
-        if (ci >= p.c_in) { break; }
+        if (ci >= p.c_in || (is_bias && j > 0u)) { break; }
+        let col = select(ci * p.kernel + k, cols - 1u, is_bias);
         for (var c = 0u; c < 8u; c++) {
             let co = co0 + c;
             if (co >= p.c_out) { break; }
             var v = up[j][c & 3u];
             if (c < 4u) { v = lo[j][c]; }
-            dw[(co * p.c_in + ci) * p.kernel + k] = v;
+            partial[base + co * cols + col] = v;
+        }
+    }
+}
+
+// Tiled variant for GPUs: the same implicit GEMM, dW_ext[co, j] = sum_r dy[co, r] * X[j, r] with
+// r = (b, l) and j = (ci, k) or the ones column. A workgroup of 8x8 invocations owns a 32x32
+// output tile and one split of r; per chunk of TR positions it stages dy and X in workgroup
+// memory with loads that run along l (coalesced), then each invocation does 4x4 FMAs per r.
+const TM: u32 = 32u;   // output channels per tile
+const TN: u32 = 32u;   // columns (ci, k) per tile
+const TR: u32 = 32u;   // reduction positions per staged chunk
+
+const TRP: u32 = 33u;  // TR + 1: rows padded so that neither the staging writes (along r) nor the
+                       // reads (across channels) hit one memory bank
+var<workgroup> tile_dy: array<array<f32, TRP>, TM>;
+var<workgroup> tile_x: array<array<f32, TRP>, TN>;
+
+@compute @workgroup_size(8, 8)
+fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                         @builtin(local_invocation_index) li: u32) {
+    let cols = p.c_in * p.kernel + 1u;
+    let n0 = wid.x * TN;
+    let m0 = wid.y * TM;
+    let s = wid.z;
+    let total = p.batch * p.len_out;
+    let r_begin = s * p.split_len;
+    let r_end = min(total, r_begin + p.split_len);
+    var acc: array<array<f32, 4>, 4>;
+    for (var i = 0u; i < 4u; i++) { for (var j = 0u; j < 4u; j++) { acc[i][j] = 0.0; } }
+    for (var r0 = r_begin; r0 < r_end; r0 += TR) {
+        // 1024 values of each tile, 16 per invocation; consecutive invocations take consecutive r
+        for (var q = 0u; q < 16u; q++) {
+            let e = li + q * 64u;
+            let rr = e % TR;
+            let t = e / TR;
+            let r = r0 + rr;
+            let inside = r < r_end;
+            let b = r / p.len_out;
+            let l = r % p.len_out;
+            let co = m0 + t;
+            var g = 0.0;
+            if (inside && co < p.c_out) { g = grad_at((b * p.c_out + co) * p.len_out + l); }
+            tile_dy[t][rr] = g;
+            let j = n0 + t;
+            var xv = 0.0;
+            if (inside && j < cols) {
+                if (j == cols - 1u) {
+                    xv = 1.0;
+                } else {
+                    let ci = j / p.kernel;
+                    let src = i32(l) + i32(j % p.kernel) - i32(p.pad);
+                    if (src >= 0 && src < i32(p.len_in)) { xv = x[(b * p.c_in + ci) * p.len_in + u32(src)]; }
+                }
+            }
+            tile_x[t][rr] = xv;
+        }
+        workgroupBarrier();
+        for (var rr = 0u; rr < TR; rr++) {
+            var dv: array<f32, 4>;
+            var xv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                dv[i] = tile_dy[lid.y + 8u * i][rr];
+                xv[i] = tile_x[lid.x + 8u * i][rr];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(dv[i], xv[j], acc[i][j]); }
+            }
+        }
+        workgroupBarrier();
+    }
+    let base = s * p.c_out * cols;
+    for (var i = 0u; i < 4u; i++) {
+        let co = m0 + lid.y + 8u * i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = n0 + lid.x + 8u * j;
+            if (co < p.c_out && col < cols) { partial[base + co * cols + col] = acc[i][j]; }
+        }
+    }
+}
+
+// dw and db from the partial sums of every split, added in split order.
+@compute @workgroup_size(WG)
+fn weight_grad_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = flat_id(wid, lid, nwg);
+    let cols = p.c_in * p.kernel + 1u;
+    let n = p.c_out * cols;
+    if (e >= n) { return; }
+    var sum = 0.0;
+    for (var s = 0u; s < p.splits; s++) { sum += partial[s * n + e]; }
+    let co = e / cols;
+    let col = e % cols;
+    if (col == cols - 1u) { db[co] = sum; } else { dw[co * (cols - 1u) + col] = sum; }
+}
+
+// ---- Implicit GEMMs for the forward pass and the input gradient (GPU variant) ----
+// out[m, n] = sum_r A[m, r] * B[r, n] over 32x32 output tiles, 8x8 invocations with 4x4 each,
+// staging 32 values of r per step. n runs over (batch, position) flattened, so loads of B and
+// stores of out run along positions (coalesced); A is the weight, loaded along r.
+//   forward:        m = co, r = (ci, k), B[r, n] = x[b, ci, l + k - pad]
+//   backward_input: m = ci, r = (co, k), B[r, n] = dy[b, co, l - k + pad] (masked by the ReLU)
+var<workgroup> tile_a: array<array<f32, TRP>, TM>;   // [m][r]
+var<workgroup> tile_b: array<array<f32, TRP>, TN>;   // [n][r]
+
+// A and B of the forward GEMM; out-of-range elements are 0.
+fn fwd_a(m: u32, r: u32) -> f32 {
+    if (m >= p.c_out || r >= p.c_in * p.kernel) { return 0.0; }
+    return w[m * p.c_in * p.kernel + r];
+}
+
+fn fwd_b(r: u32, n: u32) -> f32 {
+    if (r >= p.c_in * p.kernel || n >= p.batch * p.len_out) { return 0.0; }
+    let b = n / p.len_out;
+    let src = i32(n % p.len_out) + i32(r % p.kernel) - i32(p.pad);
+    if (src < 0 || src >= i32(p.len_in)) { return 0.0; }
+    return x[(b * p.c_in + r / p.kernel) * p.len_in + u32(src)];
+}
+
+// A and B of the input-gradient GEMM.
+fn bwd_a(m: u32, r: u32) -> f32 {
+    if (m >= p.c_in || r >= p.c_out * p.kernel) { return 0.0; }
+    return w[((r / p.kernel) * p.c_in + m) * p.kernel + r % p.kernel];
+}
+
+fn bwd_b(r: u32, n: u32) -> f32 {
+    if (r >= p.c_out * p.kernel || n >= p.batch * p.len_in) { return 0.0; }
+    let b = n / p.len_in;
+    let src = i32(n % p.len_in) - i32(r % p.kernel) + i32(p.pad);
+    if (src < 0 || src >= i32(p.len_out)) { return 0.0; }
+    return grad_at((b * p.c_out + r / p.kernel) * p.len_out + u32(src));
+}
+
+// Output tile of workgroup wid: m tile wid.z, n tile folded over (x, y) like flat_id.
+fn tile_n0(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * TN;
+}
+
+// One staged chunk: each invocation adds its 4x4 outer products over the TR values of r.
+fn accumulate_tiles(acc: ptr<function, array<array<f32, 4>, 4>>, lid: vec3<u32>) {
+    for (var rr = 0u; rr < TR; rr++) {
+        var av: array<f32, 4>;
+        var bv: array<f32, 4>;
+        for (var i = 0u; i < 4u; i++) {
+            av[i] = tile_a[lid.y + 8u * i][rr];
+            bv[i] = tile_b[lid.x + 8u * i][rr];
+        }
+        for (var i = 0u; i < 4u; i++) {
+            for (var j = 0u; j < 4u; j++) { (*acc)[i][j] = fma(av[i], bv[j], (*acc)[i][j]); }
+        }
+    }
+}
+
+fn zero_acc() -> array<array<f32, 4>, 4> {
+    var acc: array<array<f32, 4>, 4>;
+    for (var i = 0u; i < 4u; i++) { for (var j = 0u; j < 4u; j++) { acc[i][j] = 0.0; } }
+    return acc;
+}
+
+// Staging: 1024 values of each tile, 16 per invocation; A along r, B along n (positions).
+@compute @workgroup_size(8, 8)
+fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let n0 = tile_n0(wid, nwg);
+    let m0 = wid.z * TM;
+    var acc = zero_acc();
+    for (var r0 = 0u; r0 < p.c_in * p.kernel; r0 += TR) {
+        for (var q = 0u; q < 16u; q++) {
+            let e = li + q * 64u;
+            tile_a[e / TR][e % TR] = fwd_a(m0 + e / TR, r0 + e % TR);
+            tile_b[e % TN][e / TN] = fwd_b(r0 + e / TN, n0 + e % TN);
+        }
+        workgroupBarrier();
+        accumulate_tiles(&acc, lid);
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let co = m0 + lid.y + 8u * i;
+        if (co >= p.c_out) { continue; }
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + lid.x + 8u * j;
+            if (n >= p.batch * p.len_out) { continue; }
+            var v = acc[i][j] + bias[co];
+            if (p.relu != 0u) { v = max(v, 0.0); }
+            y[((n / p.len_out) * p.c_out + co) * p.len_out + n % p.len_out] = v;
+        }
+    }
+}
+
+@compute @workgroup_size(8, 8)
+fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) li: u32) {
+    let n0 = tile_n0(wid, nwg);
+    let m0 = wid.z * TM;
+    var acc = zero_acc();
+    for (var r0 = 0u; r0 < p.c_out * p.kernel; r0 += TR) {
+        for (var q = 0u; q < 16u; q++) {
+            let e = li + q * 64u;
+            tile_a[e / TR][e % TR] = bwd_a(m0 + e / TR, r0 + e % TR);
+            tile_b[e % TN][e / TN] = bwd_b(r0 + e / TN, n0 + e % TN);
+        }
+        workgroupBarrier();
+        accumulate_tiles(&acc, lid);
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let ci = m0 + lid.y + 8u * i;
+        if (ci >= p.c_in) { continue; }
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + lid.x + 8u * j;
+            if (n >= p.batch * p.len_in) { continue; }
+            dx[((n / p.len_in) * p.c_in + ci) * p.len_in + n % p.len_in] = acc[i][j];
         }
     }
 }

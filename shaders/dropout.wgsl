@@ -16,11 +16,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 
-// Uniform in [0, 1) from the top 24 bits of the hash.
 fn keep_scale(i: u32) -> f32 {
-    let h = pcg_hash(pcg_hash(p.seed ^ pcg_hash(s.step)) ^ i);
-    let u = f32(h >> 8u) * (1.0 / 16777216.0);
-    return select(0.0, 1.0 / (1.0 - p.rate), u >= p.rate);
+    return dropout_scale(p.seed, s.step, p.rate, i);
 }
 
 @compute @workgroup_size(WG)

@@ -457,35 +457,34 @@ impl Model {
             })
             .collect();
         let batch = graph.value(x).shape()[0];
-        let dropout = |graph: &mut Graph, h: Var, layer: usize| -> Result<Var> {
-            if train && c.dropout > 0.0 {
-                let op = Dropout {
-                    rate: c.dropout,
-                    seed: dropout_seed(self.seed, layer),
-                };
-                graph.apply(op, &[h])
-            } else {
-                Ok(h)
-            }
-        };
+        let active = train && c.dropout > 0.0;
         let mut h = x;
         let mut p = params.iter();
         let mut next = || *p.next().expect("parameter list matches config");
         for pair in 0..c.pair_channels.len() {
+            // Conv + bias + ReLU fused; Dropout_{pair+1} fused into the pool
             for _ in 0..2 {
                 let (w, b) = (next(), next());
-                h = graph.apply(Conv1d { padding: c.padding }, &[h, w, b])?;
-                h = graph.apply(Relu, &[h])?;
+                h = graph.apply(Conv1d::with_relu(c.padding), &[h, w, b])?;
             }
-            h = graph.apply(MaxPool1d { size: c.pool }, &[h])?;
-            h = dropout(graph, h, pair)?;
+            let pool = match active {
+                true => MaxPool1d::with_dropout(c.pool, c.dropout, dropout_seed(self.seed, pair)),
+                false => MaxPool1d::new(c.pool),
+            };
+            h = graph.apply(pool, &[h])?;
         }
         let flat = graph.value(h).numel() / batch;
         h = graph.reshape(h, &[batch, flat])?;
         let (w, b) = (next(), next());
         h = graph.apply(Dense, &[h, w, b])?;
         h = graph.apply(Relu, &[h])?;
-        h = dropout(graph, h, c.pair_channels.len())?;
+        if active {
+            let op = Dropout {
+                rate: c.dropout,
+                seed: dropout_seed(self.seed, c.pair_channels.len()),
+            };
+            h = graph.apply(op, &[h])?;
+        }
         let (w, b) = (next(), next());
         graph.apply(Dense, &[h, w, b])
     }

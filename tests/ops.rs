@@ -37,46 +37,90 @@ const CONV_CASES: &[(usize, usize, usize, usize, usize, Padding)] = &[
     (1, 1, 1, 5, 5, Padding::Valid),
 ];
 
+/// The reference of `Conv1d { relu }`: the output, and the gradient the convolution itself sees
+/// (dy masked by the ReLU).
+fn conv_reference(
+    x: &ArrayD<f64>,
+    w: &ArrayD<f64>,
+    bias: &ArrayD<f64>,
+    dy: &ArrayD<f64>,
+    pad: Padding,
+    relu: bool,
+) -> (ArrayD<f64>, Array3<f64>) {
+    let y = conv1d::reference_forward(&a3(x), &a3(w), &a1(bias), pad).into_dyn();
+    if !relu {
+        return (y, a3(dy));
+    }
+    let dy_eff = a3(&relu::reference_backward(&y, dy));
+    (relu::reference_forward(&y), dy_eff)
+}
+
 #[test]
 fn conv1d_matches_reference() {
-    let mut rng = Rng::new(1);
-    for &(b, ci, co, l, k, pad) in CONV_CASES {
+    for (kernels, ctx) in variants() {
+        let mut rng = Rng::new(1);
+        for relu in [false, true] {
+            for &(b, ci, co, l, k, pad) in CONV_CASES {
+                let x = rand_array(&mut rng, &[b, ci, l]);
+                let w = rand_array(&mut rng, &[co, ci, k]);
+                let bias = rand_array(&mut rng, &[co]);
+                let len_out = pad.geometry(l, k).unwrap().1;
+                let dy = rand_array(&mut rng, &[b, co, len_out]);
+                let (y_ref, dy_eff) = conv_reference(&x, &w, &bias, &dy, pad, relu);
+                let op = Conv1d { padding: pad, relu };
+                let inputs = [x.clone(), w.clone(), bias.clone()];
+                let (y, grads) = run_op_on(ctx, op, &inputs, &dy, 0);
+                let case = format!("{kernels:?} relu={relu} {:?}", (b, ci, co, l, k, pad));
+                assert_close(
+                    &format!("conv1d forward {case}"),
+                    &y,
+                    &flat(&y_ref),
+                    RTOL,
+                    ATOL,
+                );
+                let (dx, dw, db) = conv1d::reference_backward(&a3(&x), &a3(&w), &dy_eff, pad);
+                for (name, gpu, cpu) in [
+                    ("dx", &grads[0], dx.into_dyn()),
+                    ("dw", &grads[1], dw.into_dyn()),
+                    ("db", &grads[2], db.into_dyn()),
+                ] {
+                    assert_close(
+                        &format!("conv1d {name} {case}"),
+                        gpu,
+                        &flat(&cpu),
+                        RTOL,
+                        ATOL,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The weight gradient's split reduction on a batch long enough to need several splits in both
+/// variants (the register kernel splits every 16 beats, the tiled one every few chunks).
+#[test]
+fn conv1d_weight_gradient_splits_over_a_long_batch() {
+    for (kernels, ctx) in variants() {
+        let mut rng = Rng::new(5);
+        let (b, ci, co, l, k, pad) = (37, 3, 9, 29, 5, Padding::Same);
         let x = rand_array(&mut rng, &[b, ci, l]);
         let w = rand_array(&mut rng, &[co, ci, k]);
         let bias = rand_array(&mut rng, &[co]);
-        let y_ref = conv1d::reference_forward(&a3(&x), &a3(&w), &a1(&bias), pad);
-        let dy = rand_array(&mut rng, y_ref.shape());
-        let (y, grads) = run_op(
-            Conv1d { padding: pad },
-            &[x.clone(), w.clone(), bias.clone()],
-            &dy,
-            0,
-        );
-        let case = format!("{:?}", (b, ci, co, l, k, pad));
+        let dy = rand_array(&mut rng, &[b, co, l]);
+        let (_, dy_eff) = conv_reference(&x, &w, &bias, &dy, pad, true);
+        let op = Conv1d::with_relu(pad);
+        let (_, grads) = run_op_on(ctx, op, &[x.clone(), w.clone(), bias], &dy, 0);
+        let (_, dw, db) = conv1d::reference_backward(&a3(&x), &a3(&w), &dy_eff, pad);
         assert_close(
-            &format!("conv1d forward {case}"),
-            &y,
-            &flat(&y_ref.into_dyn()),
-            RTOL,
-            ATOL,
-        );
-        let (dx, dw, db) = conv1d::reference_backward(&a3(&x), &a3(&w), &a3(&dy), pad);
-        assert_close(
-            &format!("conv1d dx {case}"),
-            &grads[0],
-            &flat(&dx.into_dyn()),
-            RTOL,
-            ATOL,
-        );
-        assert_close(
-            &format!("conv1d dw {case}"),
+            &format!("{kernels:?} dw"),
             &grads[1],
             &flat(&dw.into_dyn()),
             RTOL,
             ATOL,
         );
         assert_close(
-            &format!("conv1d db {case}"),
+            &format!("{kernels:?} db"),
             &grads[2],
             &flat(&db.into_dyn()),
             RTOL,
@@ -87,33 +131,29 @@ fn conv1d_matches_reference() {
 
 #[test]
 fn conv1d_gradient_check() {
-    let mut rng = Rng::new(2);
-    for &(b, ci, co, l, k, pad) in &CONV_CASES[..4] {
-        let x = rand_array(&mut rng, &[b, ci, l]);
-        let w = rand_array(&mut rng, &[co, ci, k]);
-        let bias = rand_array(&mut rng, &[co]);
-        let dy = rand_array(
-            &mut rng,
-            conv1d::reference_forward(&a3(&x), &a3(&w), &a1(&bias), pad).shape(),
-        );
-        let (_, grads) = run_op(
-            Conv1d { padding: pad },
-            &[x.clone(), w.clone(), bias.clone()],
-            &dy,
-            0,
-        );
-        let loss = |x: &ArrayD<f64>, w: &ArrayD<f64>, bias: &ArrayD<f64>| {
-            dot(
-                &conv1d::reference_forward(&a3(x), &a3(w), &a1(bias), pad).into_dyn(),
-                &dy,
-            )
-        };
-        let nx = numeric_grad(&x, |x| loss(x, &w, &bias));
-        let nw = numeric_grad(&w, |w| loss(&x, w, &bias));
-        let nb = numeric_grad(&bias, |bias| loss(&x, &w, bias));
-        assert_close("conv1d numeric dx", &grads[0], &flat(&nx), 1e-3, 1e-4);
-        assert_close("conv1d numeric dw", &grads[1], &flat(&nw), 1e-3, 1e-4);
-        assert_close("conv1d numeric db", &grads[2], &flat(&nb), 1e-3, 1e-4);
+    for (kernels, ctx) in variants() {
+        let mut rng = Rng::new(2);
+        for (case, &(b, ci, co, l, k, pad)) in CONV_CASES[..4].iter().enumerate() {
+            // alternate plain and fused-ReLU convolutions
+            let relu = case % 2 == 1;
+            let x = rand_array(&mut rng, &[b, ci, l]);
+            let w = rand_array(&mut rng, &[co, ci, k]);
+            let bias = rand_array(&mut rng, &[co]);
+            let len_out = pad.geometry(l, k).unwrap().1;
+            let dy = rand_array(&mut rng, &[b, co, len_out]);
+            let op = Conv1d { padding: pad, relu };
+            let (_, grads) = run_op_on(ctx, op, &[x.clone(), w.clone(), bias.clone()], &dy, 0);
+            let loss = |x: &ArrayD<f64>, w: &ArrayD<f64>, bias: &ArrayD<f64>| {
+                dot(&conv_reference(x, w, bias, &dy, pad, relu).0, &dy)
+            };
+            let nx = numeric_grad(&x, |x| loss(x, &w, &bias));
+            let nw = numeric_grad(&w, |w| loss(&x, w, &bias));
+            let nb = numeric_grad(&bias, |bias| loss(&x, &w, bias));
+            let what = format!("{kernels:?} relu={relu} conv1d numeric");
+            assert_close(&format!("{what} dx"), &grads[0], &flat(&nx), 1e-3, 1e-4);
+            assert_close(&format!("{what} dw"), &grads[1], &flat(&nw), 1e-3, 1e-4);
+            assert_close(&format!("{what} db"), &grads[2], &flat(&nb), 1e-3, 1e-4);
+        }
     }
 }
 
@@ -202,26 +242,38 @@ fn maxpool_matches_reference_and_gradient_check() {
         (vec![2, 3, 187], 2),
         (vec![3, 5, 10], 3),
     ] {
-        let x = rand_array(&mut rng, &shape);
-        let (y_ref, _) = maxpool1d::reference_forward(&a3(&x), size);
-        let dy = rand_array(&mut rng, y_ref.shape());
-        let (y, grads) = run_op(MaxPool1d { size }, std::slice::from_ref(&x), &dy, 0);
-        assert_close("maxpool forward", &y, &flat(&y_ref.into_dyn()), 0.0, 0.0);
-        let dx = maxpool1d::reference_backward(&a3(&x), &a3(&dy), size);
-        assert_close(
-            "maxpool backward",
-            &grads[0],
-            &flat(&dx.into_dyn()),
-            0.0,
-            0.0,
-        );
-        let n = numeric_grad(&x, |x| {
-            dot(
-                &maxpool1d::reference_forward(&a3(x), size).0.into_dyn(),
-                &dy,
-            )
-        });
-        assert_close("maxpool numeric", &grads[0], &flat(&n), 1e-4, 1e-6);
+        // plain, and with the dropout it fuses (rate, layer seed) at step 3
+        for dropout in [None, Some((0.25f32, 99u32))] {
+            let step = 3;
+            let x = rand_array(&mut rng, &shape);
+            let pooled = |x: &ArrayD<f64>| {
+                let y = maxpool1d::reference_forward(&a3(x), size).0.into_dyn();
+                match dropout {
+                    Some((rate, seed)) => dropout::reference_apply(&y, seed, step, rate),
+                    None => y,
+                }
+            };
+            let y_ref = pooled(&x);
+            let dy = rand_array(&mut rng, y_ref.shape());
+            let op = MaxPool1d { size, dropout };
+            let (y, grads) = run_op(op, std::slice::from_ref(&x), &dy, step);
+            let what = format!("maxpool {shape:?} dropout {dropout:?}");
+            assert_close(&format!("{what} forward"), &y, &flat(&y_ref), 1e-6, 0.0);
+            let dy_pool = match dropout {
+                Some((rate, seed)) => dropout::reference_apply(&dy, seed, step, rate),
+                None => dy.clone(),
+            };
+            let dx = maxpool1d::reference_backward(&a3(&x), &a3(&dy_pool), size);
+            assert_close(
+                &format!("{what} backward"),
+                &grads[0],
+                &flat(&dx.into_dyn()),
+                1e-6,
+                0.0,
+            );
+            let n = numeric_grad(&x, |x| dot(&pooled(x), &dy));
+            assert_close(&format!("{what} numeric"), &grads[0], &flat(&n), 1e-4, 1e-6);
+        }
     }
 }
 
@@ -304,23 +356,13 @@ fn shape_mismatch_is_an_error_not_a_panic() {
     let w = graph.input(t(&[4, 5, 3]));
     let b = graph.input(t(&[4]));
     let err = graph
-        .apply(
-            Conv1d {
-                padding: Padding::Same,
-            },
-            &[x, w, b],
-        )
+        .apply(Conv1d::new(Padding::Same), &[x, w, b])
         .unwrap_err();
     assert!(err.to_string().contains("3 channels"), "{err}");
     let short = graph.input(t(&[1, 5, 2]));
     let w2 = graph.input(t(&[4, 5, 3]));
     assert!(graph
-        .apply(
-            Conv1d {
-                padding: Padding::Valid
-            },
-            &[short, w2, b]
-        )
+        .apply(Conv1d::new(Padding::Valid), &[short, w2, b])
         .is_err());
     let d = graph.input(t(&[2, 7]));
     let dw = graph.input(t(&[3, 8]));
@@ -331,7 +373,7 @@ fn shape_mismatch_is_an_error_not_a_panic() {
         .to_string()
         .contains("do not fit"));
     assert!(graph.apply(Add, &[d, db]).is_err());
-    assert!(graph.apply(MaxPool1d { size: 2 }, &[d]).is_err());
+    assert!(graph.apply(MaxPool1d::new(2), &[d]).is_err());
 }
 
 #[test]

@@ -8,6 +8,44 @@ use crate::error::{Error, Result};
 /// Environment variable that picks an adapter when no `--device` flag is given (same syntax).
 pub const DEVICE_ENV: &str = "ECGWGPU_DEVICE";
 
+/// Environment variable that forces a kernel variant (`cpu` or `gpu`) when no `--kernels` flag is
+/// given.
+pub const KERNELS_ENV: &str = "ECGWGPU_KERNELS";
+
+/// Which shape of kernel the ops record where a kernel has variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// Register-blocked kernels with few, long invocations: software Vulkan runs each invocation
+    /// as SIMD lanes on a CPU core and gains nothing from workgroup memory.
+    Cpu,
+    /// Workgroup-memory tiles and reductions split over many workgroups: a real GPU needs tens of
+    /// thousands of invocations in flight.
+    Gpu,
+}
+
+impl Kernels {
+    /// The variant suited to an adapter type.
+    pub fn for_adapter(t: wgpu::DeviceType) -> Self {
+        match t {
+            wgpu::DeviceType::Cpu => Kernels::Cpu,
+            _ => Kernels::Gpu,
+        }
+    }
+}
+
+impl std::str::FromStr for Kernels {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Kernels::Cpu),
+            "gpu" => Ok(Kernels::Gpu),
+            other => Err(Error::Config(format!(
+                "unknown kernel variant '{other}' (known: cpu, gpu)"
+            ))),
+        }
+    }
+}
+
 /// Every shader is compiled with this prelude in front: WGSL has no `#include`, and the
 /// indexing and hashing helpers must be identical in every kernel.
 const PRELUDE: &str = include_str!("../../shaders/common.wgsl");
@@ -22,6 +60,10 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// The kernel variant ops record (see [`Kernels`]); from the adapter type unless forced.
+    pub kernels: Kernels,
+    /// Whether the device can write GPU timestamps between passes (`bench --breakdown`).
+    pub timestamps: bool,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
     /// Bytes of storage buffers created so far (tensors are allocated once per batch size and
     /// reused, so this is the engine's GPU memory footprint).
@@ -53,9 +95,20 @@ impl GpuContext {
         let info = adapter.get_info();
         let limits = adapter.limits();
         check_limits(&info, &limits)?;
+        let kernels = match std::env::var(KERNELS_ENV).ok().filter(|s| !s.is_empty()) {
+            Some(v) => v.parse()?,
+            None => Kernels::for_adapter(info.device_type),
+        };
+        // Pass-level timestamps are enough: the breakdown puts each dispatch in its own pass.
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let required_features = if timestamps {
+            wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::empty()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ecgwgpu"),
-            required_features: wgpu::Features::empty(),
+            required_features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -70,6 +123,8 @@ impl GpuContext {
             queue,
             info,
             limits,
+            kernels,
+            timestamps,
             pipelines: Mutex::new(HashMap::new()),
             storage_bytes: Default::default(),
         })
@@ -100,6 +155,14 @@ impl GpuContext {
     /// A short human description of the open adapter, e.g. `llvmpipe (Vulkan, Cpu)`.
     pub fn describe(&self) -> String {
         describe(&self.info)
+    }
+
+    /// Forces a kernel variant (`--kernels`); ops recorded afterwards use it.
+    pub fn with_kernels(mut self, kernels: Option<Kernels>) -> Self {
+        if let Some(k) = kernels {
+            self.kernels = k;
+        }
+        self
     }
 
     /// Returns the compiled pipeline for `entry` in `shader`, compiling it on first use.

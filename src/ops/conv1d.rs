@@ -1,10 +1,11 @@
-//! Conv1D (stride 1, bias), forward and backward w.r.t. input, weight and bias.
+//! Conv1D (stride 1, bias, optionally fused with the ReLU that follows it), forward and backward
+//! w.r.t. input, weight and bias.
 
 use ndarray::{Array1, Array3};
 
-use super::{expect_ranks, reduce, shape_error, Op, Recorder};
+use super::{expect_ranks, relu, shape_error, Op, Recorder};
 use crate::error::Result;
-use crate::gpu::{groups_1d, Shader, Tensor};
+use crate::gpu::{groups_1d, Kernels, Shader, Tensor, WORKGROUP};
 
 pub static SHADER: Shader = Shader {
     name: "conv1d",
@@ -40,15 +41,45 @@ struct Params {
     len_out: u32,
     kernel: u32,
     pad: u32,
-    _unused: u32,
+    relu: u32,
+    splits: u32,
+    split_len: u32,
+    _unused: [u32; 2],
 }
 
-/// Inputs: x `[B, Cin, L]`, weight `[Cout, Cin, K]`, bias `[Cout]`.
+/// Beats per split of the register-block weight gradient: enough work per invocation for a CPU
+/// core, and the reduction still never runs over a whole large batch in one invocation.
+const CPU_SPLIT_BEATS: u32 = 64;
+/// Positions per staged chunk and output tile edge of `backward_weight_tiled` (TR, TM, TN).
+const TILE: u32 = 32;
+/// Workgroups the tiled weight gradient aims for: a few per streaming multiprocessor of a large
+/// GPU, so the split reduction fills it even at batch 32.
+const TARGET_WORKGROUPS: u32 = 2048;
+
+/// Inputs: x `[B, Cin, L]`, weight `[Cout, Cin, K]`, bias `[Cout]`. With `relu`, the output is
+/// `max(conv, 0)` and the backward pass masks the incoming gradient with it.
 pub struct Conv1d {
     pub padding: Padding,
+    pub relu: bool,
 }
 
 impl Conv1d {
+    /// A plain convolution (no fused activation).
+    pub fn new(padding: Padding) -> Self {
+        Self {
+            padding,
+            relu: false,
+        }
+    }
+
+    /// Convolution followed by ReLU, in one op.
+    pub fn with_relu(padding: Padding) -> Self {
+        Self {
+            padding,
+            relu: true,
+        }
+    }
+
     fn params(&self, x: &[usize], w: &[usize]) -> Result<Params> {
         let (pad, len_out) = self.padding.geometry(x[2], w[2]).ok_or_else(|| {
             shape_error(
@@ -64,8 +95,39 @@ impl Conv1d {
             len_out: len_out as u32,
             kernel: w[2] as u32,
             pad: pad as u32,
-            _unused: 0,
+            relu: self.relu as u32,
+            splits: 1,
+            split_len: x[0] as u32,
+            _unused: [0; 2],
         })
+    }
+}
+
+/// Workgroups of a tiled implicit GEMM: `n` columns (batch x positions) in tiles of 32, folded
+/// over x and y like [`groups_1d`], and `m` rows (channels) in tiles of 32 along z.
+fn tile_groups(n: u32, m: u32) -> [u32; 3] {
+    let tiles = n.div_ceil(TILE);
+    let x = tiles.min(65_535);
+    [x, tiles.div_ceil(x), m.div_ceil(TILE)]
+}
+
+/// How the weight gradient's reduction over (batch, position) is cut: (splits, split_len), with
+/// split_len in beats for the register kernel and in positions for the tiled one.
+fn weight_grad_splits(kernels: Kernels, p: &Params) -> (u32, u32) {
+    match kernels {
+        Kernels::Cpu => {
+            let len = CPU_SPLIT_BEATS.min(p.batch);
+            (p.batch.div_ceil(len), len)
+        }
+        Kernels::Gpu => {
+            let total = p.batch * p.len_out;
+            let tiles = p.c_out.div_ceil(TILE) * (p.c_in * p.kernel + 1).div_ceil(TILE);
+            let wanted = TARGET_WORKGROUPS
+                .div_ceil(tiles)
+                .clamp(1, total.div_ceil(TILE));
+            let len = total.div_ceil(wanted).next_multiple_of(TILE);
+            (total.div_ceil(len), len)
+        }
     }
 }
 
@@ -104,12 +166,19 @@ impl Op for Conv1d {
     ) -> Result<Vec<Tensor>> {
         let (x, w, b) = (inputs[0], inputs[1], inputs[2]);
         let p = self.params(x.shape(), w.shape())?;
-        // lanes over (batch, 4-position blocks); workgroup row z = 8 output channels
-        let mut groups = groups_1d(p.batch as usize * p.len_out.div_ceil(4) as usize);
-        groups[2] = p.c_out.div_ceil(8);
+        let (entry, groups) = match rec.ctx.kernels {
+            // lanes over (batch, 4-position blocks); workgroup row z = 8 output channels
+            Kernels::Cpu => {
+                let mut groups = groups_1d(p.batch as usize * p.len_out.div_ceil(4) as usize);
+                groups[2] = p.c_out.div_ceil(8);
+                ("forward", groups)
+            }
+            // 32 positions x 32 channels per workgroup
+            Kernels::Gpu => ("forward_tiled", tile_groups(p.batch * p.len_out, p.c_out)),
+        };
         rec.push(
             &SHADER,
-            "forward",
+            entry,
             &p,
             &[
                 (1, x.binding()),
@@ -119,46 +188,111 @@ impl Op for Conv1d {
             ],
             groups,
         )?;
-        Ok(vec![])
+        // the output is the ReLU mask of the backward pass
+        Ok(if self.relu {
+            vec![output.clone()]
+        } else {
+            vec![]
+        })
     }
 
     fn backward(
         &self,
         rec: &mut Recorder,
         inputs: &[&Tensor],
-        _saved: &[Tensor],
+        saved: &[Tensor],
         dy: &Tensor,
         grad_inputs: &[Option<&Tensor>],
     ) -> Result<()> {
         let (x, w) = (inputs[0], inputs[1]);
-        let p = self.params(x.shape(), w.shape())?;
+        let mut p = self.params(x.shape(), w.shape())?;
+        // Behind a fused ReLU, the register kernels take a pre-masked gradient: on a CPU the
+        // mask loads inside their inner loops cost 6x what one element-wise pass does. The
+        // tiled GPU kernels read the mask where they load dy.
+        let masked;
+        let mut dy = dy;
+        if self.relu && rec.ctx.kernels == Kernels::Cpu {
+            masked = rec.scratch(dy.shape());
+            relu::mask_gradient(rec, &saved[0], dy, &masked)?;
+            dy = &masked;
+            p.relu = 0;
+        }
+        // without a fused ReLU the mask binding is never read: dy stands in for it
+        let mask = if p.relu != 0 { &saved[0] } else { dy };
         if let Some(dx) = grad_inputs[0] {
-            let mut groups = groups_1d(p.batch as usize * p.len_in.div_ceil(4) as usize);
-            groups[2] = p.c_in.div_ceil(8);
-            rec.push(
-                &SHADER,
-                "backward_input",
-                &p,
-                &[(2, w.binding()), (5, dy.binding()), (6, dx.binding())],
-                groups,
-            )?;
+            let mut bindings = vec![(2, w.binding()), (5, dy.binding()), (6, dx.binding())];
+            let (entry, groups) = match rec.ctx.kernels {
+                Kernels::Cpu => {
+                    let mut groups = groups_1d(p.batch as usize * p.len_in.div_ceil(4) as usize);
+                    groups[2] = p.c_in.div_ceil(8);
+                    ("backward_input", groups)
+                }
+                Kernels::Gpu => {
+                    bindings.push((8, mask.binding()));
+                    let groups = tile_groups(p.batch * p.len_in, p.c_in);
+                    ("backward_input_tiled", groups)
+                }
+            };
+            rec.push(&SHADER, entry, &p, &bindings, groups)?;
         }
-        if let Some(dw) = grad_inputs[1] {
-            let mut groups = groups_1d((p.c_in.div_ceil(4) * p.kernel) as usize);
-            groups[2] = p.c_out.div_ceil(8);
-            rec.push(
-                &SHADER,
+        let (dw, db) = (grad_inputs[1], grad_inputs[2]);
+        if dw.is_none() && db.is_none() {
+            return Ok(());
+        }
+        // Weight and bias gradients in one split reduction: partial sums per split, then a
+        // finalize pass that adds them in split order.
+        let (splits, split_len) = weight_grad_splits(rec.ctx.kernels, &p);
+        p.splits = splits;
+        p.split_len = split_len;
+        let cols = p.c_in * p.kernel + 1;
+        let partial = rec.scratch(&[splits as usize, p.c_out as usize, cols as usize]);
+        let mut bindings = vec![(1, x.binding()), (5, dy.binding()), (7, partial.binding())];
+        let (entry, groups) = match rec.ctx.kernels {
+            Kernels::Cpu => (
                 "backward_weight",
-                &p,
-                &[(1, x.binding()), (5, dy.binding()), (7, dw.binding())],
-                groups,
-            )?;
-        }
-        if let Some(db) = grad_inputs[2] {
-            let dims = [p.batch as usize, p.c_out as usize, p.len_out as usize];
-            reduce::channel_sum(rec, dy, dims, 1.0, db)?;
-        }
-        Ok(())
+                [
+                    (p.c_in.div_ceil(4) * p.kernel + 1).div_ceil(WORKGROUP),
+                    splits,
+                    p.c_out.div_ceil(8),
+                ],
+            ),
+            Kernels::Gpu => {
+                bindings.push((8, mask.binding()));
+                (
+                    "backward_weight_tiled",
+                    [cols.div_ceil(TILE), p.c_out.div_ceil(TILE), splits],
+                )
+            }
+        };
+        rec.push(&SHADER, entry, &p, &bindings, groups)?;
+        // a gradient nobody asked for still needs somewhere to go
+        let spare_w;
+        let spare_b;
+        let dw = match dw {
+            Some(t) => t,
+            None => {
+                spare_w = rec.scratch(w.shape());
+                &spare_w
+            }
+        };
+        let db = match db {
+            Some(t) => t,
+            None => {
+                spare_b = rec.scratch(&[p.c_out as usize]);
+                &spare_b
+            }
+        };
+        rec.push(
+            &SHADER,
+            "weight_grad_finalize",
+            &p,
+            &[
+                (7, partial.binding()),
+                (9, dw.binding()),
+                (10, db.binding()),
+            ],
+            groups_1d((p.c_out * cols) as usize),
+        )
     }
 }
 

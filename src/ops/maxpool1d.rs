@@ -1,4 +1,5 @@
-//! MaxPool1D with window = stride (floor mode); backward routes gradients to the argmax.
+//! MaxPool1D with window = stride (floor mode), optionally followed by dropout in the same pass;
+//! backward routes gradients to the argmax.
 
 use ndarray::Array3;
 
@@ -18,20 +19,45 @@ struct Params {
     len_in: u32,
     len_out: u32,
     size: u32,
+    seed: u32,
+    rate: f32,
+    _unused: [u32; 2],
 }
 
-/// Input `[B, C, L]` → output `[B, C, L / size]`.
+/// Input `[B, C, L]` → output `[B, C, L / size]`. With `dropout`, the output is then multiplied
+/// by the mask [`super::dropout::Dropout`] with the same rate and seed would draw.
 pub struct MaxPool1d {
     pub size: usize,
+    /// (rate, layer seed) of a fused dropout.
+    pub dropout: Option<(f32, u32)>,
 }
 
 impl MaxPool1d {
+    pub fn new(size: usize) -> Self {
+        Self {
+            size,
+            dropout: None,
+        }
+    }
+
+    /// Max-pool then dropout at `rate` with the layer seed `seed`, in one op.
+    pub fn with_dropout(size: usize, rate: f32, seed: u32) -> Self {
+        Self {
+            size,
+            dropout: Some((rate, seed)),
+        }
+    }
+
     fn params(&self, x: &[usize]) -> Params {
+        let (rate, seed) = self.dropout.unwrap_or((0.0, 0));
         Params {
             rows: (x[0] * x[1]) as u32,
             len_in: x[2] as u32,
             len_out: (x[2] / self.size) as u32,
             size: self.size as u32,
+            seed,
+            rate,
+            _unused: [0; 2],
         }
     }
 }
@@ -44,6 +70,14 @@ impl Op for MaxPool1d {
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         expect_ranks("maxpool1d", inputs, &[3])?;
         let x = inputs[0];
+        if let Some((rate, _)) = self.dropout {
+            if !(0.0..1.0).contains(&rate) {
+                return Err(shape_error(
+                    "maxpool1d",
+                    format!("dropout rate {rate} must be in [0, 1)"),
+                ));
+            }
+        }
         if self.size == 0 || x[2] < self.size {
             return Err(shape_error(
                 "maxpool1d",
@@ -69,6 +103,7 @@ impl Op for MaxPool1d {
                 (1, inputs[0].binding()),
                 (2, output.binding()),
                 (3, argmax.binding()),
+                (7, rec.step.as_entire_binding()),
             ],
             groups_1d(output.numel()),
         )?;
@@ -95,6 +130,7 @@ impl Op for MaxPool1d {
                 (4, dy.binding()),
                 (5, saved[0].binding()),
                 (6, dx.binding()),
+                (7, rec.step.as_entire_binding()),
             ],
             groups_1d(dx.numel()),
         )

@@ -47,6 +47,12 @@ pub struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
+    /// A zeroed tensor for intermediate results (e.g. partial sums of a split reduction),
+    /// allocated once when the graph is built.
+    pub fn scratch(&self, shape: &[usize]) -> Tensor {
+        Tensor::zeros(self.ctx, shape)
+    }
+
     /// Records one dispatch of `entry` in `shader` (see [`GpuContext::dispatch`]).
     pub fn push<P: bytemuck::Pod>(
         &mut self,

@@ -60,20 +60,22 @@ impl Op for Relu {
         let Some(dx) = grad_inputs[0] else {
             return Ok(());
         };
-        let n = dx.numel();
-        let params = Params { n: n as u32 };
-        rec.push(
-            &SHADER,
-            "backward",
-            &params,
-            &[
-                (1, inputs[0].binding()),
-                (3, grad_output.binding()),
-                (4, dx.binding()),
-            ],
-            groups_1d(n),
-        )
+        mask_gradient(rec, inputs[0], grad_output, dx)
     }
+}
+
+/// Records `dx = dy * (x > 0)`. `x` may be the ReLU's input or its output: both are positive at
+/// the same places.
+pub fn mask_gradient(rec: &mut Recorder, x: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<()> {
+    let n = dx.numel();
+    let params = Params { n: n as u32 };
+    rec.push(
+        &SHADER,
+        "backward",
+        &params,
+        &[(1, x.binding()), (3, dy.binding()), (4, dx.binding())],
+        groups_1d(n),
+    )
 }
 
 pub fn reference_forward(x: &ArrayD<f64>) -> ArrayD<f64> {

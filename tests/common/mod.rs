@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ecgwgpu::autograd::Graph;
-use ecgwgpu::gpu::{GpuContext, Tensor};
+use ecgwgpu::gpu::{GpuContext, Kernels, Tensor};
 use ecgwgpu::ops::{Op, StepUniform};
 use ecgwgpu::rng::Rng;
 use ndarray::{ArrayD, IxDyn};
@@ -40,6 +40,27 @@ pub fn ctx() -> &'static GpuContext {
     CTX.get_or_init(|| {
         GpuContext::new(None).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
     })
+}
+
+/// A context on the default adapter that records the given kernel variant, so that both the
+/// CPU-shaped and the GPU-shaped kernels are tested on whatever adapter CI has.
+pub fn ctx_with(kernels: Kernels) -> &'static GpuContext {
+    static CPU: OnceLock<GpuContext> = OnceLock::new();
+    static GPU: OnceLock<GpuContext> = OnceLock::new();
+    let cell = match kernels {
+        Kernels::Cpu => &CPU,
+        Kernels::Gpu => &GPU,
+    };
+    cell.get_or_init(|| {
+        GpuContext::new(None)
+            .expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
+            .with_kernels(Some(kernels))
+    })
+}
+
+/// Both kernel variants, each with its context.
+pub fn variants() -> [(Kernels, &'static GpuContext); 2] {
+    [Kernels::Cpu, Kernels::Gpu].map(|k| (k, ctx_with(k)))
 }
 
 /// Values in [-1, 1) that are exactly representable in f32, so GPU and CPU see the same input.
@@ -99,7 +120,17 @@ pub fn run_op(
     grad_out: &ArrayD<f64>,
     step: u32,
 ) -> (Vec<f32>, Vec<Vec<f32>>) {
-    let ctx = ctx();
+    run_op_on(ctx(), op, inputs, grad_out, step)
+}
+
+/// [`run_op`] on a given context (kernel variant).
+pub fn run_op_on(
+    ctx: &GpuContext,
+    op: impl Op + 'static,
+    inputs: &[ArrayD<f64>],
+    grad_out: &ArrayD<f64>,
+    step: u32,
+) -> (Vec<f32>, Vec<Vec<f32>>) {
     let step = StepUniform {
         step,
         ..Default::default()
