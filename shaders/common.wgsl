@@ -25,6 +25,10 @@ struct Step {
     lr: f32,
     bias_correction1: f32,
     bias_correction2: f32,
+    batch_start: u32,    // first beat of the step in the epoch's order (gather.wgsl)
+    _unused0: u32,
+    _unused1: u32,
+    _unused2: u32,
 }
 
 // Inverted-dropout multiplier of element i at `step`: 0 with probability `rate`, else 1 / (1 - rate).

@@ -52,6 +52,7 @@ impl AdamConfig {
             lr: self.lr,
             bias_correction1: 1.0 - self.beta1.powi(t as i32),
             bias_correction2: 1.0 - self.beta2.powi(t as i32),
+            ..Default::default()
         }
     }
 }

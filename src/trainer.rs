@@ -1,15 +1,18 @@
-//! The training-step API: `step(x, y) -> loss` runs forward, loss, backward and Adam in one
-//! submission and reads back 4 bytes. Programs are built once per batch size and replayed.
+//! The training API. `step(x, y) -> loss` runs forward, loss, backward and Adam on one uploaded
+//! batch in one submission and reads back 4 bytes. `train_epoch` is the GPU-resident loop: the
+//! training split is uploaded once, each step gathers its batch on the GPU from the epoch's
+//! order, many steps go into one submission, and the per-step losses are read back once per
+//! submission. Programs are built once per batch size and replayed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{map_and_read, GpuContext, Program, Tensor};
+use crate::gpu::{map_and_read, DispatchTime, GpuContext, Program, Tensor};
 use crate::loss::{FocalLoss, LossConfig};
 use crate::model::Model;
-use crate::ops::{softmax, Recorder, StepUniform};
+use crate::ops::{gather, softmax, Recorder, StepUniform};
 use crate::optim::{Adam, AdamConfig};
 
 /// The buffers and programs of one batch size.
@@ -18,7 +21,22 @@ struct TrainPlan<'c> {
     input: Tensor,
     loss: FocalLoss,
     loss_program: Program,
+    /// Fills `input` and the labels from the resident training data (built on first use).
+    gather_program: Option<Program>,
 }
+
+/// The training split on the GPU (uploaded once per run) and the epoch's order.
+struct Resident {
+    x: Tensor,
+    labels: Tensor,
+    order: Tensor,
+}
+
+/// The most steps recorded into one submission of `train_epoch`; the chunk grows from 1 up to
+/// this while a submission takes under [`TARGET_SUBMIT_SECONDS`], so progress stays live on slow
+/// adapters and fast ones are not held back by a round trip per step.
+const MAX_STEPS_PER_SUBMIT: usize = 256;
+const TARGET_SUBMIT_SECONDS: f64 = 0.25;
 
 struct InferPlan<'c> {
     graph: Graph<'c>,
@@ -39,6 +57,12 @@ pub struct Trainer<'c> {
     staging: wgpu::Buffer,
     train_plans: HashMap<usize, TrainPlan<'c>>,
     infer_plans: HashMap<usize, InferPlan<'c>>,
+    resident: Option<Resident>,
+    /// One step uniform per step of a submission, copied into `step_uniform` before each step.
+    step_table: wgpu::Buffer,
+    /// Each step's mean loss, copied from the loss buffer after each step of a submission.
+    loss_log: wgpu::Buffer,
+    loss_log_staging: wgpu::Buffer,
 }
 
 impl<'c> Trainer<'c> {
@@ -72,6 +96,18 @@ impl<'c> Trainer<'c> {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let buffer = |label, size, usage| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let copy = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let table_bytes = (MAX_STEPS_PER_SUBMIT * std::mem::size_of::<StepUniform>()) as u64;
+        let log_bytes = (MAX_STEPS_PER_SUBMIT * 4) as u64;
+        let read = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
         Ok(Self {
             ctx,
             model,
@@ -83,6 +119,10 @@ impl<'c> Trainer<'c> {
             staging,
             train_plans: HashMap::new(),
             infer_plans: HashMap::new(),
+            resident: None,
+            step_table: buffer("step table", table_bytes, copy),
+            loss_log: buffer("loss log", log_bytes, copy),
+            loss_log_staging: buffer("loss log readback", log_bytes, read),
         })
     }
 
@@ -191,6 +231,7 @@ impl<'c> Trainer<'c> {
                     input,
                     loss,
                     loss_program,
+                    gather_program: None,
                 },
             );
         }
@@ -303,9 +344,180 @@ impl<'c> Trainer<'c> {
         Ok(probs)
     }
 
+    /// Uploads the training split once, for [`Self::train_epoch`]. Fails (and nothing changes)
+    /// when it does not fit one storage binding of the device; the caller then steps with
+    /// uploaded batches.
+    pub fn upload_training_data(&mut self, x: &[f32], labels: &[u32]) -> Result<()> {
+        self.check_batch(x, labels.len())?;
+        let classes = self.model.config.classes;
+        if let Some((index, &label)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= classes)
+        {
+            return Err(Error::Label {
+                label,
+                index,
+                classes,
+            });
+        }
+        let bytes = std::mem::size_of_val(x) as u64;
+        let limit = self.ctx.limits.max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(Error::Gpu(format!(
+                "{} training beats take {bytes} bytes, over the device's {limit}-byte storage binding",
+                labels.len()
+            )));
+        }
+        let n = labels.len();
+        let per_beat = x.len() / n;
+        let resident = Resident {
+            x: Tensor::from_slice(self.ctx, x, &[n, per_beat])?,
+            labels: Tensor::zeros(self.ctx, &[n]),
+            order: Tensor::zeros(self.ctx, &[n]),
+        };
+        resident.labels.write(self.ctx, labels)?;
+        // gather programs bind the previous upload's buffers
+        for plan in self.train_plans.values_mut() {
+            plan.gather_program = None;
+        }
+        self.resident = Some(resident);
+        Ok(())
+    }
+
+    /// One epoch of training on the uploaded split, in `order` (beat indices; each step takes the
+    /// next `batch` of them, the last step the rest), without a CPU round trip per step.
+    /// `progress(beats_done, losses)` is called after each submission with every step's loss so
+    /// far. Returns the per-step losses, identical to calling [`Self::step`] on the same
+    /// batches.
+    pub fn train_epoch(
+        &mut self,
+        order: &[usize],
+        batch: usize,
+        mut progress: impl FnMut(usize, &[f32]),
+    ) -> Result<Vec<f32>> {
+        let ctx = self.ctx;
+        let n = match &self.resident {
+            Some(r) => r.labels.numel(),
+            None => return Err(Error::Gpu("train_epoch before upload_training_data".into())),
+        };
+        if batch == 0 || order.is_empty() || order.iter().any(|&i| i >= n) {
+            return Err(Error::EmptyBatch(format!(
+                "an epoch needs a batch > 0 and a non-empty order of beats below {n}"
+            )));
+        }
+        let resident = self.resident.as_mut().expect("checked above");
+        if order.len() > resident.order.numel() {
+            // an order longer than the split (oversampling): a bigger index buffer, new gathers
+            resident.order = Tensor::zeros(ctx, &[order.len()]);
+            for plan in self.train_plans.values_mut() {
+                plan.gather_program = None;
+            }
+        }
+        let mut padded: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+        padded.resize(resident.order.numel(), 0);
+        resident.order.write(ctx, &padded)?;
+        let steps: Vec<(usize, usize)> = (0..order.len())
+            .step_by(batch)
+            .map(|start| (start, batch.min(order.len() - start)))
+            .collect();
+        for &(_, len) in &steps {
+            self.ensure_gather_plan(len)?;
+        }
+        let mut losses = Vec::with_capacity(steps.len());
+        let mut chunk_len = 1;
+        let mut done = 0;
+        while done < steps.len() {
+            let chunk = &steps[done..(done + chunk_len).min(steps.len())];
+            let started = std::time::Instant::now();
+            let first = self.steps + 1;
+            let table: Vec<StepUniform> = chunk
+                .iter()
+                .enumerate()
+                .map(|(k, &(start, _))| StepUniform {
+                    batch_start: start as u32,
+                    ..self.adam.config.step_uniform(first + k as u32)
+                })
+                .collect();
+            ctx.queue
+                .write_buffer(&self.step_table, 0, bytemuck::cast_slice(&table));
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            let size = std::mem::size_of::<StepUniform>() as u64;
+            for (k, &(_, len)) in chunk.iter().enumerate() {
+                let plan = &self.train_plans[&len];
+                encoder.copy_buffer_to_buffer(
+                    &self.step_table,
+                    k as u64 * size,
+                    &self.step_uniform,
+                    0,
+                    size,
+                );
+                plan.gather_program
+                    .as_ref()
+                    .expect("built above")
+                    .encode(&mut encoder);
+                plan.graph.forward.encode(&mut encoder);
+                plan.loss_program.encode(&mut encoder);
+                plan.graph.backward.encode(&mut encoder);
+                self.adam_program.encode(&mut encoder);
+                encoder.copy_buffer_to_buffer(
+                    plan.loss.mean.buffer(),
+                    plan.loss.mean.offset(),
+                    &self.loss_log,
+                    k as u64 * 4,
+                    4,
+                );
+            }
+            let bytes = chunk.len() as u64 * 4;
+            encoder.copy_buffer_to_buffer(&self.loss_log, 0, &self.loss_log_staging, 0, bytes);
+            ctx.queue.submit([encoder.finish()]);
+            let chunk_losses: Vec<f32> =
+                bytemuck::pod_collect_to_vec(&map_and_read(ctx, &self.loss_log_staging, bytes)?);
+            self.steps += chunk.len() as u32;
+            if let Some(k) = chunk_losses.iter().position(|l| !l.is_finite()) {
+                return Err(Error::NonFinite {
+                    what: "training loss".into(),
+                    position: format!("optimiser step {}", first + k as u32),
+                });
+            }
+            losses.extend(chunk_losses);
+            done += chunk.len();
+            let beats = steps[..done].iter().map(|s| s.1).sum();
+            progress(beats, &losses);
+            if started.elapsed().as_secs_f64() < TARGET_SUBMIT_SECONDS {
+                chunk_len = (chunk_len * 2).min(MAX_STEPS_PER_SUBMIT);
+            }
+        }
+        Ok(losses)
+    }
+
+    /// The training plan of `batch` with its gather from the resident data.
+    fn ensure_gather_plan(&mut self, batch: usize) -> Result<()> {
+        self.ensure_train_plan(batch)?;
+        let resident = self.resident.as_ref().expect("uploaded");
+        let plan = self.train_plans.get_mut(&batch).expect("just built");
+        if plan.gather_program.is_none() {
+            let mut program = Program::new();
+            gather::gather(
+                &mut Recorder {
+                    ctx: self.ctx,
+                    step: &self.step_uniform,
+                    program: &mut program,
+                },
+                &resident.x,
+                &resident.labels,
+                &resident.order,
+                &plan.input,
+                &plan.loss.labels,
+            )?;
+            plan.gather_program = Some(program);
+        }
+        Ok(())
+    }
+
     /// Per-dispatch wall times of one training step at `batch` (forward, loss, backward, Adam),
     /// each dispatch submitted alone. Runs on whatever data the plan last saw.
-    pub fn profile_step(&mut self, batch: usize) -> Result<Vec<(String, f64)>> {
+    pub fn profile_step(&mut self, batch: usize) -> Result<Vec<DispatchTime>> {
         self.ensure_train_plan(batch)?;
         let plan = &self.train_plans[&batch];
         let mut times = plan.graph.forward.time_each(self.ctx)?;

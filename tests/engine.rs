@@ -382,6 +382,85 @@ fn tiny_model_learns_synthetic_classes_deterministically() {
     assert_ne!(losses, other, "another seed gives another run");
 }
 
+/// The GPU-resident loop (upload once, gather on the GPU, many steps per submission) takes the
+/// same steps as uploading each batch: identical losses and parameters, bit for bit, with a
+/// short last batch; and again under the same seed.
+#[test]
+fn resident_epoch_matches_per_step_training() {
+    for (kernels, ctx) in variants() {
+        let (x, y) = synthetic(200, 187, 31);
+        let order: Vec<usize> = (0..200).map(|i| (i * 37 + 11) % 200).collect();
+        let batch = 48; // 4 full steps and one of 8
+        let mut stepped = tiny_trainer(ctx, 9);
+        let mut expected = vec![];
+        for epoch in 0..2 {
+            for chunk in order.chunks(batch) {
+                let xb: Vec<f32> = chunk
+                    .iter()
+                    .flat_map(|&i| x[i * 187..(i + 1) * 187].iter().copied())
+                    .collect();
+                let yb: Vec<u32> = chunk.iter().map(|&i| y[i]).collect();
+                expected.push((epoch, stepped.step(&xb, &yb).unwrap()));
+            }
+        }
+        let resident_run = || {
+            let mut trainer = tiny_trainer(ctx, 9);
+            trainer.upload_training_data(&x, &y).unwrap();
+            let mut reports = vec![];
+            let mut losses = vec![];
+            for epoch in 0..2 {
+                let got = trainer
+                    .train_epoch(&order, batch, |beats, l| reports.push((beats, l.len())))
+                    .unwrap();
+                losses.extend(got.into_iter().map(|l| (epoch, l)));
+            }
+            (trainer, losses, reports)
+        };
+        let (trainer, losses, reports) = resident_run();
+        assert_eq!(losses, expected, "{kernels:?}: per-step losses");
+        assert_eq!(trainer.steps(), stepped.steps());
+        assert_eq!(
+            trainer.model.params.download(ctx).unwrap(),
+            stepped.model.params.download(ctx).unwrap(),
+            "{kernels:?}: parameters after two epochs"
+        );
+        assert_eq!(reports.last(), Some(&(200, 5)), "progress reaches the end");
+        let (_, again, _) = resident_run();
+        assert_eq!(losses, again, "{kernels:?}: same seed, same losses");
+    }
+}
+
+#[test]
+fn resident_epoch_rejects_bad_input() {
+    let ctx = ctx();
+    let mut trainer = tiny_trainer(ctx, 1);
+    assert!(
+        trainer.train_epoch(&[0], 1, |_, _| ()).is_err(),
+        "nothing uploaded"
+    );
+    let (x, mut y) = synthetic(4, 187, 1);
+    y[2] = 7;
+    assert!(matches!(
+        trainer.upload_training_data(&x, &y),
+        Err(Error::Label {
+            label: 7,
+            index: 2,
+            ..
+        })
+    ));
+    y[2] = 0;
+    trainer.upload_training_data(&x, &y).unwrap();
+    assert!(
+        trainer.train_epoch(&[0, 4], 2, |_, _| ()).is_err(),
+        "index past the split"
+    );
+    assert!(
+        trainer.train_epoch(&[0, 1], 0, |_, _| ()).is_err(),
+        "batch 0"
+    );
+    assert_eq!(trainer.steps(), 0);
+}
+
 #[test]
 fn bad_batches_are_errors_not_panics() {
     let ctx = ctx();
@@ -407,81 +486,85 @@ fn bad_batches_are_errors_not_panics() {
 
 #[test]
 fn paper_network_end_to_end_gradient_check() {
-    let ctx = ctx();
-    let config = ModelConfig::paper();
-    let model = Model::new(ctx, config.clone(), 77).unwrap();
-    let loss_config = LossConfig::two_fold(vec![0.3, 0.9, 0.6, 1.0, 0.4], 2.0, vec![0.5; 5], 0.5);
-    let mut trainer = Trainer::new(ctx, model, loss_config.clone(), AdamConfig::default()).unwrap();
-    let mut rng = Rng::new(78);
-    let x: Vec<f32> = (0..3 * 187)
-        .map(|i| ((i as f64 * 0.07).sin() * 0.5 + 0.5 + 0.1 * rng.normal()) as f32)
-        .collect();
-    let labels = [1u32, 3, 4];
-    let params = model::params_to_arrays(&config, &trainer.model.params.download(ctx).unwrap());
-    let gpu_loss = trainer.gradients(&x, &labels).unwrap();
-    let grads = trainer.model.params.download_grads(ctx).unwrap();
+    // both kernel variants: the GPU-shaped ones run on lavapipe too
+    for (kernels, ctx) in variants() {
+        let config = ModelConfig::paper();
+        let model = Model::new(ctx, config.clone(), 77).unwrap();
+        let loss_config =
+            LossConfig::two_fold(vec![0.3, 0.9, 0.6, 1.0, 0.4], 2.0, vec![0.5; 5], 0.5);
+        let mut trainer =
+            Trainer::new(ctx, model, loss_config.clone(), AdamConfig::default()).unwrap();
+        let mut rng = Rng::new(78);
+        let x: Vec<f32> = (0..3 * 187)
+            .map(|i| ((i as f64 * 0.07).sin() * 0.5 + 0.5 + 0.1 * rng.normal()) as f32)
+            .collect();
+        let labels = [1u32, 3, 4];
+        let params = model::params_to_arrays(&config, &trainer.model.params.download(ctx).unwrap());
+        let gpu_loss = trainer.gradients(&x, &labels).unwrap();
+        let grads = trainer.model.params.download_grads(ctx).unwrap();
 
-    let xa =
-        Array3::from_shape_vec((3, 1, 187), x.iter().map(|&v| f64::from(v)).collect()).unwrap();
-    let dropout = Some((77u64, 1u32)); // the mask of the next step (t = 1)
-    let loss_of = |params: &[ArrayD<f64>]| {
-        let logits = model::reference_forward(&config, params, &xa, dropout);
-        loss::reference(&loss_config, &logits, &labels).0
-    };
-    assert_close(
-        "end-to-end loss",
-        &[gpu_loss],
-        &[loss_of(&params)],
-        1e-4,
-        1e-6,
-    );
+        let xa =
+            Array3::from_shape_vec((3, 1, 187), x.iter().map(|&v| f64::from(v)).collect()).unwrap();
+        let dropout = Some((77u64, 1u32)); // the mask of the next step (t = 1)
+        let loss_of = |params: &[ArrayD<f64>]| {
+            let logits = model::reference_forward(&config, params, &xa, dropout);
+            loss::reference(&loss_config, &logits, &labels).0
+        };
+        assert_close(
+            "end-to-end loss",
+            &[gpu_loss],
+            &[loss_of(&params)],
+            1e-4,
+            1e-6,
+        );
 
-    // Central differences for a spread of parameters in every layer. ReLU and max-pool are
-    // piecewise linear: where a kink falls inside [θ-h, θ+h] the difference quotient is not the
-    // derivative. Such points show up as disagreement between two step sizes and are skipped
-    // (and counted: a few are expected, many would hide a bug).
-    let numeric = |i: usize, j: usize, h: f64| {
-        let mut p = params.clone();
-        let orig = p[i].as_slice().unwrap()[j];
-        p[i].as_slice_mut().unwrap()[j] = orig + h;
-        let up = loss_of(&p);
-        p[i].as_slice_mut().unwrap()[j] = orig - h;
-        (up - loss_of(&p)) / (2.0 * h)
-    };
-    let (mut checked, mut kinks) = (0, 0);
-    for (i, spec) in trainer.model.params.specs.iter().enumerate() {
-        let n = spec.numel();
-        for pick in 0..3 {
-            let j = (pick * 7919 + i * 104_729) % n;
-            let (fine, finer) = (numeric(i, j, 1e-6), numeric(i, j, 5e-7));
-            if (fine - finer).abs() > 1e-4 * fine.abs().max(1e-3) {
-                kinks += 1;
-                continue;
+        // Central differences for a spread of parameters in every layer. ReLU and max-pool are
+        // piecewise linear: where a kink falls inside [θ-h, θ+h] the difference quotient is not the
+        // derivative. Such points show up as disagreement between two step sizes and are skipped
+        // (and counted: a few are expected, many would hide a bug).
+        let numeric = |i: usize, j: usize, h: f64| {
+            let mut p = params.clone();
+            let orig = p[i].as_slice().unwrap()[j];
+            p[i].as_slice_mut().unwrap()[j] = orig + h;
+            let up = loss_of(&p);
+            p[i].as_slice_mut().unwrap()[j] = orig - h;
+            (up - loss_of(&p)) / (2.0 * h)
+        };
+        let (mut checked, mut kinks) = (0, 0);
+        for (i, spec) in trainer.model.params.specs.iter().enumerate() {
+            let n = spec.numel();
+            for pick in 0..3 {
+                let j = (pick * 7919 + i * 104_729) % n;
+                let (fine, finer) = (numeric(i, j, 1e-6), numeric(i, j, 5e-7));
+                if (fine - finer).abs() > 1e-4 * fine.abs().max(1e-3) {
+                    kinks += 1;
+                    continue;
+                }
+                assert_close(
+                    &format!("{kernels:?} {}[{j}]", spec.name),
+                    &[grads[i][j]],
+                    &[fine],
+                    1e-3,
+                    1e-6,
+                );
+                checked += 1;
             }
-            assert_close(
-                &format!("{}[{j}]", spec.name),
-                &[grads[i][j]],
-                &[fine],
-                1e-3,
-                1e-6,
-            );
-            checked += 1;
         }
-    }
-    assert!(
-        kinks <= 4 && checked + kinks == 3 * 28,
-        "{checked} checked, {kinks} skipped at kinks"
-    );
+        assert!(
+            kinks <= 4 && checked + kinks == 3 * 28,
+            "{checked} checked, {kinks} skipped at kinks"
+        );
 
-    // Evaluation mode (no dropout) matches the reference too.
-    let probs = trainer.predict(&x).unwrap();
-    let logits = model::reference_forward(&config, &params, &xa, None);
-    let expected = softmax::reference(&logits);
-    assert_close(
-        "paper network probabilities",
-        &probs,
-        &flat(&expected.into_dyn()),
-        1e-4,
-        1e-6,
-    );
+        // Evaluation mode (no dropout) matches the reference too.
+        let probs = trainer.predict(&x).unwrap();
+        let logits = model::reference_forward(&config, &params, &xa, None);
+        let expected = softmax::reference(&logits);
+        assert_close(
+            "paper network probabilities",
+            &probs,
+            &flat(&expected.into_dyn()),
+            1e-4,
+            1e-6,
+        );
+    }
 }

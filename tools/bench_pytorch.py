@@ -111,10 +111,11 @@ def main():
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--cpu-only", action="store_true", help="skip CUDA even when present")
+    p.add_argument("--cuda-only", action="store_true", help="skip the CPU (needs CUDA)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    devices = [torch.device("cpu")]
+    devices = [] if args.cuda_only else [torch.device("cpu")]
     if torch.cuda.is_available() and not args.cpu_only:
         devices.append(torch.device("cuda"))
     for device in devices:

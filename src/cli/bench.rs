@@ -23,13 +23,24 @@ pub struct BenchArgs {
     /// Inference batch size.
     #[arg(long, default_value_t = 1024)]
     infer_batch: usize,
-    /// Timed repeats (each one training step and one inference batch); the median is reported.
+    /// Timed repeats (each one resident epoch, one uploaded training step and one inference
+    /// batch); the median of each is reported.
     #[arg(long, default_value_t = 10)]
     repeats: usize,
+    /// Steps per timed epoch of the GPU-resident training loop (the way `train` runs).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
     /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
     #[arg(long)]
     device: Option<String>,
-    /// Also time every dispatch of one training step on its own and print the breakdown.
+    /// Kernel variant: `cpu` (register blocks, for software Vulkan such as lavapipe) or `gpu`
+    /// (workgroup-memory tiles and split reductions, for real GPUs). Default: from the adapter
+    /// type, or $ECGWGPU_KERNELS.
+    #[arg(long, value_parser = crate::gpu::Kernels::parse_arg)]
+    kernels: Option<crate::gpu::Kernels>,
+    /// Also time every dispatch of one training step on its own (GPU timestamps where the
+    /// adapter has them, else wall clock per submission) and print the breakdown with each
+    /// dispatch's workgroup count.
     #[arg(long)]
     breakdown: bool,
     /// Print one JSON object instead of a table.
@@ -40,13 +51,18 @@ pub struct BenchArgs {
 #[derive(Serialize)]
 struct BenchReport {
     device: String,
+    kernels: crate::gpu::Kernels,
     preset: String,
     batch: usize,
     infer_batch: usize,
     dispatches_per_step: usize,
     warmup_s: f64,
+    /// The GPU-resident loop (`train`): batches gathered on the GPU, many steps per submission.
     train_step_ms: f64,
     train_beats_per_s: f64,
+    /// One uploaded batch per submission, loss read back each step (`Trainer::step`).
+    uploaded_step_ms: f64,
+    uploaded_beats_per_s: f64,
     infer_batch_ms: f64,
     infer_beats_per_s: f64,
     /// Storage buffers of the model, one training plan and one inference plan.
@@ -69,7 +85,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let ctx = GpuContext::new(args.device.as_deref())?;
+    let ctx = GpuContext::new(args.device.as_deref())?.with_kernels(args.kernels);
     let config = ModelConfig::preset(&args.preset)?;
     let per_beat = config.in_channels * config.input_len;
     let classes = config.classes;
@@ -79,6 +95,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let x = beats(args.batch);
     let xi = beats(args.infer_batch);
     let y: Vec<u32> = (0..args.batch).map(|i| (i % classes) as u32).collect();
+    let steps = args.steps.max(1);
+    let epoch_x = beats(args.batch * steps);
+    let epoch_y: Vec<u32> = (0..args.batch * steps)
+        .map(|i| (i % classes) as u32)
+        .collect();
+    let order: Vec<usize> = (0..epoch_y.len()).collect();
 
     let start = Instant::now();
     let model = Model::new(&ctx, config, 1)?;
@@ -88,22 +110,28 @@ pub fn run(args: BenchArgs) -> Result<()> {
         LossConfig::cross_entropy(classes),
         AdamConfig::default(),
     )?;
+    trainer.upload_training_data(&epoch_x, &epoch_y)?;
     trainer.step(&x, &y)?;
+    trainer.train_epoch(&order, args.batch, |_, _| ())?;
     trainer.predict(&xi)?;
     let warmup_s = start.elapsed().as_secs_f64();
 
-    let (mut train, mut infer) = (vec![], vec![]);
+    let (mut epoch, mut uploaded, mut infer) = (vec![], vec![], vec![]);
     for _ in 0..args.repeats.max(1) {
         let t = Instant::now();
+        trainer.train_epoch(&order, args.batch, |_, _| ())?;
+        epoch.push(t.elapsed().as_secs_f64() / steps as f64);
+        let t = Instant::now();
         trainer.step(&x, &y)?;
-        train.push(t.elapsed().as_secs_f64());
+        uploaded.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         trainer.predict(&xi)?;
         infer.push(t.elapsed().as_secs_f64());
     }
-    let (train_s, infer_s) = (median(train), median(infer));
+    let (train_s, uploaded_s, infer_s) = (median(epoch), median(uploaded), median(infer));
     let report = BenchReport {
         device: ctx.describe(),
+        kernels: ctx.kernels,
         preset: args.preset,
         batch: args.batch,
         infer_batch: args.infer_batch,
@@ -111,6 +139,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         warmup_s,
         train_step_ms: train_s * 1e3,
         train_beats_per_s: args.batch as f64 / train_s,
+        uploaded_step_ms: uploaded_s * 1e3,
+        uploaded_beats_per_s: args.batch as f64 / uploaded_s,
         infer_batch_ms: infer_s * 1e3,
         infer_beats_per_s: args.infer_batch as f64 / infer_s,
         gpu_buffer_bytes: ctx.storage_bytes(),
@@ -118,32 +148,47 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     if args.breakdown {
         let times = trainer.profile_step(args.batch)?;
-        let total: f64 = times.iter().map(|t| t.1).sum();
-        println!("{:<4} {:<28} {:>10} {:>6}", "#", "kernel", "ms", "%");
-        for (i, (label, s)) in times.iter().enumerate() {
+        let total: f64 = times.iter().map(|t| t.seconds).sum();
+        let clock = match times.first().is_some_and(|t| t.gpu_timestamps) {
+            true => "GPU timestamps",
+            false => "wall clock, one submission per dispatch",
+        };
+        println!("breakdown of one training step ({clock})");
+        println!(
+            "{:<4} {:<34} {:>10} {:>6} {:>18}",
+            "#", "kernel", "ms", "%", "workgroups"
+        );
+        for (i, t) in times.iter().enumerate() {
+            let [gx, gy, gz] = t.workgroups;
             println!(
-                "{i:<4} {label:<28} {:>10.2} {:>5.1}%",
-                s * 1e3,
-                100.0 * s / total
+                "{i:<4} {:<34} {:>10.3} {:>5.1}% {:>18}",
+                t.label,
+                t.seconds * 1e3,
+                100.0 * t.seconds / total,
+                format!("{gx}x{gy}x{gz}")
             );
         }
-        println!("     {:<28} {:>10.2}", "sum", total * 1e3);
+        println!("     {:<34} {:>10.3}", "sum", total * 1e3);
     }
     if args.json {
         println!("{}", serde_json::to_string(&report).expect("serialisable"));
     } else {
         println!("device               {}", report.device);
         println!(
-            "preset               {} (batch {}, {} dispatches/step)",
-            report.preset, report.batch, report.dispatches_per_step
+            "preset               {} (batch {}, {} dispatches/step, {:?} kernels)",
+            report.preset, report.batch, report.dispatches_per_step, report.kernels
         );
         println!(
             "warm-up              {:.2} s (pipeline compilation, first step and first inference)",
             report.warmup_s
         );
         println!(
-            "training step        {:.1} ms  → {:.0} beats/s",
+            "training step        {:.2} ms  → {:.0} beats/s (GPU-resident loop, {steps} steps per epoch)",
             report.train_step_ms, report.train_beats_per_s
+        );
+        println!(
+            "uploaded step        {:.2} ms  → {:.0} beats/s (batch uploaded, loss read back)",
+            report.uploaded_step_ms, report.uploaded_beats_per_s
         );
         println!(
             "inference (b{})    {:.1} ms  → {:.0} beats/s",

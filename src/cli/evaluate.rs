@@ -74,6 +74,11 @@ pub struct EvaluateArgs {
     /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
     #[arg(long)]
     device: Option<String>,
+    /// Kernel variant: `cpu` (register blocks, for software Vulkan such as lavapipe) or `gpu`
+    /// (workgroup-memory tiles and split reductions, for real GPUs). Default: from the adapter
+    /// type, or $ECGWGPU_KERNELS.
+    #[arg(long, value_parser = crate::gpu::Kernels::parse_arg)]
+    kernels: Option<crate::gpu::Kernels>,
 }
 
 /// The training run's config.json beside a checkpoint, if any.
@@ -241,7 +246,7 @@ fn report_mi(args: &EvaluateArgs, beats: &Beats, probs: &[f32], description: &st
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
     let run = run_config(&args.checkpoint)?;
-    let ctx = GpuContext::new(args.device.as_deref())?;
+    let ctx = GpuContext::new(args.device.as_deref())?.with_kernels(args.kernels);
     let model = Model::load(&ctx, &args.checkpoint)?;
     let classes = model.config.classes;
     let mi = classes == 2;

@@ -55,6 +55,11 @@ pub struct PredictArgs {
     /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
     #[arg(long)]
     device: Option<String>,
+    /// Kernel variant: `cpu` (register blocks, for software Vulkan such as lavapipe) or `gpu`
+    /// (workgroup-memory tiles and split reductions, for real GPUs). Default: from the adapter
+    /// type, or $ECGWGPU_KERNELS.
+    #[arg(long, value_parser = crate::gpu::Kernels::parse_arg)]
+    kernels: Option<crate::gpu::Kernels>,
 }
 
 /// What to classify.
@@ -163,7 +168,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         annotated,
     } = read_beats(&args)?;
 
-    let ctx = GpuContext::new(args.device.as_deref())?;
+    let ctx = GpuContext::new(args.device.as_deref())?.with_kernels(args.kernels);
     let model = Model::load(&ctx, &args.checkpoint)?;
     let classes = model.config.classes;
     let mut trainer = Trainer::for_inference(&ctx, model)?;

@@ -72,7 +72,9 @@ pub struct TrainArgs {
 const TRAIN_PROBE: usize = 4096;
 
 /// Flags that may change when a run is resumed; every other one must match config.json.
-const RESUMABLE_CHANGES: [&str; 6] = ["epochs", "lr", "patience", "device", "resume", "out"];
+const RESUMABLE_CHANGES: [&str; 7] = [
+    "epochs", "lr", "patience", "device", "kernels", "resume", "out",
+];
 
 #[derive(Serialize, serde::Deserialize)]
 struct EpochRecord {
@@ -190,6 +192,11 @@ pub(super) struct RunArgs {
     /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
     #[arg(long)]
     pub device: Option<String>,
+    /// Kernel variant: `cpu` (register blocks, for software Vulkan such as lavapipe) or `gpu`
+    /// (workgroup-memory tiles and split reductions, for real GPUs). Default: from the adapter
+    /// type, or $ECGWGPU_KERNELS.
+    #[arg(long, value_parser = crate::gpu::Kernels::parse_arg)]
+    pub kernels: Option<crate::gpu::Kernels>,
     /// Run directory (config.json, history.csv/json, best/last.safetensors, resume.safetensors,
     /// metrics.json, figures/). Default: under runs/, named after the settings.
     #[arg(long)]
@@ -258,6 +265,15 @@ pub(super) fn fit(
         Vec::with_capacity(schedule.batch * BEAT_LEN),
         Vec::with_capacity(schedule.batch),
     );
+    // The GPU-resident loop when the split fits one storage binding, else uploaded batches.
+    let resident = match trainer.upload_training_data(&train.x, &train.labels) {
+        Ok(()) => true,
+        Err(Error::Gpu(reason)) => {
+            println!("note: {reason}; training steps upload their batches instead");
+            false
+        }
+        Err(e) => return Err(e),
+    };
     let probe_order = epoch_order(train.len(), schedule.seed, 0);
     let train_probe = train.select(&probe_order[..train.len().min(TRAIN_PROBE)]);
     for epoch in progress.epoch + 1..=schedule.epochs {
@@ -279,26 +295,40 @@ pub(super) fn fit(
             .progress_chars("=> "),
         );
         let start = Instant::now();
-        let (mut sum, mut steps) = (0.0f64, 0usize);
-        for chunk in order.chunks(schedule.batch) {
-            xb.clear();
-            yb.clear();
-            for &i in chunk {
-                xb.extend_from_slice(train.beat(i));
-                yb.push(train.labels[i]);
+        let stopped = |e: Error| match e {
+            Error::NonFinite { .. } => Error::Config(format!(
+                "training stopped at epoch {epoch}: {e}; the last good checkpoint is {}",
+                out.join("last.safetensors").display()
+            )),
+            other => other,
+        };
+        let mean = |losses: &[f32]| {
+            losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64
+        };
+        let losses = if resident {
+            trainer
+                .train_epoch(&order, schedule.batch, |beats, losses| {
+                    bar.set_position(beats as u64);
+                    bar.set_message(format!("{:.4}", mean(losses)));
+                })
+                .map_err(stopped)?
+        } else {
+            let mut losses = Vec::with_capacity(order.len().div_ceil(schedule.batch));
+            for chunk in order.chunks(schedule.batch) {
+                xb.clear();
+                yb.clear();
+                for &i in chunk {
+                    xb.extend_from_slice(train.beat(i));
+                    yb.push(train.labels[i]);
+                }
+                losses.push(trainer.step(&xb, &yb).map_err(stopped)?);
+                bar.inc(chunk.len() as u64);
+                bar.set_message(format!("{:.4}", mean(&losses)));
             }
-            let loss = trainer.step(&xb, &yb).map_err(|e| match e {
-                Error::NonFinite { .. } => Error::Config(format!(
-                    "training stopped at epoch {epoch}: {e}; the last good checkpoint is {}",
-                    out.join("last.safetensors").display()
-                )),
-                other => other,
-            })?;
-            sum += f64::from(loss);
-            steps += 1;
-            bar.inc(chunk.len() as u64);
-            bar.set_message(format!("{:.4}", sum / steps as f64));
-        }
+            losses
+        };
+        let sum: f64 = losses.iter().map(|&l| f64::from(l)).sum();
+        let steps = losses.len();
         bar.finish_and_clear();
         let train_seconds = start.elapsed().as_secs_f64();
         let (val_loss, report) = evaluate(trainer, val, loss, names)?;
@@ -560,7 +590,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )));
     }
 
-    let ctx = GpuContext::new(args.run.device.as_deref())?;
+    let ctx = GpuContext::new(args.run.device.as_deref())?.with_kernels(args.run.kernels);
     let loss_config = loss_config(&args, &original, classes);
     let adam = AdamConfig {
         lr: args.run.lr,

@@ -212,7 +212,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
             parts.test.len()
         )));
     }
-    let ctx = GpuContext::new(args.run.device.as_deref())?;
+    let ctx = GpuContext::new(args.run.device.as_deref())?.with_kernels(args.run.kernels);
     let (model, transferred) = build_model(&ctx, &args)?;
     let config = model.config.clone();
     let counts = parts.train.class_counts(2);

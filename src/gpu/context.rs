@@ -13,7 +13,8 @@ pub const DEVICE_ENV: &str = "ECGWGPU_DEVICE";
 pub const KERNELS_ENV: &str = "ECGWGPU_KERNELS";
 
 /// Which shape of kernel the ops record where a kernel has variants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kernels {
     /// Register-blocked kernels with few, long invocations: software Vulkan runs each invocation
     /// as SIMD lanes on a CPU core and gains nothing from workgroup memory.
@@ -30,6 +31,13 @@ impl Kernels {
             wgpu::DeviceType::Cpu => Kernels::Cpu,
             _ => Kernels::Gpu,
         }
+    }
+}
+
+impl Kernels {
+    /// clap's parser for `--kernels`.
+    pub fn parse_arg(s: &str) -> std::result::Result<Self, String> {
+        s.parse().map_err(|e: Error| e.to_string())
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 use super::context::Shader;
-use super::GpuContext;
+use super::{map_and_read, GpuContext};
 use crate::error::{Error, Result};
 
 /// Invocations per workgroup for the 1-D kernels; must equal `WG` in `shaders/common.wgsl`.
@@ -26,6 +26,16 @@ impl Dispatch {
     pub fn label(&self) -> String {
         format!("{}.{}", self.shader, self.entry)
     }
+}
+
+/// One dispatch's time in a breakdown.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DispatchTime {
+    pub label: String,
+    pub seconds: f64,
+    pub workgroups: [u32; 3],
+    /// True when measured by GPU timestamps, false for wall clock around its own submission.
+    pub gpu_timestamps: bool,
 }
 
 #[derive(Default)]
@@ -63,9 +73,13 @@ impl Program {
         }
     }
 
-    /// Runs each dispatch in its own submission and returns its wall time: a per-kernel
-    /// breakdown that works on every adapter (timestamp queries are optional in wgpu).
-    pub fn time_each(&self, ctx: &GpuContext) -> Result<Vec<(String, f64)>> {
+    /// Times each dispatch on its own: with GPU timestamps (each dispatch in its own pass of one
+    /// submission) where the device has them, else by wall clock around a submission per
+    /// dispatch, which also counts the submit and wait. Either way a per-kernel breakdown.
+    pub fn time_each(&self, ctx: &GpuContext) -> Result<Vec<DispatchTime>> {
+        if ctx.timestamps && !self.dispatches.is_empty() {
+            return self.time_each_on_gpu(ctx);
+        }
         let mut times = Vec::with_capacity(self.dispatches.len());
         for d in &self.dispatches {
             let start = std::time::Instant::now();
@@ -78,9 +92,66 @@ impl Program {
             }
             ctx.queue.submit([encoder.finish()]);
             ctx.wait()?;
-            times.push((d.label(), start.elapsed().as_secs_f64()));
+            times.push(DispatchTime {
+                label: d.label(),
+                seconds: start.elapsed().as_secs_f64(),
+                workgroups: d.workgroups,
+                gpu_timestamps: false,
+            });
         }
         Ok(times)
+    }
+
+    fn time_each_on_gpu(&self, ctx: &GpuContext) -> Result<Vec<DispatchTime>> {
+        let count = 2 * self.dispatches.len() as u32;
+        let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("breakdown"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let bytes = u64::from(count) * 8;
+        let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        for (i, d) in self.dispatches.iter().enumerate() {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(d.entry),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &queries,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                }),
+            });
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+        }
+        encoder.resolve_query_set(&queries, 0..count, &resolve, 0);
+        encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+        ctx.queue.submit([encoder.finish()]);
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&map_and_read(ctx, &staging, bytes)?);
+        let period_ns = f64::from(ctx.queue.get_timestamp_period());
+        Ok(self
+            .dispatches
+            .iter()
+            .zip(ticks.chunks(2))
+            .map(|(d, t)| DispatchTime {
+                label: d.label(),
+                seconds: t[1].saturating_sub(t[0]) as f64 * period_ns * 1e-9,
+                workgroups: d.workgroups,
+                gpu_timestamps: true,
+            })
+            .collect())
     }
 
     /// Encodes, submits and waits: convenient for tests and one-off work.

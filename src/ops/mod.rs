@@ -5,6 +5,7 @@ pub mod add;
 pub mod conv1d;
 pub mod dense;
 pub mod dropout;
+pub mod gather;
 pub mod maxpool1d;
 pub mod reduce;
 pub mod relu;
@@ -13,8 +14,10 @@ pub mod softmax;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Program, Shader, Tensor};
 
-/// The values a kernel sees that change every step (dropout's counter, Adam's step size). One
-/// 16-byte uniform, rewritten once per step, bound by every kernel that needs it.
+/// The values a kernel sees that change every step (dropout's counter, Adam's step size, where
+/// the batch starts in the epoch's order). One 32-byte uniform, rewritten once per step (by a
+/// buffer copy inside the command stream when many steps go in one submission), bound by every
+/// kernel that needs it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct StepUniform {
@@ -22,6 +25,9 @@ pub struct StepUniform {
     pub lr: f32,
     pub bias_correction1: f32,
     pub bias_correction2: f32,
+    /// Index into the epoch's order of the step's first beat (the GPU-resident gather).
+    pub batch_start: u32,
+    pub _unused: [u32; 3],
 }
 
 impl StepUniform {
