@@ -2,17 +2,15 @@
 //   y[b, co, l] = bias[co] + sum_{ci, k} w[co, ci, k] * x[b, ci, l + k - pad]
 // Layouts (PyTorch's): x [B, Cin, Lin], w [Cout, Cin, K], y [B, Cout, Lout].
 //
-// With `relu` set, forward applies max(., 0) (Conv + bias + ReLU in one pass). The tiled backward
-// kernel then sees dy * (y > 0), reading the saved output `yo` as it stages dy; the register
-// kernels take dy already masked (a uniform branch per load in their inner loops costs lavapipe
-// more than one element-wise pass), so their `relu` is always 0 in backward.
+// With `relu` set, forward applies max(., 0) (Conv + bias + ReLU in one pass), and the backward
+// kernels compiled with MASKED read dy * (y > 0) from the saved output `yo`.
 //
-// Variants, side by side (src/ops/conv1d.rs picks one per adapter type, see gpu::Kernels):
+// Variants, side by side (src/ops/conv1d.rs picks them per gpu::Kernels):
 // - forward, backward_input, backward_weight: register blocks (8 channels x 4 positions per
-//   invocation). On software Vulkan (lavapipe) this beats workgroup-memory tiling by ~20x.
+//   invocation). On software Vulkan (lavapipe) this beats workgroup-memory tiling by ~6x; on a
+//   GPU (Kernels::Gpu) the weight gradient runs split into many batch ranges.
 // - forward_tiled, backward_input_tiled, backward_weight_tiled: implicit GEMMs over 32x32
-//   workgroup-memory tiles with coalesced loads, for real GPUs; the weight gradient is also split
-//   over the batch x length reduction, since a GPU needs far more invocations than channels x taps.
+//   workgroup-memory tiles with coalesced staging loads (Kernels::Tiled).
 // Both weight-gradient kernels write partial sums per split; weight_grad_finalize adds them in a
 // fixed order (deterministic, no float atomics) into dw and db.
 
@@ -45,10 +43,14 @@ struct Params {
 @group(0) @binding(9) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(10) var<storage, read_write> db: array<f32>;
 
+// Set per pipeline (src/ops/conv1d.rs): the backward kernels sit behind a fused ReLU whose mask
+// they read in place. A pipeline constant, so the unmasked kernels carry no trace of it.
+override MASKED: bool = false;
+
 // The gradient reaching the convolution: dy, or dy * (y > 0) behind a fused ReLU.
 fn grad_at(i: u32) -> f32 {
     let g = dy[i];
-    if (p.relu != 0u) { return select(0.0, g, yo[i] > 0.0); }
+    if (MASKED) { return select(0.0, g, yo[i] > 0.0); }
     return g;
 }
 
@@ -140,8 +142,8 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         var dr = dy_b;
         var wo = k;
         for (var co = 0u; co < p.c_out; co++) {
-            let d0 = vec4<f32>(dy[dr + i0] * m0_); let d1 = vec4<f32>(dy[dr + i1] * m1);
-            let d2 = vec4<f32>(dy[dr + i2] * m2); let d3 = vec4<f32>(dy[dr + i3] * m3);
+            let d0 = vec4<f32>(grad_at(dr + i0) * m0_); let d1 = vec4<f32>(grad_at(dr + i1) * m1);
+            let d2 = vec4<f32>(grad_at(dr + i2) * m2); let d3 = vec4<f32>(grad_at(dr + i3) * m3);
             let wl = vec4<f32>(w[wb[0] + wo], w[wb[1] + wo], w[wb[2] + wo], w[wb[3] + wo]);
             let wh = vec4<f32>(w[wb[4] + wo], w[wb[5] + wo], w[wb[6] + wo], w[wb[7] + wo]);
             a0l += wl * d0; a1l += wl * d1; a2l += wl * d2; a3l += wl * d3;
@@ -204,8 +206,8 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         let dy_b = b * p.c_out * p.len_out;
         for (var l = l_start; l < l_end; l++) {
             let o = dy_b + l;
-            let dl = vec4<f32>(dy[db8[0] + o], dy[db8[1] + o], dy[db8[2] + o], dy[db8[3] + o]);
-            let dh = vec4<f32>(dy[db8[4] + o], dy[db8[5] + o], dy[db8[6] + o], dy[db8[7] + o]);
+            let dl = vec4<f32>(grad_at(db8[0] + o), grad_at(db8[1] + o), grad_at(db8[2] + o), grad_at(db8[3] + o));
+            let dh = vec4<f32>(grad_at(db8[4] + o), grad_at(db8[5] + o), grad_at(db8[6] + o), grad_at(db8[7] + o));
             let xi = x_b + u32(min(i32(l) + shift, i32(p.len_in) - 1));
             let x0 = vec4<f32>(select(x[xr[0] + xi], ones, is_bias)); let x1 = vec4<f32>(x[xr[1] + xi]);
             let x2 = vec4<f32>(x[xr[2] + xi]); let x3 = vec4<f32>(x[xr[3] + xi]);
@@ -231,82 +233,6 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     }
 }
 
-// Tiled variant for GPUs: the same implicit GEMM, dW_ext[co, j] = sum_r dy[co, r] * X[j, r] with
-// r = (b, l) and j = (ci, k) or the ones column. A workgroup of 8x8 invocations owns a 32x32
-// output tile and one split of r; per chunk of TR positions it stages dy and X in workgroup
-// memory with loads that run along l (coalesced), then each invocation does 4x4 FMAs per r.
-const TM: u32 = 32u;   // output channels per tile
-const TN: u32 = 32u;   // columns (ci, k) per tile
-const TR: u32 = 32u;   // reduction positions per staged chunk
-
-const TRP: u32 = 33u;  // TR + 1: rows padded so that neither the staging writes (along r) nor the
-                       // reads (across channels) hit one memory bank
-var<workgroup> tile_dy: array<array<f32, TRP>, TM>;
-var<workgroup> tile_x: array<array<f32, TRP>, TN>;
-
-@compute @workgroup_size(8, 8)
-fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                         @builtin(local_invocation_index) li: u32) {
-    let cols = p.c_in * p.kernel + 1u;
-    let n0 = wid.x * TN;
-    let m0 = wid.y * TM;
-    let s = wid.z;
-    let total = p.batch * p.len_out;
-    let r_begin = s * p.split_len;
-    let r_end = min(total, r_begin + p.split_len);
-    var acc: array<array<f32, 4>, 4>;
-    for (var i = 0u; i < 4u; i++) { for (var j = 0u; j < 4u; j++) { acc[i][j] = 0.0; } }
-    for (var r0 = r_begin; r0 < r_end; r0 += TR) {
-        // 1024 values of each tile, 16 per invocation; consecutive invocations take consecutive r
-        for (var q = 0u; q < 16u; q++) {
-            let e = li + q * 64u;
-            let rr = e % TR;
-            let t = e / TR;
-            let r = r0 + rr;
-            let inside = r < r_end;
-            let b = r / p.len_out;
-            let l = r % p.len_out;
-            let co = m0 + t;
-            var g = 0.0;
-            if (inside && co < p.c_out) { g = grad_at((b * p.c_out + co) * p.len_out + l); }
-            tile_dy[t][rr] = g;
-            let j = n0 + t;
-            var xv = 0.0;
-            if (inside && j < cols) {
-                if (j == cols - 1u) {
-                    xv = 1.0;
-                } else {
-                    let ci = j / p.kernel;
-                    let src = i32(l) + i32(j % p.kernel) - i32(p.pad);
-                    if (src >= 0 && src < i32(p.len_in)) { xv = x[(b * p.c_in + ci) * p.len_in + u32(src)]; }
-                }
-            }
-            tile_x[t][rr] = xv;
-        }
-        workgroupBarrier();
-        for (var rr = 0u; rr < TR; rr++) {
-            var dv: array<f32, 4>;
-            var xv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                dv[i] = tile_dy[lid.y + 8u * i][rr];
-                xv[i] = tile_x[lid.x + 8u * i][rr];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(dv[i], xv[j], acc[i][j]); }
-            }
-        }
-        workgroupBarrier();
-    }
-    let base = s * p.c_out * cols;
-    for (var i = 0u; i < 4u; i++) {
-        let co = m0 + lid.y + 8u * i;
-        for (var j = 0u; j < 4u; j++) {
-            let col = n0 + lid.x + 8u * j;
-            if (co < p.c_out && col < cols) { partial[base + co * cols + col] = acc[i][j]; }
-        }
-    }
-}
-
 // dw and db from the partial sums of every split, added in split order.
 @compute @workgroup_size(WG)
 fn weight_grad_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
@@ -322,124 +248,188 @@ fn weight_grad_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     if (col == cols - 1u) { db[co] = sum; } else { dw[co * (cols - 1u) + col] = sum; }
 }
 
-// ---- Implicit GEMMs for the forward pass and the input gradient (GPU variant) ----
-// out[m, n] = sum_r A[m, r] * B[r, n] over 32x32 output tiles, 8x8 invocations with 4x4 each,
-// staging 32 values of r per step. n runs over (batch, position) flattened, so loads of B and
-// stores of out run along positions (coalesced); A is the weight, loaded along r.
-//   forward:        m = co, r = (ci, k), B[r, n] = x[b, ci, l + k - pad]
-//   backward_input: m = ci, r = (co, k), B[r, n] = dy[b, co, l - k + pad] (masked by the ReLU)
-var<workgroup> tile_a: array<array<f32, TRP>, TM>;   // [m][r]
-var<workgroup> tile_b: array<array<f32, TRP>, TN>;   // [n][r]
+// ---- Tiled variant: implicit GEMMs over workgroup memory (Kernels::Tiled) ----
+// out[m, n] = sum_r A[m, r] * B[r, n]. A workgroup of 8x8 invocations owns a 32x32 output tile;
+// per chunk of TR values of r it stages A and B in workgroup memory (16 values of each per
+// invocation, with global loads that run along positions), then invocation (tx, ty) adds the 4x4
+// outer products of rows 4ty.. and columns 4tx.. into four vec4 registers. Tiles are [r][33]:
+// the padding keeps both the staging writes and the reads free of bank conflicts.
+//   forward:         m = co, n = (b, l), r = (ci, k): A = w,  B = x[b, ci, l + k - pad]
+//   backward_input:  m = ci, n = (b, m), r = (co, k): A = w^T, B = dy[b, co, m - k + pad] (masked)
+//   backward_weight: m = co, n = (ci, k) or the ones column, r = (b, l) of one split:
+//                    A = dy[b, co, l] (masked), B = x[b, ci, l + k - pad] or 1
+const TM: u32 = 32u;
+const TN: u32 = 32u;
+const TR: u32 = 32u;
+const TP: u32 = 33u;
+var<workgroup> tile_a: array<array<f32, TP>, TR>;   // [r][m]
+var<workgroup> tile_b: array<array<f32, TP>, TR>;   // [r][n]
+var<private> acc0: vec4<f32>;
+var<private> acc1: vec4<f32>;
+var<private> acc2: vec4<f32>;
+var<private> acc3: vec4<f32>;
 
-// A and B of the forward GEMM; out-of-range elements are 0.
-fn fwd_a(m: u32, r: u32) -> f32 {
-    if (m >= p.c_out || r >= p.c_in * p.kernel) { return 0.0; }
-    return w[m * p.c_in * p.kernel + r];
+fn accumulate_chunk(tx: u32, ty: u32) {
+    for (var rr = 0u; rr < TR; rr++) {
+        let a = vec4<f32>(tile_a[rr][4u * ty], tile_a[rr][4u * ty + 1u], tile_a[rr][4u * ty + 2u], tile_a[rr][4u * ty + 3u]);
+        let b = vec4<f32>(tile_b[rr][4u * tx], tile_b[rr][4u * tx + 1u], tile_b[rr][4u * tx + 2u], tile_b[rr][4u * tx + 3u]);
+        acc0 = fma(vec4<f32>(a.x), b, acc0);
+        acc1 = fma(vec4<f32>(a.y), b, acc1);
+        acc2 = fma(vec4<f32>(a.z), b, acc2);
+        acc3 = fma(vec4<f32>(a.w), b, acc3);
+    }
 }
 
-fn fwd_b(r: u32, n: u32) -> f32 {
-    if (r >= p.c_in * p.kernel || n >= p.batch * p.len_out) { return 0.0; }
-    let b = n / p.len_out;
-    let src = i32(n % p.len_out) + i32(r % p.kernel) - i32(p.pad);
-    if (src < 0 || src >= i32(p.len_in)) { return 0.0; }
-    return x[(b * p.c_in + r / p.kernel) * p.len_in + u32(src)];
+fn acc_at(i: u32, j: u32) -> f32 {
+    var row = acc3;
+    if (i == 0u) { row = acc0; } else if (i == 1u) { row = acc1; } else if (i == 2u) { row = acc2; }
+    return row[j];
 }
 
-// A and B of the input-gradient GEMM.
-fn bwd_a(m: u32, r: u32) -> f32 {
-    if (m >= p.c_in || r >= p.c_out * p.kernel) { return 0.0; }
-    return w[((r / p.kernel) * p.c_in + m) * p.kernel + r % p.kernel];
-}
-
-fn bwd_b(r: u32, n: u32) -> f32 {
-    if (r >= p.c_out * p.kernel || n >= p.batch * p.len_in) { return 0.0; }
-    let b = n / p.len_in;
-    let src = i32(n % p.len_in) - i32(r % p.kernel) + i32(p.pad);
-    if (src < 0 || src >= i32(p.len_out)) { return 0.0; }
-    return grad_at((b * p.c_out + r / p.kernel) * p.len_out + u32(src));
-}
-
-// Output tile of workgroup wid: m tile wid.z, n tile folded over (x, y) like flat_id.
+// n tile folded over (x, y) like flat_id; m tile along z.
 fn tile_n0(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * TN;
 }
 
-// One staged chunk: each invocation adds its 4x4 outer products over the TR values of r.
-fn accumulate_tiles(acc: ptr<function, array<array<f32, 4>, 4>>, lid: vec3<u32>) {
-    for (var rr = 0u; rr < TR; rr++) {
-        var av: array<f32, 4>;
-        var bv: array<f32, 4>;
-        for (var i = 0u; i < 4u; i++) {
-            av[i] = tile_a[lid.y + 8u * i][rr];
-            bv[i] = tile_b[lid.x + 8u * i][rr];
-        }
-        for (var i = 0u; i < 4u; i++) {
-            for (var j = 0u; j < 4u; j++) { (*acc)[i][j] = fma(av[i], bv[j], (*acc)[i][j]); }
-        }
-    }
-}
-
-fn zero_acc() -> array<array<f32, 4>, 4> {
-    var acc: array<array<f32, 4>, 4>;
-    for (var i = 0u; i < 4u; i++) { for (var j = 0u; j < 4u; j++) { acc[i][j] = 0.0; } }
-    return acc;
-}
-
-// Staging: 1024 values of each tile, 16 per invocation; A along r, B along n (positions).
 @compute @workgroup_size(8, 8)
-fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) li: u32) {
+fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let n0 = tile_n0(wid, nwg);
     let m0 = wid.z * TM;
-    var acc = zero_acc();
-    for (var r0 = 0u; r0 < p.c_in * p.kernel; r0 += TR) {
+    let depth = p.c_in * p.kernel;
+    let lane = li % 32u;                 // staging: lanes run along m (A) and n (B)
+    let n = n0 + lane;
+    let n_ok = n < p.batch * p.len_out;
+    let xb = (n / p.len_out) * p.c_in * p.len_in;
+    let l = i32(n % p.len_out) - i32(p.pad);
+    let m = m0 + lane;
+    acc0 = vec4<f32>(0.0); acc1 = acc0; acc2 = acc0; acc3 = acc0;
+    for (var r0 = 0u; r0 < depth; r0 += TR) {
         for (var q = 0u; q < 16u; q++) {
-            let e = li + q * 64u;
-            tile_a[e / TR][e % TR] = fwd_a(m0 + e / TR, r0 + e % TR);
-            tile_b[e % TN][e / TN] = fwd_b(r0 + e / TN, n0 + e % TN);
+            let rl = li / 32u + 2u * q;
+            let r = r0 + rl;
+            var a = 0.0;
+            if (m < p.c_out && r < depth) { a = w[m * depth + r]; }
+            tile_a[rl][lane] = a;
+            var bv = 0.0;
+            let src = l + i32(r % p.kernel);
+            if (n_ok && r < depth && src >= 0 && src < i32(p.len_in)) {
+                bv = x[xb + (r / p.kernel) * p.len_in + u32(src)];
+            }
+            tile_b[rl][lane] = bv;
         }
         workgroupBarrier();
-        accumulate_tiles(&acc, lid);
+        accumulate_chunk(lid.x, lid.y);
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
-        let co = m0 + lid.y + 8u * i;
-        if (co >= p.c_out) { continue; }
+        let co = m0 + 4u * lid.y + i;
+        if (co >= p.c_out) { break; }
         for (var j = 0u; j < 4u; j++) {
-            let n = n0 + lid.x + 8u * j;
-            if (n >= p.batch * p.len_out) { continue; }
-            var v = acc[i][j] + bias[co];
+            let nn = n0 + 4u * lid.x + j;
+            if (nn >= p.batch * p.len_out) { break; }
+            var v = acc_at(i, j) + bias[co];
             if (p.relu != 0u) { v = max(v, 0.0); }
-            y[((n / p.len_out) * p.c_out + co) * p.len_out + n % p.len_out] = v;
+            y[((nn / p.len_out) * p.c_out + co) * p.len_out + nn % p.len_out] = v;
         }
     }
 }
 
 @compute @workgroup_size(8, 8)
-fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-                        @builtin(local_invocation_index) li: u32) {
+fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let n0 = tile_n0(wid, nwg);
     let m0 = wid.z * TM;
-    var acc = zero_acc();
-    for (var r0 = 0u; r0 < p.c_out * p.kernel; r0 += TR) {
+    let depth = p.c_out * p.kernel;
+    let lane = li % 32u;
+    let n = n0 + lane;
+    let n_ok = n < p.batch * p.len_in;
+    let dyb = (n / p.len_in) * p.c_out * p.len_out;
+    let l = i32(n % p.len_in) + i32(p.pad);
+    let m = m0 + lane;                   // input channel
+    acc0 = vec4<f32>(0.0); acc1 = acc0; acc2 = acc0; acc3 = acc0;
+    for (var r0 = 0u; r0 < depth; r0 += TR) {
         for (var q = 0u; q < 16u; q++) {
-            let e = li + q * 64u;
-            tile_a[e / TR][e % TR] = bwd_a(m0 + e / TR, r0 + e % TR);
-            tile_b[e % TN][e / TN] = bwd_b(r0 + e / TN, n0 + e % TN);
+            let rl = li / 32u + 2u * q;
+            let r = r0 + rl;
+            let co = r / p.kernel;
+            let k = r % p.kernel;
+            var a = 0.0;
+            if (m < p.c_in && r < depth) { a = w[(co * p.c_in + m) * p.kernel + k]; }
+            tile_a[rl][lane] = a;
+            var bv = 0.0;
+            let src = l - i32(k);
+            if (n_ok && r < depth && src >= 0 && src < i32(p.len_out)) {
+                bv = grad_at(dyb + co * p.len_out + u32(src));
+            }
+            tile_b[rl][lane] = bv;
         }
         workgroupBarrier();
-        accumulate_tiles(&acc, lid);
+        accumulate_chunk(lid.x, lid.y);
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
-        let ci = m0 + lid.y + 8u * i;
-        if (ci >= p.c_in) { continue; }
+        let ci = m0 + 4u * lid.y + i;
+        if (ci >= p.c_in) { break; }
         for (var j = 0u; j < 4u; j++) {
-            let n = n0 + lid.x + 8u * j;
-            if (n >= p.batch * p.len_in) { continue; }
-            dx[((n / p.len_in) * p.c_in + ci) * p.len_in + n % p.len_in] = acc[i][j];
+            let nn = n0 + 4u * lid.x + j;
+            if (nn >= p.batch * p.len_in) { break; }
+            dx[((nn / p.len_in) * p.c_in + ci) * p.len_in + nn % p.len_in] = acc_at(i, j);
         }
     }
 }
+
+// Weight gradient: workgroup (n tile wid.x, m tile wid.y, split wid.z); partial sums per split.
+@compute @workgroup_size(8, 8)
+fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                         @builtin(local_invocation_index) li: u32) {
+    let cols = p.c_in * p.kernel + 1u;
+    let n0 = wid.x * TN;
+    let m0 = wid.y * TM;
+    let s = wid.z;
+    let total = p.batch * p.len_out;
+    let r_begin = s * p.split_len;
+    let r_end = min(total, r_begin + p.split_len);
+    let lane = li % 32u;                 // staging: lanes run along r (positions)
+    acc0 = vec4<f32>(0.0); acc1 = acc0; acc2 = acc0; acc3 = acc0;
+    for (var r0 = r_begin; r0 < r_end; r0 += TR) {
+        let r = r0 + lane;
+        let inside = r < r_end;
+        let b = r / p.len_out;
+        let l = r % p.len_out;
+        for (var q = 0u; q < 16u; q++) {
+            let t = li / 32u + 2u * q;
+            let co = m0 + t;
+            var a = 0.0;
+            if (inside && co < p.c_out) { a = grad_at((b * p.c_out + co) * p.len_out + l); }
+            tile_a[lane][t] = a;
+            let j = n0 + t;
+            var bv = 0.0;
+            if (inside && j < cols) {
+                if (j == cols - 1u) {
+                    bv = 1.0;
+                } else {
+                    let src = i32(l) + i32(j % p.kernel) - i32(p.pad);
+                    if (src >= 0 && src < i32(p.len_in)) {
+                        bv = x[(b * p.c_in + j / p.kernel) * p.len_in + u32(src)];
+                    }
+                }
+            }
+            tile_b[lane][t] = bv;
+        }
+        workgroupBarrier();
+        accumulate_chunk(lid.x, lid.y);
+        workgroupBarrier();
+    }
+    let base = s * p.c_out * cols;
+    for (var i = 0u; i < 4u; i++) {
+        let co = m0 + 4u * lid.y + i;
+        if (co >= p.c_out) { break; }
+        for (var j = 0u; j < 4u; j++) {
+            let col = n0 + 4u * lid.x + j;
+            if (col >= cols) { break; }
+            partial[base + co * cols + col] = acc_at(i, j);
+        }
+    }
+}
+

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{map_and_read, DispatchTime, GpuContext, Program, Tensor};
+use crate::gpu::{map_and_read, map_and_read_after, DispatchTime, GpuContext, Program, Tensor};
 use crate::loss::{FocalLoss, LossConfig};
 use crate::model::Model;
 use crate::ops::{gather, softmax, Recorder, StepUniform};
@@ -58,11 +58,28 @@ pub struct Trainer<'c> {
     train_plans: HashMap<usize, TrainPlan<'c>>,
     infer_plans: HashMap<usize, InferPlan<'c>>,
     resident: Option<Resident>,
+    /// The buffers of the two submissions the resident loop keeps in flight.
+    slots: [SubmitSlot; 2],
+    /// Submissions of the resident loop so far (picks the slot).
+    submissions: usize,
+}
+
+/// One in-flight submission's buffers in the resident loop.
+struct SubmitSlot {
     /// One step uniform per step of a submission, copied into `step_uniform` before each step.
     step_table: wgpu::Buffer,
-    /// Each step's mean loss, copied from the loss buffer after each step of a submission.
+    /// Each step's mean loss, copied from the loss buffer after each step.
     loss_log: wgpu::Buffer,
-    loss_log_staging: wgpu::Buffer,
+    staging: wgpu::Buffer,
+}
+
+/// A submitted chunk of the resident loop whose losses are not read yet.
+struct Flight {
+    slot: usize,
+    steps: usize,
+    /// Optimiser step of its first step.
+    first: u32,
+    index: wgpu::SubmissionIndex,
 }
 
 impl<'c> Trainer<'c> {
@@ -120,9 +137,12 @@ impl<'c> Trainer<'c> {
             train_plans: HashMap::new(),
             infer_plans: HashMap::new(),
             resident: None,
-            step_table: buffer("step table", table_bytes, copy),
-            loss_log: buffer("loss log", log_bytes, copy),
-            loss_log_staging: buffer("loss log readback", log_bytes, read),
+            slots: [0, 1].map(|_| SubmitSlot {
+                step_table: buffer("step table", table_bytes, copy),
+                loss_log: buffer("loss log", log_bytes, copy),
+                staging: buffer("loss log readback", log_bytes, read),
+            }),
+            submissions: 0,
         })
     }
 
@@ -426,69 +446,105 @@ impl<'c> Trainer<'c> {
         }
         let mut losses = Vec::with_capacity(steps.len());
         let mut chunk_len = 1;
-        let mut done = 0;
-        while done < steps.len() {
-            let chunk = &steps[done..(done + chunk_len).min(steps.len())];
-            let started = std::time::Instant::now();
-            let first = self.steps + 1;
-            let table: Vec<StepUniform> = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, &(start, _))| StepUniform {
-                    batch_start: start as u32,
-                    ..self.adam.config.step_uniform(first + k as u32)
-                })
-                .collect();
-            ctx.queue
-                .write_buffer(&self.step_table, 0, bytemuck::cast_slice(&table));
-            let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            let size = std::mem::size_of::<StepUniform>() as u64;
-            for (k, &(_, len)) in chunk.iter().enumerate() {
-                let plan = &self.train_plans[&len];
-                encoder.copy_buffer_to_buffer(
-                    &self.step_table,
-                    k as u64 * size,
-                    &self.step_uniform,
-                    0,
-                    size,
-                );
-                plan.gather_program
-                    .as_ref()
-                    .expect("built above")
-                    .encode(&mut encoder);
-                plan.graph.forward.encode(&mut encoder);
-                plan.loss_program.encode(&mut encoder);
-                plan.graph.backward.encode(&mut encoder);
-                self.adam_program.encode(&mut encoder);
-                encoder.copy_buffer_to_buffer(
-                    plan.loss.mean.buffer(),
-                    plan.loss.mean.offset(),
-                    &self.loss_log,
-                    k as u64 * 4,
-                    4,
-                );
-            }
-            let bytes = chunk.len() as u64 * 4;
-            encoder.copy_buffer_to_buffer(&self.loss_log, 0, &self.loss_log_staging, 0, bytes);
-            ctx.queue.submit([encoder.finish()]);
-            let chunk_losses: Vec<f32> =
-                bytemuck::pod_collect_to_vec(&map_and_read(ctx, &self.loss_log_staging, bytes)?);
-            self.steps += chunk.len() as u32;
+        let mut submitted = 0;
+        // Two submissions in flight: the CPU records and submits chunk i + 1 while the GPU runs
+        // chunk i, then reads chunk i's losses. Each of the two slots has its own step table,
+        // loss log and readback buffer, reused only once its previous chunk has been read.
+        let mut in_flight: Option<Flight> = None;
+        let mut last_read = std::time::Instant::now();
+        loop {
+            let next = if submitted < steps.len() {
+                let chunk = &steps[submitted..(submitted + chunk_len).min(steps.len())];
+                let slot = self.submissions % 2;
+                let flight = self.submit_chunk(chunk, slot)?;
+                submitted += chunk.len();
+                Some(flight)
+            } else {
+                None
+            };
+            let Some(flight) = in_flight.take() else {
+                if next.is_none() {
+                    break;
+                }
+                in_flight = next;
+                continue;
+            };
+            let bytes = flight.steps as u64 * 4;
+            let read =
+                map_and_read_after(ctx, &self.slots[flight.slot].staging, bytes, flight.index)?;
+            let chunk_losses: Vec<f32> = bytemuck::pod_collect_to_vec(&read);
             if let Some(k) = chunk_losses.iter().position(|l| !l.is_finite()) {
                 return Err(Error::NonFinite {
                     what: "training loss".into(),
-                    position: format!("optimiser step {}", first + k as u32),
+                    position: format!("optimiser step {}", flight.first + k as u32),
                 });
             }
             losses.extend(chunk_losses);
-            done += chunk.len();
-            let beats = steps[..done].iter().map(|s| s.1).sum();
+            let beats = steps[..losses.len()].iter().map(|s| s.1).sum();
             progress(beats, &losses);
-            if started.elapsed().as_secs_f64() < TARGET_SUBMIT_SECONDS {
+            if last_read.elapsed().as_secs_f64() < TARGET_SUBMIT_SECONDS {
                 chunk_len = (chunk_len * 2).min(MAX_STEPS_PER_SUBMIT);
             }
+            last_read = std::time::Instant::now();
+            in_flight = next;
         }
         Ok(losses)
+    }
+
+    /// Records and submits the steps `chunk` ((start in the order, batch size) each) of the
+    /// resident loop into `slot`'s buffers, without waiting.
+    fn submit_chunk(&mut self, chunk: &[(usize, usize)], slot: usize) -> Result<Flight> {
+        let ctx = self.ctx;
+        let first = self.steps + 1;
+        let table: Vec<StepUniform> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, &(start, _))| StepUniform {
+                batch_start: start as u32,
+                ..self.adam.config.step_uniform(first + k as u32)
+            })
+            .collect();
+        let buffers = &self.slots[slot];
+        ctx.queue
+            .write_buffer(&buffers.step_table, 0, bytemuck::cast_slice(&table));
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let size = std::mem::size_of::<StepUniform>() as u64;
+        for (k, &(_, len)) in chunk.iter().enumerate() {
+            let plan = &self.train_plans[&len];
+            encoder.copy_buffer_to_buffer(
+                &buffers.step_table,
+                k as u64 * size,
+                &self.step_uniform,
+                0,
+                size,
+            );
+            plan.gather_program
+                .as_ref()
+                .expect("gather programs are built before the epoch")
+                .encode(&mut encoder);
+            plan.graph.forward.encode(&mut encoder);
+            plan.loss_program.encode(&mut encoder);
+            plan.graph.backward.encode(&mut encoder);
+            self.adam_program.encode(&mut encoder);
+            encoder.copy_buffer_to_buffer(
+                plan.loss.mean.buffer(),
+                plan.loss.mean.offset(),
+                &buffers.loss_log,
+                k as u64 * 4,
+                4,
+            );
+        }
+        let bytes = chunk.len() as u64 * 4;
+        encoder.copy_buffer_to_buffer(&buffers.loss_log, 0, &buffers.staging, 0, bytes);
+        let index = ctx.queue.submit([encoder.finish()]);
+        self.steps += chunk.len() as u32;
+        self.submissions += 1;
+        Ok(Flight {
+            slot,
+            steps: chunk.len(),
+            first,
+            index,
+        })
     }
 
     /// The training plan of `batch` with its gather from the resident data.

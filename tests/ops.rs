@@ -383,8 +383,7 @@ fn a_binding_that_does_not_match_its_shader_is_an_error() {
     // relu.forward needs bindings 1 (x) and 2 (y): leave y out.
     let err = ctx
         .dispatch(
-            &ecgwgpu::ops::relu::SHADER,
-            "forward",
+            (&ecgwgpu::ops::relu::SHADER, "forward", &[]),
             &8u32,
             &[(1, x.binding())],
             [1, 1, 1],

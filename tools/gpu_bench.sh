@@ -7,6 +7,7 @@
 #
 #   tools/gpu_bench.sh [--out DIR] [--bin PATH] [--baseline PATH] [--tests 'GLOB ...']
 #                      [--data-dir MITDB] [--recipe-timeout S] [--repeats N] [--batches 'B ...']
+#                      [--kernels 'VARIANT ...']
 #
 # Build on any machine (`cargo build --release`, `cargo test --release --no-run`) and bring
 # target/release/ecgwgpu and target/release/deps/{ops,engine,train}-* along. --baseline runs a
@@ -15,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 out=gpu-bench-out bin=target/release/ecgwgpu baseline="" data_dir="" recipe_timeout=300 repeats=5
-batches="32 128 512 2048"
+batches="32 128 512 2048" kernels=""
 tests="target/release/deps/ops-* target/release/deps/engine-* target/release/deps/train-*"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,6 +28,7 @@ while [ $# -gt 0 ]; do
         --recipe-timeout) recipe_timeout=$2; shift 2 ;;
         --repeats) repeats=$2; shift 2 ;;
         --batches) batches=$2; shift 2 ;;
+        --kernels) kernels=$2; shift 2 ;;
         -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "gpu_bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -58,11 +60,16 @@ sweep() { # sweep BINARY SOURCE [extra bench flags]
             2>>"$log" | tee -a "$log" | tag "$source"
     done
 }
-say "ecgwgpu bench sweep"
-sweep "$bin" ecgwgpu --steps 50
-say "breakdown b32 and b512"
-"$bin" bench --preset paper --batch 32 --repeats 2 --steps 5 --breakdown 2>&1 | tee -a "$log"
-[ "$batches" = "32" ] || "$bin" bench --preset paper --batch 512 --repeats 2 --steps 5 --breakdown 2>&1 | tee -a "$log"
+# each kernel variant asked for (default: the adapter's own)
+for k in ${kernels:-default}; do
+    flags=(); [ "$k" = default ] || flags=(--kernels "$k")
+    say "ecgwgpu bench sweep, kernels: $k"
+    sweep "$bin" "ecgwgpu" --steps 50 "${flags[@]}"
+    say "breakdown b32 and b512, kernels: $k"
+    "$bin" bench --preset paper --batch 32 --repeats 2 --steps 5 --breakdown "${flags[@]}" 2>&1 | tee -a "$log"
+    [ "$batches" = "32" ] ||
+        "$bin" bench --preset paper --batch 512 --repeats 2 --steps 5 --breakdown "${flags[@]}" 2>&1 | tee -a "$log"
+done
 if [ -n "$baseline" ]; then
     say "baseline bench sweep ($baseline)"
     sweep "$baseline" baseline
@@ -85,6 +92,14 @@ rc=$?
 python3 -c 'import json, sys; print(json.dumps({"command": "train --preset tiny --epochs 5 --lr 1e-3", "exit": int(sys.argv[1]), "seconds": float(sys.argv[2])}))' \
     "$rc" "$(python3 -c "import time; print(time.time() - $start)")" | tee -a "$log" | tag readme
 
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    say "PyTorch CUDA sweep (tools/bench_pytorch.py)"
+    python3 tools/bench_pytorch.py --cuda-only --batch $batches --infer-batch 4096 \
+        --repeats "$repeats" --json 2>>"$log" | tee -a "$log" | tag pytorch
+else
+    say "PyTorch with CUDA not found: no side-by-side rows"
+fi
+
 if [ -n "$data_dir" ]; then
     say "paper recipe, full MIT-BIH, intra split, 25 epochs (limit ${recipe_timeout}s)"
     start=$(now)
@@ -93,14 +108,6 @@ if [ -n "$data_dir" ]; then
     rc=$?
     python3 -c 'import json, sys; print(json.dumps({"command": "train --data-dir MITDB --split intra (paper recipe, 25 epochs)", "exit": int(sys.argv[1]), "seconds": float(sys.argv[2]), "timed_out": int(sys.argv[1]) == 124}))' \
         "$rc" "$(python3 -c "import time; print(time.time() - $start)")" | tee -a "$log" | tag recipe
-fi
-
-if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-    say "PyTorch CUDA sweep (tools/bench_pytorch.py)"
-    python3 tools/bench_pytorch.py --cuda-only --batch $batches --infer-batch 4096 \
-        --repeats "$repeats" --json 2>>"$log" | tee -a "$log" | tag pytorch
-else
-    say "PyTorch with CUDA not found: no side-by-side rows"
 fi
 
 python3 - "$rows" "$out/gpu-bench.json" <<'EOF'

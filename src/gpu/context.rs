@@ -19,9 +19,11 @@ pub enum Kernels {
     /// Register-blocked kernels with few, long invocations: software Vulkan runs each invocation
     /// as SIMD lanes on a CPU core and gains nothing from workgroup memory.
     Cpu,
-    /// Workgroup-memory tiles and reductions split over many workgroups: a real GPU needs tens of
-    /// thousands of invocations in flight.
+    /// Register blocks with the weight-gradient reduction split over many workgroups (a real
+    /// GPU needs tens of thousands of invocations in flight) and the ReLU mask read in place.
     Gpu,
+    /// Implicit GEMMs over workgroup-memory tiles with coalesced staging loads.
+    Tiled,
 }
 
 impl Kernels {
@@ -47,8 +49,9 @@ impl std::str::FromStr for Kernels {
         match s.to_ascii_lowercase().as_str() {
             "cpu" => Ok(Kernels::Cpu),
             "gpu" => Ok(Kernels::Gpu),
+            "tiled" => Ok(Kernels::Tiled),
             other => Err(Error::Config(format!(
-                "unknown kernel variant '{other}' (known: cpu, gpu)"
+                "unknown kernel variant '{other}' (known: cpu, gpu, tiled)"
             ))),
         }
     }
@@ -62,6 +65,8 @@ const PRELUDE: &str = include_str!("../../shaders/common.wgsl");
 /// widest activation (32 channels × 187 samples × 4 bytes) is ~24.5 MB.
 const MIN_STORAGE_BINDING: u64 = 64 << 20;
 
+type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
 /// A device, its queue and a cache of compiled compute pipelines.
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -72,7 +77,8 @@ pub struct GpuContext {
     pub kernels: Kernels,
     /// Whether the device can write GPU timestamps between passes (`bench --breakdown`).
     pub timestamps: bool,
-    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
+    /// Keyed by shader, entry point and pipeline-overridable constants.
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     /// Bytes of storage buffers created so far (tensors are allocated once per batch size and
     /// reused, so this is the engine's GPU memory footprint).
     storage_bytes: std::sync::atomic::AtomicU64,
@@ -173,17 +179,25 @@ impl GpuContext {
         self
     }
 
-    /// Returns the compiled pipeline for `entry` in `shader`, compiling it on first use.
+    /// Returns the compiled pipeline for `entry` in `shader` with the pipeline-overridable
+    /// `constants` (WGSL `override`: kernel variants specialised at compile time, so a flag
+    /// costs nothing where it is off), compiling it on first use.
     pub fn pipeline(
         &self,
         shader: &'static Shader,
         entry: &'static str,
+        constants: &[(&'static str, f64)],
     ) -> Result<Arc<wgpu::ComputePipeline>> {
         let mut cache = self
             .pipelines
             .lock()
             .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
-        if let Some(p) = cache.get(&(shader.name, entry)) {
+        let key = (
+            shader.name,
+            entry,
+            constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+        );
+        if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -201,7 +215,11 @@ impl GpuContext {
                 layout: None,
                 module: &module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    // every kernel writes its workgroup memory before reading it
+                    zero_initialize_workgroup_memory: false,
+                },
                 cache: None,
             });
         if let Some(err) = pollster::block_on(scope.pop()) {
@@ -212,7 +230,7 @@ impl GpuContext {
             });
         }
         let pipeline = Arc::new(pipeline);
-        cache.insert((shader.name, entry), pipeline.clone());
+        cache.insert(key, pipeline.clone());
         Ok(pipeline)
     }
 

@@ -7,4 +7,6 @@ mod tensor;
 
 pub use context::{GpuContext, Kernels, Shader, DEVICE_ENV, KERNELS_ENV};
 pub use program::{groups_1d, Dispatch, DispatchTime, Program, WORKGROUP};
-pub use tensor::{map_and_read, read_bytes, storage_buffer, Tensor, OFFSET_ALIGN_BYTES};
+pub use tensor::{
+    map_and_read, map_and_read_after, read_bytes, storage_buffer, Tensor, OFFSET_ALIGN_BYTES,
+};

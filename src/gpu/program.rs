@@ -172,16 +172,16 @@ pub fn groups_1d(threads: usize) -> [u32; 3] {
 }
 
 impl GpuContext {
-    /// Builds one dispatch: `params` become a uniform at binding 0, `bindings` fill the rest.
+    /// Builds one dispatch: `params` become a uniform at binding 0, `bindings` fill the rest;
+    /// `constants` specialise the pipeline (see [`GpuContext::pipeline`]).
     pub fn dispatch<P: bytemuck::Pod>(
         &self,
-        shader: &'static Shader,
-        entry: &'static str,
+        (shader, entry, constants): (&'static Shader, &'static str, &[(&'static str, f64)]),
         params: &P,
         bindings: &[(u32, wgpu::BindingResource<'_>)],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
-        let pipeline = self.pipeline(shader, entry)?;
+        let pipeline = self.pipeline(shader, entry, constants)?;
         // Uniform structs are laid out in 16-byte units.
         let mut bytes = bytemuck::bytes_of(params).to_vec();
         bytes.resize(bytes.len().next_multiple_of(16), 0);

@@ -178,11 +178,35 @@ pub fn read_bytes(
 
 /// Maps a MAP_READ buffer (after its copy was submitted), returns its first `bytes` and unmaps it.
 pub fn map_and_read(ctx: &GpuContext, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    map_and_wait(ctx, staging, bytes, None)
+}
+
+/// [`map_and_read`] that waits only for submission `index` (later ones keep running).
+pub fn map_and_read_after(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    index: wgpu::SubmissionIndex,
+) -> Result<Vec<u8>> {
+    map_and_wait(ctx, staging, bytes, Some(index))
+}
+
+fn map_and_wait(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    index: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<u8>> {
     let (tx, rx) = std::sync::mpsc::channel();
     staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
         let _ = tx.send(r);
     });
-    ctx.wait()?;
+    ctx.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: index,
+            timeout: None,
+        })
+        .map_err(|e| Error::Gpu(e.to_string()))?;
     rx.recv()
         .map_err(|e| Error::Gpu(e.to_string()))?
         .map_err(|e| Error::Gpu(e.to_string()))?;

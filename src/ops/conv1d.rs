@@ -52,6 +52,8 @@ struct Params {
 const CPU_SPLIT_BEATS: u32 = 64;
 /// Positions per staged chunk and output tile edge of `backward_weight_tiled` (TR, TM, TN).
 const TILE: u32 = 32;
+/// Invocations the register weight gradient aims for on a GPU: enough to fill a large one.
+const TARGET_INVOCATIONS: u32 = 1 << 16;
 /// Workgroups the tiled weight gradient aims for: a few per streaming multiprocessor of a large
 /// GPU, so the split reduction fills it even at batch 32.
 const TARGET_WORKGROUPS: u32 = 2048;
@@ -103,6 +105,16 @@ impl Conv1d {
     }
 }
 
+/// Workgroups of the register weight-gradient kernel: lanes over (4 input channels, tap) plus
+/// the bias lane, `splits` rows, 8 output channels per z.
+fn register_weight_groups(p: &Params, splits: u32) -> [u32; 3] {
+    [
+        (p.c_in.div_ceil(4) * p.kernel + 1).div_ceil(WORKGROUP),
+        splits,
+        p.c_out.div_ceil(8),
+    ]
+}
+
 /// Workgroups of a tiled implicit GEMM: `n` columns (batch x positions) in tiles of 32, folded
 /// over x and y like [`groups_1d`], and `m` rows (channels) in tiles of 32 along z.
 fn tile_groups(n: u32, m: u32) -> [u32; 3] {
@@ -120,6 +132,13 @@ fn weight_grad_splits(kernels: Kernels, p: &Params) -> (u32, u32) {
             (p.batch.div_ceil(len), len)
         }
         Kernels::Gpu => {
+            // as many splits of whole beats as it takes to fill the GPU
+            let per_split = register_weight_groups(p, 1).iter().product::<u32>() * WORKGROUP;
+            let wanted = TARGET_INVOCATIONS.div_ceil(per_split).clamp(1, p.batch);
+            let len = p.batch.div_ceil(wanted);
+            (p.batch.div_ceil(len), len)
+        }
+        Kernels::Tiled => {
             let total = p.batch * p.len_out;
             let tiles = p.c_out.div_ceil(TILE) * (p.c_in * p.kernel + 1).div_ceil(TILE);
             let wanted = TARGET_WORKGROUPS
@@ -168,13 +187,13 @@ impl Op for Conv1d {
         let p = self.params(x.shape(), w.shape())?;
         let (entry, groups) = match rec.ctx.kernels {
             // lanes over (batch, 4-position blocks); workgroup row z = 8 output channels
-            Kernels::Cpu => {
+            Kernels::Cpu | Kernels::Gpu => {
                 let mut groups = groups_1d(p.batch as usize * p.len_out.div_ceil(4) as usize);
                 groups[2] = p.c_out.div_ceil(8);
                 ("forward", groups)
             }
             // 32 positions x 32 channels per workgroup
-            Kernels::Gpu => ("forward_tiled", tile_groups(p.batch * p.len_out, p.c_out)),
+            Kernels::Tiled => ("forward_tiled", tile_groups(p.batch * p.len_out, p.c_out)),
         };
         rec.push(
             &SHADER,
@@ -206,34 +225,39 @@ impl Op for Conv1d {
     ) -> Result<()> {
         let (x, w) = (inputs[0], inputs[1]);
         let mut p = self.params(x.shape(), w.shape())?;
-        // Behind a fused ReLU, the register kernels take a pre-masked gradient: on a CPU the
-        // mask loads inside their inner loops cost 6x what one element-wise pass does. The
-        // tiled GPU kernels read the mask where they load dy.
+        // Behind a fused ReLU the backward kernels read the mask where they load dy (MASKED
+        // specialises them), except on a CPU: there the mask loads inside the register kernels'
+        // inner loops cost more than one element-wise pass that masks dy first.
         let masked;
         let mut dy = dy;
         if self.relu && rec.ctx.kernels == Kernels::Cpu {
             masked = rec.scratch(dy.shape());
             relu::mask_gradient(rec, &saved[0], dy, &masked)?;
             dy = &masked;
-            p.relu = 0;
         }
-        // without a fused ReLU the mask binding is never read: dy stands in for it
-        let mask = if p.relu != 0 { &saved[0] } else { dy };
+        let mask_in_place = self.relu && rec.ctx.kernels != Kernels::Cpu;
+        let constants: &[(&'static str, f64)] = &[("MASKED", f64::from(u8::from(mask_in_place)))];
+        // without a mask in place the mask binding is never read: dy stands in for it
+        let mask = if mask_in_place { &saved[0] } else { dy };
         if let Some(dx) = grad_inputs[0] {
-            let mut bindings = vec![(2, w.binding()), (5, dy.binding()), (6, dx.binding())];
             let (entry, groups) = match rec.ctx.kernels {
-                Kernels::Cpu => {
+                Kernels::Cpu | Kernels::Gpu => {
                     let mut groups = groups_1d(p.batch as usize * p.len_in.div_ceil(4) as usize);
                     groups[2] = p.c_in.div_ceil(8);
                     ("backward_input", groups)
                 }
-                Kernels::Gpu => {
-                    bindings.push((8, mask.binding()));
-                    let groups = tile_groups(p.batch * p.len_in, p.c_in);
-                    ("backward_input_tiled", groups)
-                }
+                Kernels::Tiled => (
+                    "backward_input_tiled",
+                    tile_groups(p.batch * p.len_in, p.c_in),
+                ),
             };
-            rec.push(&SHADER, entry, &p, &bindings, groups)?;
+            let bindings = [
+                (2, w.binding()),
+                (5, dy.binding()),
+                (6, dx.binding()),
+                (8, mask.binding()),
+            ];
+            rec.push_with(&SHADER, entry, constants, &p, &bindings, groups)?;
         }
         let (dw, db) = (grad_inputs[1], grad_inputs[2]);
         if dw.is_none() && db.is_none() {
@@ -246,25 +270,20 @@ impl Op for Conv1d {
         p.split_len = split_len;
         let cols = p.c_in * p.kernel + 1;
         let partial = rec.scratch(&[splits as usize, p.c_out as usize, cols as usize]);
-        let mut bindings = vec![(1, x.binding()), (5, dy.binding()), (7, partial.binding())];
         let (entry, groups) = match rec.ctx.kernels {
-            Kernels::Cpu => (
-                "backward_weight",
-                [
-                    (p.c_in.div_ceil(4) * p.kernel + 1).div_ceil(WORKGROUP),
-                    splits,
-                    p.c_out.div_ceil(8),
-                ],
+            Kernels::Cpu | Kernels::Gpu => ("backward_weight", register_weight_groups(&p, splits)),
+            Kernels::Tiled => (
+                "backward_weight_tiled",
+                [cols.div_ceil(TILE), p.c_out.div_ceil(TILE), splits],
             ),
-            Kernels::Gpu => {
-                bindings.push((8, mask.binding()));
-                (
-                    "backward_weight_tiled",
-                    [cols.div_ceil(TILE), p.c_out.div_ceil(TILE), splits],
-                )
-            }
         };
-        rec.push(&SHADER, entry, &p, &bindings, groups)?;
+        let bindings = [
+            (1, x.binding()),
+            (5, dy.binding()),
+            (7, partial.binding()),
+            (8, mask.binding()),
+        ];
+        rec.push_with(&SHADER, entry, constants, &p, &bindings, groups)?;
         // a gradient nobody asked for still needs somewhere to go
         let spare_w;
         let spare_b;

@@ -68,9 +68,22 @@ impl Recorder<'_> {
         bindings: &[(u32, wgpu::BindingResource<'_>)],
         workgroups: [u32; 3],
     ) -> Result<()> {
+        self.push_with(shader, entry, &[], params, bindings, workgroups)
+    }
+
+    /// [`Self::push`] with pipeline-overridable constants.
+    pub fn push_with<P: bytemuck::Pod>(
+        &mut self,
+        shader: &'static Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        params: &P,
+        bindings: &[(u32, wgpu::BindingResource<'_>)],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
         let d = self
             .ctx
-            .dispatch(shader, entry, params, bindings, workgroups)?;
+            .dispatch((shader, entry, constants), params, bindings, workgroups)?;
         self.program.push(d);
         Ok(())
     }

@@ -47,9 +47,11 @@ pub fn ctx() -> &'static GpuContext {
 pub fn ctx_with(kernels: Kernels) -> &'static GpuContext {
     static CPU: OnceLock<GpuContext> = OnceLock::new();
     static GPU: OnceLock<GpuContext> = OnceLock::new();
+    static TILED: OnceLock<GpuContext> = OnceLock::new();
     let cell = match kernels {
         Kernels::Cpu => &CPU,
         Kernels::Gpu => &GPU,
+        Kernels::Tiled => &TILED,
     };
     cell.get_or_init(|| {
         GpuContext::new(None)
@@ -58,9 +60,9 @@ pub fn ctx_with(kernels: Kernels) -> &'static GpuContext {
     })
 }
 
-/// Both kernel variants, each with its context.
-pub fn variants() -> [(Kernels, &'static GpuContext); 2] {
-    [Kernels::Cpu, Kernels::Gpu].map(|k| (k, ctx_with(k)))
+/// Every kernel variant, each with its context.
+pub fn variants() -> [(Kernels, &'static GpuContext); 3] {
+    [Kernels::Cpu, Kernels::Gpu, Kernels::Tiled].map(|k| (k, ctx_with(k)))
 }
 
 /// Values in [-1, 1) that are exactly representable in f32, so GPU and CPU see the same input.
