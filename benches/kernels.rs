@@ -65,15 +65,7 @@ fn bench_op(
     let output = filled(ctx, &out_shape);
     let mut forward = Program::new();
     let saved = op
-        .forward(
-            &mut Recorder {
-                ctx,
-                step: &step,
-                program: &mut forward,
-            },
-            &refs,
-            &output,
-        )
+        .forward(&mut Recorder::new(ctx, &step, &mut forward), &refs, &output)
         .unwrap();
     let mut g = c.benchmark_group(group);
     g.sample_size(10)
@@ -89,11 +81,7 @@ fn bench_op(
         slots[index] = Some(&grad);
         let mut backward = Program::new();
         op.backward(
-            &mut Recorder {
-                ctx,
-                step: &step,
-                program: &mut backward,
-            },
+            &mut Recorder::new(ctx, &step, &mut backward),
             &refs,
             &saved,
             &output,
@@ -181,6 +169,7 @@ fn kernels(c: &mut Criterion) {
             &Dropout {
                 rate: paper.dropout,
                 seed: 7,
+                relu: false,
             },
             &[&shape],
             &[(0, "input")],
@@ -199,15 +188,8 @@ fn kernels(c: &mut Criterion) {
         loss.set_labels(&ctx, &(0..b as u32).map(|i| i % 5).collect::<Vec<_>>())
             .unwrap();
         let mut program = Program::new();
-        loss.record(
-            &mut Recorder {
-                ctx: &ctx,
-                step: &step,
-                program: &mut program,
-            },
-            &logits,
-        )
-        .unwrap();
+        loss.record(&mut Recorder::new(&ctx, &step, &mut program), &logits)
+            .unwrap();
         let mut g = c.benchmark_group(format!("loss/b{b}"));
         g.sample_size(10).throughput(Throughput::Elements(b as u64));
         g.bench_function("focal_loss_forward_backward", |bench| {
@@ -222,11 +204,7 @@ fn kernels(c: &mut Criterion) {
     let adam = Adam::new(&ctx, AdamConfig::default(), n, 0);
     let mut program = Program::new();
     adam.record(
-        &mut Recorder {
-            ctx: &ctx,
-            step: &step,
-            program: &mut program,
-        },
+        &mut Recorder::new(&ctx, &step, &mut program),
         &params,
         &grads,
     )

@@ -248,6 +248,39 @@ fn weight_grad_finalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     if (col == cols - 1u) { db[co] = sum; } else { dw[co * (cols - 1u) + col] = sum; }
 }
 
+// All layers of a backward pass at once (DeferredFinalize in src/ops/conv1d.rs): a table of
+// segments, one per layer, over one buffer of partial sums and the model's flat gradient buffer.
+// Here p.splits is the number of segments and p.split_len the total of their outputs.
+struct Segment {
+    partial: u32,    // offset of the layer's partial sums [splits, c_out, cols]
+    outputs: u32,    // c_out * cols
+    cols: u32,       // c_in * K + 1 (the last column is the bias)
+    splits: u32,
+    dw: u32,         // offsets of the weight [c_out, c_in * K] and bias [c_out] gradients
+    db: u32,
+    first: u32,      // index of the segment's first output over all segments
+    _unused: u32,
+}
+@group(0) @binding(11) var<storage, read> segments: array<Segment>;
+@group(0) @binding(12) var<storage, read_write> grads: array<f32>;
+
+@compute @workgroup_size(WG)
+fn weight_grad_finalize_all(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = flat_id(wid, lid, nwg);
+    if (e >= p.split_len) { return; }
+    var seg = segments[0];
+    for (var i = 1u; i < p.splits; i++) {
+        if (e >= segments[i].first) { seg = segments[i]; }
+    }
+    let local = e - seg.first;
+    var sum = 0.0;
+    for (var s = 0u; s < seg.splits; s++) { sum += partial[seg.partial + s * seg.outputs + local]; }
+    let co = local / seg.cols;
+    let col = local % seg.cols;
+    if (col == seg.cols - 1u) { grads[seg.db + co] = sum; } else { grads[seg.dw + co * (seg.cols - 1u) + col] = sum; }
+}
+
 // ---- Tiled variant: implicit GEMMs over workgroup memory (Kernels::Tiled) ----
 // out[m, n] = sum_r A[m, r] * B[r, n]. A workgroup of 8x8 invocations owns a 32x32 output tile;
 // per chunk of TR values of r it stages A and B in workgroup memory (16 values of each per

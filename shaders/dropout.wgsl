@@ -6,7 +6,7 @@ struct Params {
     n: u32,
     seed: u32,       // per layer, derived from the run seed
     rate: f32,
-    _unused: u32,
+    relu: u32,       // 1: ReLU first, y = max(x, 0) * mask; backward masks by x > 0 too
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,7 +25,9 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(wid, lid, nwg);
     if (i >= p.n) { return; }
-    y[i] = x[i] * keep_scale(i);
+    var v = x[i];
+    if (p.relu != 0u) { v = max(v, 0.0); }
+    y[i] = v * keep_scale(i);
 }
 
 @compute @workgroup_size(WG)
@@ -33,5 +35,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(wid, lid, nwg);
     if (i >= p.n) { return; }
-    dx[i] = dy[i] * keep_scale(i);
+    var g = dy[i] * keep_scale(i);
+    if (p.relu != 0u && !(x[i] > 0.0)) { g = 0.0; }
+    dx[i] = g;
 }

@@ -26,6 +26,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> alpha: array<f32>;      // [terms, classes]
 @group(0) @binding(4) var<storage, read_write> loss: array<f32>;  // [batch]
 @group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(6) var<storage, read_write> mean: array<f32>;     // [1]
 
 // q^gamma with the conventions 0^0 = 1 and 0^gamma = 0 (WGSL's pow is undefined at 0).
 fn pow_safe(q: f32, gamma: f32) -> f32 {
@@ -34,11 +35,8 @@ fn pow_safe(q: f32, gamma: f32) -> f32 {
     return exp(gamma * log(q));
 }
 
-@compute @workgroup_size(WG)
-fn focal_loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = flat_id(wid, lid, nwg);
-    if (b >= p.batch) { return; }
+// One sample: its loss (returned and stored) and its row of the logits gradient.
+fn sample(b: u32) -> f32 {
     let base = b * p.classes;
     let t = labels[b];
 
@@ -73,4 +71,22 @@ fn focal_loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         let is_label = select(0.0, 1.0, j == t);
         dlogits[base + j] = p.grad_scale * g_sum * (pj - is_label);
     }
+    return total;
+}
+
+// One workgroup for the whole batch (a few samples per invocation even at batch 2048), so the
+// batch mean comes out of the same dispatch: a fixed-order tree over workgroup memory.
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn focal_loss(@builtin(local_invocation_index) li: u32) {
+    var s = 0.0;
+    for (var b = li; b < p.batch; b += 256u) { s += sample(b); }
+    partial[li] = s;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride /= 2u) {
+        if (li < stride) { partial[li] += partial[li + stride]; }
+        workgroupBarrier();
+    }
+    if (li == 0u) { mean[0] = partial[0] / f32(p.batch); }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Program, Tensor};
+use crate::ops::conv1d::DeferredFinalize;
 use crate::ops::{add, Op, Recorder};
 
 /// A handle to a tensor in a [`Graph`].
@@ -87,11 +88,7 @@ impl<'c> Graph<'c> {
         let out_shape = op.output_shape(&shapes)?;
         let output = Tensor::zeros(self.ctx, &out_shape);
         let in_tensors: Vec<&Tensor> = inputs.iter().map(|v| &self.values[v.0]).collect();
-        let mut rec = Recorder {
-            ctx: self.ctx,
-            step: &self.step,
-            program: &mut self.forward,
-        };
+        let mut rec = Recorder::new(self.ctx, &self.step, &mut self.forward);
         let saved = op.forward(&mut rec, &in_tensors, &output)?;
         let requires_grad = inputs.iter().any(|v| self.requires_grad[v.0]);
         let out = self.push_value(output, None, requires_grad);
@@ -133,6 +130,17 @@ impl<'c> Graph<'c> {
         self.grads[root.0] = Some(seed);
         self.grad_written[root.0] = true;
         let nodes = std::mem::take(&mut self.nodes);
+        // Weight-gradient partials of every op go into one arena, finalized by one dispatch.
+        let deferred_len: usize = nodes
+            .iter()
+            .map(|n| {
+                let shapes: Vec<&[usize]> =
+                    n.inputs.iter().map(|v| self.values[v.0].shape()).collect();
+                n.op.deferred_len(self.ctx, &shapes)
+            })
+            .sum();
+        let mut deferred =
+            (deferred_len > 0).then(|| DeferredFinalize::new(self.ctx, deferred_len));
         for node in nodes.iter().rev() {
             let Some(grad_out) = self.grad(node.output).cloned() else {
                 continue;
@@ -163,16 +171,19 @@ impl<'c> Graph<'c> {
             }
             let inputs: Vec<&Tensor> = node.inputs.iter().map(|v| &self.values[v.0]).collect();
             let dest_refs: Vec<Option<&Tensor>> = dests.iter().map(Option::as_ref).collect();
-            let mut rec = Recorder {
-                ctx: self.ctx,
-                step: &self.step,
-                program: &mut self.backward,
-            };
+            let mut rec = Recorder::new(self.ctx, &self.step, &mut self.backward);
+            // a gradient that is accumulated right after this op must be final when it is
+            if pending.is_empty() {
+                rec.deferred = deferred.as_mut();
+            }
             node.op
                 .backward(&mut rec, &inputs, &node.saved, &grad_out, &dest_refs)?;
             for (scratch, total) in pending {
                 add::accumulate(&mut rec, &scratch, &total)?;
             }
+        }
+        if let Some(deferred) = deferred {
+            deferred.record(&mut Recorder::new(self.ctx, &self.step, &mut self.backward))?;
         }
         self.nodes = nodes;
         Ok(())

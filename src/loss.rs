@@ -2,14 +2,14 @@
 //!
 //! `FL_total = FL(α1, γm) + FL(α2, γn)` with `FL = -α_t (1 - p_t)^γ log p_t`; α may differ per
 //! class. The kernel writes each sample's loss and the gradient w.r.t. the logits of the batch
-//! mean; a GPU reduction produces the mean, so a step reads back 4 bytes.
+//! mean and the mean itself in one dispatch, so a step reads back 4 bytes.
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gpu::{groups_1d, GpuContext, Shader, Tensor};
-use crate::ops::{reduce, Recorder};
+use crate::gpu::{GpuContext, Shader, Tensor};
+use crate::ops::Recorder;
 
 pub static SHADER: Shader = Shader {
     name: "focal_loss",
@@ -149,7 +149,7 @@ impl FocalLoss {
         self.labels.write(ctx, labels)
     }
 
-    /// Records the fused softmax + loss + gradient kernel and the mean reduction.
+    /// Records the fused softmax + loss + gradient + batch-mean kernel (one dispatch).
     pub fn record(&self, rec: &mut Recorder, logits: &Tensor) -> Result<()> {
         let batch = self.per_sample.numel();
         if logits.shape() != [batch, self.classes] {
@@ -183,15 +183,9 @@ impl FocalLoss {
                 (3, self.alpha.binding()),
                 (4, self.per_sample.binding()),
                 (5, self.dlogits.binding()),
+                (6, self.mean.binding()),
             ],
-            groups_1d(batch),
-        )?;
-        reduce::channel_sum(
-            rec,
-            &self.per_sample,
-            [1, 1, batch],
-            1.0 / batch as f32,
-            &self.mean,
+            [1, 1, 1],
         )
     }
 }

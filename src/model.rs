@@ -477,14 +477,18 @@ impl Model {
         h = graph.reshape(h, &[batch, flat])?;
         let (w, b) = (next(), next());
         h = graph.apply(Dense, &[h, w, b])?;
-        h = graph.apply(Relu, &[h])?;
-        if active {
-            let op = Dropout {
-                rate: c.dropout,
-                seed: dropout_seed(self.seed, c.pair_channels.len()),
-            };
-            h = graph.apply(op, &[h])?;
-        }
+        // ReLU and Dropout_7 in one op while training
+        h = match active {
+            true => graph.apply(
+                Dropout {
+                    rate: c.dropout,
+                    seed: dropout_seed(self.seed, c.pair_channels.len()),
+                    relu: true,
+                },
+                &[h],
+            )?,
+            false => graph.apply(Relu, &[h])?,
+        };
         let (w, b) = (next(), next());
         graph.apply(Dense, &[h, w, b])
     }

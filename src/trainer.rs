@@ -99,11 +99,7 @@ impl<'c> Trainer<'c> {
         );
         let mut adam_program = Program::new();
         adam.record(
-            &mut Recorder {
-                ctx,
-                step: &step_uniform,
-                program: &mut adam_program,
-            },
+            &mut Recorder::new(ctx, &step_uniform, &mut adam_program),
             &model.params.values,
             &model.params.grads,
         )?;
@@ -236,11 +232,7 @@ impl<'c> Trainer<'c> {
             )?;
             let mut loss_program = Program::new();
             loss.record(
-                &mut Recorder {
-                    ctx: self.ctx,
-                    step: &self.step_uniform,
-                    program: &mut loss_program,
-                },
+                &mut Recorder::new(self.ctx, &self.step_uniform, &mut loss_program),
                 graph.value(logits),
             )?;
             graph.backward(logits, loss.dlogits.clone())?;
@@ -326,11 +318,7 @@ impl<'c> Trainer<'c> {
             let probs = Tensor::zeros(self.ctx, graph.value(logits).shape());
             let mut softmax_program = Program::new();
             softmax::softmax(
-                &mut Recorder {
-                    ctx: self.ctx,
-                    step: &self.step_uniform,
-                    program: &mut softmax_program,
-                },
+                &mut Recorder::new(self.ctx, &self.step_uniform, &mut softmax_program),
                 graph.value(logits),
                 &probs,
             )?;
@@ -555,11 +543,7 @@ impl<'c> Trainer<'c> {
         if plan.gather_program.is_none() {
             let mut program = Program::new();
             gather::gather(
-                &mut Recorder {
-                    ctx: self.ctx,
-                    step: &self.step_uniform,
-                    program: &mut program,
-                },
+                &mut Recorder::new(self.ctx, &self.step_uniform, &mut program),
                 &resident.x,
                 &resident.labels,
                 &resident.order,

@@ -27,11 +27,7 @@ fn record_loss(
         Tensor::from_slice(ctx, &to_f32(&logits.clone().into_dyn()), &[batch, classes]).unwrap();
     let step = StepUniform::default().create_buffer(ctx);
     let mut program = Program::new();
-    let mut rec = Recorder {
-        ctx,
-        step: &step,
-        program: &mut program,
-    };
+    let mut rec = Recorder::new(ctx, &step, &mut program);
     loss.record(&mut rec, &logits_t).unwrap();
     program.run(ctx).unwrap();
     let mean = loss.mean.read(ctx).unwrap()[0];
@@ -177,16 +173,7 @@ fn softmax_matches_reference() {
     let probs = Tensor::zeros(ctx, &[70, 5]);
     let step = StepUniform::default().create_buffer(ctx);
     let mut program = Program::new();
-    softmax::softmax(
-        &mut Recorder {
-            ctx,
-            step: &step,
-            program: &mut program,
-        },
-        &t,
-        &probs,
-    )
-    .unwrap();
+    softmax::softmax(&mut Recorder::new(ctx, &step, &mut program), &t, &probs).unwrap();
     program.run(ctx).unwrap();
     let expected = softmax::reference(&logits.into_dimensionality().unwrap());
     assert_close(
@@ -209,11 +196,7 @@ fn adam_program(
     let ctx = ctx();
     let adam = Adam::new(ctx, config.clone(), params.numel(), feature_len);
     let mut program = Program::new();
-    let mut rec = Recorder {
-        ctx,
-        step,
-        program: &mut program,
-    };
+    let mut rec = Recorder::new(ctx, step, &mut program);
     adam.record(&mut rec, params, grads).unwrap();
     // The moment buffers must outlive the program: the bind group keeps them alive.
     program

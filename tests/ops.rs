@@ -284,7 +284,13 @@ fn dropout_matches_reference_is_seeded_and_keeps_expected_fraction() {
     let x = rand_array(&mut rng, &shape);
     let dy = rand_array(&mut rng, &shape);
     let (seed, rate) = (1234u32, 0.25f32);
-    let (y, grads) = run_op(Dropout { rate, seed }, std::slice::from_ref(&x), &dy, 7);
+    let relu = false;
+    let (y, grads) = run_op(
+        Dropout { rate, seed, relu },
+        std::slice::from_ref(&x),
+        &dy,
+        7,
+    );
     assert_close(
         "dropout forward",
         &y,
@@ -306,10 +312,48 @@ fn dropout_matches_reference_is_seeded_and_keeps_expected_fraction() {
     let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
     assert!((dropped - 0.25).abs() < 0.03, "dropped fraction {dropped}");
     // Another step draws another mask; the same step the same one.
-    let (y_next, _) = run_op(Dropout { rate, seed }, std::slice::from_ref(&x), &dy, 8);
+    let (y_next, _) = run_op(
+        Dropout { rate, seed, relu },
+        std::slice::from_ref(&x),
+        &dy,
+        8,
+    );
     assert_ne!(y, y_next);
-    let (y_again, _) = run_op(Dropout { rate, seed }, std::slice::from_ref(&x), &dy, 7);
+    let (y_again, _) = run_op(
+        Dropout { rate, seed, relu },
+        std::slice::from_ref(&x),
+        &dy,
+        7,
+    );
     assert_eq!(y, y_again);
+}
+
+/// ReLU fused in front of dropout: the same as the two ops one after the other.
+#[test]
+fn relu_dropout_matches_reference_and_gradient_check() {
+    let mut rng = Rng::new(8);
+    let x = rand_array(&mut rng, &[5, 33]);
+    let dy = rand_array(&mut rng, &[5, 33]);
+    let (seed, rate, step) = (77u32, 0.1f32, 3);
+    let reference =
+        |x: &ArrayD<f64>| dropout::reference_apply(&relu::reference_forward(x), seed, step, rate);
+    let op = Dropout {
+        rate,
+        seed,
+        relu: true,
+    };
+    let (y, grads) = run_op(op, std::slice::from_ref(&x), &dy, step);
+    assert_close("relu+dropout forward", &y, &flat(&reference(&x)), 1e-6, 0.0);
+    let expected = relu::reference_backward(&x, &dropout::reference_apply(&dy, seed, step, rate));
+    assert_close(
+        "relu+dropout backward",
+        &grads[0],
+        &flat(&expected),
+        1e-6,
+        0.0,
+    );
+    let n = numeric_grad(&x, |x| dot(&reference(x), &dy));
+    assert_close("relu+dropout numeric", &grads[0], &flat(&n), 1e-4, 1e-6);
 }
 
 #[test]

@@ -95,7 +95,8 @@ impl Tensor {
     /// True when both tensors are views of the same buffer (they may not be bound together
     /// when one is written).
     pub fn same_buffer(&self, other: &Tensor) -> bool {
-        Arc::ptr_eq(&self.buffer, &other.buffer)
+        // wgpu compares buffers by identity; views made from clones of one buffer are equal
+        *self.buffer == *other.buffer
     }
 
     pub fn binding(&self) -> wgpu::BindingResource<'_> {

@@ -5,7 +5,9 @@ use ndarray::{Array1, Array3};
 
 use super::{expect_ranks, relu, shape_error, Op, Recorder};
 use crate::error::Result;
-use crate::gpu::{groups_1d, Kernels, Shader, Tensor, WORKGROUP};
+use crate::gpu::{
+    groups_1d, storage_buffer, GpuContext, Kernels, Shader, Tensor, OFFSET_ALIGN_BYTES, WORKGROUP,
+};
 
 pub static SHADER: Shader = Shader {
     name: "conv1d",
@@ -32,7 +34,7 @@ impl Padding {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     batch: u32,
     c_in: u32,
@@ -52,6 +54,9 @@ struct Params {
 const CPU_SPLIT_BEATS: u32 = 64;
 /// Positions per staged chunk and output tile edge of `backward_weight_tiled` (TR, TM, TN).
 const TILE: u32 = 32;
+/// At most this many splits: the finalize pass adds a split's partials serially per weight, and
+/// on the H100 1,496 splits of the first layer took 0.32 ms to add where its partials took 0.08.
+const MAX_SPLITS: u32 = 128;
 /// Invocations the register weight gradient aims for on a GPU: enough to fill a large one.
 const TARGET_INVOCATIONS: u32 = 1 << 16;
 /// Workgroups the tiled weight gradient aims for: a few per streaming multiprocessor of a large
@@ -134,7 +139,9 @@ fn weight_grad_splits(kernels: Kernels, p: &Params) -> (u32, u32) {
         Kernels::Gpu => {
             // as many splits of whole beats as it takes to fill the GPU
             let per_split = register_weight_groups(p, 1).iter().product::<u32>() * WORKGROUP;
-            let wanted = TARGET_INVOCATIONS.div_ceil(per_split).clamp(1, p.batch);
+            let wanted = TARGET_INVOCATIONS
+                .div_ceil(per_split)
+                .clamp(1, p.batch.min(MAX_SPLITS));
             let len = p.batch.div_ceil(wanted);
             (p.batch.div_ceil(len), len)
         }
@@ -143,7 +150,7 @@ fn weight_grad_splits(kernels: Kernels, p: &Params) -> (u32, u32) {
             let tiles = p.c_out.div_ceil(TILE) * (p.c_in * p.kernel + 1).div_ceil(TILE);
             let wanted = TARGET_WORKGROUPS
                 .div_ceil(tiles)
-                .clamp(1, total.div_ceil(TILE));
+                .clamp(1, total.div_ceil(TILE).min(MAX_SPLITS));
             let len = total.div_ceil(wanted).next_multiple_of(TILE);
             (total.div_ceil(len), len)
         }
@@ -175,6 +182,16 @@ impl Op for Conv1d {
         }
         let p = self.params(x, w)?;
         Ok(vec![x[0], w[0], p.len_out as usize])
+    }
+
+    fn deferred_len(&self, ctx: &GpuContext, inputs: &[&[usize]]) -> usize {
+        match self.params(inputs[0], inputs[1]) {
+            Ok(p) => {
+                let (splits, _) = weight_grad_splits(ctx.kernels, &p);
+                partials_len(&p, splits).next_multiple_of(ALIGN_ELEMS)
+            }
+            Err(_) => 0,
+        }
     }
 
     fn forward(
@@ -240,13 +257,15 @@ impl Op for Conv1d {
         // without a mask in place the mask binding is never read: dy stands in for it
         let mask = if mask_in_place { &saved[0] } else { dy };
         if let Some(dx) = grad_inputs[0] {
+            // the tiled input gradient measured faster on an H100 at every batch size, the
+            // register forward and weight gradient did not (benchmarks/gpu/*-77bfbed.log)
             let (entry, groups) = match rec.ctx.kernels {
-                Kernels::Cpu | Kernels::Gpu => {
+                Kernels::Cpu => {
                     let mut groups = groups_1d(p.batch as usize * p.len_in.div_ceil(4) as usize);
                     groups[2] = p.c_in.div_ceil(8);
                     ("backward_input", groups)
                 }
-                Kernels::Tiled => (
+                Kernels::Gpu | Kernels::Tiled => (
                     "backward_input_tiled",
                     tile_groups(p.batch * p.len_in, p.c_in),
                 ),
@@ -269,7 +288,17 @@ impl Op for Conv1d {
         p.splits = splits;
         p.split_len = split_len;
         let cols = p.c_in * p.kernel + 1;
-        let partial = rec.scratch(&[splits as usize, p.c_out as usize, cols as usize]);
+        let shape = [splits as usize, p.c_out as usize, cols as usize];
+        // into the graph's shared arena (one finalize for all layers) when both gradients go
+        // to their own destinations, else into scratch with a finalize of its own
+        let arena = match (&mut rec.deferred, dw, db) {
+            (Some(d), Some(_), Some(_)) => Some(d.alloc(&shape)),
+            _ => None,
+        };
+        let partial = match &arena {
+            Some(t) => t.clone(),
+            None => rec.scratch(&shape),
+        };
         let (entry, groups) = match rec.ctx.kernels {
             Kernels::Cpu | Kernels::Gpu => ("backward_weight", register_weight_groups(&p, splits)),
             Kernels::Tiled => (
@@ -284,6 +313,12 @@ impl Op for Conv1d {
             (8, mask.binding()),
         ];
         rec.push_with(&SHADER, entry, constants, &p, &bindings, groups)?;
+        if let (Some(d), Some(dw), Some(db), true) =
+            (rec.deferred.as_deref_mut(), dw, db, arena.is_some())
+        {
+            d.push(p, partial, dw.clone(), db.clone());
+            return Ok(());
+        }
         // a gradient nobody asked for still needs somewhere to go
         let spare_w;
         let spare_b;
@@ -301,16 +336,148 @@ impl Op for Conv1d {
                 &spare_b
             }
         };
+        finalize(rec, &p, &partial, dw, db)
+    }
+}
+
+/// Records the pass that adds one layer's partial sums into dw and db.
+fn finalize(
+    rec: &mut Recorder,
+    p: &Params,
+    partial: &Tensor,
+    dw: &Tensor,
+    db: &Tensor,
+) -> Result<()> {
+    let cols = p.c_in * p.kernel + 1;
+    rec.push(
+        &SHADER,
+        "weight_grad_finalize",
+        p,
+        &[
+            (7, partial.binding()),
+            (9, dw.binding()),
+            (10, db.binding()),
+        ],
+        groups_1d((p.c_out * cols) as usize),
+    )
+}
+
+/// Elements of one layer's partial sums: splits x c_out x (c_in K + 1).
+fn partials_len(p: &Params, splits: u32) -> usize {
+    (splits * p.c_out * (p.c_in * p.kernel + 1)) as usize
+}
+
+/// Storage-buffer views must start on 256-byte boundaries: 64 f32.
+const ALIGN_ELEMS: usize = (OFFSET_ALIGN_BYTES / 4) as usize;
+
+/// The weight-gradient partial sums of a whole backward pass in one buffer, so that one
+/// finalize dispatch after the last layer adds them all (instead of one per layer). Each layer's
+/// backward takes a slice with `alloc` and registers it with `push`; the graph calls
+/// [`Self::record`] after the backward pass.
+pub struct DeferredFinalize {
+    partials: std::sync::Arc<wgpu::Buffer>,
+    capacity: usize,
+    used: usize,
+    segments: Vec<(Params, Tensor, Tensor, Tensor)>,
+}
+
+/// One layer in the finalize table (`Segment` in shaders/conv1d.wgsl), offsets in f32 elements.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Segment {
+    partial: u32,
+    outputs: u32,
+    cols: u32,
+    splits: u32,
+    dw: u32,
+    db: u32,
+    first: u32,
+    _unused: u32,
+}
+
+impl DeferredFinalize {
+    /// An arena of `capacity` f32 (the sum of the graph's [`Op::deferred_len`]).
+    pub fn new(ctx: &GpuContext, capacity: usize) -> Self {
+        let bytes = capacity as u64 * 4;
+        Self {
+            partials: std::sync::Arc::new(storage_buffer(ctx, bytes, "partials")),
+            capacity,
+            used: 0,
+            segments: vec![],
+        }
+    }
+
+    /// A zero-filled slice of `shape` for one layer's partial sums.
+    fn alloc(&mut self, shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        assert!(
+            self.used + n <= self.capacity,
+            "deferred_len undercounted the partial sums"
+        );
+        let t = Tensor::view(self.partials.clone(), self.used as u64 * 4, shape);
+        self.used += n.next_multiple_of(ALIGN_ELEMS);
+        t
+    }
+
+    fn push(&mut self, p: Params, partial: Tensor, dw: Tensor, db: Tensor) {
+        self.segments.push((p, partial, dw, db));
+    }
+
+    /// Records the finalize: one dispatch when every dw and db lives in one buffer (a model's
+    /// flat gradient buffer), else one per layer.
+    pub fn record(self, rec: &mut Recorder) -> Result<()> {
+        let Some((_, _, first_dw, _)) = self.segments.first() else {
+            return Ok(());
+        };
+        let shared = self
+            .segments
+            .iter()
+            .all(|(_, _, dw, db)| dw.same_buffer(first_dw) && db.same_buffer(first_dw));
+        if !shared {
+            for (p, partial, dw, db) in &self.segments {
+                finalize(rec, p, partial, dw, db)?;
+            }
+            return Ok(());
+        }
+        let mut table = Vec::with_capacity(self.segments.len());
+        let mut total = 0u32;
+        for (p, partial, dw, db) in &self.segments {
+            let cols = p.c_in * p.kernel + 1;
+            table.push(Segment {
+                partial: (partial.offset() / 4) as u32,
+                outputs: p.c_out * cols,
+                cols,
+                splits: p.splits,
+                dw: (dw.offset() / 4) as u32,
+                db: (db.offset() / 4) as u32,
+                first: total,
+                _unused: 0,
+            });
+            total += p.c_out * cols;
+        }
+        let table_t = Tensor::zeros(rec.ctx, &[table.len() * 8]);
+        table_t.write::<u32>(rec.ctx, bytemuck::cast_slice(&table))?;
+        let buffer = first_dw.buffer();
+        let grads = Tensor::whole(
+            std::sync::Arc::new(buffer.clone()),
+            &[(buffer.size() / 4) as usize],
+        );
+        let partials = Tensor::whole(self.partials.clone(), &[self.capacity]);
+        let params = Params {
+            splits: table.len() as u32,
+            split_len: total,
+            ..self.segments[0].0
+        };
         rec.push(
             &SHADER,
-            "weight_grad_finalize",
-            &p,
+            "weight_grad_finalize_all",
+            &params,
             &[
-                (7, partial.binding()),
-                (9, dw.binding()),
-                (10, db.binding()),
+                (7, partials.binding()),
+                (11, table_t.binding()),
+                (12, grads.binding()),
             ],
-            groups_1d((p.c_out * cols) as usize),
+            groups_1d(total as usize),
         )
     }
 }

@@ -1,5 +1,6 @@
 //! Inverted dropout with a counter-based hash: reproducible under a seed, no stored mask.
-//! At evaluation the model simply leaves the op out (identity).
+//! At evaluation the model simply leaves the op out (identity). Optionally with the ReLU in
+//! front of it in the same pass (`relu`): the dense layer's activation then costs no dispatch.
 
 use ndarray::ArrayD;
 
@@ -18,13 +19,15 @@ struct Params {
     n: u32,
     seed: u32,
     rate: f32,
-    _unused: u32,
+    relu: u32,
 }
 
 pub struct Dropout {
     pub rate: f32,
     /// Per layer; the step counter comes from the step uniform.
     pub seed: u32,
+    /// Apply ReLU first: `y = max(x, 0) * mask`, and backward masks by `x > 0` too.
+    pub relu: bool,
 }
 
 impl Dropout {
@@ -33,7 +36,7 @@ impl Dropout {
             n: n as u32,
             seed: self.seed,
             rate: self.rate,
-            _unused: 0,
+            relu: self.relu as u32,
         }
     }
 }
@@ -80,7 +83,7 @@ impl Op for Dropout {
     fn backward(
         &self,
         rec: &mut Recorder,
-        _inputs: &[&Tensor],
+        inputs: &[&Tensor],
         _saved: &[Tensor],
         dy: &Tensor,
         grad_inputs: &[Option<&Tensor>],
@@ -95,6 +98,7 @@ impl Op for Dropout {
             &self.params(n),
             &[
                 (1, rec.step.as_entire_binding()),
+                (2, inputs[0].binding()),
                 (4, dy.binding()),
                 (5, dx.binding()),
             ],

@@ -50,9 +50,22 @@ pub struct Recorder<'a> {
     pub ctx: &'a GpuContext,
     pub step: &'a wgpu::Buffer,
     pub program: &'a mut Program,
+    /// Where a backward pass may leave its weight-gradient partial sums for one finalize
+    /// dispatch after the whole backward pass (see [`conv1d::DeferredFinalize`]); `None` makes
+    /// each op finalize its own.
+    pub deferred: Option<&'a mut conv1d::DeferredFinalize>,
 }
 
-impl Recorder<'_> {
+impl<'a> Recorder<'a> {
+    pub fn new(ctx: &'a GpuContext, step: &'a wgpu::Buffer, program: &'a mut Program) -> Self {
+        Self {
+            ctx,
+            step,
+            program,
+            deferred: None,
+        }
+    }
+
     /// A zeroed tensor for intermediate results (e.g. partial sums of a split reduction),
     /// allocated once when the graph is built.
     pub fn scratch(&self, shape: &[usize]) -> Tensor {
@@ -95,6 +108,11 @@ impl Recorder<'_> {
 pub trait Op {
     fn name(&self) -> &'static str;
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>>;
+    /// f32 elements of partial sums this op's backward pass would leave in a shared
+    /// [`conv1d::DeferredFinalize`] (the graph sizes it before recording the backward pass).
+    fn deferred_len(&self, _ctx: &GpuContext, _inputs: &[&[usize]]) -> usize {
+        0
+    }
     fn forward(
         &self,
         rec: &mut Recorder,
