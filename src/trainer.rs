@@ -310,6 +310,17 @@ impl<'c> Trainer<'c> {
     pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         let batch = x.len() / (self.model.config.in_channels * self.model.config.input_len).max(1);
         self.check_batch(x, batch)?;
+        self.ensure_infer_plan(batch)?;
+        let plan = &self.infer_plans[&batch];
+        plan.input.write(self.ctx, x)?;
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        plan.graph.forward.encode(&mut encoder);
+        plan.softmax_program.encode(&mut encoder);
+        self.ctx.queue.submit([encoder.finish()]);
+        plan.probs.read(self.ctx)
+    }
+
+    fn ensure_infer_plan(&mut self, batch: usize) -> Result<()> {
         if !self.infer_plans.contains_key(&batch) {
             let input = Tensor::zeros(self.ctx, &self.input_shape(batch));
             let mut graph = Graph::new(self.ctx, self.step_uniform.clone());
@@ -332,24 +343,69 @@ impl<'c> Trainer<'c> {
                 },
             );
         }
-        let plan = &self.infer_plans[&batch];
-        plan.input.write(self.ctx, x)?;
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        plan.graph.forward.encode(&mut encoder);
-        plan.softmax_program.encode(&mut encoder);
-        self.ctx.queue.submit([encoder.finish()]);
-        plan.probs.read(self.ctx)
+        Ok(())
     }
 
     /// Class probabilities for any number of beats (row-major `[n, in_channels * input_len]`),
-    /// run in inference batches of `batch`.
+    /// run in inference batches of `batch`. The batches are queued back to back (a few in
+    /// flight) and their probabilities copied into one buffer that is read once at the end: no
+    /// round trip per batch.
     pub fn predict_many(&mut self, x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        const IN_FLIGHT: usize = 4;
         let per_beat = self.model.config.in_channels * self.model.config.input_len;
-        let mut probs = Vec::with_capacity(x.len() / per_beat.max(1) * self.model.config.classes);
-        for chunk in x.chunks(batch.max(1) * per_beat) {
-            probs.extend(self.predict(chunk)?);
+        let classes = self.model.config.classes;
+        if x.is_empty() {
+            return Ok(vec![]);
         }
-        Ok(probs)
+        // checked whole, so that an error names the beat's index in `x`
+        self.check_batch(x, x.len() / per_beat)?;
+        let chunks: Vec<&[f32]> = x.chunks(batch.max(1) * per_beat).collect();
+        for chunk in &chunks {
+            self.ensure_infer_plan(chunk.len() / per_beat)?;
+        }
+        let total_bytes = (x.len() / per_beat * classes * 4) as u64;
+        let ctx = self.ctx;
+        let out = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("probabilities readback"),
+            size: total_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut submissions = std::collections::VecDeque::new();
+        let mut offset = 0u64;
+        for chunk in chunks {
+            let plan = &self.infer_plans[&(chunk.len() / per_beat)];
+            // queue-ordered: runs after the previous batch's forward has read the input
+            plan.input.write(ctx, chunk)?;
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            plan.graph.forward.encode(&mut encoder);
+            plan.softmax_program.encode(&mut encoder);
+            let bytes = plan.probs.size_bytes();
+            encoder.copy_buffer_to_buffer(
+                plan.probs.buffer(),
+                plan.probs.offset(),
+                &out,
+                offset,
+                bytes,
+            );
+            offset += bytes;
+            submissions.push_back(ctx.queue.submit([encoder.finish()]));
+            // bound the uploads waiting in wgpu's staging memory
+            if submissions.len() > IN_FLIGHT {
+                let index = submissions.pop_front().expect("non-empty");
+                ctx.device
+                    .poll(wgpu::PollType::Wait {
+                        submission_index: Some(index),
+                        timeout: None,
+                    })
+                    .map_err(|e| Error::Gpu(e.to_string()))?;
+            }
+        }
+        Ok(bytemuck::pod_collect_to_vec(&map_and_read(
+            ctx,
+            &out,
+            total_bytes,
+        )?))
     }
 
     /// Uploads the training split once, for [`Self::train_epoch`]. Fails (and nothing changes)

@@ -413,6 +413,29 @@ fn resident_epoch_matches_per_step_training() {
     }
 }
 
+/// Batches queued back to back with one readback give what predicting each batch alone gives,
+/// bit for bit, including a short last batch.
+#[test]
+fn predict_many_matches_batch_by_batch() {
+    let ctx = ctx();
+    let mut trainer = tiny_trainer(ctx, 4);
+    let (x, _) = synthetic(70, 187, 5);
+    let many = trainer.predict_many(&x, 16).unwrap();
+    let mut one_by_one = vec![];
+    for chunk in x.chunks(16 * 187) {
+        one_by_one.extend(trainer.predict(chunk).unwrap());
+    }
+    assert_eq!(many.len(), 70 * 5);
+    assert_eq!(many, one_by_one);
+    assert!(trainer.predict_many(&[], 16).unwrap().is_empty());
+    let mut bad = x.clone();
+    bad[60 * 187 + 3] = f32::INFINITY;
+    match trainer.predict_many(&bad, 16) {
+        Err(Error::NonFinite { position, .. }) => assert_eq!(position, "beat 60, sample 3"),
+        other => panic!("expected NonFinite, got {other:?}"),
+    }
+}
+
 #[test]
 fn resident_epoch_rejects_bad_input() {
     let ctx = ctx();
