@@ -135,17 +135,7 @@ impl FocalLoss {
 
     /// Uploads labels, rejecting any outside `0..classes`.
     pub fn set_labels(&self, ctx: &GpuContext, labels: &[u32]) -> Result<()> {
-        if let Some((index, &label)) = labels
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l as usize >= self.classes)
-        {
-            return Err(Error::Label {
-                label,
-                index,
-                classes: self.classes,
-            });
-        }
+        check_labels(labels, self.classes)?;
         self.labels.write(ctx, labels)
     }
 
@@ -187,6 +177,22 @@ impl FocalLoss {
             ],
             [1, 1, 1],
         )
+    }
+}
+
+/// Rejects the first label outside `0..classes`, naming its index.
+pub fn check_labels(labels: &[u32], classes: usize) -> Result<()> {
+    match labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l as usize >= classes)
+    {
+        Some((index, &label)) => Err(Error::Label {
+            label,
+            index,
+            classes,
+        }),
+        None => Ok(()),
     }
 }
 

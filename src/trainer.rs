@@ -413,18 +413,7 @@ impl<'c> Trainer<'c> {
     /// uploaded batches.
     pub fn upload_training_data(&mut self, x: &[f32], labels: &[u32]) -> Result<()> {
         self.check_batch(x, labels.len())?;
-        let classes = self.model.config.classes;
-        if let Some((index, &label)) = labels
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l as usize >= classes)
-        {
-            return Err(Error::Label {
-                label,
-                index,
-                classes,
-            });
-        }
+        crate::loss::check_labels(labels, self.model.config.classes)?;
         let bytes = std::mem::size_of_val(x) as u64;
         let limit = self.ctx.limits.max_storage_buffer_binding_size;
         if bytes > limit {

@@ -267,18 +267,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             "no beats to evaluate in the {description}"
         )));
     }
-    if let Some((index, &label)) = beats
-        .labels
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| l as usize >= classes)
-    {
-        return Err(Error::Label {
-            label,
-            index,
-            classes,
-        });
-    }
+    crate::loss::check_labels(&beats.labels, classes)?;
     let mut trainer = Trainer::for_inference(&ctx, model)?;
     let probs = trainer.predict_many(&beats.x, args.batch)?;
     if mi {
