@@ -484,38 +484,90 @@ fn bad_records_give_errors_naming_file_and_position() {
     }
     std::fs::write(dir.join("208.hea"), &header).unwrap();
 
-    // .atr cut in the middle of a word, and annotations past the end of the signal.
+    // A record that cannot be read is skipped and reported, never sinks the run; --strict
+    // makes it an error. A second, good record keeps its beats either way.
+    copy_record(&dir, "209");
+    let good = load_dir(&dir, &LoadOptions::default()).unwrap();
+    assert!(
+        good.skipped.is_empty() && good.warnings.is_empty(),
+        "{:?}",
+        good.warnings
+    );
+    let strict = LoadOptions {
+        strict: true,
+        ..Default::default()
+    };
     let atr = std::fs::read(dir.join("208.atr")).unwrap();
     std::fs::write(dir.join("208.atr"), &atr[..1001]).unwrap();
-    let (_, at, what) = data_error(load_dir(&dir, &LoadOptions::default()).unwrap_err());
+    let ds = load_dir(&dir, &LoadOptions::default()).unwrap();
+    assert_eq!(ds.skipped.len(), 1);
+    let (name, reason) = &ds.skipped[0];
+    assert!(
+        name == "208" && reason.contains("208.atr") && reason.contains("byte 1000"),
+        "{reason}"
+    );
+    assert!(ds
+        .warnings
+        .iter()
+        .any(|w| w.starts_with("record 208 skipped:")));
+    assert!(ds
+        .warnings
+        .contains(&"1 of 2 records used; skipped: 208".to_string()));
+    assert_eq!(ds.per_record.len(), 1);
+    assert_eq!(ds.beats.len(), good.per_record[1].1.iter().sum::<usize>());
+    let (_, at, what) = data_error(load_dir(&dir, &strict).unwrap_err());
     assert_eq!(at, "byte 1000");
     assert!(what.contains("middle of a 16-bit word"), "{what}");
-    let late = annotation::encode(&[Annotation::new(10, 1), Annotation::new(700_000, 1)]);
-    std::fs::write(dir.join("208.atr"), late).unwrap();
-    let (file, at, what) = data_error(load_dir(&dir, &LoadOptions::default()).unwrap_err());
-    assert!(
-        file.ends_with("208.atr")
-            && at == "annotation 2 at sample 700000"
-            && what.contains("past the end"),
-        "{at}"
-    );
-    std::fs::write(dir.join("208.atr"), &atr).unwrap();
 
-    // Missing files.
-    std::fs::remove_file(dir.join("208.atr")).unwrap();
-    match load_dir(&dir, &LoadOptions::default()).unwrap_err() {
-        Error::Io { file, .. } => assert!(file.ends_with("208.atr")),
-        other => panic!("{other:?}"),
-    }
-    // No MLII: skipped with a warning, or the first lead with --fallback-lead.
-    std::fs::write(dir.join("208.atr"), &atr).unwrap();
-    std::fs::write(dir.join("208.hea"), header.replace("MLII", "V9")).unwrap();
+    // Annotations at the signal's end (650,000 samples) and past it: only their beats go,
+    // counted in the summary; the rest of the record is used.
+    let mut kept = annotation::parse(&atr, &dir.join("208.atr")).unwrap();
+    let total = kept.len();
+    kept.push(Annotation::new(650_000, 1));
+    kept.push(Annotation::new(700_000, 1));
+    std::fs::write(dir.join("208.atr"), annotation::encode(&kept)).unwrap();
     let ds = load_dir(&dir, &LoadOptions::default()).unwrap();
+    assert_eq!(ds.dropped_annotations, vec![("208".to_string(), 2)]);
+    assert!(ds.skipped.is_empty());
+    assert_eq!(ds.per_record, good.per_record, "every other beat kept");
     assert!(
-        ds.beats.is_empty() && ds.warnings[0].contains("no MLII lead"),
+        ds.warnings
+            == ["2 annotations past the end of the signal dropped with their beats: 208 (2)"],
         "{:?}",
         ds.warnings
     );
+    assert_eq!(
+        kept.len(),
+        total + 2,
+        "kept + dropped = annotations in the file"
+    );
+    let (file, at, what) = data_error(load_dir(&dir, &strict).unwrap_err());
+    assert!(
+        file.ends_with("208.atr") && at == "annotations" && what.contains("2 past the end"),
+        "{at}: {what}"
+    );
+    std::fs::write(dir.join("208.atr"), &atr).unwrap();
+
+    // Missing files: skipped with the file named; an I/O error under --strict.
+    std::fs::remove_file(dir.join("208.atr")).unwrap();
+    let ds = load_dir(&dir, &LoadOptions::default()).unwrap();
+    assert!(ds.skipped[0].1.contains("208.atr"), "{:?}", ds.skipped);
+    match load_dir(&dir, &strict).unwrap_err() {
+        Error::Io { file, .. } => assert!(file.ends_with("208.atr")),
+        other => panic!("{other:?}"),
+    }
+    // No MLII: skipped with one line per cause, or the first lead with --fallback-lead, or
+    // picked from a preference list.
+    std::fs::write(dir.join("208.atr"), &atr).unwrap();
+    std::fs::write(dir.join("208.hea"), header.replace("MLII", "V9")).unwrap();
+    let ds = load_dir(&dir, &LoadOptions::default()).unwrap();
+    assert_eq!(ds.per_record.len(), 1);
+    assert!(
+        ds.warnings[0].starts_with("lead MLII missing in 1 record (208): skipped"),
+        "{:?}",
+        ds.warnings
+    );
+    assert!(load_dir(&dir, &strict).is_err());
     let ds = load_dir(
         &dir,
         &LoadOptions {
@@ -525,10 +577,25 @@ fn bad_records_give_errors_naming_file_and_position() {
     )
     .unwrap();
     assert!(
-        !ds.beats.is_empty() && ds.warnings[0].contains("using 'V9'"),
+        ds.per_record.len() == 2
+            && ds.warnings == ["lead MLII missing in 1 record (208), used the first signal (V9)"],
         "{:?}",
         ds.warnings
     );
+    let ds = load_dir(
+        &dir,
+        &LoadOptions {
+            lead: "MLII,V9".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        ds.per_record.len() == 2 && ds.warnings.is_empty(),
+        "{:?}",
+        ds.warnings
+    );
+    std::fs::remove_file(dir.join("209.hea")).unwrap();
     // Empty directory.
     let empty = scratch("empty");
     let (_, at, what) = data_error(load_dir(&empty, &LoadOptions::default()).unwrap_err());

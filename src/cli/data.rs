@@ -49,12 +49,17 @@ pub struct Source {
     /// Beat extraction: `kachuee` (the paper's preprocessing) or `centred` (fixed window).
     #[arg(long, value_enum, default_value = "kachuee")]
     mode: BeatMode,
-    /// Lead to read, matched against the header's signal descriptions.
+    /// Lead to read, matched against the header's signal descriptions; a comma-separated list
+    /// is a preference order (e.g. `MLII,II,ECG1`).
     #[arg(long, default_value = "MLII")]
     lead: String,
     /// When a record lacks --lead, use its first signal instead of skipping it.
     #[arg(long)]
     fallback_lead: bool,
+    /// Fail on the first record that cannot be used or annotation outside its signal, instead of
+    /// skipping it and reporting it in the summary.
+    #[arg(long)]
+    strict: bool,
 }
 
 impl Source {
@@ -81,6 +86,7 @@ impl Source {
             lead: self.lead.clone(),
             fallback_to_first: self.fallback_lead,
             records: None,
+            strict: self.strict,
         }
     }
 }

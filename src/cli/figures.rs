@@ -59,6 +59,7 @@ fn run_beats(config: &Value, path: &Path) -> Result<Beats> {
         lead: config["lead"].as_str().unwrap_or("MLII").to_string(),
         fallback_to_first: config["args"]["fallback_lead"].as_bool().unwrap_or(false),
         records: None,
+        strict: false,
     };
     Ok(load_dir(&source, &options)?.beats)
 }

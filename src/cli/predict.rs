@@ -136,6 +136,10 @@ fn read_beats(args: &PredictArgs) -> Result<Input> {
         });
     }
     let ds = load_dir(&dir, &options)?;
+    // one record asked for: if it could not be used, that is the error
+    if let Some((_, reason)) = ds.skipped.first() {
+        return Err(Error::Config(format!("record {name}: {reason}")));
+    }
     for w in &ds.warnings {
         eprintln!("warning: {w}");
     }

@@ -19,12 +19,15 @@ pub fn embedded_dir() -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub mode: BeatMode,
-    /// Lead to use, matched against the header's signal descriptions.
+    /// Lead to use, matched against the header's signal descriptions; a comma-separated list
+    /// (`MLII,II,ECG1`) is a preference order.
     pub lead: String,
     /// Use the first signal (with a warning) when a record lacks `lead`; otherwise skip it.
     pub fallback_to_first: bool,
     /// Only these records (all in the directory when `None`).
     pub records: Option<Vec<String>>,
+    /// Any skipped record or dropped annotation is an error instead of a line in the summary.
+    pub strict: bool,
 }
 
 impl Default for LoadOptions {
@@ -34,6 +37,7 @@ impl Default for LoadOptions {
             lead: "MLII".into(),
             fallback_to_first: false,
             records: None,
+            strict: false,
         }
     }
 }
@@ -43,8 +47,47 @@ pub struct Dataset {
     pub beats: Beats,
     /// (record, beats per AAMI class) in load order.
     pub per_record: Vec<(String, [usize; 5])>,
-    /// Records skipped or read with a substitute lead, and why.
+    /// What was skipped, dropped or substituted, one line per cause (see [`load_dir`]).
     pub warnings: Vec<String>,
+    /// Records that could not be used, with the reason (file and place where it is the data).
+    pub skipped: Vec<(String, String)>,
+    /// Records with annotations outside their signal, and how many (those beats are dropped).
+    pub dropped_annotations: Vec<(String, usize)>,
+    /// Records asked for (used + skipped).
+    pub records_total: usize,
+}
+
+/// Which signal of a record to read for `opts.lead`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LeadChoice {
+    /// The first lead of the preference list the record has.
+    Found(usize),
+    /// None of them: the first signal, whose description is given (`fallback_to_first`).
+    Fallback(String),
+    /// None of them and no fallback: the record's signal descriptions.
+    Missing(Vec<String>),
+}
+
+/// Picks the signal for `opts.lead` (a preference list) in `header`.
+pub fn choose_lead(header: &Header, opts: &LoadOptions) -> LeadChoice {
+    if let Some(i) = opts
+        .lead
+        .split(',')
+        .map(str::trim)
+        .find_map(|want| header.signal_index(want))
+    {
+        return LeadChoice::Found(i);
+    }
+    match header.signals.first() {
+        Some(first) if opts.fallback_to_first => LeadChoice::Fallback(first.description.clone()),
+        _ => LeadChoice::Missing(
+            header
+                .signals
+                .iter()
+                .map(|s| s.description.clone())
+                .collect(),
+        ),
+    }
 }
 
 /// Record names in `dir`: its `RECORDS` file when present, else every `*.hea`, sorted.
@@ -83,9 +126,6 @@ pub fn list_records(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// A record's beats (`None` when skipped) and an optional warning.
-type Loaded = (Option<Beats>, Option<String>);
-
 /// One lead of a record in physical units, with its sampling rate, or `Ok(None)` with a warning
 /// when the record lacks the lead (and no fallback was asked for); the warning also notes a
 /// fallback.
@@ -95,21 +135,16 @@ pub type Lead = (Option<(Vec<f32>, f64)>, Option<String>);
 pub fn read_lead(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Lead> {
     let base = dir.join(name);
     let header = Header::read(&base.with_extension("hea"))?;
-    let (lead, warning) = match header.signal_index(&opts.lead) {
-        Some(i) => (i, None),
-        None if opts.fallback_to_first && !header.signals.is_empty() => (
+    let (lead, warning) = match choose_lead(&header, opts) {
+        LeadChoice::Found(i) => (i, None),
+        LeadChoice::Fallback(used) => (
             0,
             Some(format!(
-                "record {name}: no {} lead, using '{}' instead",
-                opts.lead, header.signals[0].description
+                "record {name}: no {} lead, using '{used}' instead",
+                opts.lead
             )),
         ),
-        None => {
-            let have: Vec<&str> = header
-                .signals
-                .iter()
-                .map(|s| s.description.as_str())
-                .collect();
+        LeadChoice::Missing(have) => {
             return Ok((
                 None,
                 Some(format!(
@@ -123,35 +158,63 @@ pub fn read_lead(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Lead> {
     Ok((Some((record.physical(lead), record.header.fs)), warning))
 }
 
-/// A record's reference annotations, checked to lie within its `len` samples.
-fn read_annotations(base: &Path, len: usize) -> Result<Vec<Annotation>> {
+/// A record's reference annotations within its `len` samples, and how many lay outside (an
+/// annotation at the very end of the signal is legal in practice; its beat cannot be cut).
+fn read_annotations(base: &Path, len: usize) -> Result<(Vec<Annotation>, usize)> {
     let atr = base.with_extension("atr");
-    let annotations = annotation::read(&atr)?;
-    if let Some((i, a)) = annotations
-        .iter()
-        .enumerate()
-        .find(|(_, a)| a.sample >= len as u64)
-    {
-        return Err(Error::data(
-            &atr,
-            format!("annotation {} at sample {}", i + 1, a.sample),
-            format!("past the end of the signal ({len} samples)"),
-        ));
-    }
-    Ok(annotations)
+    let mut annotations = annotation::read(&atr)?;
+    let before = annotations.len();
+    annotations.retain(|a| a.sample < len as u64);
+    let dropped = before - annotations.len();
+    Ok((annotations, dropped))
 }
 
-/// One record's beats, or `Ok(None)` with a warning when it lacks the lead.
-fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Loaded> {
-    let (lead, warning) = read_lead(dir, name, opts)?;
-    let Some((signal, fs)) = lead else {
-        return Ok((None, warning));
+/// What became of one record in [`load_dir`].
+enum Outcome {
+    Used {
+        beats: Beats,
+        /// The first signal's description, when the lead was missing.
+        fallback: Option<String>,
+        dropped: usize,
+    },
+    NoLead(Vec<String>),
+}
+
+fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
+    let base = dir.join(name);
+    let header = Header::read(&base.with_extension("hea"))?;
+    let (lead, fallback) = match choose_lead(&header, opts) {
+        LeadChoice::Found(i) => (i, None),
+        LeadChoice::Fallback(used) => (0, Some(used)),
+        LeadChoice::Missing(have) => return Ok(Outcome::NoLead(have)),
     };
-    let annotations = read_annotations(&dir.join(name), signal.len())?;
-    Ok((
-        Some(extract(&signal, fs, &annotations, opts.mode, name)),
-        warning,
-    ))
+    let record = Record::read(&base, Some(&[lead]))?;
+    let signal = record.physical(lead);
+    let (annotations, dropped) = read_annotations(&base, signal.len())?;
+    if dropped > 0 && opts.strict {
+        return Err(Error::data(
+            base.with_extension("atr"),
+            "annotations",
+            format!(
+                "{dropped} past the end of the signal ({} samples); without --strict only their beats are dropped",
+                signal.len()
+            ),
+        ));
+    }
+    Ok(Outcome::Used {
+        beats: extract(&signal, record.header.fs, &annotations, opts.mode, name),
+        fallback,
+        dropped,
+    })
+}
+
+/// Up to five names, then how many more.
+fn name_list(names: &[String]) -> String {
+    let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        s += &format!(" and {} more", names.len() - 5);
+    }
+    s
 }
 
 /// A record's name and its detection scores.
@@ -175,6 +238,7 @@ pub fn detection_scores(
         warnings.extend(warning);
         let Some((signal, fs)) = lead else { continue };
         let reference: Vec<usize> = read_annotations(&dir.join(&name), signal.len())?
+            .0
             .iter()
             .filter(|a| AamiClass::from_code(a.code).is_some())
             .map(|a| a.sample as usize)
@@ -200,14 +264,14 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
         .min(names.len())
         .max(1);
     let chunk = names.len().div_ceil(threads);
-    let results: Vec<Result<Vec<(String, Loaded)>>> = std::thread::scope(|s| {
+    let results: Vec<Vec<(String, Result<Outcome>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = names
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|n| load_record(dir, n, opts).map(|loaded| (n.clone(), loaded)))
-                        .collect::<Result<Vec<_>>>()
+                        .map(|n| (n.clone(), load_record(dir, n, opts)))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -216,19 +280,96 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
             .map(|h| h.join().expect("loader thread panicked"))
             .collect()
     });
-    let mut ds = Dataset::default();
-    for part in results {
-        for (name, (beats, warning)) in part? {
-            ds.warnings.extend(warning);
-            if let Some(b) = beats {
+    let mut ds = Dataset {
+        records_total: names.len(),
+        ..Default::default()
+    };
+    let (mut fallbacks, mut used_leads, mut no_lead) = (vec![], vec![], vec![]);
+    for (name, outcome) in results.into_iter().flatten() {
+        match outcome {
+            Ok(Outcome::Used {
+                beats,
+                fallback,
+                dropped,
+            }) => {
+                if let Some(used) = fallback {
+                    fallbacks.push(name.clone());
+                    if !used_leads.contains(&used) {
+                        used_leads.push(used);
+                    }
+                }
+                if dropped > 0 {
+                    ds.dropped_annotations.push((name.clone(), dropped));
+                }
                 let mut counts = [0usize; 5];
-                for &l in &b.labels {
+                for &l in &beats.labels {
                     counts[l as usize] += 1;
                 }
                 ds.per_record.push((name, counts));
-                ds.beats.extend(&b);
+                ds.beats.extend(&beats);
             }
+            Ok(Outcome::NoLead(have)) => {
+                if opts.strict {
+                    return Err(Error::data(
+                        dir.join(format!("{name}.hea")),
+                        "signals",
+                        format!("no {} lead (has {have:?})", opts.lead),
+                    ));
+                }
+                no_lead.push(name.clone());
+                ds.skipped
+                    .push((name, format!("no {} lead (has {have:?})", opts.lead)));
+            }
+            Err(e) if opts.strict => return Err(e),
+            Err(e) => ds.skipped.push((name, e.to_string())),
         }
+    }
+    // one line per cause, not per record
+    if !fallbacks.is_empty() {
+        ds.warnings.push(format!(
+            "lead {} missing in {} record{} ({}), used the first signal ({})",
+            opts.lead,
+            fallbacks.len(),
+            if fallbacks.len() == 1 { "" } else { "s" },
+            name_list(&fallbacks),
+            used_leads.join(", ")
+        ));
+    }
+    if !no_lead.is_empty() {
+        ds.warnings.push(format!(
+            "lead {} missing in {} record{} ({}): skipped (--fallback-lead reads their first signal)",
+            opts.lead,
+            no_lead.len(),
+            if no_lead.len() == 1 { "" } else { "s" },
+            name_list(&no_lead)
+        ));
+    }
+    for (name, reason) in &ds.skipped {
+        if !no_lead.contains(name) {
+            ds.warnings.push(format!("record {name} skipped: {reason}"));
+        }
+    }
+    if !ds.dropped_annotations.is_empty() {
+        let total: usize = ds.dropped_annotations.iter().map(|d| d.1).sum();
+        let which: Vec<String> = ds
+            .dropped_annotations
+            .iter()
+            .map(|(n, k)| format!("{n} ({k})"))
+            .collect();
+        ds.warnings.push(format!(
+            "{total} annotation{} past the end of the signal dropped with their beats: {}",
+            if total == 1 { "" } else { "s" },
+            name_list(&which)
+        ));
+    }
+    if !ds.skipped.is_empty() {
+        let names: Vec<String> = ds.skipped.iter().map(|s| s.0.clone()).collect();
+        ds.warnings.push(format!(
+            "{} of {} records used; skipped: {}",
+            ds.records_total - ds.skipped.len(),
+            ds.records_total,
+            name_list(&names)
+        ));
     }
     Ok(ds)
 }

@@ -290,6 +290,7 @@ pub fn default_options(mode: BeatMode) -> LoadOptions {
         lead: "II".into(),
         fallback_to_first: false,
         records: None,
+        strict: false,
     }
 }
 
