@@ -528,6 +528,31 @@ fn bad_records_give_errors_naming_file_and_position() {
     std::fs::write(dir.join("208.atr"), annotation::encode(&kept)).unwrap();
     let ds = load_dir(&dir, &LoadOptions::default()).unwrap();
     assert_eq!(ds.dropped_annotations, vec![("208".to_string(), 2)]);
+    // every beat annotation is accounted for
+    assert_eq!(
+        ds.beats.len() + ds.beats_at_edges + ds.beats_past_end,
+        ds.beat_annotations
+    );
+    let in_files: usize = ["208", "209"]
+        .iter()
+        .map(|n| {
+            annotation::read(&dir.join(format!("{n}.atr")))
+                .unwrap()
+                .iter()
+                .filter(|a| AamiClass::from_code(a.code).is_some())
+                .count()
+        })
+        .sum();
+    assert_eq!(ds.beat_annotations, in_files);
+    assert_eq!(ds.beats_past_end, 2);
+    assert!(
+        ds.summary().starts_with(&format!(
+            "2 of 2 records used: {} beats from {in_files} beat annotations",
+            ds.beats.len()
+        )),
+        "{}",
+        ds.summary()
+    );
     assert!(ds.skipped.is_empty());
     assert_eq!(ds.per_record, good.per_record, "every other beat kept");
     assert!(

@@ -124,9 +124,7 @@ pub fn run(command: DataCommand) -> Result<()> {
             let start = Instant::now();
             let ds = load_dir(&dir, &source.options())?;
             let elapsed = start.elapsed().as_secs_f64();
-            for w in &ds.warnings {
-                eprintln!("warning: {w}");
-            }
+            super::report_load(&ds);
             let mut beats = [0usize; 5];
             for (_, counts) in &ds.per_record {
                 beats.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
@@ -163,9 +161,7 @@ pub fn run(command: DataCommand) -> Result<()> {
             seed,
         } => {
             let ds = load_dir(&source.dir(), &source.options())?;
-            for w in &ds.warnings {
-                eprintln!("warning: {w}");
-            }
+            super::report_load(&ds);
             let beats = match (split, part.as_deref()) {
                 (Some(kind), Some(part)) => {
                     let s = splits::split(&ds.beats, kind, 0.2, 0.1, seed);

@@ -120,9 +120,7 @@ fn select_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, Stri
     let mut options = args.source.options();
     options.fallback_to_first |= split == EvalSplit::All;
     let ds = load_dir(&dir, &options)?;
-    for w in &ds.warnings {
-        eprintln!("warning: {w}");
-    }
+    super::report_load(&ds);
     let kind = match split {
         EvalSplit::All => return Ok((ds.beats, format!("all beats of {}", dir.display()))),
         EvalSplit::Intra => SplitKind::Intra,

@@ -59,6 +59,15 @@ enum Command {
     },
 }
 
+/// Prints what loading a directory skipped or dropped (one line per cause) and the line that
+/// accounts for every beat annotation, on stderr (also in logs).
+fn report_load(ds: &crate::data::dataset::Dataset) {
+    for w in &ds.warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!("{}", ds.summary());
+}
+
 pub fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Devices => {

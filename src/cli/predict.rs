@@ -140,9 +140,7 @@ fn read_beats(args: &PredictArgs) -> Result<Input> {
     if let Some((_, reason)) = ds.skipped.first() {
         return Err(Error::Config(format!("record {name}: {reason}")));
     }
-    for w in &ds.warnings {
-        eprintln!("warning: {w}");
-    }
+    super::report_load(&ds);
     if ds.beats.is_empty() {
         return Err(Error::data(
             record.with_extension("atr"),

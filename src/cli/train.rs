@@ -550,9 +550,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         _ => {
             let data_dir = args.source.dir();
             let ds = load_dir(&data_dir, &args.source.options())?;
-            for w in &ds.warnings {
-                eprintln!("warning: {w}");
-            }
+            super::report_load(&ds);
             let split = splits::split(&ds.beats, args.split, 0.2, 0.1, args.run.seed);
             let parts = (
                 ds.beats.select(&split.train),

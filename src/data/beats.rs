@@ -108,6 +108,22 @@ pub fn extract(
     mode: BeatMode,
     record: &str,
 ) -> Beats {
+    extract_counted(signal, fs, annotations, mode, record).0
+}
+
+/// [`extract`], also returning how many beat annotations (AAMI classes) gave no beat: too close
+/// to an edge of the record, or in a 10-s window with no heart period to cut by.
+pub fn extract_counted(
+    signal: &[f32],
+    fs: f64,
+    annotations: &[Annotation],
+    mode: BeatMode,
+    record: &str,
+) -> (Beats, usize) {
+    let beat_annotations = annotations
+        .iter()
+        .filter(|a| AamiClass::from_code(a.code).is_some())
+        .count();
     let x = resample(signal, fs, FS);
     let to_125 = |s: u64| (s as f64 * FS / fs).round() as usize;
     let labelled: Vec<(usize, u64, AamiClass)> = annotations
@@ -151,7 +167,8 @@ pub fn extract(
             }
         }
     }
-    beats
+    let skipped = beat_annotations - beats.len();
+    (beats, skipped)
 }
 
 /// Kachuee's nominal heartbeat period of a min-max-normalised window: the median distance

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::aami::AamiClass;
 use super::annotation::{self, Annotation};
-use super::beats::{extract, BeatMode, Beats};
+use super::beats::{extract_counted, BeatMode, Beats};
 use super::qrs;
 use super::wfdb::{Header, Record};
 use crate::error::{Error, Result};
@@ -55,6 +55,12 @@ pub struct Dataset {
     pub dropped_annotations: Vec<(String, usize)>,
     /// Records asked for (used + skipped).
     pub records_total: usize,
+    /// Beat annotations (AAMI classes) of the used records, and how many of them gave no beat:
+    /// past the signal's end, or too close to an edge (see [`super::beats::extract_counted`]).
+    /// `beats.len() + beats_past_end + beats_at_edges == beat_annotations`.
+    pub beat_annotations: usize,
+    pub beats_past_end: usize,
+    pub beats_at_edges: usize,
 }
 
 /// Which signal of a record to read for `opts.lead`.
@@ -158,15 +164,19 @@ pub fn read_lead(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Lead> {
     Ok((Some((record.physical(lead), record.header.fs)), warning))
 }
 
-/// A record's reference annotations within its `len` samples, and how many lay outside (an
-/// annotation at the very end of the signal is legal in practice; its beat cannot be cut).
-fn read_annotations(base: &Path, len: usize) -> Result<(Vec<Annotation>, usize)> {
+/// A record's reference annotations within its `len` samples, how many lay outside (an
+/// annotation at the very end of the signal is legal in practice; its beat cannot be cut), and
+/// how many of those were beats.
+fn read_annotations(base: &Path, len: usize) -> Result<(Vec<Annotation>, usize, usize)> {
     let atr = base.with_extension("atr");
-    let mut annotations = annotation::read(&atr)?;
-    let before = annotations.len();
-    annotations.retain(|a| a.sample < len as u64);
-    let dropped = before - annotations.len();
-    Ok((annotations, dropped))
+    let (annotations, outside): (Vec<Annotation>, Vec<Annotation>) = annotation::read(&atr)?
+        .into_iter()
+        .partition(|a| a.sample < len as u64);
+    let beats = outside
+        .iter()
+        .filter(|a| AamiClass::from_code(a.code).is_some())
+        .count();
+    Ok((annotations, outside.len(), beats))
 }
 
 /// What became of one record in [`load_dir`].
@@ -175,7 +185,11 @@ enum Outcome {
         beats: Beats,
         /// The first signal's description, when the lead was missing.
         fallback: Option<String>,
+        /// Annotations past the signal's end, and how many of them were beats.
         dropped: usize,
+        dropped_beats: usize,
+        /// Beat annotations inside the signal that gave no beat (edges).
+        at_edges: usize,
     },
     NoLead(Vec<String>),
 }
@@ -190,7 +204,7 @@ fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
     };
     let record = Record::read(&base, Some(&[lead]))?;
     let signal = record.physical(lead);
-    let (annotations, dropped) = read_annotations(&base, signal.len())?;
+    let (annotations, dropped, dropped_beats) = read_annotations(&base, signal.len())?;
     if dropped > 0 && opts.strict {
         return Err(Error::data(
             base.with_extension("atr"),
@@ -201,10 +215,14 @@ fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
             ),
         ));
     }
+    let (beats, at_edges) =
+        extract_counted(&signal, record.header.fs, &annotations, opts.mode, name);
     Ok(Outcome::Used {
-        beats: extract(&signal, record.header.fs, &annotations, opts.mode, name),
+        beats,
         fallback,
         dropped,
+        dropped_beats,
+        at_edges,
     })
 }
 
@@ -291,7 +309,12 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
                 beats,
                 fallback,
                 dropped,
+                dropped_beats,
+                at_edges,
             }) => {
+                ds.beat_annotations += beats.len() + dropped_beats + at_edges;
+                ds.beats_past_end += dropped_beats;
+                ds.beats_at_edges += at_edges;
                 if let Some(used) = fallback {
                     fallbacks.push(name.clone());
                     if !used_leads.contains(&used) {
@@ -372,6 +395,22 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
         ));
     }
     Ok(ds)
+}
+
+impl Dataset {
+    /// One line that accounts for every beat annotation of the used records.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} of {} records used: {} beats from {} beat annotations ({} too close to a record's \
+             edge, {} past the end of the signal)",
+            self.records_total - self.skipped.len(),
+            self.records_total,
+            self.beats.len(),
+            self.beat_annotations,
+            self.beats_at_edges,
+            self.beats_past_end
+        )
+    }
 }
 
 /// AAMI counts of the reference annotations of every record in `dir` (all beats, no extraction).
