@@ -351,6 +351,16 @@ impl<'c> Trainer<'c> {
     /// flight) and their probabilities copied into one buffer that is read once at the end: no
     /// round trip per batch.
     pub fn predict_many(&mut self, x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        self.predict_many_with_progress(x, batch, |_, _| ())
+    }
+
+    /// [`Self::predict_many`], calling `progress(beats_done, beats_total)` as batches complete.
+    pub fn predict_many_with_progress(
+        &mut self,
+        x: &[f32],
+        batch: usize,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<f32>> {
         const IN_FLIGHT: usize = 4;
         let per_beat = self.model.config.in_channels * self.model.config.input_len;
         let classes = self.model.config.classes;
@@ -373,6 +383,8 @@ impl<'c> Trainer<'c> {
         });
         let mut submissions = std::collections::VecDeque::new();
         let mut offset = 0u64;
+        let total = x.len() / per_beat;
+        let mut queued = 0;
         for chunk in chunks {
             let plan = &self.infer_plans[&(chunk.len() / per_beat)];
             // queue-ordered: runs after the previous batch's forward has read the input
@@ -389,23 +401,23 @@ impl<'c> Trainer<'c> {
                 bytes,
             );
             offset += bytes;
-            submissions.push_back(ctx.queue.submit([encoder.finish()]));
+            queued += chunk.len() / per_beat;
+            submissions.push_back((ctx.queue.submit([encoder.finish()]), queued));
             // bound the uploads waiting in wgpu's staging memory
             if submissions.len() > IN_FLIGHT {
-                let index = submissions.pop_front().expect("non-empty");
+                let (index, done) = submissions.pop_front().expect("non-empty");
                 ctx.device
                     .poll(wgpu::PollType::Wait {
                         submission_index: Some(index),
                         timeout: None,
                     })
                     .map_err(|e| Error::Gpu(e.to_string()))?;
+                progress(done, total);
             }
         }
-        Ok(bytemuck::pod_collect_to_vec(&map_and_read(
-            ctx,
-            &out,
-            total_bytes,
-        )?))
+        let probs = bytemuck::pod_collect_to_vec(&map_and_read(ctx, &out, total_bytes)?);
+        progress(total, total);
+        Ok(probs)
     }
 
     /// Uploads the training split once, for [`Self::train_epoch`]. Fails (and nothing changes)

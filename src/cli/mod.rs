@@ -59,6 +59,44 @@ enum Command {
     },
 }
 
+/// Progress of long work as plain lines on stderr, every `step` of the total (a fraction) and
+/// at the end: readable in a terminal and in a non-interactive log alike.
+pub(crate) struct ProgressLines {
+    what: &'static str,
+    step: f64,
+    next: f64,
+    start: std::time::Instant,
+}
+
+impl ProgressLines {
+    pub(crate) fn new(what: &'static str, step: f64) -> Self {
+        Self {
+            what,
+            step,
+            next: step,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Reports `done` of `total` beats when another step has been crossed (or at the end).
+    pub(crate) fn update(&mut self, done: usize, total: usize) {
+        let fraction = done as f64 / total.max(1) as f64;
+        if fraction + 1e-9 < self.next && done < total {
+            return;
+        }
+        while self.next <= fraction + 1e-9 {
+            self.next += self.step;
+        }
+        let seconds = self.start.elapsed().as_secs_f64();
+        eprintln!(
+            "{}: {done} of {total} beats ({:.0} %), {:.0} beats/s, {seconds:.1} s",
+            self.what,
+            100.0 * fraction,
+            done as f64 / seconds.max(1e-9)
+        );
+    }
+}
+
 /// Prints what loading a directory skipped or dropped (one line per cause) and the line that
 /// accounts for every beat annotation, on stderr (also in logs).
 fn report_load(ds: &crate::data::dataset::Dataset) {

@@ -174,7 +174,10 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let model = Model::load(&ctx, &args.checkpoint)?;
     let classes = model.config.classes;
     let mut trainer = Trainer::for_inference(&ctx, model)?;
-    let probs = trainer.predict_many(&beats.x, args.batch)?;
+    let mut lines = super::ProgressLines::new("scoring", 0.05);
+    let probs = trainer.predict_many_with_progress(&beats.x, args.batch, |done, total| {
+        lines.update(done, total)
+    })?;
     let predicted = argmax_rows(&probs, classes);
     let names = class_names(classes);
 

@@ -1,6 +1,7 @@
 //! `ecgwgpu train`: the paper's recipe end to end on WFDB records, with a run directory.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -294,6 +295,10 @@ pub(super) fn fit(
             .expect("valid template")
             .progress_chars("=> "),
         );
+        // the bar draws only on a terminal; a log gets a line every 10 % of the epoch
+        let mut lines =
+            (!std::io::stderr().is_terminal()).then(|| super::ProgressLines::new("training", 0.1));
+        let total = order.len();
         let start = Instant::now();
         let stopped = |e: Error| match e {
             Error::NonFinite { .. } => Error::Config(format!(
@@ -309,6 +314,9 @@ pub(super) fn fit(
             trainer
                 .train_epoch(&order, schedule.batch, |beats, losses| {
                     bar.set_position(beats as u64);
+                    if let Some(lines) = lines.as_mut() {
+                        lines.update(beats, total);
+                    }
                     bar.set_message(format!("{:.4}", mean(losses)));
                 })
                 .map_err(stopped)?
@@ -323,6 +331,9 @@ pub(super) fn fit(
                 }
                 losses.push(trainer.step(&xb, &yb).map_err(stopped)?);
                 bar.inc(chunk.len() as u64);
+                if let Some(lines) = lines.as_mut() {
+                    lines.update(bar.position() as usize, total);
+                }
                 bar.set_message(format!("{:.4}", mean(&losses)));
             }
             losses
