@@ -769,3 +769,93 @@ fn qrs_detector_matches_all_48_records() {
     // Se 99.39 %, +P 99.69 % when this was written.
     assert_eq!(assert_detector_scores(&full_mitdb(), 0.99), 48);
 }
+
+/// Writes a one-signal format-16 record: `samples` in the .dat, `header_samples` in the header,
+/// the given gain field (e.g. `200`, `0`, `200(5000)`), and beat annotations (code 1, N).
+fn edge_record(dir: &Path, samples: &[i16], header_samples: usize, gain: &str, beats: &[u64]) {
+    let header = format!("edge 1 360 {header_samples}\nedge.dat 16 {gain} 11 1024 0 0 0 MLII\n");
+    std::fs::write(dir.join("edge.hea"), header).unwrap();
+    let dat: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dir.join("edge.dat"), dat).unwrap();
+    let annotations: Vec<Annotation> = beats.iter().map(|&s| Annotation::new(s, 1)).collect();
+    std::fs::write(dir.join("edge.atr"), annotation::encode(&annotations)).unwrap();
+}
+
+/// Valid files with edge values: each is read, or skipped with a message naming the file, and
+/// every beat annotation is accounted for.
+#[test]
+fn edge_values_are_read_or_skipped_never_sink_the_run() {
+    let dir = scratch("edges");
+    let load = || load_dir(&dir, &LoadOptions::default()).unwrap();
+    let adds_up = |ds: &ecgwgpu::data::dataset::Dataset| {
+        assert_eq!(
+            ds.beats.len() + ds.beats_at_edges + ds.beats_past_end,
+            ds.beat_annotations,
+            "{}",
+            ds.summary()
+        );
+    };
+    // A beat every 0.8 s for 10 s; annotations at 0, at the last sample and past the end.
+    let wave: Vec<i16> = (0..3600)
+        .map(|i| 1024 + if i % 288 == 100 { 400 } else { (i % 7) as i16 })
+        .collect();
+    let peaks: Vec<u64> = (0..12).map(|k| 100 + 288 * k).collect();
+    let mut beats = vec![0, 3599, 3600, 5000];
+    beats.extend(&peaks);
+    beats.sort_unstable();
+    edge_record(&dir, &wave, 3600, "200", &beats);
+    let ds = load();
+    assert!(ds.skipped.is_empty(), "{:?}", ds.skipped);
+    assert_eq!(ds.beats_past_end, 2, "3600 and 5000 lie past 3,600 samples");
+    assert_eq!(ds.beat_annotations, beats.len());
+    adds_up(&ds);
+
+    // The header promises more samples than the .dat holds: skipped, file and byte named.
+    edge_record(&dir, &wave[..1800], 3600, "200", &peaks);
+    let ds = load();
+    let reason = &ds.skipped[0].1;
+    assert!(
+        reason.contains("edge.dat")
+            && reason.contains("byte 3600")
+            && reason.contains("ends early"),
+        "{reason}"
+    );
+    assert!(
+        ds.summary().starts_with("0 of 1 records used"),
+        "{}",
+        ds.summary()
+    );
+    // Fewer: the header's count is read (as wfdb does) and the annotations past it dropped.
+    edge_record(&dir, &wave, 1800, "200", &peaks);
+    let ds = load();
+    assert!(ds.skipped.is_empty());
+    assert_eq!(
+        ds.beats_past_end,
+        peaks.iter().filter(|&&p| p >= 1800).count()
+    );
+    adds_up(&ds);
+
+    // Gain 0 means uncalibrated: the default 200 adu/mV; a baseline outside the 11-bit range is
+    // just an offset.
+    edge_record(&dir, &wave, 3600, "0", &peaks);
+    let r = Record::read(&dir.join("edge"), None).unwrap();
+    assert_eq!(r.physical(0)[100], (1424.0 - 1024.0) / 200.0);
+    edge_record(&dir, &wave, 3600, "200(5000)", &peaks);
+    let r = Record::read(&dir.join("edge"), None).unwrap();
+    assert_eq!(r.physical(0)[0], (1024.0 - 5000.0) / 200.0);
+    let ds = load();
+    assert!(ds.skipped.is_empty() && ds.beats.len() == peaks.len());
+    assert!(ds.beats.x.iter().all(|v| v.is_finite()));
+
+    // One sample, and none at all: no beat can be cut, nothing panics, all is counted.
+    edge_record(&dir, &wave[..1], 1, "200", &[0]);
+    let ds = load();
+    assert!(ds.skipped.is_empty(), "{:?}", ds.skipped);
+    assert_eq!(ds.beat_annotations, 1);
+    adds_up(&ds);
+    edge_record(&dir, &[], 0, "200", &[0, 5]);
+    let ds = load();
+    assert!(ds.skipped.is_empty(), "{:?}", ds.skipped);
+    assert_eq!(ds.beats_past_end, 2);
+    adds_up(&ds);
+}
