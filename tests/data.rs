@@ -859,3 +859,115 @@ fn edge_values_are_read_or_skipped_never_sink_the_run() {
     assert_eq!(ds.beats_past_end, 2);
     adds_up(&ds);
 }
+
+/// The first 10 s of record 208 as a third-party tool (pyedflib/EDFlib, tools/make_edf_fixture.py)
+/// wrote them to EDF+, read by our reader: the WFDB samples and annotations exactly. Then the same
+/// written by our writer, read back: the two files agree sample for sample.
+#[test]
+fn edf_reader_matches_wfdb_and_a_third_party_writer() {
+    use ecgwgpu::data::edf::{self, Edf, EdfSignal, SignalToWrite};
+    let fixture = embedded_dir().join("../edf/208-10s-pyedflib.edf");
+    let theirs = Edf::read(&fixture).unwrap();
+    let labels: Vec<&str> = theirs.signals.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels, ["MLII", "V1", "EDF Annotations", "EDF Annotations"]);
+    assert!(theirs.reserved.starts_with("EDF+C"), "{}", theirs.reserved);
+    let wfdb_rec = Record::read(&embedded_dir().join("208"), None).unwrap();
+    let reference = annotation::read(&embedded_dir().join("208.atr")).unwrap();
+    let in_10s: Vec<&Annotation> = reference.iter().filter(|a| a.sample < 3600).collect();
+    for i in 0..2 {
+        assert_eq!(theirs.fs(i), 360.0);
+        let adc: Vec<i16> = wfdb_rec.adc[i][..3600].iter().map(|&v| v as i16).collect();
+        assert_eq!(theirs.digital[i], adc, "signal {i}: digital samples");
+        let phys = theirs.physical(i);
+        let wfdb_phys = wfdb_rec.physical(i);
+        for (k, (a, b)) in phys.iter().zip(&wfdb_phys).enumerate() {
+            assert!((a - b).abs() < 1e-6, "signal {i} sample {k}: {a} vs {b}");
+        }
+    }
+    assert_eq!(theirs.annotations.len(), in_10s.len());
+    for ((onset, text), a) in theirs.annotations.iter().zip(&in_10s) {
+        assert!(
+            (onset - a.sample as f64 / 360.0).abs() < 1e-4,
+            "{onset} vs {}",
+            a.sample
+        );
+        assert_eq!(text, &annotation::mnemonic(a.code).to_string());
+    }
+    assert_eq!(theirs.signal_index("V5,v1", false), Some(1));
+    assert_eq!(theirs.signal_index("II", true), Some(0));
+    assert_eq!(theirs.signal_index("II", false), None);
+
+    let dir = scratch("edf");
+    let ours_path = dir.join("208.edf");
+    let to_write: Vec<SignalToWrite> = (0..2)
+        .map(|i| SignalToWrite {
+            signal: EdfSignal {
+                samples_per_record: 360,
+                ..theirs.signals[i].clone()
+            },
+            digital: &theirs.digital[i],
+        })
+        .collect();
+    let annotations: Vec<(f64, String)> = in_10s
+        .iter()
+        .map(|a| {
+            (
+                a.sample as f64 / 360.0,
+                annotation::mnemonic(a.code).to_string(),
+            )
+        })
+        .collect();
+    edf::write(&ours_path, "MIT-BIH_208", &to_write, &annotations).unwrap();
+    let ours = Edf::read(&ours_path).unwrap();
+    for i in 0..2 {
+        assert_eq!(ours.digital[i], theirs.digital[i], "signal {i}");
+        assert_eq!(ours.physical(i), theirs.physical(i), "signal {i}");
+        assert_eq!(ours.fs(i), theirs.fs(i));
+    }
+    assert_eq!(ours.annotations.len(), theirs.annotations.len());
+    for (a, b) in ours.annotations.iter().zip(&theirs.annotations) {
+        assert!((a.0 - b.0).abs() < 1e-4 && a.1 == b.1, "{a:?} vs {b:?}");
+    }
+
+    // A whole record through `write_from_wfdb`: every sample and annotation comes back.
+    let whole = dir.join("208-whole.edf");
+    let written = edf::write_from_wfdb(&embedded_dir().join("208"), &whole).unwrap();
+    assert_eq!(written, reference.len());
+    let back = Edf::read(&whole).unwrap();
+    for i in 0..2 {
+        let adc: Vec<i16> = wfdb_rec.adc[i].iter().map(|&v| v as i16).collect();
+        // EDF stores whole 1-s records: 650,000 samples become 1,806 records, the last padded
+        assert_eq!(back.digital[i].len(), 650_160);
+        let same = back.digital[i].iter().zip(&adc).filter(|(a, b)| a == b).count();
+        assert_eq!(same, adc.len(), "signal {i}: samples equal to the record's");
+        let (a, b) = (back.physical(i), wfdb_rec.physical(i));
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6));
+    }
+    assert_eq!(back.annotations.len(), reference.len());
+
+    // Header checks name the field; a short file names the data record.
+    let bytes = std::fs::read(&fixture).unwrap();
+    let mut bad = bytes.clone();
+    bad[252..256].copy_from_slice(b"x   ");
+    let (_, at, what) = data_error(Edf::parse(&bad, &fixture).unwrap_err());
+    assert_eq!(at, "header field 'number of signals' (bytes 252-255)");
+    assert!(what.contains("not a number"), "{what}");
+    let mut bad = bytes.clone();
+    bad[0] = b'9';
+    let (_, at, _) = data_error(Edf::parse(&bad, &fixture).unwrap_err());
+    assert!(at.contains("'version'"), "{at}");
+    let (_, at, what) = data_error(Edf::parse(&bytes[..bytes.len() - 100], &fixture).unwrap_err());
+    assert!(
+        at == "data record 10" && what.contains("declares 10"),
+        "{at}: {what}"
+    );
+    let mut bad = bytes.clone();
+    // signal 1's digital maximum (after 4 signals' labels, transducers, dimensions, ...)
+    let dmax = 256 + 4 * (16 + 80 + 8 + 8 + 8 + 8);
+    bad[dmax..dmax + 8].copy_from_slice(b"-5000   ");
+    let (_, at, what) = data_error(Edf::parse(&bad, &fixture).unwrap_err());
+    assert!(
+        at == "signal 1 (MLII) field 'digital maximum'" && what.contains("must exceed"),
+        "{at}: {what}"
+    );
+}

@@ -592,6 +592,24 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
         "no reference class"
     );
 
+    // An EDF+ file (written by pyedflib): its MLII signal's detected beats, CSV only.
+    let edf = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/edf/208-10s-pyedflib.edf");
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["predict", "--checkpoint"])
+        .arg(run.join("best.safetensors"))
+        .arg("--record")
+        .arg(&edf)
+        .arg("--out-dir")
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let csv = std::fs::read_to_string(bare.join("208-10s-pyedflib_pred.csv")).unwrap();
+    // 17 reference beats in these 10 s; the detector may miss one at an edge
+    let rows = csv.lines().count() - 1;
+    assert!((15..=17).contains(&rows), "{rows} beats");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("'MLII' at 360 Hz"));
+
     let missing = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
         .args(["predict", "--checkpoint"])
         .arg(run.join("best.safetensors"))

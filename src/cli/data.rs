@@ -22,6 +22,16 @@ pub enum DataCommand {
     /// Per-record and total AAMI class counts: of the reference annotations, and of the beats
     /// extracted from the chosen lead.
     Stats(Source),
+    /// Write a WFDB record as an EDF+ file: every signal (ADC values, WFDB's scaling) and the
+    /// .atr annotations as EDF+ annotations.
+    ToEdf {
+        /// The record, as a path without extension (e.g. ~/mitdb/208).
+        #[arg(long)]
+        record: PathBuf,
+        /// Output EDF file (written atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Extract beats and write them in the common CSV layout (187 samples + label per row).
     Export {
         #[command(flatten)]
@@ -110,6 +120,10 @@ fn row(name: &str, counts: &[usize; 5]) -> String {
 
 pub fn run(command: DataCommand) -> Result<()> {
     match command {
+        DataCommand::ToEdf { record, out } => {
+            let n = crate::data::edf::write_from_wfdb(&record, &out)?;
+            println!("wrote {} ({n} annotations)", out.display());
+        }
         DataCommand::Stats(source) => {
             let dir = source.dir();
             let header: String = CLASS_NAMES.iter().map(|c| format!("{c:>8}")).collect();

@@ -12,6 +12,7 @@ use crate::data::beats::extract;
 use crate::data::beats::Beats;
 use crate::data::csv;
 use crate::data::dataset::{load_dir, read_lead, LoadOptions};
+use crate::data::edf::Edf;
 use crate::data::qrs;
 use crate::data::write_atomic;
 use crate::error::{Error, Result};
@@ -27,7 +28,8 @@ pub struct PredictArgs {
     checkpoint: PathBuf,
     /// The record, as a path without extension (e.g. ~/mitdb/208): its .hea, signal files and
     /// .atr (whose beat annotations give the R peaks to classify) are read; without an .atr the
-    /// QRS detector finds the beats.
+    /// QRS detector finds the beats. An .edf path reads an EDF/EDF+ file (16-bit) and finds its
+    /// beats with the QRS detector; only the CSV is written then.
     #[arg(
         long,
         required_unless_present = "beats_csv",
@@ -92,6 +94,12 @@ fn read_beats(args: &PredictArgs) -> Result<Input> {
         .record
         .as_ref()
         .expect("clap requires --record or --beats-csv");
+    if record
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("edf"))
+    {
+        return read_edf_beats(args, record);
+    }
     let name = record
         .file_name()
         .and_then(|n| n.to_str())
@@ -153,6 +161,52 @@ fn read_beats(args: &PredictArgs) -> Result<Input> {
         record_dir: Some(dir),
         beats: ds.beats,
         annotated: true,
+    })
+}
+
+/// An EDF/EDF+ file's beats: the lead picked by --lead (else its first signal), beats found by
+/// the QRS detector.
+fn read_edf_beats(args: &PredictArgs, path: &std::path::Path) -> Result<Input> {
+    let edf = Edf::read(path)?;
+    let i = edf
+        .signal_index(args.source.lead(), true)
+        .ok_or_else(|| Error::data(path, "signals", "no ordinary signal, only annotations"))?;
+    let label = &edf.signals[i].label;
+    if edf.signal_index(args.source.lead(), false).is_none() {
+        eprintln!(
+            "warning: {}: no {} signal, using '{label}'",
+            path.display(),
+            args.source.lead()
+        );
+    }
+    let name = path
+        .file_stem()
+        .and_then(|n| n.to_str())
+        .unwrap_or("edf")
+        .to_string();
+    let (signal, fs) = (edf.physical(i), edf.fs(i));
+    let peaks: Vec<Annotation> = qrs::detect(&signal, fs)
+        .into_iter()
+        .map(|p| Annotation::new(p as u64, AamiClass::N.code()))
+        .collect();
+    let beats = extract(&signal, fs, &peaks, args.source.mode(), &name);
+    if beats.is_empty() {
+        return Err(Error::data(
+            path,
+            format!("signal '{label}'"),
+            "the QRS detector found no beats (flat line or shorter than a beat?)",
+        ));
+    }
+    eprintln!(
+        "{}: '{label}' at {fs} Hz, {} beats found by the QRS detector",
+        path.display(),
+        beats.len()
+    );
+    Ok(Input {
+        name,
+        record_dir: None,
+        beats,
+        annotated: false,
     })
 }
 

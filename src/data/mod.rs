@@ -7,6 +7,7 @@ pub mod augment;
 pub mod beats;
 pub mod csv;
 pub mod dataset;
+pub mod edf;
 pub mod ptb;
 pub mod qrs;
 pub mod resample;
