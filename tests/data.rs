@@ -938,7 +938,11 @@ fn edf_reader_matches_wfdb_and_a_third_party_writer() {
         let adc: Vec<i16> = wfdb_rec.adc[i].iter().map(|&v| v as i16).collect();
         // EDF stores whole 1-s records: 650,000 samples become 1,806 records, the last padded
         assert_eq!(back.digital[i].len(), 650_160);
-        let same = back.digital[i].iter().zip(&adc).filter(|(a, b)| a == b).count();
+        let same = back.digital[i]
+            .iter()
+            .zip(&adc)
+            .filter(|(a, b)| a == b)
+            .count();
         assert_eq!(same, adc.len(), "signal {i}: samples equal to the record's");
         let (a, b) = (back.physical(i), wfdb_rec.physical(i));
         assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6));
