@@ -288,7 +288,20 @@ fn splits_are_stratified_disjoint_and_reproducible() {
             b.record[i]
         );
     }
-    assert!(!inter.train.is_empty() && !inter.test.is_empty());
+    assert!(!inter.train.is_empty() && !inter.test.is_empty() && !inter.val.is_empty());
+    // validation holds out whole patients: no record on both sides
+    let records = |part: &[usize]| {
+        let mut r: Vec<&str> = part.iter().map(|&i| b.record[i].as_str()).collect();
+        r.sort_unstable();
+        r.dedup();
+        r
+    };
+    let (train_records, val_records) = (records(&inter.train), records(&inter.val));
+    assert!(
+        val_records.iter().all(|r| !train_records.contains(r)),
+        "{val_records:?} vs {train_records:?}"
+    );
+    assert_eq!(inter, splits::split(b, SplitKind::Inter, 0.2, 0.1, 7));
     assert!(
         inter
             .train

@@ -102,6 +102,8 @@ struct RunConfig<'a> {
     adam: &'a AdamConfig,
     device: String,
     class_counts: BTreeMap<&'a str, Vec<usize>>,
+    /// How validation beats were chosen (a run that chose them otherwise cannot be resumed).
+    validation: &'static str,
 }
 
 fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
@@ -636,6 +638,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         adam: &adam,
         device: ctx.describe(),
         class_counts: counts,
+        validation: match (&args.train_csv, &args.test_csv, args.split) {
+            (Some(_), Some(_), _) | (_, _, SplitKind::Intra) => {
+                "10 % of the training beats, stratified by class"
+            }
+            (_, _, SplitKind::Inter) => "whole DS1 records held out (10 % of DS1's beats)",
+        },
     })
     .expect("serialisable");
     println!(

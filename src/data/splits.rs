@@ -3,7 +3,9 @@
 //! `intra`: random and stratified by beat (like the paper and the common Kaggle CSVs). Beats of
 //! one patient land on both sides, so it measures recognition of *known* patients.
 //! `inter`: de Chazal et al. 2004: DS1 records train, DS2 records test, paced records excluded:
-//! the figure that says whether a model generalises to new patients.
+//! the figure that says whether a model generalises to new patients. Its validation part is a
+//! few whole DS1 records (patients) held out from training, so that choosing the best epoch
+//! rewards generalising to new patients too, without ever looking at DS2.
 
 use serde::{Deserialize, Serialize};
 
@@ -68,20 +70,53 @@ fn stratified(
     (keep, take)
 }
 
-/// Builds the split; `val_frac` of the training beats (stratified) become validation.
+/// Builds the split. `intra`: `val_frac` of the training beats (stratified) become validation.
+/// `inter`: whole DS1 records, in a seeded order, until they hold `val_frac` of DS1's beats
+/// (at least one record, and never every record) become validation.
 pub fn split(beats: &Beats, kind: SplitKind, test_frac: f64, val_frac: f64, seed: u64) -> Split {
     let mut rng = Rng::new(seed);
     let all: Vec<usize> = (0..beats.len()).collect();
-    let (train_pool, test) = match kind {
-        SplitKind::Intra => stratified(beats, &all, test_frac, &mut rng),
+    match kind {
+        SplitKind::Intra => {
+            let (train_pool, test) = stratified(beats, &all, test_frac, &mut rng);
+            let (train, val) = stratified(beats, &train_pool, val_frac, &mut rng);
+            Split { train, val, test }
+        }
         SplitKind::Inter => {
             let in_set = |set: &[&str], i: usize| set.contains(&beats.record[i].as_str());
-            (
-                all.iter().copied().filter(|&i| in_set(&DS1, i)).collect(),
-                all.iter().copied().filter(|&i| in_set(&DS2, i)).collect(),
-            )
+            let pool: Vec<usize> = all.iter().copied().filter(|&i| in_set(&DS1, i)).collect();
+            let test = all.iter().copied().filter(|&i| in_set(&DS2, i)).collect();
+            let val_records = held_out_records(beats, &pool, val_frac, &mut rng);
+            let (val, train) = pool
+                .into_iter()
+                .partition(|&i| val_records.contains(&beats.record[i].as_str()));
+            Split { train, val, test }
         }
-    };
-    let (train, val) = stratified(beats, &train_pool, val_frac, &mut rng);
-    Split { train, val, test }
+    }
+}
+
+/// The DS1 records held out for validation (see [`split`]).
+fn held_out_records<'a>(
+    beats: &'a Beats,
+    pool: &[usize],
+    val_frac: f64,
+    rng: &mut Rng,
+) -> Vec<&'a str> {
+    let mut records: Vec<&str> = vec![];
+    for &i in pool {
+        if !records.contains(&beats.record[i].as_str()) {
+            records.push(&beats.record[i]);
+        }
+    }
+    rng.shuffle(&mut records);
+    let target = (val_frac * pool.len() as f64).round() as usize;
+    let (mut held, mut n) = (vec![], 0);
+    for r in &records {
+        if n >= target.max(1) || held.len() + 1 >= records.len() {
+            break;
+        }
+        held.push(*r);
+        n += pool.iter().filter(|&&i| beats.record[i] == *r).count();
+    }
+    held
 }
