@@ -988,3 +988,99 @@ fn edf_reader_matches_wfdb_and_a_third_party_writer() {
         "{at}: {what}"
     );
 }
+
+/// R–R features against hand-computed values: a premature beat, the first and last beat, a gap
+/// of 5.4 s (not a heartbeat interval), a one-beat record and an empty one.
+#[test]
+fn rr_features_match_hand_computed_values() {
+    use ecgwgpu::data::rr::{rr_features, NOMINAL_RR_S};
+    // 100 Hz: intervals 1.0, 1.0, 0.6 (premature), 1.0, 1.0, gap 5.4, 1.0
+    let peaks = [0u64, 100, 200, 260, 360, 460, 1000, 1100];
+    let f = rr_features(&peaks, 100.0);
+    let record = 5.6 / 6.0;
+    let close = |got: f32, want: f64, what: &str| {
+        assert!(
+            (f64::from(got) - want).abs() < 1e-6,
+            "{what}: {got} vs {want}"
+        );
+    };
+    assert_eq!(f.len(), peaks.len());
+    for b in &f {
+        close(b[3], record, "record mean");
+    }
+    // first beat: no pre-RR, takes the post-RR; local mean over the next 5 intervals
+    close(f[0][0], 1.0, "beat 0 pre");
+    close(f[0][1], 1.0, "beat 0 post");
+    close(f[0][2], 4.6 / 5.0, "beat 0 local");
+    // the premature beat
+    close(f[3][0], 0.6, "beat 3 pre");
+    close(f[3][1], 1.0, "beat 3 post");
+    close(f[3][4], 0.6 / record, "beat 3 pre ratio");
+    close(f[3][5], 1.0 / record, "beat 3 post ratio");
+    close(
+        f[3][2],
+        record,
+        "beat 3 local (six usable intervals around it)",
+    );
+    // around the gap: each side takes the interval it has
+    close(f[5][0], 1.0, "beat 5 pre");
+    close(f[5][1], 1.0, "beat 5 post (gap after)");
+    close(f[6][0], 1.0, "beat 6 pre (gap before)");
+    // last beat: no post-RR, takes the pre-RR
+    close(f[7][1], 1.0, "beat 7 post");
+    close(
+        f[7][2],
+        3.6 / 4.0,
+        "beat 7 local (its 5 intervals before, less the gap)",
+    );
+
+    let one = rr_features(&[500], 360.0);
+    assert_eq!(one.len(), 1);
+    for (k, &v) in one[0].iter().enumerate() {
+        let want = if k < 4 { NOMINAL_RR_S } else { 1.0 };
+        close(v, want, "one-beat record");
+    }
+    assert!(rr_features(&[], 360.0).is_empty());
+}
+
+/// Extraction carries each beat's R–R features from its record's beat annotations, selection and
+/// augmentation keep them, and they tell premature beats apart: in record 232 (sinus
+/// bradycardia with many atrial premature beats) S beats come early against the record's rhythm.
+#[test]
+fn extracted_beats_carry_their_rhythm() {
+    use ecgwgpu::data::rr::{rr_features, NOMINAL};
+    let ds = load_dir(&embedded_dir(), &LoadOptions::default()).unwrap();
+    let b = &ds.beats;
+    assert_eq!(b.rr.len(), b.len());
+    let mut positions: Vec<u64> = annotation::read(&embedded_dir().join("232.atr"))
+        .unwrap()
+        .iter()
+        .filter(|a| AamiClass::from_code(a.code).is_some())
+        .map(|a| a.sample)
+        .collect();
+    positions.sort_unstable();
+    let expected = rr_features(&positions, 360.0);
+    let mean_pre_ratio = |label: u32| {
+        let v: Vec<f32> = (0..b.len())
+            .filter(|&i| b.record[i] == "232" && b.labels[i] == label)
+            .map(|i| {
+                let k = positions.binary_search(&b.sample[i]).unwrap();
+                assert_eq!(b.rr[i], expected[k], "beat at sample {}", b.sample[i]);
+                b.rr[i][4]
+            })
+            .collect();
+        v.iter().sum::<f32>() / v.len() as f32
+    };
+    let (n, s) = (mean_pre_ratio(0), mean_pre_ratio(1));
+    assert!(s < 0.8 * n, "S pre-RR ratio {s} vs N {n}");
+    let picked = b.select(&[5, 2]);
+    assert_eq!(picked.rr, vec![b.rr[5], b.rr[2]]);
+    let balanced = augment::balance(b, 3000, 5, 1);
+    assert_eq!(balanced.rr.len(), balanced.len());
+    // an augmented beat keeps the rhythm of the beat it was made from
+    assert!(balanced.len() > b.len());
+    assert!(balanced.rr[b.len()..]
+        .iter()
+        .take(200)
+        .all(|r| *r != NOMINAL && b.rr.contains(r)));
+}

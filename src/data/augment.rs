@@ -19,7 +19,13 @@ pub fn balance(beats: &Beats, target: usize, classes: usize, seed: u64) -> Beats
         for _ in members.len()..target {
             let src = members[rng.below(members.len())];
             let beat = transform(beats.beat(src), &mut rng);
-            out.push(&beat, class, &beats.record[src], beats.sample[src]);
+            // a reshaped copy keeps the rhythm of the beat it came from
+            out.push(
+                &beat,
+                class,
+                (&beats.record[src], beats.sample[src]),
+                beats.rr[src],
+            );
         }
     }
     out

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::aami::AamiClass;
 use super::annotation::Annotation;
 use super::resample::resample;
+use super::rr::rr_features;
 
 /// The paper's rate and beat length (Kachuee et al. 2018).
 pub const FS: f64 = 125.0;
@@ -30,6 +31,9 @@ pub struct Beats {
     pub record: Vec<String>,
     /// R-peak sample index in the original record (at its own sampling rate).
     pub sample: Vec<u64>,
+    /// R–R features of each beat ([`super::rr::RR_FEATURES`]), from the record's beat positions;
+    /// the nominal rhythm for beats read from CSV.
+    pub rr: Vec<[f32; 7]>,
 }
 
 impl Beats {
@@ -45,12 +49,14 @@ impl Beats {
         &self.x[i * BEAT_LEN..(i + 1) * BEAT_LEN]
     }
 
-    pub fn push(&mut self, beat: &[f32], label: u32, record: &str, sample: u64) {
+    /// Appends one beat with its provenance and R–R features.
+    pub fn push(&mut self, beat: &[f32], label: u32, (record, sample): (&str, u64), rr: [f32; 7]) {
         debug_assert_eq!(beat.len(), BEAT_LEN);
         self.x.extend_from_slice(beat);
         self.labels.push(label);
         self.record.push(record.to_string());
         self.sample.push(sample);
+        self.rr.push(rr);
     }
 
     pub fn extend(&mut self, other: &Beats) {
@@ -58,6 +64,7 @@ impl Beats {
         self.labels.extend_from_slice(&other.labels);
         self.record.extend_from_slice(&other.record);
         self.sample.extend_from_slice(&other.sample);
+        self.rr.extend_from_slice(&other.rr);
     }
 
     /// The beats at `indices`, in that order.
@@ -67,8 +74,8 @@ impl Beats {
             out.push(
                 self.beat(i),
                 self.labels[i],
-                &self.record[i],
-                self.sample[i],
+                (&self.record[i], self.sample[i]),
+                self.rr[i],
             );
         }
         out
@@ -126,6 +133,19 @@ pub fn extract_counted(
         .count();
     let x = resample(signal, fs, FS);
     let to_125 = |s: u64| (s as f64 * FS / fs).round() as usize;
+    // the rhythm comes from every beat annotation of the record, kept or not
+    let mut beat_positions: Vec<u64> = annotations
+        .iter()
+        .filter(|a| AamiClass::from_code(a.code).is_some())
+        .map(|a| a.sample)
+        .collect();
+    beat_positions.sort_unstable();
+    let features = rr_features(&beat_positions, fs);
+    let rr_of = |sample: u64| {
+        beat_positions
+            .binary_search(&sample)
+            .map_or(super::rr::NOMINAL, |k| features[k])
+    };
     let labelled: Vec<(usize, u64, AamiClass)> = annotations
         .iter()
         .filter_map(|a| AamiClass::from_code(a.code).map(|c| (to_125(a.sample), a.sample, c)))
@@ -141,7 +161,7 @@ pub fn extract_counted(
                 }
                 let mut beat = x[t - before..t - before + BEAT_LEN].to_vec();
                 min_max(&mut beat);
-                beats.push(&beat, class.label(), record, sample);
+                beats.push(&beat, class.label(), (record, sample), rr_of(sample));
             }
         }
         BeatMode::Kachuee => {
@@ -162,7 +182,7 @@ pub fn extract_counted(
                     let seg_end = (t - start + len).min(w.len());
                     let mut beat = vec![0.0f32; BEAT_LEN];
                     beat[..seg_end - (t - start)].copy_from_slice(&w[t - start..seg_end]);
-                    beats.push(&beat, class.label(), record, sample);
+                    beats.push(&beat, class.label(), (record, sample), rr_of(sample));
                 }
             }
         }

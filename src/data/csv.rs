@@ -62,7 +62,7 @@ pub fn read(path: &Path) -> Result<Beats> {
                 ),
             ));
         };
-        beats.push(&row, label, "", i as u64);
+        beats.push(&row, label, ("", i as u64), super::rr::NOMINAL);
     }
     Ok(beats)
 }

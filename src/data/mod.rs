@@ -11,6 +11,7 @@ pub mod edf;
 pub mod ptb;
 pub mod qrs;
 pub mod resample;
+pub mod rr;
 pub mod splits;
 pub mod wfdb;
 
