@@ -57,9 +57,10 @@ pub struct PredictArgs {
     /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
     #[arg(long)]
     device: Option<String>,
-    /// Kernel variant: `cpu` (register blocks, for software Vulkan such as lavapipe) or `gpu`
-    /// (workgroup-memory tiles and split reductions, for real GPUs). Default: from the adapter
-    /// type, or $ECGWGPU_KERNELS.
+    /// Kernel variant: `cpu` (register blocks, for software Vulkan such as lavapipe), `gpu` (the
+    /// mix that measured fastest on a real GPU: split reductions, tiled input gradient) or
+    /// `tiled` (workgroup-memory tiles throughout). Default: from the adapter type, or
+    /// $ECGWGPU_KERNELS.
     #[arg(long, value_parser = crate::gpu::Kernels::parse_arg)]
     kernels: Option<crate::gpu::Kernels>,
 }
