@@ -25,6 +25,27 @@ struct TrainPlan<'c> {
     gather_program: Option<Program>,
 }
 
+impl TrainPlan<'_> {
+    /// Records one step on whatever batch the input holds: forward, loss, backward, then
+    /// `adam` when given; the mean loss stays in `loss.mean`.
+    fn encode_step(&self, encoder: &mut wgpu::CommandEncoder, adam: Option<&Program>) {
+        self.graph.forward.encode(encoder);
+        self.loss_program.encode(encoder);
+        self.graph.backward.encode(encoder);
+        if let Some(adam) = adam {
+            adam.encode(encoder);
+        }
+    }
+}
+
+/// The error of a non-finite mean loss at optimiser step `t`.
+fn non_finite_loss(t: u32) -> Error {
+    Error::NonFinite {
+        what: "training loss".into(),
+        position: format!("optimiser step {t}"),
+    }
+}
+
 /// The training split on the GPU (uploaded once per run) and the epoch's order.
 struct Resident {
     x: Tensor,
@@ -264,12 +285,7 @@ impl<'c> Trainer<'c> {
         ctx.queue
             .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        plan.graph.forward.encode(&mut encoder);
-        plan.loss_program.encode(&mut encoder);
-        plan.graph.backward.encode(&mut encoder);
-        if update {
-            self.adam_program.encode(&mut encoder);
-        }
+        plan.encode_step(&mut encoder, update.then_some(&self.adam_program));
         encoder.copy_buffer_to_buffer(
             plan.loss.mean.buffer(),
             plan.loss.mean.offset(),
@@ -287,10 +303,7 @@ impl<'c> Trainer<'c> {
             self.steps = t;
         }
         if !loss.is_finite() {
-            return Err(Error::NonFinite {
-                what: "training loss".into(),
-                position: format!("optimiser step {t}"),
-            });
+            return Err(non_finite_loss(t));
         }
         Ok(loss)
     }
@@ -519,10 +532,7 @@ impl<'c> Trainer<'c> {
                 map_and_read_after(ctx, &self.slots[flight.slot].staging, bytes, flight.index)?;
             let chunk_losses: Vec<f32> = bytemuck::pod_collect_to_vec(&read);
             if let Some(k) = chunk_losses.iter().position(|l| !l.is_finite()) {
-                return Err(Error::NonFinite {
-                    what: "training loss".into(),
-                    position: format!("optimiser step {}", flight.first + k as u32),
-                });
+                return Err(non_finite_loss(flight.first + k as u32));
             }
             losses.extend(chunk_losses);
             let beats = steps[..losses.len()].iter().map(|s| s.1).sum();
@@ -567,10 +577,7 @@ impl<'c> Trainer<'c> {
                 .as_ref()
                 .expect("gather programs are built before the epoch")
                 .encode(&mut encoder);
-            plan.graph.forward.encode(&mut encoder);
-            plan.loss_program.encode(&mut encoder);
-            plan.graph.backward.encode(&mut encoder);
-            self.adam_program.encode(&mut encoder);
+            plan.encode_step(&mut encoder, Some(&self.adam_program));
             encoder.copy_buffer_to_buffer(
                 plan.loss.mean.buffer(),
                 plan.loss.mean.offset(),

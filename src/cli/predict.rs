@@ -8,12 +8,11 @@ use super::data::Source;
 use super::evaluate::class_names;
 use crate::data::aami::AamiClass;
 use crate::data::annotation::{self, Annotation};
-use crate::data::beats::extract;
 use crate::data::beats::Beats;
+use crate::data::beats::{extract_detected, BeatMode};
 use crate::data::csv;
 use crate::data::dataset::{load_dir, read_lead, LoadOptions};
 use crate::data::edf::Edf;
-use crate::data::qrs;
 use crate::data::write_atomic;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -125,18 +124,8 @@ fn read_beats(args: &PredictArgs) -> Result<Input> {
             eprintln!("warning: {w}");
         }
         let (signal, fs) = lead.expect("fallback_to_first always yields a lead");
-        let peaks: Vec<Annotation> = qrs::detect(&signal, fs)
-            .into_iter()
-            .map(|p| Annotation::new(p as u64, AamiClass::N.code()))
-            .collect();
-        let beats = extract(&signal, fs, &peaks, options.mode, &name);
-        if beats.is_empty() {
-            return Err(Error::data(
-                dir.join(format!("{name}.hea")),
-                "signal",
-                "the QRS detector found no beats (flat line or shorter than a beat?)",
-            ));
-        }
+        let beats = detected_beats(&signal, fs, options.mode, &name)
+            .ok_or_else(|| no_beats_error(&dir.join(format!("{name}.hea")), "signal".into()))?;
         return Ok(Input {
             name,
             record_dir: Some(dir),
@@ -165,6 +154,19 @@ fn read_beats(args: &PredictArgs) -> Result<Input> {
     })
 }
 
+/// The beats the QRS detector finds, or `None` when it finds none.
+fn detected_beats(signal: &[f32], fs: f64, mode: BeatMode, name: &str) -> Option<Beats> {
+    Some(extract_detected(signal, fs, mode, name)).filter(|b| !b.is_empty())
+}
+
+fn no_beats_error(file: &std::path::Path, at: String) -> Error {
+    Error::data(
+        file,
+        at,
+        "the QRS detector found no beats (flat line or shorter than a beat?)",
+    )
+}
+
 /// An EDF/EDF+ file's beats: the lead picked by --lead (else its first signal), beats found by
 /// the QRS detector.
 fn read_edf_beats(args: &PredictArgs, path: &std::path::Path) -> Result<Input> {
@@ -186,18 +188,8 @@ fn read_edf_beats(args: &PredictArgs, path: &std::path::Path) -> Result<Input> {
         .unwrap_or("edf")
         .to_string();
     let (signal, fs) = (edf.physical(i), edf.fs(i));
-    let peaks: Vec<Annotation> = qrs::detect(&signal, fs)
-        .into_iter()
-        .map(|p| Annotation::new(p as u64, AamiClass::N.code()))
-        .collect();
-    let beats = extract(&signal, fs, &peaks, args.source.mode(), &name);
-    if beats.is_empty() {
-        return Err(Error::data(
-            path,
-            format!("signal '{label}'"),
-            "the QRS detector found no beats (flat line or shorter than a beat?)",
-        ));
-    }
+    let beats = detected_beats(&signal, fs, args.source.mode(), &name)
+        .ok_or_else(|| no_beats_error(path, format!("signal '{label}'")))?;
     eprintln!(
         "{}: '{label}' at {fs} Hz, {} beats found by the QRS detector",
         path.display(),

@@ -118,6 +118,16 @@ pub fn extract(
     extract_counted(signal, fs, annotations, mode, record).0
 }
 
+/// The beats at the R peaks the QRS detector ([`super::qrs::detect`]) finds, labelled N: for
+/// recordings without beat annotations.
+pub fn extract_detected(signal: &[f32], fs: f64, mode: BeatMode, record: &str) -> Beats {
+    let peaks: Vec<Annotation> = super::qrs::detect(signal, fs)
+        .into_iter()
+        .map(|p| Annotation::new(p as u64, AamiClass::N.code()))
+        .collect();
+    extract(signal, fs, &peaks, mode, record)
+}
+
 /// [`extract`], also returning how many beat annotations (AAMI classes) gave no beat: too close
 /// to an edge of the record, or in a 10-s window with no heart period to cut by.
 pub fn extract_counted(

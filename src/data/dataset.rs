@@ -139,29 +139,40 @@ pub type Lead = (Option<(Vec<f32>, f64)>, Option<String>);
 
 /// Reads `opts.lead` of record `name` in `dir` (see [`Lead`]).
 pub fn read_lead(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Lead> {
-    let base = dir.join(name);
-    let header = Header::read(&base.with_extension("hea"))?;
-    let (lead, warning) = match choose_lead(&header, opts) {
-        LeadChoice::Found(i) => (i, None),
-        LeadChoice::Fallback(used) => (
-            0,
+    Ok(match read_chosen_lead(&dir.join(name), opts)? {
+        Ok((signal, fs, fallback)) => (
+            Some((signal, fs)),
+            fallback.map(|used| {
+                format!(
+                    "record {name}: no {} lead, using '{used}' instead",
+                    opts.lead
+                )
+            }),
+        ),
+        Err(have) => (
+            None,
             Some(format!(
-                "record {name}: no {} lead, using '{used}' instead",
+                "record {name}: skipped, no {} lead (has {have:?})",
                 opts.lead
             )),
         ),
-        LeadChoice::Missing(have) => {
-            return Ok((
-                None,
-                Some(format!(
-                    "record {name}: skipped, no {} lead (has {have:?})",
-                    opts.lead
-                )),
-            ));
-        }
+    })
+}
+
+/// The signal [`choose_lead`] picks in record `base` (a path without extension), in physical
+/// units, with its rate and, when the fallback was taken, the first signal's description; or
+/// `Err` with the record's signal descriptions when it has no such lead.
+type ChosenLead = std::result::Result<(Vec<f32>, f64, Option<String>), Vec<String>>;
+
+fn read_chosen_lead(base: &Path, opts: &LoadOptions) -> Result<ChosenLead> {
+    let header = Header::read(&base.with_extension("hea"))?;
+    let (lead, fallback) = match choose_lead(&header, opts) {
+        LeadChoice::Found(i) => (i, None),
+        LeadChoice::Fallback(used) => (0, Some(used)),
+        LeadChoice::Missing(have) => return Ok(Err(have)),
     };
-    let record = Record::read(&base, Some(&[lead]))?;
-    Ok((Some((record.physical(lead), record.header.fs)), warning))
+    let record = Record::read(base, Some(&[lead]))?;
+    Ok(Ok((record.physical(lead), record.header.fs, fallback)))
 }
 
 /// A record's reference annotations within its `len` samples, how many lay outside (an
@@ -196,14 +207,10 @@ enum Outcome {
 
 fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
     let base = dir.join(name);
-    let header = Header::read(&base.with_extension("hea"))?;
-    let (lead, fallback) = match choose_lead(&header, opts) {
-        LeadChoice::Found(i) => (i, None),
-        LeadChoice::Fallback(used) => (0, Some(used)),
-        LeadChoice::Missing(have) => return Ok(Outcome::NoLead(have)),
+    let (signal, fs, fallback) = match read_chosen_lead(&base, opts)? {
+        Ok(lead) => lead,
+        Err(have) => return Ok(Outcome::NoLead(have)),
     };
-    let record = Record::read(&base, Some(&[lead]))?;
-    let signal = record.physical(lead);
     let (annotations, dropped, dropped_beats) = read_annotations(&base, signal.len())?;
     if dropped > 0 && opts.strict {
         return Err(Error::data(
@@ -215,8 +222,7 @@ fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
             ),
         ));
     }
-    let (beats, at_edges) =
-        extract_counted(&signal, record.header.fs, &annotations, opts.mode, name);
+    let (beats, at_edges) = extract_counted(&signal, fs, &annotations, opts.mode, name);
     Ok(Outcome::Used {
         beats,
         fallback,

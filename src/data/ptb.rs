@@ -6,10 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::annotation::Annotation;
-use super::beats::{extract, BeatMode, Beats};
+use super::beats::{extract_detected, BeatMode, Beats};
 use super::dataset::{list_records, read_lead, LoadOptions};
-use super::qrs;
 use super::splits::{self, Split, SplitKind};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -311,11 +309,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<MiDataset> {
         let (lead, warning) = read_lead(dir, &record.path, opts)?;
         warnings.extend(warning);
         let Some((signal, fs)) = lead else { continue };
-        let peaks: Vec<Annotation> = qrs::detect(&signal, fs)
-            .into_iter()
-            .map(|p| Annotation::new(p as u64, 1))
-            .collect();
-        let mut beats = extract(&signal, fs, &peaks, opts.mode, &record.path);
+        let mut beats = extract_detected(&signal, fs, opts.mode, &record.path);
         if beats.is_empty() {
             warnings.push(format!(
                 "record {}: no beats found in lead {} ({} samples at {fs} Hz); left out",

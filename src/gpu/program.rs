@@ -26,6 +26,14 @@ impl Dispatch {
     pub fn label(&self) -> String {
         format!("{}.{}", self.shader, self.entry)
     }
+
+    /// Records this dispatch into `pass`.
+    fn record(&self, pass: &mut wgpu::ComputePass) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
 }
 
 /// One dispatch's time in a breakdown.
@@ -67,9 +75,7 @@ impl Program {
             timestamp_writes: None,
         });
         for d in &self.dispatches {
-            pass.set_pipeline(&d.pipeline);
-            pass.set_bind_group(0, &d.bind_group, &[]);
-            pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+            d.record(&mut pass);
         }
     }
 
@@ -84,12 +90,7 @@ impl Program {
         for d in &self.dispatches {
             let start = std::time::Instant::now();
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&d.pipeline);
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
-            }
+            d.record(&mut encoder.begin_compute_pass(&Default::default()));
             ctx.queue.submit([encoder.finish()]);
             ctx.wait()?;
             times.push(DispatchTime {
@@ -132,9 +133,7 @@ impl Program {
                     end_of_pass_write_index: Some(2 * i as u32 + 1),
                 }),
             });
-            pass.set_pipeline(&d.pipeline);
-            pass.set_bind_group(0, &d.bind_group, &[]);
-            pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+            d.record(&mut pass);
         }
         encoder.resolve_query_set(&queries, 0..count, &resolve, 0);
         encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);

@@ -110,6 +110,14 @@ impl Conv1d {
     }
 }
 
+/// Workgroups of the register forward and input-gradient kernels: lanes over (batch, 4-position
+/// blocks) of `len` positions, workgroup row z = 8 of `channels` output channels.
+fn register_groups(p: &Params, len: u32, channels: u32) -> [u32; 3] {
+    let mut groups = groups_1d(p.batch as usize * len.div_ceil(4) as usize);
+    groups[2] = channels.div_ceil(8);
+    groups
+}
+
 /// Workgroups of the register weight-gradient kernel: lanes over (4 input channels, tap) plus
 /// the bias lane, `splits` rows, 8 output channels per z.
 fn register_weight_groups(p: &Params, splits: u32) -> [u32; 3] {
@@ -203,12 +211,7 @@ impl Op for Conv1d {
         let (x, w, b) = (inputs[0], inputs[1], inputs[2]);
         let p = self.params(x.shape(), w.shape())?;
         let (entry, groups) = match rec.ctx.kernels {
-            // lanes over (batch, 4-position blocks); workgroup row z = 8 output channels
-            Kernels::Cpu | Kernels::Gpu => {
-                let mut groups = groups_1d(p.batch as usize * p.len_out.div_ceil(4) as usize);
-                groups[2] = p.c_out.div_ceil(8);
-                ("forward", groups)
-            }
+            Kernels::Cpu | Kernels::Gpu => ("forward", register_groups(&p, p.len_out, p.c_out)),
             // 32 positions x 32 channels per workgroup
             Kernels::Tiled => ("forward_tiled", tile_groups(p.batch * p.len_out, p.c_out)),
         };
@@ -260,11 +263,7 @@ impl Op for Conv1d {
             // the tiled input gradient measured faster on an H100 at every batch size, the
             // register forward and weight gradient did not (benchmarks/gpu/*-77bfbed.log)
             let (entry, groups) = match rec.ctx.kernels {
-                Kernels::Cpu => {
-                    let mut groups = groups_1d(p.batch as usize * p.len_in.div_ceil(4) as usize);
-                    groups[2] = p.c_in.div_ceil(8);
-                    ("backward_input", groups)
-                }
+                Kernels::Cpu => ("backward_input", register_groups(&p, p.len_in, p.c_in)),
                 Kernels::Gpu | Kernels::Tiled => (
                     "backward_input_tiled",
                     tile_groups(p.batch * p.len_in, p.c_in),
@@ -291,13 +290,10 @@ impl Op for Conv1d {
         let shape = [splits as usize, p.c_out as usize, cols as usize];
         // into the graph's shared arena (one finalize for all layers) when both gradients go
         // to their own destinations, else into scratch with a finalize of its own
-        let arena = match (&mut rec.deferred, dw, db) {
-            (Some(d), Some(_), Some(_)) => Some(d.alloc(&shape)),
-            _ => None,
-        };
-        let partial = match &arena {
-            Some(t) => t.clone(),
-            None => rec.scratch(&shape),
+        let deferred = dw.zip(db).filter(|_| rec.deferred.is_some());
+        let partial = match (&mut rec.deferred, deferred) {
+            (Some(arena), Some(_)) => arena.alloc(&shape),
+            _ => rec.scratch(&shape),
         };
         let (entry, groups) = match rec.ctx.kernels {
             Kernels::Cpu | Kernels::Gpu => ("backward_weight", register_weight_groups(&p, splits)),
@@ -313,10 +309,8 @@ impl Op for Conv1d {
             (8, mask.binding()),
         ];
         rec.push_with(&SHADER, entry, constants, &p, &bindings, groups)?;
-        if let (Some(d), Some(dw), Some(db), true) =
-            (rec.deferred.as_deref_mut(), dw, db, arena.is_some())
-        {
-            d.push(p, partial, dw.clone(), db.clone());
+        if let (Some(arena), Some((dw, db))) = (rec.deferred.as_deref_mut(), deferred) {
+            arena.push(p, partial, dw.clone(), db.clone());
             return Ok(());
         }
         // a gradient nobody asked for still needs somewhere to go
