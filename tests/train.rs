@@ -519,8 +519,19 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
             .position(|c| *c == row[2])
             .unwrap();
         assert_eq!(a.code, AamiClass::from_label(class as u32).unwrap().code());
-        let p: f32 = row[3..].iter().map(|v| v.parse::<f32>().unwrap()).sum();
+        let p: f32 = row[3..8].iter().map(|v| v.parse::<f32>().unwrap()).sum();
         assert!((p - 1.0).abs() < 1e-4, "probabilities sum to 1: {row:?}");
+        // then the beat's R–R features: pre-RR in seconds, and its ratio to the record's mean
+        assert_eq!(row.len(), 8 + 7, "{row:?}");
+        let (pre, record_rr, ratio) = (
+            row[8].parse::<f32>().unwrap(),
+            row[11].parse::<f32>().unwrap(),
+            row[12].parse::<f32>().unwrap(),
+        );
+        assert!(
+            (0.2..=3.0).contains(&pre) && (ratio - pre / record_rr).abs() < 2e-3,
+            "{row:?}"
+        );
         // Every prediction sits on an annotated beat of the reference, with its class.
         let truth = reference.iter().find(|r| r.sample == a.sample).unwrap();
         let truth_class = AamiClass::from_code(truth.code).unwrap();
@@ -592,7 +603,8 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
         "no reference class"
     );
 
-    // An EDF+ file (written by pyedflib): its MLII signal's detected beats, CSV only.
+    // An EDF+ file (written by pyedflib): its MLII signal, at the beats its EDF+ annotations
+    // label (WFDB mnemonics), with their reference class; CSV only.
     let edf = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/edf/208-10s-pyedflib.edf");
     let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
         .args(["predict", "--checkpoint"])
@@ -605,10 +617,71 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let csv = std::fs::read_to_string(bare.join("208-10s-pyedflib_pred.csv")).unwrap();
-    // 17 reference beats in these 10 s; the detector may miss one at an edge
-    let rows = csv.lines().count() - 1;
-    assert!((15..=17).contains(&rows), "{rows} beats");
+    let reference_208 = annotation::read(&record.with_file_name("208.atr")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let beats_in_10s = reference_208
+        .iter()
+        .filter(|a| a.sample < 3600 && AamiClass::from_code(a.code).is_some())
+        .count();
+    assert_eq!(rows.len(), beats_in_10s, "{csv}");
+    for row in &rows {
+        let sample: u64 = row[0].parse().unwrap();
+        let truth = reference_208.iter().find(|r| r.sample == sample).unwrap();
+        let class = AamiClass::from_code(truth.code).unwrap();
+        assert_eq!(row[1], ["N", "S", "V", "F", "Q"][class.label() as usize]);
+    }
     assert!(String::from_utf8_lossy(&output.stderr).contains("'MLII' at 360 Hz"));
+
+    // A directory: every WFDB record and EDF file in it; one that cannot be read is skipped
+    // with a line naming it, and a summary counts them; --strict makes that an error.
+    let many = run.join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for ext in ["hea", "dat", "atr"] {
+        std::fs::copy(record.with_extension(ext), many.join(format!("232.{ext}"))).unwrap();
+    }
+    std::fs::copy(&edf, many.join("holter.edf")).unwrap();
+    std::fs::write(
+        many.join("999.hea"),
+        "999 1 360 1000\n999.dat 99 200 11 0 0 0 0 MLII\n",
+    )
+    .unwrap();
+    let predict_dir = |strict: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"));
+        c.args(["predict", "--checkpoint"])
+            .arg(run.join("best.safetensors"))
+            .arg("--record")
+            .arg(&many)
+            .arg("--out-dir")
+            .arg(many.join("out"));
+        if strict {
+            c.arg("--strict");
+        }
+        c.output().unwrap()
+    };
+    let output = predict_dir(false);
+    assert!(output.status.success(), "{output:?}");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        stdout.contains("2 of 3 recordings classified") && stdout.contains("skipped: 999"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("999.hea") && stderr.contains("unsupported signal format 99"),
+        "{stderr}"
+    );
+    for file in ["232_pred.csv", "232.pred", "holter_pred.csv"] {
+        assert!(many.join("out").join(file).is_file(), "{file}");
+    }
+    let output = predict_dir(true);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("999.hea"));
 
     let missing = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
         .args(["predict", "--checkpoint"])

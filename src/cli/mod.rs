@@ -63,38 +63,54 @@ enum Command {
 /// at the end: readable in a terminal and in a non-interactive log alike.
 pub(crate) struct ProgressLines {
     what: &'static str,
+    /// What is counted ("beats", "samples").
+    unit: &'static str,
     step: f64,
     next: f64,
+    /// The last count reported, so the end is reported once.
+    last: Option<usize>,
     start: std::time::Instant,
 }
 
 impl ProgressLines {
-    pub(crate) fn new(what: &'static str, step: f64) -> Self {
+    pub(crate) fn new(what: &'static str, unit: &'static str, step: f64) -> Self {
         Self {
             what,
+            unit,
             step,
             next: step,
+            last: None,
             start: std::time::Instant::now(),
         }
     }
 
-    /// Reports `done` of `total` beats when another step has been crossed (or at the end).
+    /// Reports `done` of `total` when another step has been crossed (or at the end).
     pub(crate) fn update(&mut self, done: usize, total: usize) {
         let fraction = done as f64 / total.max(1) as f64;
-        if fraction + 1e-9 < self.next && done < total {
+        if (fraction + 1e-9 < self.next && done < total) || self.last == Some(done) {
             return;
         }
+        self.last = Some(done);
         while self.next <= fraction + 1e-9 {
             self.next += self.step;
         }
         let seconds = self.start.elapsed().as_secs_f64();
         eprintln!(
-            "{}: {done} of {total} beats ({:.0} %), {:.0} beats/s, {seconds:.1} s",
+            "{}: {done} of {total} {unit} ({:.0} %), {:.0} {unit}/s, {seconds:.1} s",
             self.what,
             100.0 * fraction,
-            done as f64 / seconds.max(1e-9)
+            done as f64 / seconds.max(1e-9),
+            unit = self.unit
         );
     }
+}
+
+/// This process's peak resident memory (VmHWM) in MB, where the system reports it (Linux).
+pub fn peak_memory_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Prints what loading a directory skipped or dropped (one line per cause) and the line that

@@ -1,18 +1,25 @@
-//! `ecgwgpu predict`: classifies every annotated beat of one WFDB record (or, without an .atr
-//! file, every beat the QRS detector finds) and writes the result as
-//! a CSV and as a WFDB annotation file (standard MIT encoding, readable by PhysioNet's tools).
+//! `ecgwgpu predict`: classifies every beat of a recording (a WFDB record, an EDF/EDF+ file, or
+//! every one of them in a directory) and writes a CSV (sample, classes, probabilities, R–R
+//! features) and, for WFDB records, a WFDB annotation file readable by PhysioNet's tools.
+//!
+//! A recording is streamed a chunk at a time (`data::stream`): QRS detection when it has no beat
+//! annotations, then resampling, beat cutting and classification, with the CSV written as it
+//! goes. Memory is bounded by the chunk, not by the recording's length (a 24-hour Holter file
+//! is 30 M samples per lead); see BENCHMARKS.md for the measurement.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use super::data::Source;
 use super::evaluate::class_names;
-use crate::data::aami::AamiClass;
+use crate::data::aami::{AamiClass, CLASSES};
 use crate::data::annotation::{self, Annotation};
 use crate::data::beats::Beats;
-use crate::data::beats::{extract_detected, BeatMode};
 use crate::data::csv;
-use crate::data::dataset::{load_dir, read_lead, LoadOptions};
-use crate::data::edf::Edf;
+use crate::data::dataset::{list_records, LoadOptions};
+use crate::data::rr::RR_FEATURES;
+use crate::data::source::{self, Recording};
+use crate::data::stream;
 use crate::data::write_atomic;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -25,10 +32,11 @@ pub struct PredictArgs {
     /// Checkpoint written by `train` (e.g. runs/NAME/best.safetensors).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// The record, as a path without extension (e.g. ~/mitdb/208): its .hea, signal files and
-    /// .atr (whose beat annotations give the R peaks to classify) are read; without an .atr the
-    /// QRS detector finds the beats. An .edf path reads an EDF/EDF+ file (16-bit) and finds its
-    /// beats with the QRS detector; only the CSV is written then.
+    /// What to classify: a WFDB record as a path without extension (e.g. ~/mitdb/208: its .hea,
+    /// signal files and .atr, whose beat annotations give the R peaks), an EDF/EDF+ file (its
+    /// EDF+ beat annotations, e.g. N, V, A as WFDB mnemonics, give the R peaks), or a directory
+    /// (every WFDB record and EDF file in it). Without beat annotations the QRS detector finds
+    /// the beats. Long recordings are streamed a chunk at a time.
     #[arg(
         long,
         required_unless_present = "beats_csv",
@@ -39,20 +47,27 @@ pub struct PredictArgs {
     /// per row, as `data export` writes). Writes <file stem>_<annotator>.csv only.
     #[arg(long)]
     beats_csv: Option<PathBuf>,
-    /// Beat extraction and lead; a record without --lead falls back to its first signal.
+    /// Beat extraction and lead; a recording without --lead falls back to its first signal
+    /// (always, for predict). --strict makes a recording that cannot be read in a directory an
+    /// error instead of a skipped line. (--data-dir is not used: give --record.)
     #[command(flatten)]
     source: Source,
-    /// Where to write <record>_<annotator>.csv and <record>.<annotator> (with a copy of the
-    /// header, so WFDB tools can read the annotations there). The CSV's `sample` column is the
-    /// R peak's sample in the record, or the row number for --beats-csv.
+    /// Where to write <record>_<annotator>.csv and, for WFDB records, <record>.<annotator> (with
+    /// a copy of the header, so WFDB tools can read the annotations there). The CSV's `sample`
+    /// column is the R peak's sample in the recording, or the row number for --beats-csv.
     #[arg(long, default_value = ".")]
     out_dir: PathBuf,
     /// Annotator name: the extension of the annotation file written.
     #[arg(long, default_value = "pred")]
     annotator: String,
-    /// Beats per inference batch.
-    #[arg(long, default_value_t = 1024)]
+    /// Beats per inference batch. On software Vulkan (lavapipe) the GPU's buffers live in this
+    /// process's memory, about 0.5 MB per beat of batch; 256 keeps a run under 300 MB.
+    #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// Seconds of signal read, filtered and classified at a time: memory grows with it, not with
+    /// the recording's length. Rounded to whole 10-s windows.
+    #[arg(long, default_value_t = stream::CHUNK_S)]
+    chunk_seconds: f64,
     /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
     #[arg(long)]
     device: Option<String>,
@@ -64,143 +79,325 @@ pub struct PredictArgs {
     kernels: Option<crate::gpu::Kernels>,
 }
 
-/// What to classify.
-struct Input {
-    name: String,
-    /// The record's directory (None for CSV beats).
-    record_dir: Option<PathBuf>,
-    beats: Beats,
-    /// Whether the labels are reference classes (false for detected beats).
-    annotated: bool,
+/// The model and where its answers go.
+struct Classifier<'a> {
+    trainer: Trainer<'a>,
+    classes: usize,
+    names: Vec<String>,
+    batch: usize,
 }
 
-/// The beats to classify: a record's annotated beats, its detected beats when it has no .atr,
-/// or a CSV's rows.
-fn read_beats(args: &PredictArgs) -> Result<Input> {
-    if let Some(path) = &args.beats_csv {
-        let name = path
-            .file_stem()
-            .and_then(|n| n.to_str())
-            .unwrap_or("beats")
-            .to_string();
-        return Ok(Input {
-            name,
-            record_dir: None,
-            beats: csv::read(path)?,
-            annotated: true,
-        });
-    }
-    let record = args
-        .record
-        .as_ref()
-        .expect("clap requires --record or --beats-csv");
-    if record
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("edf"))
-    {
-        return read_edf_beats(args, record);
-    }
-    let name = record
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::data(record, "path", "expected a record path such as dir/100"))?
-        .to_string();
-    let dir = match record.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let options = LoadOptions {
-        fallback_to_first: true,
-        records: Some(vec![name.clone()]),
-        ..args.source.options()
-    };
-    if !dir.join(format!("{name}.atr")).is_file() {
-        let (lead, warning) = read_lead(&dir, &name, &options)?;
-        eprintln!(
-            "{}: no {name}.atr, classifying the beats the QRS detector finds",
-            dir.display()
-        );
-        if let Some(w) = warning {
-            eprintln!("warning: {w}");
-        }
-        let (signal, fs) = lead.expect("fallback_to_first always yields a lead");
-        let beats = detected_beats(&signal, fs, options.mode, &name)
-            .ok_or_else(|| no_beats_error(&dir.join(format!("{name}.hea")), "signal".into()))?;
-        return Ok(Input {
-            name,
-            record_dir: Some(dir),
-            beats,
-            annotated: false,
-        });
-    }
-    let ds = load_dir(&dir, &options)?;
-    // one record asked for: if it could not be used, that is the error
-    if let Some((_, reason)) = ds.skipped.first() {
-        return Err(Error::Config(format!("record {name}: {reason}")));
-    }
-    super::report_load(&ds);
-    if ds.beats.is_empty() {
-        return Err(Error::data(
-            record.with_extension("atr"),
-            "annotations",
-            "no beat annotations to classify",
-        ));
-    }
-    Ok(Input {
-        name,
-        record_dir: Some(dir),
-        beats: ds.beats,
-        annotated: true,
-    })
-}
-
-/// The beats the QRS detector finds, or `None` when it finds none.
-fn detected_beats(signal: &[f32], fs: f64, mode: BeatMode, name: &str) -> Option<Beats> {
-    Some(extract_detected(signal, fs, mode, name)).filter(|b| !b.is_empty())
-}
-
-fn no_beats_error(file: &std::path::Path, at: String) -> Error {
-    Error::data(
-        file,
-        at,
-        "the QRS detector found no beats (flat line or shorter than a beat?)",
+/// The CSV's header line: the R peak's sample, the reference and predicted class, a probability
+/// per class, and the beat's R–R features (seconds and ratios to the record's mean).
+fn csv_header(names: &[String]) -> String {
+    let probs: Vec<String> = names.iter().map(|n| format!("p_{n}")).collect();
+    format!(
+        "sample,annotated,predicted,{},{}\n",
+        probs.join(","),
+        RR_FEATURES.join(",")
     )
 }
 
-/// An EDF/EDF+ file's beats: the lead picked by --lead (else its first signal), beats found by
-/// the QRS detector.
-fn read_edf_beats(args: &PredictArgs, path: &std::path::Path) -> Result<Input> {
-    let edf = Edf::read(path)?;
-    let i = edf
-        .signal_index(args.source.lead(), true)
-        .ok_or_else(|| Error::data(path, "signals", "no ordinary signal, only annotations"))?;
-    let label = &edf.signals[i].label;
-    if edf.signal_index(args.source.lead(), false).is_none() {
-        eprintln!(
-            "warning: {}: no {} signal, using '{label}'",
-            path.display(),
-            args.source.lead()
+impl Classifier<'_> {
+    /// Classifies `beats` and appends their CSV rows; returns the predicted labels.
+    fn classify(
+        &mut self,
+        beats: &Beats,
+        annotated: bool,
+        out: &mut impl Write,
+        path: &Path,
+    ) -> Result<Vec<u32>> {
+        if beats.is_empty() {
+            return Ok(vec![]);
+        }
+        let probs = self.trainer.predict_many(&beats.x, self.batch)?;
+        let predicted = argmax_rows(&probs, self.classes);
+        let mut text = String::new();
+        for (i, &p) in predicted.iter().enumerate() {
+            let row: Vec<String> = probs[i * self.classes..(i + 1) * self.classes]
+                .iter()
+                .map(|v| format!("{v:.6}"))
+                .collect();
+            let rr: Vec<String> = beats.rr[i].iter().map(|v| format!("{v:.4}")).collect();
+            let reference = match annotated {
+                true => self.names[beats.labels[i] as usize].as_str(),
+                false => "",
+            };
+            text += &format!(
+                "{},{reference},{},{},{}\n",
+                beats.sample[i],
+                self.names[p as usize],
+                row.join(","),
+                rr.join(",")
+            );
+        }
+        out.write_all(text.as_bytes())
+            .map_err(|e| Error::io(path, e))?;
+        Ok(predicted)
+    }
+
+    /// A predicted label as a WFDB annotation. Models with other classes than AAMI's five write
+    /// their label index as the subtype of a generic beat code (Q), so nothing is silently
+    /// renamed.
+    fn annotation(&self, sample: u64, label: u32) -> Annotation {
+        let mut a = Annotation::new(sample, AamiClass::Q.code());
+        match AamiClass::from_label(label).filter(|_| self.classes == CLASSES.len()) {
+            Some(class) => a.code = class.code(),
+            None => a.subtype = label as i8,
+        }
+        a
+    }
+
+    /// "N 2201, S 3, ..." for predicted labels.
+    fn counts(&self, counts: &[usize]) -> String {
+        self.names
+            .iter()
+            .zip(counts)
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A CSV written through a temporary file and renamed into place when complete, so an
+/// interrupted run never leaves half a file under the final name.
+struct CsvOut {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl CsvOut {
+    fn create(path: PathBuf, header: &str) -> Result<Self> {
+        let tmp = path.with_extension("csv.tmp");
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut out = Self {
+            path,
+            tmp,
+            file: std::io::BufWriter::new(file),
+        };
+        out.file
+            .write_all(header.as_bytes())
+            .map_err(|e| Error::io(&out.tmp, e))?;
+        Ok(out)
+    }
+
+    fn commit(self) -> Result<PathBuf> {
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        Ok(self.path)
+    }
+}
+
+/// What classifying one recording gave.
+struct Classified {
+    beats: usize,
+    counts: Vec<usize>,
+    written: Vec<String>,
+}
+
+/// Streams one recording through detection (when it has no beat annotations), beat cutting and
+/// the classifier, writing its CSV (and WFDB annotations) as it goes.
+fn classify_recording(
+    clf: &mut Classifier<'_>,
+    mut rec: Recording,
+    record_path: &Path,
+    args: &PredictArgs,
+) -> Result<Classified> {
+    let name = rec.name.clone();
+    let lead = rec.lead.as_mut();
+    let (fs, len) = (lead.fs(), lead.len());
+    let hours = len as f64 / fs / 3600.0;
+    let annotated = rec.annotations.is_some();
+    let annotations = match rec.annotations.take() {
+        Some(a) => {
+            eprintln!(
+                "{name}: '{}' at {fs} Hz, {hours:.2} h; classifying its annotated beats",
+                rec.label
+            );
+            a
+        }
+        None => {
+            eprintln!(
+                "{name}: '{}' at {fs} Hz, {hours:.2} h; no beat annotations, finding beats with \
+                 the QRS detector",
+                rec.label
+            );
+            let mut lines = super::ProgressLines::new("detecting", "samples", 0.05);
+            stream::detect(lead, args.chunk_seconds, |done| lines.update(done, len))?
+        }
+    };
+    let total = annotations
+        .iter()
+        .filter(|a| AamiClass::from_code(a.code).is_some())
+        .count();
+    let csv_path = args.out_dir.join(format!("{name}_{}.csv", args.annotator));
+    let mut csv = CsvOut::create(csv_path, &csv_header(&clf.names))?;
+    let mut predicted_annotations = Vec::with_capacity(total);
+    let mut counts = vec![0usize; clf.classes];
+    let mut lines = super::ProgressLines::new("classifying", "beats", 0.05);
+    let mut done = 0;
+    stream::beats(
+        lead,
+        &annotations,
+        args.source.mode(),
+        &name,
+        args.chunk_seconds,
+        |beats, _| {
+            let predicted = clf.classify(&beats, annotated, &mut csv.file, &csv.tmp)?;
+            for (&p, &sample) in predicted.iter().zip(&beats.sample) {
+                counts[p as usize] += 1;
+                predicted_annotations.push(clf.annotation(sample, p));
+            }
+            done += beats.len();
+            lines.update(done, total);
+            Ok(())
+        },
+    )?;
+    lines.update(total, total);
+    let mut written = vec![csv.commit()?.display().to_string()];
+    if !source::is_edf(record_path) {
+        let atr_path = args.out_dir.join(format!("{name}.{}", args.annotator));
+        write_atomic(&atr_path, &annotation::encode(&predicted_annotations))?;
+        let header = record_path.with_extension("hea");
+        let header_copy = args.out_dir.join(format!("{name}.hea"));
+        if !header_copy.exists() {
+            std::fs::copy(&header, &header_copy).map_err(|e| Error::io(&header_copy, e))?;
+        }
+        written.push(atr_path.display().to_string());
+    }
+    Ok(Classified {
+        beats: predicted_annotations.len(),
+        counts,
+        written,
+    })
+}
+
+/// The recordings `--record` names: itself, or every record in a directory.
+fn recordings(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_dir() {
+        return Ok(list_records(path)?
+            .into_iter()
+            .map(|n| path.join(n))
+            .collect());
+    }
+    Ok(vec![path.to_path_buf()])
+}
+
+/// Classifies the recordings `--record` names. One that cannot be read is skipped with a line
+/// naming it (an error with --strict, or when it is the only one); a summary line ends the run.
+fn run_records(clf: &mut Classifier<'_>, args: &PredictArgs, record: &Path) -> Result<()> {
+    let paths = recordings(record)?;
+    let single = paths.len() == 1 && !record.is_dir();
+    let opts = LoadOptions {
+        fallback_to_first: true,
+        ..args.source.options()
+    };
+    let mut skipped: Vec<(String, String)> = vec![];
+    let mut fallbacks: Vec<(String, String)> = vec![];
+    let (mut beats, mut counts) = (0, vec![0usize; clf.classes]);
+    for (k, path) in paths.iter().enumerate() {
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        if !single {
+            eprintln!("record {} of {}: {name}", k + 1, paths.len());
+        }
+        let result = source::open(path, &opts).and_then(|rec| {
+            let rec = rec.expect("fallback_to_first always yields a lead");
+            if let Some(used) = &rec.fallback {
+                fallbacks.push((name.clone(), used.clone()));
+                if single {
+                    eprintln!("warning: {name}: no {} lead, using '{used}'", opts.lead);
+                }
+            }
+            classify_recording(clf, rec, path, args)
+        });
+        match result {
+            Ok(c) => {
+                println!(
+                    "{name}: {} beats classified ({}); wrote {}",
+                    c.beats,
+                    clf.counts(&c.counts),
+                    c.written.join(" and ")
+                );
+                beats += c.beats;
+                counts.iter_mut().zip(&c.counts).for_each(|(t, c)| *t += c);
+            }
+            Err(e) if single || opts.strict => return Err(e),
+            Err(e) => {
+                eprintln!("warning: {name} skipped: {e}");
+                skipped.push((name, e.to_string()));
+            }
+        }
+    }
+    if !single {
+        if !fallbacks.is_empty() {
+            let names: Vec<String> = fallbacks.iter().map(|f| f.0.clone()).collect();
+            let mut used: Vec<String> = fallbacks.iter().map(|f| f.1.clone()).collect();
+            used.dedup();
+            eprintln!(
+                "warning: lead {} missing in {} recording{} ({}), used the first signal ({})",
+                opts.lead,
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                crate::data::dataset::name_list(&names),
+                used.join(", ")
+            );
+        }
+        let skipped_names: Vec<String> = skipped.iter().map(|s| s.0.clone()).collect();
+        println!(
+            "{} of {} recordings classified: {beats} beats ({}){}",
+            paths.len() - skipped.len(),
+            paths.len(),
+            clf.counts(&counts),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; skipped: {}",
+                    crate::data::dataset::name_list(&skipped_names)
+                )
+            }
         );
     }
+    if let Some(mb) = super::peak_memory_mb() {
+        eprintln!("peak memory: {mb:.0} MB");
+    }
+    Ok(())
+}
+
+/// Classifies the rows of a beats CSV and writes <stem>_<annotator>.csv.
+fn run_csv(clf: &mut Classifier<'_>, args: &PredictArgs, path: &Path) -> Result<()> {
     let name = path
         .file_stem()
         .and_then(|n| n.to_str())
-        .unwrap_or("edf")
+        .unwrap_or("beats")
         .to_string();
-    let (signal, fs) = (edf.physical(i), edf.fs(i));
-    let beats = detected_beats(&signal, fs, args.source.mode(), &name)
-        .ok_or_else(|| no_beats_error(path, format!("signal '{label}'")))?;
-    eprintln!(
-        "{}: '{label}' at {fs} Hz, {} beats found by the QRS detector",
-        path.display(),
-        beats.len()
+    let mut beats = csv::read(path)?;
+    // the row number stands for the R peak's sample
+    beats.sample = (0..beats.len() as u64).collect();
+    let csv_path = args.out_dir.join(format!("{name}_{}.csv", args.annotator));
+    let mut out = CsvOut::create(csv_path, &csv_header(&clf.names))?;
+    let mut lines = super::ProgressLines::new("classifying", "beats", 0.05);
+    let predicted = clf.classify(&beats, true, &mut out.file, &out.tmp)?;
+    lines.update(beats.len(), beats.len());
+    let mut counts = vec![0usize; clf.classes];
+    for &p in &predicted {
+        counts[p as usize] += 1;
+    }
+    println!(
+        "{name}: {} beats classified ({}); wrote {}",
+        beats.len(),
+        clf.counts(&counts),
+        out.commit()?.display()
     );
-    Ok(Input {
-        name,
-        record_dir: None,
-        beats,
-        annotated: false,
-    })
+    Ok(())
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
@@ -210,86 +407,35 @@ pub fn run(args: PredictArgs) -> Result<()> {
             args.annotator
         )));
     }
-    let Input {
-        name,
-        record_dir,
-        beats,
-        annotated,
-    } = read_beats(&args)?;
-
+    if !(args.chunk_seconds >= 10.0 && args.chunk_seconds.is_finite()) {
+        return Err(Error::Config(format!(
+            "--chunk-seconds {}: give at least 10 (one normalisation window)",
+            args.chunk_seconds
+        )));
+    }
+    if let Some(record) = &args.record {
+        // a missing input is reported before the GPU is set up
+        if !record.is_dir() && !source::is_edf(record) && !record.with_extension("hea").is_file() {
+            return Err(Error::data(
+                record.with_extension("hea"),
+                "path",
+                "not found (give a record path without extension, an .edf file or a directory)",
+            ));
+        }
+    }
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::io(&args.out_dir, e))?;
     let ctx = GpuContext::new(args.device.as_deref())?.with_kernels(args.kernels);
     let model = Model::load(&ctx, &args.checkpoint)?;
     let classes = model.config.classes;
-    let mut trainer = Trainer::for_inference(&ctx, model)?;
-    let mut lines = super::ProgressLines::new("scoring", 0.05);
-    let probs = trainer.predict_many_with_progress(&beats.x, args.batch, |done, total| {
-        lines.update(done, total)
-    })?;
-    let predicted = argmax_rows(&probs, classes);
-    let names = class_names(classes);
-
-    let mut csv = format!(
-        "sample,annotated,predicted,{}\n",
-        names
-            .iter()
-            .map(|n| format!("p_{n}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    let mut annotations = Vec::with_capacity(beats.len());
-    for (i, &p) in predicted.iter().enumerate() {
-        let row: Vec<String> = probs[i * classes..(i + 1) * classes]
-            .iter()
-            .map(|v| format!("{v:.6}"))
-            .collect();
-        csv += &format!(
-            "{},{},{},{}\n",
-            beats.sample[i],
-            if annotated {
-                names[beats.labels[i] as usize].as_str()
-            } else {
-                ""
-            },
-            names[p as usize],
-            row.join(",")
-        );
-        // Models with other classes than AAMI's five write their label index as the annotation's
-        // subtype on a generic beat code (Q), so nothing is silently renamed.
-        let mut a = Annotation::new(beats.sample[i], AamiClass::Q.code());
-        match AamiClass::from_label(p).filter(|_| classes == 5) {
-            Some(class) => a.code = class.code(),
-            None => a.subtype = p as i8,
-        }
-        annotations.push(a);
+    let mut clf = Classifier {
+        trainer: Trainer::for_inference(&ctx, model)?,
+        classes,
+        names: class_names(classes),
+        batch: args.batch,
+    };
+    match (&args.record, &args.beats_csv) {
+        (Some(record), _) => run_records(&mut clf, &args, record),
+        (None, Some(path)) => run_csv(&mut clf, &args, path),
+        (None, None) => unreachable!("clap requires --record or --beats-csv"),
     }
-    std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::io(&args.out_dir, e))?;
-    let csv_path = args.out_dir.join(format!("{name}_{}.csv", args.annotator));
-    write_atomic(&csv_path, csv.as_bytes())?;
-    let mut written = vec![csv_path.display().to_string()];
-    if let Some(dir) = record_dir {
-        let atr_path = args.out_dir.join(format!("{name}.{}", args.annotator));
-        write_atomic(&atr_path, &annotation::encode(&annotations))?;
-        let header = dir.join(format!("{name}.hea"));
-        let header_copy = args.out_dir.join(format!("{name}.hea"));
-        if !header_copy.exists() {
-            std::fs::copy(&header, &header_copy).map_err(|e| Error::io(&header_copy, e))?;
-        }
-        written.push(atr_path.display().to_string());
-    }
-    let mut counts = vec![0usize; classes];
-    for &p in &predicted {
-        counts[p as usize] += 1;
-    }
-    let summary: Vec<String> = names
-        .iter()
-        .zip(&counts)
-        .map(|(n, c)| format!("{n} {c}"))
-        .collect();
-    println!(
-        "{name}: {} beats classified ({}); wrote {}",
-        beats.len(),
-        summary.join(", "),
-        written.join(" and ")
-    );
-    Ok(())
 }

@@ -299,8 +299,8 @@ pub(super) fn fit(
             .progress_chars("=> "),
         );
         // the bar draws only on a terminal; a log gets a line every 10 % of the epoch
-        let mut lines =
-            (!std::io::stderr().is_terminal()).then(|| super::ProgressLines::new("training", 0.1));
+        let mut lines = (!std::io::stderr().is_terminal())
+            .then(|| super::ProgressLines::new("training", "beats", 0.1));
         let total = order.len();
         let start = Instant::now();
         let stopped = |e: Error| match e {

@@ -181,11 +181,24 @@ pub fn encode(annotations: &[Annotation]) -> Vec<u8> {
     out
 }
 
+// index = code: 0 NOTQRS, 1 N, 2 L, 3 R, 4 a, 5 V, 6 F, 7 J, 8 A, 9 S, 10 E, 11 j, 12 /, 13 Q,
+// 14 ~, 16 |, 18 s, 19 T, 20 *, 21 D, 22 ", 23 =, 24 p, 25 B, 26 ^, 27 t, 28 +, 29 u, 30 ?,
+// 31 !, 32 [, 33 ], 34 e, 35 n, 36 @, 37 x, 38 f, 39 (, 40 ), 41 r
+const MNEMONICS: &[u8; 42] = b" NLRaVFJASEj/Q~?|?sT*D\"=pB^t+u?![]en@xf()r";
+
 /// WFDB's one-character mnemonic for an annotation code (ecgcodes.h), `?` for unused codes.
 pub fn mnemonic(code: u8) -> char {
-    // index = code: 0 NOTQRS, 1 N, 2 L, 3 R, 4 a, 5 V, 6 F, 7 J, 8 A, 9 S, 10 E, 11 j, 12 /, 13 Q,
-    // 14 ~, 16 |, 18 s, 19 T, 20 *, 21 D, 22 ", 23 =, 24 p, 25 B, 26 ^, 27 t, 28 +, 29 u, 30 ?,
-    // 31 !, 32 [, 33 ], 34 e, 35 n, 36 @, 37 x, 38 f, 39 (, 40 ), 41 r
-    const TABLE: &[u8; 42] = b" NLRaVFJASEj/Q~?|?sT*D\"=pB^t+u?![]en@xf()r";
-    TABLE.get(usize::from(code)).map_or('?', |&c| c as char)
+    MNEMONICS.get(usize::from(code)).map_or('?', |&c| c as char)
+}
+
+/// The code of a one-character WFDB mnemonic (`N`, `V`, `/`, ...), as EDF+ files written from
+/// WFDB records name their beats; `None` for other texts.
+pub fn code_from_mnemonic(text: &str) -> Option<u8> {
+    let &[c] = text.trim().as_bytes() else {
+        return None;
+    };
+    (c != b' ' && c != b'?')
+        .then(|| MNEMONICS.iter().position(|&m| m == c))
+        .flatten()
+        .map(|i| i as u8)
 }

@@ -142,64 +142,105 @@ pub fn extract_counted(
         .filter(|a| AamiClass::from_code(a.code).is_some())
         .count();
     let x = resample(signal, fs, FS);
-    let to_125 = |s: u64| (s as f64 * FS / fs).round() as usize;
-    // the rhythm comes from every beat annotation of the record, kept or not
-    let mut beat_positions: Vec<u64> = annotations
-        .iter()
-        .filter(|a| AamiClass::from_code(a.code).is_some())
-        .map(|a| a.sample)
-        .collect();
-    beat_positions.sort_unstable();
-    let features = rr_features(&beat_positions, fs);
-    let rr_of = |sample: u64| {
-        beat_positions
-            .binary_search(&sample)
-            .map_or(super::rr::NOMINAL, |k| features[k])
-    };
-    let labelled: Vec<(usize, u64, AamiClass)> = annotations
-        .iter()
-        .filter_map(|a| AamiClass::from_code(a.code).map(|c| (to_125(a.sample), a.sample, c)))
-        .filter(|(t, _, _)| *t < x.len())
-        .collect();
-    let mut beats = Beats::default();
-    match mode {
-        BeatMode::Centred => {
-            let before = (0.25 * FS) as usize;
-            for &(t, sample, class) in &labelled {
-                if t < before || t - before + BEAT_LEN > x.len() {
-                    continue;
-                }
-                let mut beat = x[t - before..t - before + BEAT_LEN].to_vec();
-                min_max(&mut beat);
-                beats.push(&beat, class.label(), (record, sample), rr_of(sample));
-            }
-        }
-        BeatMode::Kachuee => {
-            let window = (10.0 * FS) as usize;
-            for start in (0..x.len()).step_by(window) {
-                let end = (start + window).min(x.len());
-                let mut w = x[start..end].to_vec();
-                min_max(&mut w);
-                let in_window: Vec<&(usize, u64, AamiClass)> = labelled
-                    .iter()
-                    .filter(|(t, _, _)| (start..end).contains(t))
-                    .collect();
-                let Some(period) = nominal_period(&w).or_else(|| median_rr(&in_window)) else {
-                    continue;
-                };
-                let len = ((1.2 * period as f64).round() as usize).min(BEAT_LEN);
-                for &&(t, sample, class) in &in_window {
-                    let seg_end = (t - start + len).min(w.len());
-                    let mut beat = vec![0.0f32; BEAT_LEN];
-                    beat[..seg_end - (t - start)].copy_from_slice(&w[t - start..seg_end]);
-                    beats.push(&beat, class.label(), (record, sample), rr_of(sample));
-                }
-            }
-        }
-    }
+    let labelled = Labelled::new(annotations, fs, x.len());
+    let beats = labelled.cut(&x, 0, 0..x.len(), mode, record);
     let skipped = beat_annotations - beats.len();
     (beats, skipped)
 }
+
+/// A record's beat annotations ready to cut: each beat's R peak at 125 Hz, its sample at the
+/// record's rate, class and R–R features (from every beat annotation of the record, kept or
+/// not), sorted by position. Beats past the end of the 125-Hz signal are left out.
+pub(crate) struct Labelled {
+    beats: Vec<(usize, u64, AamiClass, [f32; 7])>,
+    /// The 125-Hz signal's length.
+    total: usize,
+}
+
+impl Labelled {
+    pub(crate) fn new(annotations: &[Annotation], fs: f64, total: usize) -> Self {
+        let to_125 = |s: u64| (s as f64 * FS / fs).round() as usize;
+        let mut beat_positions: Vec<u64> = annotations
+            .iter()
+            .filter(|a| AamiClass::from_code(a.code).is_some())
+            .map(|a| a.sample)
+            .collect();
+        beat_positions.sort_unstable();
+        let features = rr_features(&beat_positions, fs);
+        let rr_of = |sample: u64| {
+            beat_positions
+                .binary_search(&sample)
+                .map_or(super::rr::NOMINAL, |k| features[k])
+        };
+        let mut beats: Vec<(usize, u64, AamiClass, [f32; 7])> = annotations
+            .iter()
+            .filter_map(|a| {
+                AamiClass::from_code(a.code)
+                    .map(|c| (to_125(a.sample), a.sample, c, rr_of(a.sample)))
+            })
+            .filter(|b| b.0 < total)
+            .collect();
+        // stable: annotations at one position keep their file order
+        beats.sort_by_key(|b| b.0);
+        Self { beats, total }
+    }
+
+    /// The beats in the 125-Hz range `take`, cut from `x`: the 125-Hz signal from index `offset`
+    /// on. `x` must hold `take` and, for the centred window, the 187 samples around each beat
+    /// that are inside the record; in Kachuee mode `take` starts on a 10-s window.
+    pub(crate) fn cut(
+        &self,
+        x: &[f32],
+        offset: usize,
+        take: std::ops::Range<usize>,
+        mode: BeatMode,
+        record: &str,
+    ) -> Beats {
+        let total = self.total;
+        let lo = self.beats.partition_point(|b| b.0 < take.start);
+        let hi = self.beats.partition_point(|b| b.0 < take.end);
+        let in_take = &self.beats[lo..hi];
+        let mut beats = Beats::default();
+        match mode {
+            BeatMode::Centred => {
+                let before = (0.25 * FS) as usize;
+                for &(t, sample, class, rr) in in_take {
+                    if t < before || t - before + BEAT_LEN > total {
+                        continue;
+                    }
+                    let from = t - before - offset;
+                    let mut beat = x[from..from + BEAT_LEN].to_vec();
+                    min_max(&mut beat);
+                    beats.push(&beat, class.label(), (record, sample), rr);
+                }
+            }
+            BeatMode::Kachuee => {
+                for start in (take.start..take.end.min(total)).step_by(KACHUEE_WINDOW) {
+                    let end = (start + KACHUEE_WINDOW).min(total);
+                    let mut w = x[start - offset..end - offset].to_vec();
+                    min_max(&mut w);
+                    let from = in_take.partition_point(|b| b.0 < start);
+                    let to = in_take.partition_point(|b| b.0 < end);
+                    let in_window = &in_take[from..to];
+                    let Some(period) = nominal_period(&w).or_else(|| median_rr(in_window)) else {
+                        continue;
+                    };
+                    let len = ((1.2 * period as f64).round() as usize).min(BEAT_LEN);
+                    for &(t, sample, class, rr) in in_window {
+                        let seg_end = (t - start + len).min(w.len());
+                        let mut beat = vec![0.0f32; BEAT_LEN];
+                        beat[..seg_end - (t - start)].copy_from_slice(&w[t - start..seg_end]);
+                        beats.push(&beat, class.label(), (record, sample), rr);
+                    }
+                }
+            }
+        }
+        beats
+    }
+}
+
+/// Kachuee's normalisation window at 125 Hz (10 s), counted from the record's start.
+pub(crate) const KACHUEE_WINDOW: usize = (10.0 * FS) as usize;
 
 /// Kachuee's nominal heartbeat period of a min-max-normalised window: the median distance
 /// between R-peak candidates, i.e. local maxima (first-difference sign changes) above 0.9.
@@ -219,7 +260,7 @@ fn nominal_period(w: &[f32]) -> Option<usize> {
 }
 
 /// Fallback when a window has fewer than two candidates: the annotated R–R intervals.
-fn median_rr(beats: &[&(usize, u64, AamiClass)]) -> Option<usize> {
+fn median_rr(beats: &[(usize, u64, AamiClass, [f32; 7])]) -> Option<usize> {
     median(beats.windows(2).map(|p| p[1].0 - p[0].0).collect())
 }
 

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use super::aami::AamiClass;
 use super::annotation::{self, Annotation};
-use super::beats::{extract_counted, BeatMode, Beats};
+use super::beats::{BeatMode, Beats};
 use super::qrs;
 use super::wfdb::{Header, Record};
+use super::{source, stream};
 use crate::error::{Error, Result};
 
 /// The MIT-BIH subset shipped in the repository (see `data/README.md`).
@@ -96,7 +97,9 @@ pub fn choose_lead(header: &Header, opts: &LoadOptions) -> LeadChoice {
     }
 }
 
-/// Record names in `dir`: its `RECORDS` file when present, else every `*.hea`, sorted.
+/// Record names in `dir`: its `RECORDS` file when present, else every `*.hea` and every `*.edf`
+/// (by its file name, e.g. `holter1.edf`; one beside a WFDB record of the same name is that
+/// record converted and is left out), sorted.
 pub fn list_records(dir: &Path) -> Result<Vec<String>> {
     let records_file = dir.join("RECORDS");
     let mut names: Vec<String> = if records_file.is_file() {
@@ -109,15 +112,25 @@ pub fn list_records(dir: &Path) -> Result<Vec<String>> {
             .collect()
     } else {
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-        let mut v: Vec<String> = entries
+        let files: Vec<String> = entries
             .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".hea")
-                    .map(str::to_string)
-            })
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .collect();
+        let mut v: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.strip_suffix(".hea").map(str::to_string))
+            .collect();
+        // EDF files by their file name, unless a WFDB record of the same name is there
+        let edf: Vec<String> = files
+            .iter()
+            .filter(|f| source::is_edf(Path::new(f)))
+            .filter(|f| {
+                let stem = &f[..f.len() - 4];
+                !v.iter().any(|w| w == stem)
+            })
+            .cloned()
+            .collect();
+        v.extend(edf);
         v.sort();
         v
     };
@@ -126,7 +139,7 @@ pub fn list_records(dir: &Path) -> Result<Vec<String>> {
         return Err(Error::data(
             dir,
             "directory",
-            "no WFDB records found (expected .hea files or a RECORDS list)",
+            "no records found (expected .hea or .edf files, or a RECORDS list)",
         ));
     }
     Ok(names)
@@ -205,35 +218,82 @@ enum Outcome {
     NoLead(Vec<String>),
 }
 
+/// Reads one record (`name`: a WFDB record, or an `.edf` file in `dir`) a chunk at a time (see
+/// [`stream`]): memory holds its beats, not its signal.
 fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
-    let base = dir.join(name);
-    let (signal, fs, fallback) = match read_chosen_lead(&base, opts)? {
-        Ok(lead) => lead,
+    let path = dir.join(name);
+    let mut rec = match source::open(&path, opts)? {
+        Ok(rec) => rec,
         Err(have) => return Ok(Outcome::NoLead(have)),
     };
-    let (annotations, dropped, dropped_beats) = read_annotations(&base, signal.len())?;
-    if dropped > 0 && opts.strict {
+    let Some(annotations) = rec.annotations.take() else {
+        return Err(if source::is_edf(&path) {
+            Error::data(
+                &path,
+                "annotations",
+                "no EDF+ beat labels (annotations named N, V, A, ... as WFDB writes them)",
+            )
+        } else {
+            Error::data(
+                path.with_extension("atr"),
+                "file",
+                "missing: a record needs its reference beat annotations",
+            )
+        });
+    };
+    if rec.dropped > 0 && opts.strict {
         return Err(Error::data(
-            base.with_extension("atr"),
+            annotation_file(&path),
             "annotations",
             format!(
-                "{dropped} past the end of the signal ({} samples); without --strict only their beats are dropped",
-                signal.len()
+                "{} past the end of the signal ({} samples); without --strict only their beats are dropped",
+                rec.dropped,
+                rec.lead.len()
             ),
         ));
     }
-    let (beats, at_edges) = extract_counted(&signal, fs, &annotations, opts.mode, name);
+    let mut beats = Beats::default();
+    let at_edges = stream::beats(
+        rec.lead.as_mut(),
+        &annotations,
+        opts.mode,
+        &rec.name,
+        stream::CHUNK_S,
+        |b, _| {
+            beats.extend(&b);
+            Ok(())
+        },
+    )?;
     Ok(Outcome::Used {
         beats,
-        fallback,
-        dropped,
-        dropped_beats,
+        fallback: rec.fallback,
+        dropped: rec.dropped,
+        dropped_beats: rec.dropped_beats,
         at_edges,
     })
 }
 
+/// The file that holds a record's annotations: its `.atr`, or the EDF+ file itself.
+fn annotation_file(path: &Path) -> PathBuf {
+    if source::is_edf(path) {
+        path.to_path_buf()
+    } else {
+        path.with_extension("atr")
+    }
+}
+
+/// The file that lists a record's signals: its `.hea`, or the EDF file itself.
+fn header_file(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    if source::is_edf(&path) {
+        path
+    } else {
+        path.with_extension("hea")
+    }
+}
+
 /// Up to five names, then how many more.
-fn name_list(names: &[String]) -> String {
+pub fn name_list(names: &[String]) -> String {
     let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
     if names.len() > 5 {
         s += &format!(" and {} more", names.len() - 5);
@@ -340,7 +400,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
             Ok(Outcome::NoLead(have)) => {
                 if opts.strict {
                     return Err(Error::data(
-                        dir.join(format!("{name}.hea")),
+                        header_file(dir, &name),
                         "signals",
                         format!("no {} lead (has {have:?})", opts.lead),
                     ));

@@ -34,35 +34,87 @@ impl EdfSignal {
     }
 }
 
-/// A whole EDF/EDF+ file in memory: its signals' digital samples and EDF+ annotations.
+/// An EDF/EDF+ header, checked against the file's size.
 #[derive(Clone, Debug)]
-pub struct Edf {
+pub struct EdfHeader {
     pub patient: String,
     pub recording: String,
     /// "EDF+C" / "EDF+D" for EDF+, empty for plain EDF.
     pub reserved: String,
     pub record_duration: f64,
     pub signals: Vec<EdfSignal>,
-    /// Digital samples per signal (empty for the annotation signal).
-    pub digital: Vec<Vec<i16>>,
-    /// EDF+ annotations: (onset in seconds from the start, text).
-    pub annotations: Vec<(f64, String)>,
+    /// Bytes before the first data record.
+    pub header_bytes: usize,
+    /// Data records in the file.
+    pub records: usize,
 }
 
-fn field(bytes: &[u8], start: usize, len: usize) -> String {
-    String::from_utf8_lossy(&bytes[start..start + len])
-        .trim()
-        .to_string()
-}
-
-impl Edf {
-    /// Reads and checks a file; errors name the header field (and signal) or the data record.
-    pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::parse(&bytes, path)
+impl EdfHeader {
+    /// Bytes per data record (all signals).
+    pub fn record_bytes(&self) -> usize {
+        2 * self
+            .signals
+            .iter()
+            .map(|s| s.samples_per_record)
+            .sum::<usize>()
     }
 
-    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+    /// Byte offset of signal `i` within a data record.
+    pub fn signal_offset(&self, i: usize) -> usize {
+        2 * self.signals[..i]
+            .iter()
+            .map(|s| s.samples_per_record)
+            .sum::<usize>()
+    }
+
+    /// Sampling rate of signal `i`.
+    pub fn fs(&self, i: usize) -> f64 {
+        self.signals[i].samples_per_record as f64 / self.record_duration
+    }
+
+    /// The index of the first signal whose label matches one of `leads` (a comma-separated
+    /// preference list, case-insensitive), or of the first ordinary signal with `fallback`.
+    pub fn signal_index(&self, leads: &str, fallback: bool) -> Option<usize> {
+        let ordinary = |i: &usize| !self.signals[*i].is_annotations();
+        leads
+            .split(',')
+            .map(str::trim)
+            .find_map(|want| {
+                (0..self.signals.len())
+                    .filter(ordinary)
+                    .find(|&i| self.signals[i].label.eq_ignore_ascii_case(want))
+            })
+            .or_else(|| {
+                fallback
+                    .then(|| (0..self.signals.len()).find(ordinary))
+                    .flatten()
+            })
+    }
+
+    /// Reads the header of `path` only (for reading its data records piece by piece).
+    pub fn read(path: &Path) -> Result<Self> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let mut bytes = vec![0u8; 256.min(len as usize)];
+        file.read_exact(&mut bytes)
+            .map_err(|e| Error::io(path, e))?;
+        // the signal count sits in the fixed part; a bad one is reported by `parse`
+        let ns = field(&bytes, 252, 4)
+            .parse::<usize>()
+            .unwrap_or(0)
+            .min(4096);
+        if bytes.len() == 256 && ns > 0 {
+            let total = (256 * (ns + 1)).min(len as usize);
+            bytes.resize(total, 0);
+            file.read_exact(&mut bytes[256..])
+                .map_err(|e| Error::io(path, e))?;
+        }
+        Self::parse(&bytes, len, path)
+    }
+
+    /// Parses the header at the start of `bytes`, for a file of `file_len` bytes.
+    pub fn parse(bytes: &[u8], file_len: u64, path: &Path) -> Result<Self> {
         let bad = |at: String, what: String| Error::data(path, at, what);
         if bytes.len() < 256 {
             return Err(bad(
@@ -99,13 +151,13 @@ impl Edf {
             ));
         }
         let ns = ns as usize;
-        if header_bytes != 256 * (ns + 1) || bytes.len() < header_bytes {
+        if header_bytes != 256 * (ns + 1) || file_len < header_bytes as u64 {
             return Err(bad(
                 "header field 'header bytes' (bytes 184-191)".into(),
                 format!(
                     "{header_bytes}, {ns} signals need {} (file has {} bytes)",
                     256 * (ns + 1),
-                    bytes.len()
+                    file_len
                 ),
             ));
         }
@@ -181,8 +233,7 @@ impl Edf {
             signals.push(s);
         }
         let per_record: usize = signals.iter().map(|s| s.samples_per_record).sum();
-        let data = &bytes[header_bytes..];
-        let complete = data.len() / (2 * per_record).max(1);
+        let complete = (file_len - header_bytes as u64) as usize / (2 * per_record).max(1);
         // -1 means "unknown" while recording: use what the file holds
         let records = if records < 0.0 {
             complete
@@ -191,13 +242,53 @@ impl Edf {
         };
         if complete < records {
             return Err(bad(
-                format!("data record {}", complete + 1),
-                format!(
-                    "the header declares {records} data records of {} bytes, the file holds {complete}",
-                    2 * per_record
-                ),
-            ));
+                    format!("data record {}", complete + 1),
+                    format!(
+                        "the header declares {records} data records of {} bytes, the file holds {complete}",
+                        2 * per_record
+                    ),
+                ));
         }
+        Ok(EdfHeader {
+            patient: field(bytes, 8, 80),
+            recording: field(bytes, 88, 80),
+            reserved: field(bytes, 192, 44),
+            record_duration,
+            signals,
+            header_bytes,
+            records,
+        })
+    }
+}
+
+/// A whole EDF/EDF+ file in memory: its signals' digital samples and EDF+ annotations.
+#[derive(Clone, Debug)]
+pub struct Edf {
+    pub header: EdfHeader,
+    /// Digital samples per signal (empty for the annotation signal).
+    pub digital: Vec<Vec<i16>>,
+    /// EDF+ annotations: (onset in seconds from the start, text).
+    pub annotations: Vec<(f64, String)>,
+}
+
+fn field(bytes: &[u8], start: usize, len: usize) -> String {
+    String::from_utf8_lossy(&bytes[start..start + len])
+        .trim()
+        .to_string()
+}
+
+impl Edf {
+    /// Reads and checks a file; errors name the header field (and signal) or the data record.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&bytes, path)
+    }
+
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        let bad = |at: String, what: String| Error::data(path, at, what);
+        let header = EdfHeader::parse(bytes, bytes.len() as u64, path)?;
+        let (signals, records) = (&header.signals, header.records);
+        let data = &bytes[header.header_bytes..];
         let mut digital: Vec<Vec<i16>> = signals
             .iter()
             .map(|s| {
@@ -233,11 +324,7 @@ impl Edf {
         // EDF+ puts each record's start time as an empty-text TAL; those are not annotations
         annotations.retain(|(_, text): &(f64, String)| !text.is_empty());
         Ok(Edf {
-            patient: field(bytes, 8, 80),
-            recording: field(bytes, 88, 80),
-            reserved: field(bytes, 192, 44),
-            record_duration,
-            signals,
+            header,
             digital,
             annotations,
         })
@@ -245,41 +332,25 @@ impl Edf {
 
     /// Sampling rate of signal `i`.
     pub fn fs(&self, i: usize) -> f64 {
-        self.signals[i].samples_per_record as f64 / self.record_duration
+        self.header.fs(i)
     }
 
     /// Signal `i` in physical units.
     pub fn physical(&self, i: usize) -> Vec<f32> {
-        let s = &self.signals[i];
+        let s = &self.header.signals[i];
         let scale = (s.physical_max - s.physical_min) / f64::from(s.digital_max - s.digital_min);
         self.digital[i]
             .iter()
             .map(|&d| ((f64::from(d) - f64::from(s.digital_min)) * scale + s.physical_min) as f32)
             .collect()
     }
-
-    /// The index of the first signal whose label matches one of `leads` (a comma-separated
-    /// preference list, case-insensitive), or of the first ordinary signal with `fallback`.
-    pub fn signal_index(&self, leads: &str, fallback: bool) -> Option<usize> {
-        let ordinary = |i: &usize| !self.signals[*i].is_annotations();
-        leads
-            .split(',')
-            .map(str::trim)
-            .find_map(|want| {
-                (0..self.signals.len())
-                    .filter(ordinary)
-                    .find(|&i| self.signals[i].label.eq_ignore_ascii_case(want))
-            })
-            .or_else(|| {
-                fallback
-                    .then(|| (0..self.signals.len()).find(ordinary))
-                    .flatten()
-            })
-    }
 }
 
 /// Appends the TALs of one annotation-signal chunk: `+onset[\x15duration]\x14text\x14...\x00`.
-fn parse_tals(chunk: &[u8], out: &mut Vec<(f64, String)>) -> std::result::Result<(), String> {
+pub(crate) fn parse_tals(
+    chunk: &[u8],
+    out: &mut Vec<(f64, String)>,
+) -> std::result::Result<(), String> {
     for tal in chunk.split(|&b| b == 0).filter(|t| !t.is_empty()) {
         let mut parts = tal.split(|&b| b == 0x14);
         let time = parts.next().unwrap_or_default();

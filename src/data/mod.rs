@@ -12,7 +12,9 @@ pub mod ptb;
 pub mod qrs;
 pub mod resample;
 pub mod rr;
+pub mod source;
 pub mod splits;
+pub mod stream;
 pub mod wfdb;
 
 use std::io::Write;

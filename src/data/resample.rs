@@ -20,21 +20,42 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
-/// Resamples `x` from `fs_in` to `fs_out` (both in Hz; rates are rounded to 1 mHz to find the
-/// ratio). Output length is `ceil(len · fs_out / fs_in)`.
-pub fn resample(x: &[f32], fs_in: f64, fs_out: f64) -> Vec<f32> {
+/// The resampling ratio `fs_out / fs_in` as `(up, down)` in lowest terms (rates rounded to
+/// 1 mHz): output sample n sits at input position n · down / up.
+pub fn ratio(fs_in: f64, fs_out: f64) -> (usize, usize) {
     let (a, b) = (
         (fs_in * 1000.0).round() as u64,
         (fs_out * 1000.0).round() as u64,
     );
-    if a == b || x.is_empty() {
+    let g = gcd(a, b).max(1);
+    ((b / g) as usize, (a / g) as usize)
+}
+
+fn cutoff(up: usize, down: usize) -> f64 {
+    CUTOFF * 0.5 * (up as f64 / down as f64).min(1.0)
+}
+
+/// How far (in input samples) an output sample's filter reaches on either side: a piece of a
+/// signal resampled alone gives the same values as the whole signal at least this far from the
+/// piece's inner edges, when the piece starts on a multiple of `down`.
+pub fn reach(fs_in: f64, fs_out: f64) -> usize {
+    let (up, down) = ratio(fs_in, fs_out);
+    if up == down {
+        return 0;
+    }
+    (ZERO_CROSSINGS / (2.0 * cutoff(up, down))).ceil() as usize
+}
+
+/// Resamples `x` from `fs_in` to `fs_out` (both in Hz; rates are rounded to 1 mHz to find the
+/// ratio). Output length is `ceil(len · fs_out / fs_in)`.
+pub fn resample(x: &[f32], fs_in: f64, fs_out: f64) -> Vec<f32> {
+    let (up, down) = ratio(fs_in, fs_out);
+    if up == down || x.is_empty() {
         return x.to_vec();
     }
-    let g = gcd(a, b);
-    let (up, down) = ((b / g) as usize, (a / g) as usize);
     // Cutoff in cycles per input sample.
-    let fc = CUTOFF * 0.5 * (up as f64 / down as f64).min(1.0);
-    let half = (ZERO_CROSSINGS / (2.0 * fc)).ceil() as isize; // taps either side, in input samples
+    let fc = cutoff(up, down);
+    let half = reach(fs_in, fs_out) as isize; // taps either side, in input samples
     let taps: Vec<Vec<f64>> = (0..up)
         .map(|phase| {
             let frac = phase as f64 / up as f64;

@@ -339,89 +339,125 @@ impl Record {
     }
 }
 
-fn read_signal_file(path: &Path, header: &Header, members: &[usize]) -> Result<Vec<Vec<i32>>> {
-    let first = &header.signals[members[0]];
-    if let Some(other) = members
-        .iter()
-        .map(|&i| &header.signals[i])
-        .find(|s| s.format != first.format)
-    {
-        return Err(Error::data(
-            path,
-            "header",
-            format!(
-                "signals in one file must share a format ({} vs {})",
-                first.format, other.format
-            ),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let data = bytes.get(first.byte_offset as usize..).unwrap_or(&[]);
-    let nsig = members.len();
-    let values = nsig
-        .checked_mul(header.samples)
-        .filter(|v| v.checked_mul(3).is_some())
-        .ok_or_else(|| {
-            Error::data(
+/// Where a signal file keeps its values, checked against the file's size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FileLayout {
+    pub format: u32,
+    /// Byte offset of the first sample.
+    pub byte_offset: u64,
+    /// Signals interleaved in each frame.
+    pub signals: usize,
+    /// Frames (samples per signal) the file holds.
+    pub frames: usize,
+}
+
+impl FileLayout {
+    /// The layout of the file holding `members` (signal indices sharing it), whose size is
+    /// `file_len` bytes: an error names the file and the byte where a file ends early.
+    pub(crate) fn new(
+        path: &Path,
+        header: &Header,
+        members: &[usize],
+        file_len: u64,
+    ) -> Result<Self> {
+        let first = &header.signals[members[0]];
+        if let Some(other) = members
+            .iter()
+            .map(|&i| &header.signals[i])
+            .find(|s| s.format != first.format)
+        {
+            return Err(Error::data(
                 path,
                 "header",
-                format!("{} samples is not a plausible length", header.samples),
-            )
-        })?;
-    let needed = match first.format {
+                format!(
+                    "signals in one file must share a format ({} vs {})",
+                    first.format, other.format
+                ),
+            ));
+        }
+        let data_len = file_len.saturating_sub(first.byte_offset) as usize;
+        let nsig = members.len();
+        let values = nsig
+            .checked_mul(header.samples)
+            .filter(|v| v.checked_mul(3).is_some())
+            .ok_or_else(|| {
+                Error::data(
+                    path,
+                    "header",
+                    format!("{} samples is not a plausible length", header.samples),
+                )
+            })?;
+        let needed = bytes_for(first.format, values);
+        let available_values = match first.format {
+            212 => data_len / 3 * 2 + usize::from(data_len % 3 == 2),
+            80 => data_len,
+            _ => data_len / 2,
+        };
+        let frames = if header.samples == 0 {
+            available_values / nsig
+        } else if data_len < needed {
+            return Err(Error::data(
+                path,
+                format!("byte {}", first.byte_offset as usize + data_len),
+                format!(
+                    "file ends early: {} samples × {nsig} signals in format {} need {needed} bytes, found {data_len}",
+                    header.samples,
+                    first.format,
+                ),
+            ));
+        } else {
+            header.samples
+        };
+        Ok(Self {
+            format: first.format,
+            byte_offset: first.byte_offset,
+            signals: nsig,
+            frames,
+        })
+    }
+}
+
+fn read_signal_file(path: &Path, header: &Header, members: &[usize]) -> Result<Vec<Vec<i32>>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let layout = FileLayout::new(path, header, members, bytes.len() as u64)?;
+    let data = bytes.get(layout.byte_offset as usize..).unwrap_or(&[]);
+    let nsig = layout.signals;
+    let mut out = vec![Vec::with_capacity(layout.frames); nsig];
+    for k in 0..layout.frames * nsig {
+        out[k % nsig].push(decode(layout.format, data, k));
+    }
+    Ok(out)
+}
+
+/// Value `k` of `data`, a signal file's bytes from a value whose index is even (format 212
+/// packs two 12-bit values into three bytes), in one of the formats the header parser accepts.
+pub(crate) fn decode(format: u32, data: &[u8], k: usize) -> i32 {
+    match format {
+        212 => {
+            let b = &data[k / 2 * 3..];
+            let v = if k.is_multiple_of(2) {
+                i32::from(b[0]) | (i32::from(b[1] & 0x0F) << 8)
+            } else {
+                i32::from(b[2]) | (i32::from(b[1] & 0xF0) << 4)
+            };
+            if v >= 0x800 {
+                v - 0x1000
+            } else {
+                v
+            }
+        }
+        16 => i32::from(i16::from_le_bytes([data[2 * k], data[2 * k + 1]])),
+        61 => i32::from(i16::from_be_bytes([data[2 * k], data[2 * k + 1]])),
+        80 => i32::from(data[k]) - 128,
+        f => unreachable!("format {f} rejected by the header parser"),
+    }
+}
+
+/// Bytes holding `values` values of `format` (from an even value index).
+pub(crate) fn bytes_for(format: u32, values: usize) -> usize {
+    match format {
         212 => values.div_ceil(2) * 3,
         80 => values,
         _ => values * 2,
-    };
-    let available_values = match first.format {
-        212 => data.len() / 3 * 2 + usize::from(data.len() % 3 == 2),
-        80 => data.len(),
-        _ => data.len() / 2,
-    };
-    let count = if header.samples == 0 {
-        available_values / nsig * nsig
-    } else if data.len() < needed {
-        return Err(Error::data(
-            path,
-            format!("byte {}", first.byte_offset as usize + data.len()),
-            format!(
-                "file ends early: {} samples × {nsig} signals in format {} need {needed} bytes, found {}",
-                header.samples,
-                first.format,
-                data.len()
-            ),
-        ));
-    } else {
-        values
-    };
-    let mut out = vec![Vec::with_capacity(count / nsig); nsig];
-    let mut push = |k: usize, v: i32| out[k % nsig].push(v);
-    match first.format {
-        212 => {
-            for k in 0..count {
-                let b = &data[k / 2 * 3..];
-                let v = if k % 2 == 0 {
-                    i32::from(b[0]) | (i32::from(b[1] & 0x0F) << 8)
-                } else {
-                    i32::from(b[2]) | (i32::from(b[1] & 0xF0) << 4)
-                };
-                push(k, if v >= 0x800 { v - 0x1000 } else { v });
-            }
-        }
-        16 => (0..count).for_each(|k| {
-            push(
-                k,
-                i32::from(i16::from_le_bytes([data[2 * k], data[2 * k + 1]])),
-            )
-        }),
-        61 => (0..count).for_each(|k| {
-            push(
-                k,
-                i32::from(i16::from_be_bytes([data[2 * k], data[2 * k + 1]])),
-            )
-        }),
-        80 => (0..count).for_each(|k| push(k, i32::from(data[k]) - 128)),
-        f => unreachable!("format {f} rejected by the header parser"),
     }
-    Ok(out)
 }

@@ -1,0 +1,362 @@
+//! One lead of a recording, read piece by piece: a 24-hour Holter record is 30 M samples per
+//! lead, and nothing downstream needs more than a few minutes of it at a time. Sources are a
+//! WFDB record (any of the signal formats `wfdb.rs` reads) or an EDF/EDF+ file, each with its
+//! beat annotations when it has them (`.atr`, or EDF+ annotations named by WFDB mnemonics).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use super::aami::AamiClass;
+use super::annotation::{self, Annotation};
+use super::dataset::{choose_lead, LeadChoice, LoadOptions};
+use super::edf::EdfHeader;
+use super::wfdb::{bytes_for, decode, FileLayout, Header};
+use crate::error::{Error, Result};
+
+/// One lead in physical units, read a range of samples at a time.
+pub trait LeadSource {
+    /// Samples per second.
+    fn fs(&self) -> f64;
+    /// Samples in the lead.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Samples `range` (within `0..len()`).
+    fn read(&mut self, range: Range<usize>) -> Result<Vec<f32>>;
+}
+
+/// A lead already in memory (tests, and callers that hold the whole signal anyway).
+pub struct MemoryLead<'a> {
+    pub signal: &'a [f32],
+    pub fs: f64,
+}
+
+impl LeadSource for MemoryLead<'_> {
+    fn fs(&self) -> f64 {
+        self.fs
+    }
+    fn len(&self) -> usize {
+        self.signal.len()
+    }
+    fn read(&mut self, range: Range<usize>) -> Result<Vec<f32>> {
+        Ok(self.signal[range].to_vec())
+    }
+}
+
+/// One signal of a WFDB record, decoded from its signal file a range of frames at a time.
+pub struct WfdbLead {
+    path: PathBuf,
+    file: File,
+    file_len: u64,
+    layout: FileLayout,
+    /// The signal's place within each frame of its file.
+    member: usize,
+    gain: f64,
+    baseline: i32,
+    fs: f64,
+}
+
+impl WfdbLead {
+    /// Opens signal `signal` of record `base` (a path without extension).
+    pub fn open(base: &Path, header: &Header, signal: usize) -> Result<Self> {
+        let spec = &header.signals[signal];
+        let dir = base.parent().unwrap_or(Path::new("."));
+        let path = dir.join(&spec.file);
+        let members: Vec<usize> = (0..header.signals.len())
+            .filter(|&i| header.signals[i].file == spec.file)
+            .collect();
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let layout = FileLayout::new(&path, header, &members, file_len)?;
+        Ok(Self {
+            member: members.iter().position(|&i| i == signal).unwrap_or(0),
+            path,
+            file,
+            file_len,
+            layout,
+            gain: spec.gain,
+            baseline: spec.baseline,
+            fs: header.fs,
+        })
+    }
+}
+
+impl LeadSource for WfdbLead {
+    fn fs(&self) -> f64 {
+        self.fs
+    }
+    fn len(&self) -> usize {
+        self.layout.frames
+    }
+    fn read(&mut self, range: Range<usize>) -> Result<Vec<f32>> {
+        let FileLayout {
+            format,
+            byte_offset,
+            signals,
+            ..
+        } = self.layout;
+        // from an even value index, so format 212's three-byte pairs stay whole
+        let first = range.start * signals / 2 * 2;
+        let last = range.end * signals;
+        let from = byte_offset + bytes_for(format, first) as u64;
+        let to = (byte_offset + bytes_for(format, last) as u64).min(self.file_len);
+        let mut bytes = vec![0u8; to.saturating_sub(from) as usize];
+        self.file
+            .seek(SeekFrom::Start(from))
+            .and_then(|_| self.file.read_exact(&mut bytes))
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(range
+            .map(|f| {
+                let v = decode(format, &bytes, f * signals + self.member - first);
+                ((f64::from(v) - f64::from(self.baseline)) / self.gain) as f32
+            })
+            .collect())
+    }
+}
+
+/// One ordinary signal of an EDF/EDF+ file, read a range of data records at a time.
+pub struct EdfLead {
+    path: PathBuf,
+    file: File,
+    header: EdfHeader,
+    signal: usize,
+}
+
+impl EdfLead {
+    pub fn open(path: &Path, header: EdfHeader, signal: usize) -> Result<Self> {
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: File::open(path).map_err(|e| Error::io(path, e))?,
+            header,
+            signal,
+        })
+    }
+
+    /// Data records `records`, whole.
+    fn read_records(&mut self, records: Range<usize>) -> Result<Vec<u8>> {
+        let size = self.header.record_bytes();
+        let mut bytes = vec![0u8; records.len() * size];
+        self.file
+            .seek(SeekFrom::Start(
+                (self.header.header_bytes + records.start * size) as u64,
+            ))
+            .and_then(|_| self.file.read_exact(&mut bytes))
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(bytes)
+    }
+}
+
+impl LeadSource for EdfLead {
+    fn fs(&self) -> f64 {
+        self.header.fs(self.signal)
+    }
+    fn len(&self) -> usize {
+        self.header.records * self.header.signals[self.signal].samples_per_record
+    }
+    fn read(&mut self, range: Range<usize>) -> Result<Vec<f32>> {
+        let s = self.header.signals[self.signal].clone();
+        let per = s.samples_per_record.max(1);
+        if range.is_empty() {
+            return Ok(vec![]);
+        }
+        let records = range.start / per..(range.end - 1) / per + 1;
+        let bytes = self.read_records(records.clone())?;
+        let (size, at) = (
+            self.header.record_bytes(),
+            self.header.signal_offset(self.signal),
+        );
+        let scale = (s.physical_max - s.physical_min) / f64::from(s.digital_max - s.digital_min);
+        Ok(range
+            .map(|k| {
+                let (r, i) = (k / per - records.start, k % per);
+                let b = r * size + at + 2 * i;
+                let d = i16::from_le_bytes([bytes[b], bytes[b + 1]]);
+                ((f64::from(d) - f64::from(s.digital_min)) * scale + s.physical_min) as f32
+            })
+            .collect())
+    }
+}
+
+/// The EDF+ annotations of a file, read a block of data records at a time: (onset in seconds,
+/// text), without the records' time-keeping entries.
+pub fn edf_annotations(path: &Path, header: &EdfHeader) -> Result<Vec<(f64, String)>> {
+    let channels: Vec<usize> = (0..header.signals.len())
+        .filter(|&i| header.signals[i].is_annotations())
+        .collect();
+    let mut out = vec![];
+    if channels.is_empty() {
+        return Ok(out);
+    }
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = header.record_bytes();
+    let block = (4 << 20) / size.max(1) + 1;
+    file.seek(SeekFrom::Start(header.header_bytes as u64))
+        .map_err(|e| Error::io(path, e))?;
+    for start in (0..header.records).step_by(block) {
+        let n = block.min(header.records - start);
+        let mut bytes = vec![0u8; n * size];
+        file.read_exact(&mut bytes)
+            .map_err(|e| Error::io(path, e))?;
+        for r in 0..n {
+            for &i in &channels {
+                let from = r * size + header.signal_offset(i);
+                let chunk = &bytes[from..from + 2 * header.signals[i].samples_per_record];
+                super::edf::parse_tals(chunk, &mut out).map_err(|what| {
+                    Error::data(
+                        path,
+                        format!(
+                            "data record {}, signal {} (annotations)",
+                            start + r + 1,
+                            i + 1
+                        ),
+                        what,
+                    )
+                })?;
+            }
+        }
+    }
+    out.retain(|(_, text)| !text.is_empty());
+    Ok(out)
+}
+
+/// A recording opened for reading: the lead chosen, and its reference annotations if it has any.
+pub struct Recording {
+    /// The record's name: the WFDB record name, or the EDF file's name without `.edf`.
+    pub name: String,
+    pub lead: Box<dyn LeadSource + Send>,
+    /// The chosen signal's description or label.
+    pub label: String,
+    /// When the preferred leads were missing: the signal used instead.
+    pub fallback: Option<String>,
+    /// Reference annotations within the signal (an `.atr`, or EDF+ beat mnemonics), sorted; `None`
+    /// when there are none, so the QRS detector must find the beats.
+    pub annotations: Option<Vec<Annotation>>,
+    /// Annotations at or past the signal's end, and how many of them were beats (dropped).
+    pub dropped: usize,
+    pub dropped_beats: usize,
+}
+
+/// Whether `path` names an EDF/EDF+ file (by its extension).
+pub fn is_edf(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("edf"))
+}
+
+/// Opens `path` (a WFDB record path without extension, or an `.edf` file) at the lead `opts`
+/// prefers (falling back to the first signal with `opts.fallback_to_first`), or `Ok(Err(have))`
+/// with the signals it has when it has none of them.
+pub fn open(
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<std::result::Result<Recording, Vec<String>>> {
+    if is_edf(path) {
+        return open_edf(path, opts);
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::data(path, "path", "expected a record path such as dir/100"))?
+        .to_string();
+    let header = Header::read(&path.with_extension("hea"))?;
+    let (signal, fallback) = match choose_lead(&header, opts) {
+        LeadChoice::Found(i) => (i, None),
+        LeadChoice::Fallback(used) => (0, Some(used)),
+        LeadChoice::Missing(have) => return Ok(Err(have)),
+    };
+    let lead = WfdbLead::open(path, &header, signal)?;
+    let atr = path.with_extension("atr");
+    let all = if atr.is_file() {
+        Some(annotation::read(&atr)?)
+    } else {
+        None
+    };
+    Ok(Ok(Recording::new(
+        name,
+        Box::new(lead),
+        header.signals[signal].description.clone(),
+        fallback,
+        all,
+    )))
+}
+
+fn open_edf(
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<std::result::Result<Recording, Vec<String>>> {
+    let header = EdfHeader::read(path)?;
+    let name = path
+        .file_stem()
+        .and_then(|n| n.to_str())
+        .unwrap_or("edf")
+        .to_string();
+    let ordinary: Vec<String> = header
+        .signals
+        .iter()
+        .filter(|s| !s.is_annotations())
+        .map(|s| s.label.clone())
+        .collect();
+    let (signal, fallback) = match header.signal_index(&opts.lead, false) {
+        Some(i) => (i, None),
+        None => match header.signal_index(&opts.lead, opts.fallback_to_first) {
+            Some(i) => (i, Some(header.signals[i].label.clone())),
+            None => return Ok(Err(ordinary)),
+        },
+    };
+    let fs = header.fs(signal);
+    let label = header.signals[signal].label.clone();
+    // EDF+ beat labels: annotations named by a WFDB mnemonic that is a beat
+    let annotations: Vec<Annotation> = edf_annotations(path, &header)?
+        .into_iter()
+        .filter_map(|(onset, text)| {
+            let code = annotation::code_from_mnemonic(&text)?;
+            Some(Annotation::new((onset * fs).round().max(0.0) as u64, code))
+        })
+        .collect();
+    let has_beats = annotations
+        .iter()
+        .any(|a| AamiClass::from_code(a.code).is_some());
+    let lead = EdfLead::open(path, header, signal)?;
+    Ok(Ok(Recording::new(
+        name,
+        Box::new(lead),
+        label,
+        fallback,
+        has_beats.then_some(annotations),
+    )))
+}
+
+impl Recording {
+    fn new(
+        name: String,
+        lead: Box<dyn LeadSource + Send>,
+        label: String,
+        fallback: Option<String>,
+        all: Option<Vec<Annotation>>,
+    ) -> Self {
+        let len = lead.len() as u64;
+        let (mut dropped, mut dropped_beats) = (0, 0);
+        let annotations = all.map(|all| {
+            let (mut inside, outside): (Vec<Annotation>, Vec<Annotation>) =
+                all.into_iter().partition(|a| a.sample < len);
+            dropped = outside.len();
+            dropped_beats = outside
+                .iter()
+                .filter(|a| AamiClass::from_code(a.code).is_some())
+                .count();
+            inside.sort_by_key(|a| a.sample);
+            inside
+        });
+        Self {
+            name,
+            lead,
+            label,
+            fallback,
+            annotations,
+            dropped,
+            dropped_beats,
+        }
+    }
+}
