@@ -13,6 +13,7 @@ use crate::autograd::{Graph, Var};
 use crate::checkpoint::{self, NamedTensor};
 use crate::error::{Error, Result};
 use crate::gpu::{storage_buffer, GpuContext, Tensor, OFFSET_ALIGN_BYTES};
+use crate::ops::concat::{self, Columns, Concat};
 use crate::ops::conv1d::{self, Conv1d, Padding};
 use crate::ops::dense::{self, Dense};
 use crate::ops::dropout::{self, pcg_hash, Dropout};
@@ -35,6 +36,11 @@ pub struct ModelConfig {
     /// Width of Dense_1.
     pub dense: usize,
     pub classes: usize,
+    /// Rhythm features joined to the flattened conv features before Dense_1 (the dual-stream
+    /// network; [`crate::data::rr::RR_FEATURES`]), 0 for the shape-only network. Each input
+    /// row is then the beat's samples followed by its rhythm features.
+    #[serde(default)]
+    pub rr_features: usize,
 }
 
 impl ModelConfig {
@@ -50,6 +56,16 @@ impl ModelConfig {
             dropout: 0.1,
             dense: 128,
             classes: 5,
+            rr_features: 0,
+        }
+    }
+
+    /// The paper's network with a rhythm stream: the beat's seven R–R features joined to the
+    /// conv features before Dense_1 (896 more weights).
+    pub fn paper_rr() -> Self {
+        Self {
+            rr_features: crate::data::rr::RR_FEATURES.len(),
+            ..Self::paper()
         }
     }
 
@@ -63,13 +79,42 @@ impl ModelConfig {
     }
 
     pub fn preset(name: &str) -> Result<Self> {
+        let rr = crate::data::rr::RR_FEATURES.len();
         match name {
             "paper" => Ok(Self::paper()),
+            "paper-rr" => Ok(Self::paper_rr()),
             "tiny" => Ok(Self::tiny()),
+            "tiny-rr" => Ok(Self {
+                rr_features: rr,
+                ..Self::tiny()
+            }),
             other => Err(Error::Config(format!(
-                "unknown preset '{other}' (known: paper, tiny)"
+                "unknown preset '{other}' (known: paper, paper-rr, tiny, tiny-rr)"
             ))),
         }
+    }
+
+    /// Values per input row: the beat's samples, then its rhythm features.
+    pub fn row_len(&self) -> usize {
+        self.in_channels * self.input_len + self.rr_features
+    }
+
+    /// The input rows of `beats` for this network: their samples as they are, or each beat's
+    /// samples followed by its R–R features for a dual-stream network.
+    pub fn input_rows<'b>(
+        &self,
+        beats: &'b crate::data::beats::Beats,
+    ) -> std::borrow::Cow<'b, [f32]> {
+        if self.rr_features == 0 {
+            return std::borrow::Cow::Borrowed(&beats.x);
+        }
+        let per_beat = beats.x.len() / beats.len().max(1);
+        let mut rows = Vec::with_capacity(beats.len() * (per_beat + self.rr_features));
+        for (beat, rr) in beats.x.chunks(per_beat.max(1)).zip(&beats.rr) {
+            rows.extend_from_slice(beat);
+            rows.extend_from_slice(&rr[..self.rr_features]);
+        }
+        std::borrow::Cow::Owned(rows)
     }
 
     /// Length after each pair, then the flattened width; errors if the input is too short.
@@ -117,6 +162,13 @@ impl ModelConfig {
                 "kernel, pool, dense, in_channels must be > 0 and classes ≥ 2".into(),
             ));
         }
+        if self.rr_features > crate::data::rr::RR_FEATURES.len() {
+            return Err(Error::Config(format!(
+                "rr_features {} > the {} R–R features a beat has",
+                self.rr_features,
+                crate::data::rr::RR_FEATURES.len()
+            )));
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::Config(format!(
                 "dropout {} must be in [0, 1)",
@@ -141,7 +193,10 @@ impl ModelConfig {
             }
         }
         let flat = self.flat_features().unwrap_or(0);
-        out.push(("dense1.weight".into(), vec![self.dense, flat]));
+        out.push((
+            "dense1.weight".into(),
+            vec![self.dense, flat + self.rr_features],
+        ));
         out.push(("dense1.bias".into(), vec![self.dense]));
         out.push(("dense2.weight".into(), vec![self.classes, self.dense]));
         out.push(("dense2.bias".into(), vec![self.classes]));
@@ -168,7 +223,7 @@ impl ModelConfig {
             }
             len /= self.pool;
         }
-        flops + 2 * (len * c_in * self.dense + self.dense * self.classes)
+        flops + 2 * ((len * c_in + self.rr_features) * self.dense + self.dense * self.classes)
     }
 }
 
@@ -446,8 +501,9 @@ impl Model {
         checkpoint::save(path, &self.params.download_named(ctx)?, &meta)
     }
 
-    /// Adds the network to `graph` on input `x` `[B, in_channels, input_len]` and returns the
-    /// logits `[B, classes]`. With `train`, parameters get gradients and dropout is active.
+    /// Adds the network to `graph` on input `x` and returns the logits `[B, classes]`. The input
+    /// is `[B, in_channels, input_len]`, or `[B, row_len]` rows of samples then rhythm features
+    /// for a dual-stream network. With `train`, parameters get gradients and dropout is active.
     pub fn build(&self, graph: &mut Graph, x: Var, train: bool) -> Result<Var> {
         let c = &self.config;
         let params: Vec<Var> = (0..self.params.specs.len())
@@ -458,7 +514,31 @@ impl Model {
             .collect();
         let batch = graph.value(x).shape()[0];
         let active = train && c.dropout > 0.0;
-        let mut h = x;
+        // a dual-stream row: the beat for the conv stream, the rhythm for Dense_1
+        let samples = c.in_channels * c.input_len;
+        let (mut h, rhythm) = match c.rr_features {
+            0 => (x, None),
+            rr => {
+                let beat = graph.apply(
+                    Columns {
+                        start: 0,
+                        width: samples,
+                    },
+                    &[x],
+                )?;
+                let rhythm = graph.apply(
+                    Columns {
+                        start: samples,
+                        width: rr,
+                    },
+                    &[x],
+                )?;
+                (
+                    graph.reshape(beat, &[batch, c.in_channels, c.input_len])?,
+                    Some(rhythm),
+                )
+            }
+        };
         let mut p = params.iter();
         let mut next = || *p.next().expect("parameter list matches config");
         for pair in 0..c.pair_channels.len() {
@@ -475,6 +555,9 @@ impl Model {
         }
         let flat = graph.value(h).numel() / batch;
         h = graph.reshape(h, &[batch, flat])?;
+        if let Some(rhythm) = rhythm {
+            h = graph.apply(Concat, &[h, rhythm])?;
+        }
         let (w, b) = (next(), next());
         h = graph.apply(Dense, &[h, w, b])?;
         // ReLU and Dropout_7 in one op while training
@@ -494,12 +577,14 @@ impl Model {
     }
 }
 
-/// The whole network on the CPU in f64 (for end-to-end gradient checks). `dropout` gives the
-/// model seed and step whose masks to reproduce; `None` is evaluation mode.
+/// The whole network on the CPU in f64 (for end-to-end gradient checks) on beats `x` and, for a
+/// dual-stream network, their rhythm features. `dropout` gives the model seed and step whose
+/// masks to reproduce; `None` is evaluation mode.
 pub fn reference_forward(
     config: &ModelConfig,
     params: &[ArrayD<f64>],
     x: &Array3<f64>,
+    rhythm: Option<&Array2<f64>>,
     dropout: Option<(u64, u32)>,
 ) -> Array2<f64> {
     let apply_dropout = |h: ArrayD<f64>, layer: usize| match dropout {
@@ -545,6 +630,12 @@ pub fn reference_forward(
         .to_owned()
         .into_shape_with_order((batch, flat))
         .unwrap();
+    let h = match rhythm {
+        Some(rr) => concat::reference_concat(&h.into_dyn(), &rr.clone().into_dyn())
+            .into_dimensionality()
+            .unwrap(),
+        None => h,
+    };
     let (w, b) = (p.next().unwrap(), p.next().unwrap());
     let h = dense::reference_forward(&h, &as2(w), &as1(b)).into_dyn();
     let h = apply_dropout(relu::reference_forward(&h), config.pair_channels.len());

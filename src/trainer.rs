@@ -57,6 +57,8 @@ struct Resident {
 /// this while a submission takes under [`TARGET_SUBMIT_SECONDS`], so progress stays live on slow
 /// adapters and fast ones are not held back by a round trip per step.
 const MAX_STEPS_PER_SUBMIT: usize = 256;
+/// Inference plans kept: the full batch and the last remainder.
+const INFER_PLANS_KEPT: usize = 2;
 const TARGET_SUBMIT_SECONDS: f64 = 0.25;
 
 struct InferPlan<'c> {
@@ -78,6 +80,9 @@ pub struct Trainer<'c> {
     staging: wgpu::Buffer,
     train_plans: HashMap<usize, TrainPlan<'c>>,
     infer_plans: HashMap<usize, InferPlan<'c>>,
+    /// Batch sizes of `infer_plans`, least recently used first: at most [`INFER_PLANS_KEPT`]
+    /// are kept, since streaming a long recording asks for a new remainder size every chunk.
+    infer_lru: Vec<usize>,
     resident: Option<Resident>,
     /// The buffers of the two submissions the resident loop keeps in flight.
     slots: [SubmitSlot; 2],
@@ -153,6 +158,7 @@ impl<'c> Trainer<'c> {
             staging,
             train_plans: HashMap::new(),
             infer_plans: HashMap::new(),
+            infer_lru: vec![],
             resident: None,
             slots: [0, 1].map(|_| SubmitSlot {
                 step_table: buffer("step table", table_bytes, copy),
@@ -178,6 +184,11 @@ impl<'c> Trainer<'c> {
     /// The GPU context the trainer runs on.
     pub fn ctx(&self) -> &'c GpuContext {
         self.ctx
+    }
+
+    /// Inference plans (one per batch size, each with a network's activations) held now.
+    pub fn inference_plans(&self) -> usize {
+        self.infer_plans.len()
     }
 
     /// Optimiser steps taken so far.
@@ -210,12 +221,14 @@ impl<'c> Trainer<'c> {
         Ok(())
     }
 
-    fn input_shape(&self, batch: usize) -> [usize; 3] {
-        [
-            batch,
-            self.model.config.in_channels,
-            self.model.config.input_len,
-        ]
+    /// The input tensor's shape: `[batch, channels, length]`, or rows of samples and rhythm
+    /// features for a dual-stream network.
+    fn input_shape(&self, batch: usize) -> Vec<usize> {
+        let c = &self.model.config;
+        match c.rr_features {
+            0 => vec![batch, c.in_channels, c.input_len],
+            _ => vec![batch, c.row_len()],
+        }
     }
 
     /// Checks a batch: non-empty, sizes consistent, every value finite.
@@ -223,7 +236,7 @@ impl<'c> Trainer<'c> {
         if batch == 0 {
             return Err(Error::EmptyBatch("a batch needs at least one beat".into()));
         }
-        let per_beat = self.model.config.in_channels * self.model.config.input_len;
+        let per_beat = self.model.config.row_len();
         if x.len() != batch * per_beat {
             return Err(Error::Shape {
                 op: "batch".into(),
@@ -321,7 +334,7 @@ impl<'c> Trainer<'c> {
 
     /// Class probabilities `[batch * classes]` in evaluation mode (no dropout).
     pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
-        let batch = x.len() / (self.model.config.in_channels * self.model.config.input_len).max(1);
+        let batch = x.len() / self.model.config.row_len().max(1);
         self.check_batch(x, batch)?;
         self.ensure_infer_plan(batch)?;
         let plan = &self.infer_plans[&batch];
@@ -333,7 +346,15 @@ impl<'c> Trainer<'c> {
         plan.probs.read(self.ctx)
     }
 
+    /// The inference plan for `batch`, built if needed; the least recently used plan goes when
+    /// more than [`INFER_PLANS_KEPT`] would be kept (each holds a whole network's activations).
     fn ensure_infer_plan(&mut self, batch: usize) -> Result<()> {
+        self.infer_lru.retain(|&b| b != batch);
+        self.infer_lru.push(batch);
+        if self.infer_lru.len() > INFER_PLANS_KEPT {
+            let evicted = self.infer_lru.remove(0);
+            self.infer_plans.remove(&evicted);
+        }
         if !self.infer_plans.contains_key(&batch) {
             let input = Tensor::zeros(self.ctx, &self.input_shape(batch));
             let mut graph = Graph::new(self.ctx, self.step_uniform.clone());
@@ -359,7 +380,7 @@ impl<'c> Trainer<'c> {
         Ok(())
     }
 
-    /// Class probabilities for any number of beats (row-major `[n, in_channels * input_len]`),
+    /// Class probabilities for any number of beats (row-major `[n, row_len]`, see [`crate::model::ModelConfig::row_len`]),
     /// run in inference batches of `batch`. The batches are queued back to back (a few in
     /// flight) and their probabilities copied into one buffer that is read once at the end: no
     /// round trip per batch.
@@ -375,7 +396,7 @@ impl<'c> Trainer<'c> {
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<f32>> {
         const IN_FLIGHT: usize = 4;
-        let per_beat = self.model.config.in_channels * self.model.config.input_len;
+        let per_beat = self.model.config.row_len();
         let classes = self.model.config.classes;
         if x.is_empty() {
             return Ok(vec![]);
@@ -383,9 +404,6 @@ impl<'c> Trainer<'c> {
         // checked whole, so that an error names the beat's index in `x`
         self.check_batch(x, x.len() / per_beat)?;
         let chunks: Vec<&[f32]> = x.chunks(batch.max(1) * per_beat).collect();
-        for chunk in &chunks {
-            self.ensure_infer_plan(chunk.len() / per_beat)?;
-        }
         let total_bytes = (x.len() / per_beat * classes * 4) as u64;
         let ctx = self.ctx;
         let out = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -399,6 +417,7 @@ impl<'c> Trainer<'c> {
         let total = x.len() / per_beat;
         let mut queued = 0;
         for chunk in chunks {
+            self.ensure_infer_plan(chunk.len() / per_beat)?;
             let plan = &self.infer_plans[&(chunk.len() / per_beat)];
             // queue-ordered: runs after the previous batch's forward has read the input
             plan.input.write(ctx, chunk)?;

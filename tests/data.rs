@@ -414,10 +414,18 @@ fn csv_round_trip_and_bad_rows() {
     .unwrap();
     let some = ds.beats.select(&(0..50).collect::<Vec<_>>());
     let path = dir.join("beats.csv");
-    csv::write(&path, &some).unwrap();
+    csv::write(&path, &some, false).unwrap();
     let back = csv::read(&path).unwrap();
     assert_eq!(back.labels, some.labels);
     assert_eq!(back.x, some.x, "values survive the text round trip exactly");
+    assert!(back.rr.iter().all(|r| *r == ecgwgpu::data::rr::NOMINAL));
+    // with the R–R columns between the samples and the label
+    csv::write(&path, &some, true).unwrap();
+    let back = csv::read(&path).unwrap();
+    assert_eq!(
+        (back.labels, back.x, back.rr),
+        (some.labels.clone(), some.x.clone(), some.rr.clone())
+    );
     let line = |n: usize| vec!["0.5"; n].join(",");
     let cases = [
         (
@@ -437,7 +445,12 @@ fn csv_round_trip_and_bad_rows() {
         ),
         (
             format!("{},1,0\n", line(187)),
-            "row 1, column 189",
+            "row 1",
+            "189 columns, expected 188",
+        ),
+        (
+            format!("{},1,0\n", line(194)),
+            "row 1, column 196",
             "too many columns",
         ),
     ];
@@ -1231,4 +1244,69 @@ fn piecewise_readers_equal_whole_file_readers() {
         ecgwgpu::data::source::edf_annotations(&path, &header).unwrap(),
         edf_whole.annotations
     );
+}
+
+/// A directory of EDF+ files whose annotations label the beats (as `data to-edf` writes them)
+/// loads like the WFDB records they came from: the same beats, classes, positions and R–R
+/// features, and samples equal within EDF's scaling round-off.
+#[test]
+fn edf_plus_beat_labels_load_like_the_wfdb_records() {
+    use ecgwgpu::data::edf;
+    let dir = scratch("edf-dir");
+    for name in ["208", "232"] {
+        edf::write_from_wfdb(&embedded_dir().join(name), &dir.join(format!("{name}.edf"))).unwrap();
+    }
+    // a file without beat labels is skipped with its name and reason, not silently
+    std::fs::copy(
+        embedded_dir().join("../edf/208-10s-pyedflib.edf"),
+        dir.join("unlabelled.edf"),
+    )
+    .unwrap();
+    let mut bytes = std::fs::read(dir.join("unlabelled.edf")).unwrap();
+    // rename both annotation signals, so the file has no EDF+ annotations
+    let labels = 256;
+    for i in 2..4 {
+        bytes[labels + 16 * i..labels + 16 * (i + 1)].copy_from_slice(b"Marker          ");
+    }
+    std::fs::write(dir.join("unlabelled.edf"), bytes).unwrap();
+
+    let opts = LoadOptions {
+        records: Some(vec!["208".into(), "232".into()]),
+        ..LoadOptions::default()
+    };
+    let wfdb = load_dir(&embedded_dir(), &opts).unwrap();
+    let ds = load_dir(&dir, &LoadOptions::default()).unwrap();
+    assert_eq!(ds.records_total, 3);
+    assert_eq!(ds.skipped.len(), 1, "{:?}", ds.skipped);
+    assert!(
+        ds.skipped[0].0 == "unlabelled.edf" && ds.skipped[0].1.contains("no EDF+ beat labels"),
+        "{:?}",
+        ds.skipped
+    );
+    assert_eq!(ds.beats.labels, wfdb.beats.labels);
+    assert_eq!(ds.beats.sample, wfdb.beats.sample);
+    assert_eq!(ds.beats.record, wfdb.beats.record);
+    assert_eq!(ds.beats.rr, wfdb.beats.rr);
+    // EDF stores whole 1-s data records: the last 160 samples of these 650,000-sample records
+    // are padding, which changes the last 10-s window's length; every other beat is the same
+    let mut compared = 0;
+    for i in 0..ds.beats.len() {
+        if ds.beats.sample[i] >= 640_800 {
+            continue;
+        }
+        compared += 1;
+        let worst = ds
+            .beats
+            .beat(i)
+            .iter()
+            .zip(wfdb.beats.beat(i))
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst < 1e-4, "beat {i}: largest sample difference {worst}");
+    }
+    assert!(
+        compared + 100 > ds.beats.len(),
+        "{compared} of {}",
+        ds.beats.len()
+    );
+    assert_eq!(ds.beat_annotations, wfdb.beat_annotations);
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ecgwgpu::gpu::{Program, Tensor};
+use ecgwgpu::gpu::{GpuContext, Program, Tensor};
 use ecgwgpu::loss::{self, FocalLoss, LossConfig};
 use ecgwgpu::model::{self, Model, ModelConfig};
 use ecgwgpu::ops::{softmax, Recorder, StepUniform};
@@ -365,6 +365,71 @@ fn tiny_model_learns_synthetic_classes_deterministically() {
     assert_ne!(losses, other, "another seed gives another run");
 }
 
+/// Beats of one shape whose class only their rhythm tells (premature, with a compensatory pause,
+/// or not): the dual-stream network learns it; the shape-only network, which cannot see the
+/// rhythm, stays near chance.
+#[test]
+fn only_the_dual_stream_network_learns_a_rhythm_only_task() {
+    use ecgwgpu::data::beats::Beats;
+    let ctx = ctx();
+    let make = |n: usize, seed: u64| {
+        let mut rng = Rng::new(seed);
+        let mut beats = Beats::default();
+        for i in 0..n {
+            let premature = i % 2 == 1;
+            let shape: Vec<f32> = (0..187)
+                .map(|t| {
+                    let d = (t as f64 - 40.0) / 5.0;
+                    ((-0.5 * d * d).exp() + 0.05 * rng.normal()) as f32
+                })
+                .collect();
+            let record = 0.8 + 0.1 * rng.uniform();
+            let pre = record * if premature { 0.6 } else { 1.0 } * (1.0 + 0.05 * rng.normal());
+            let post = 2.0 * record - pre;
+            let rr =
+                [pre, post, record, record, pre / record, post / record, 1.0].map(|v| v as f32);
+            beats.push(&shape, u32::from(premature), ("synthetic", i as u64), rr);
+        }
+        beats
+    };
+    let (train, test) = (make(512, 31), make(200, 32));
+    let accuracy = |preset: &str| {
+        let config = ModelConfig::preset(preset).unwrap();
+        let model = Model::new(ctx, config.clone(), 5).unwrap();
+        let adam = AdamConfig {
+            lr: 3e-3,
+            ..Default::default()
+        };
+        let mut trainer = Trainer::new(ctx, model, LossConfig::cross_entropy(5), adam).unwrap();
+        let (rows, row) = (config.input_rows(&train), config.row_len());
+        let batch = 32;
+        for _epoch in 0..6 {
+            for b in 0..train.len() / batch {
+                let xs = &rows[b * batch * row..(b + 1) * batch * row];
+                trainer
+                    .step(xs, &train.labels[b * batch..(b + 1) * batch])
+                    .unwrap();
+            }
+        }
+        let probs = trainer
+            .predict_many(&config.input_rows(&test), 256)
+            .unwrap();
+        let predicted = ecgwgpu::metrics::argmax_rows(&probs, 5);
+        let correct = predicted
+            .iter()
+            .zip(&test.labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        correct as f64 / test.len() as f64
+    };
+    let (dual, shape_only) = (accuracy("tiny-rr"), accuracy("tiny"));
+    assert!(dual > 0.95, "dual-stream accuracy {dual}");
+    assert!(
+        shape_only < 0.65,
+        "shape-only accuracy {shape_only} (chance: 0.5)"
+    );
+}
+
 /// The GPU-resident loop (upload once, gather on the GPU, many steps per submission) takes the
 /// same steps as uploading each batch: identical losses and parameters, bit for bit, with a
 /// short last batch; and again under the same seed.
@@ -427,6 +492,14 @@ fn predict_many_matches_batch_by_batch() {
     }
     assert_eq!(many.len(), 70 * 5);
     assert_eq!(many, one_by_one);
+    // calls with a new short last batch each (a long recording's chunks) keep two inference
+    // plans, not one per size
+    for n in [21, 22, 23, 24, 25] {
+        let probs = trainer.predict_many(&x[..n * 187], 16).unwrap();
+        let expected: Vec<f64> = many[..n * 5].iter().map(|&p| f64::from(p)).collect();
+        assert_close(&format!("{n} beats"), &probs, &expected, 1e-6, 1e-7);
+    }
+    assert_eq!(trainer.inference_plans(), 2);
     assert!(trainer.predict_many(&[], 16).unwrap().is_empty());
     let mut bad = x.clone();
     bad[60 * 187 + 3] = f32::INFINITY;
@@ -494,83 +567,112 @@ fn bad_batches_are_errors_not_panics() {
 fn paper_network_end_to_end_gradient_check() {
     // both kernel variants: the GPU-shaped ones run on lavapipe too
     for (kernels, ctx) in variants() {
-        let config = ModelConfig::paper();
-        let model = Model::new(ctx, config.clone(), 77).unwrap();
-        let loss_config =
-            LossConfig::two_fold(vec![0.3, 0.9, 0.6, 1.0, 0.4], 2.0, vec![0.5; 5], 0.5);
-        let mut trainer =
-            Trainer::new(ctx, model, loss_config.clone(), AdamConfig::default()).unwrap();
-        let mut rng = Rng::new(78);
-        let x: Vec<f32> = (0..3 * 187)
-            .map(|i| ((i as f64 * 0.07).sin() * 0.5 + 0.5 + 0.1 * rng.normal()) as f32)
-            .collect();
-        let labels = [1u32, 3, 4];
-        let params = model::params_to_arrays(&config, &trainer.model.params.download(ctx).unwrap());
-        let gpu_loss = trainer.gradients(&x, &labels).unwrap();
-        let grads = trainer.model.params.download_grads(ctx).unwrap();
-
-        let xa =
-            Array3::from_shape_vec((3, 1, 187), x.iter().map(|&v| f64::from(v)).collect()).unwrap();
-        let dropout = Some((77u64, 1u32)); // the mask of the next step (t = 1)
-        let loss_of = |params: &[ArrayD<f64>]| {
-            let logits = model::reference_forward(&config, params, &xa, dropout);
-            loss::reference(&loss_config, &logits, &labels).0
-        };
-        assert_close(
-            "end-to-end loss",
-            &[gpu_loss],
-            &[loss_of(&params)],
-            1e-4,
-            1e-6,
-        );
-
-        // Central differences for a spread of parameters in every layer. ReLU and max-pool are
-        // piecewise linear: where a kink falls inside [θ-h, θ+h] the difference quotient is not the
-        // derivative. Such points show up as disagreement between two step sizes and are skipped
-        // (and counted: a few are expected, many would hide a bug).
-        let numeric = |i: usize, j: usize, h: f64| {
-            let mut p = params.clone();
-            let orig = p[i].as_slice().unwrap()[j];
-            p[i].as_slice_mut().unwrap()[j] = orig + h;
-            let up = loss_of(&p);
-            p[i].as_slice_mut().unwrap()[j] = orig - h;
-            (up - loss_of(&p)) / (2.0 * h)
-        };
-        let (mut checked, mut kinks) = (0, 0);
-        for (i, spec) in trainer.model.params.specs.iter().enumerate() {
-            let n = spec.numel();
-            for pick in 0..3 {
-                let j = (pick * 7919 + i * 104_729) % n;
-                let (fine, finer) = (numeric(i, j, 1e-6), numeric(i, j, 5e-7));
-                if (fine - finer).abs() > 1e-4 * fine.abs().max(1e-3) {
-                    kinks += 1;
-                    continue;
-                }
-                assert_close(
-                    &format!("{kernels:?} {}[{j}]", spec.name),
-                    &[grads[i][j]],
-                    &[fine],
-                    1e-3,
-                    1e-6,
-                );
-                checked += 1;
-            }
-        }
-        assert!(
-            kinks <= 4 && checked + kinks == 3 * 28,
-            "{checked} checked, {kinks} skipped at kinks"
-        );
-
-        // Evaluation mode (no dropout) matches the reference too.
-        let probs = trainer.predict(&x).unwrap();
-        let logits = model::reference_forward(&config, &params, &xa, None);
-        let expected = softmax::reference(&logits);
-        assert_close(
-            "paper network probabilities",
-            &probs,
-            &flat(&expected.into_dyn()),
-            1e-4,
-            1e-6,
-        );
+        end_to_end_gradient_check(ctx, &format!("{kernels:?}"), ModelConfig::paper());
     }
+}
+
+/// The dual-stream network: the rhythm features enter Dense_1 through Columns and Concat, and
+/// the gradients of Dense_1's rhythm weights match central differences like every other.
+#[test]
+fn dual_stream_network_end_to_end_gradient_check() {
+    end_to_end_gradient_check(ctx(), "tiny-rr", ModelConfig::preset("tiny-rr").unwrap());
+}
+
+/// Loss, gradients (against central differences, a spread of parameters in every layer and,
+/// for a dual-stream network, Dense_1's rhythm weights) and evaluation-mode probabilities of
+/// `config` on three beats, against the f64 reference network.
+fn end_to_end_gradient_check(ctx: &'static GpuContext, what: &str, config: ModelConfig) {
+    let model = Model::new(ctx, config.clone(), 77).unwrap();
+    let loss_config = LossConfig::two_fold(vec![0.3, 0.9, 0.6, 1.0, 0.4], 2.0, vec![0.5; 5], 0.5);
+    let mut trainer = Trainer::new(ctx, model, loss_config.clone(), AdamConfig::default()).unwrap();
+    let mut rng = Rng::new(78);
+    let x: Vec<f32> = (0..3 * 187)
+        .map(|i| ((i as f64 * 0.07).sin() * 0.5 + 0.5 + 0.1 * rng.normal()) as f32)
+        .collect();
+    let rr = config.rr_features;
+    let rhythm: Vec<f32> = (0..3 * rr).map(|_| (0.5 + rng.uniform()) as f32).collect();
+    let rows: Vec<f32> = (0..3)
+        .flat_map(|b| {
+            let mut row = x[b * 187..(b + 1) * 187].to_vec();
+            row.extend_from_slice(&rhythm[b * rr..(b + 1) * rr]);
+            row
+        })
+        .collect();
+    let labels = [1u32, 3, 4];
+    let params = model::params_to_arrays(&config, &trainer.model.params.download(ctx).unwrap());
+    let gpu_loss = trainer.gradients(&rows, &labels).unwrap();
+    let grads = trainer.model.params.download_grads(ctx).unwrap();
+
+    let xa =
+        Array3::from_shape_vec((3, 1, 187), x.iter().map(|&v| f64::from(v)).collect()).unwrap();
+    let ra =
+        Array2::from_shape_vec((3, rr), rhythm.iter().map(|&v| f64::from(v)).collect()).unwrap();
+    let ra = (rr > 0).then_some(&ra);
+    let dropout = Some((77u64, 1u32)); // the mask of the next step (t = 1)
+    let loss_of = |params: &[ArrayD<f64>]| {
+        let logits = model::reference_forward(&config, params, &xa, ra, dropout);
+        loss::reference(&loss_config, &logits, &labels).0
+    };
+    assert_close(
+        &format!("{what} end-to-end loss"),
+        &[gpu_loss],
+        &[loss_of(&params)],
+        1e-4,
+        1e-6,
+    );
+
+    // Central differences for a spread of parameters in every layer. ReLU and max-pool are
+    // piecewise linear: where a kink falls inside [θ-h, θ+h] the difference quotient is not the
+    // derivative. Such points show up as disagreement between two step sizes and are skipped
+    // (and counted: a few are expected, many would hide a bug).
+    let numeric = |i: usize, j: usize, h: f64| {
+        let mut p = params.clone();
+        let orig = p[i].as_slice().unwrap()[j];
+        p[i].as_slice_mut().unwrap()[j] = orig + h;
+        let up = loss_of(&p);
+        p[i].as_slice_mut().unwrap()[j] = orig - h;
+        (up - loss_of(&p)) / (2.0 * h)
+    };
+    let (mut checked, mut kinks, mut picked) = (0, 0, 0);
+    for (i, spec) in trainer.model.params.specs.iter().enumerate() {
+        let n = spec.numel();
+        let mut picks: Vec<usize> = (0..3).map(|k| (k * 7919 + i * 104_729) % n).collect();
+        if spec.name == "dense1.weight" && rr > 0 {
+            // the last columns of each row are the rhythm's weights
+            let cols = spec.shape[1];
+            picks.extend((0..rr).map(|k| (k % 3) * cols + cols - rr + k));
+        }
+        for j in picks {
+            picked += 1;
+            let (fine, finer) = (numeric(i, j, 1e-6), numeric(i, j, 5e-7));
+            if (fine - finer).abs() > 1e-4 * fine.abs().max(1e-3) {
+                kinks += 1;
+                continue;
+            }
+            assert_close(
+                &format!("{what} {}[{j}]", spec.name),
+                &[grads[i][j]],
+                &[fine],
+                1e-3,
+                1e-6,
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        kinks <= 4 && checked + kinks == picked && picked >= 3 * trainer.model.params.specs.len(),
+        "{checked} checked, {kinks} skipped at kinks"
+    );
+
+    // Evaluation mode (no dropout) matches the reference too.
+    let probs = trainer.predict(&rows).unwrap();
+    let logits = model::reference_forward(&config, &params, &xa, ra, None);
+    let expected = softmax::reference(&logits);
+    assert_close(
+        &format!("{what} probabilities"),
+        &probs,
+        &flat(&expected.into_dyn()),
+        1e-4,
+        1e-6,
+    );
 }

@@ -5,11 +5,13 @@ mod common;
 
 use common::*;
 use ecgwgpu::ops::add::Add;
+use ecgwgpu::ops::concat::{self, Columns, Concat};
 use ecgwgpu::ops::conv1d::{self, Conv1d, Padding};
 use ecgwgpu::ops::dense::{self, Dense};
 use ecgwgpu::ops::dropout::{self, Dropout};
 use ecgwgpu::ops::maxpool1d::{self, MaxPool1d};
 use ecgwgpu::ops::relu::{self, Relu};
+use ecgwgpu::ops::Op;
 use ecgwgpu::rng::Rng;
 use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
 
@@ -435,4 +437,63 @@ fn a_binding_that_does_not_match_its_shader_is_an_error() {
         .err()
         .expect("an incomplete bind group must be rejected");
     assert!(err.to_string().contains("relu.forward"), "{err}");
+}
+
+/// Concat joins features (the dual-stream network's rhythm to the conv features) and Columns
+/// takes them apart; both are exact copies, checked against the reference and by central
+/// differences, at sizes that are not multiples of the workgroup.
+#[test]
+fn concat_and_columns_match_reference_and_gradient_check() {
+    let mut rng = Rng::new(12);
+    for (batch, fa, fb) in [(1usize, 1usize, 1usize), (3, 512, 7), (5, 37, 300)] {
+        let a = rand_array(&mut rng, &[batch, fa]);
+        let b = rand_array(&mut rng, &[batch, fb]);
+        let dy = rand_array(&mut rng, &[batch, fa + fb]);
+        let (y, grads) = run_op(Concat, &[a.clone(), b.clone()], &dy, 0);
+        let what = format!("concat {batch}x({fa}+{fb})");
+        assert_close(
+            &what,
+            &y,
+            &flat(&concat::reference_concat(&a, &b)),
+            0.0,
+            0.0,
+        );
+        let (da, db) = concat::reference_concat_backward(&dy, fa);
+        assert_close(&format!("{what} da"), &grads[0], &flat(&da), 0.0, 0.0);
+        assert_close(&format!("{what} db"), &grads[1], &flat(&db), 0.0, 0.0);
+        let n = numeric_grad(&b, |b| dot(&concat::reference_concat(&a, b), &dy));
+        assert_close(
+            &format!("{what} numeric db"),
+            &grads[1],
+            &flat(&n),
+            1e-4,
+            1e-6,
+        );
+
+        // the columns fb..fb + fa of the joined rows give a back
+        let x = concat::reference_concat(&b, &a);
+        let op = Columns {
+            start: fb,
+            width: fa,
+        };
+        let dy = rand_array(&mut rng, &[batch, fa]);
+        let (y, grads) = run_op(op, std::slice::from_ref(&x), &dy, 0);
+        let what = format!("columns {fb}..{} of {batch}x{}", fb + fa, fa + fb);
+        assert_close(&what, &y, &flat(&a), 0.0, 0.0);
+        let dx = concat::reference_columns_backward(&dy, fa + fb, fb);
+        assert_close(&format!("{what} dx"), &grads[0], &flat(&dx), 0.0, 0.0);
+        let n = numeric_grad(&x, |x| dot(&concat::reference_columns(x, fb, fa), &dy));
+        assert_close(
+            &format!("{what} numeric dx"),
+            &grads[0],
+            &flat(&n),
+            1e-4,
+            1e-6,
+        );
+    }
+    // shapes that do not fit are errors, not wrong answers
+    let (a, b) = (vec![2usize, 3], vec![3usize, 3]);
+    assert!(Concat.output_shape(&[&a, &b]).is_err());
+    let cols = Columns { start: 2, width: 2 };
+    assert!(cols.output_shape(&[&a]).is_err());
 }

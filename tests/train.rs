@@ -7,6 +7,7 @@ use std::process::Command;
 use ecgwgpu::checkpoint::{self, NamedTensor};
 use ecgwgpu::data::aami::AamiClass;
 use ecgwgpu::data::annotation;
+use ecgwgpu::data::dataset::embedded_dir;
 use ecgwgpu::metrics::{
     argmax_rows, auroc, bootstrap, per_record, per_record_table, BinaryReport, Confusion,
 };
@@ -189,6 +190,46 @@ fn evaluate_reproduces_the_training_runs_test_figures() {
     let errors: u64 = rows.iter().map(|r| r["errors"].as_u64().unwrap()).sum();
     let correct = (records["accuracy"].as_f64().unwrap() * total as f64).round() as u64;
     assert_eq!(errors, total - correct);
+
+    // The same records as EDF+ files whose annotations label the beats (`data to-edf`): the
+    // same beats and classes, scored alike (EDF's scaling rounds the samples' last bits).
+    let edf_dir = out.join("edf");
+    std::fs::create_dir_all(&edf_dir).unwrap();
+    for name in ["107", "208", "209", "213", "232"] {
+        let status = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+            .args(["data", "to-edf", "--record"])
+            .arg(embedded_dir().join(name))
+            .arg("--out")
+            .arg(edf_dir.join(format!("{name}.edf")))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let from_edf = evaluate(&["--split", "all", "--data-dir", edf_dir.to_str().unwrap()]);
+    assert_eq!(from_edf["beats"], all["beats"]);
+    let support = |v: &serde_json::Value| -> Vec<u64> {
+        v["confusion"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_u64().unwrap())
+                    .sum()
+            })
+            .collect()
+    };
+    assert_eq!(support(&from_edf), support(&all), "reference classes");
+    let (a, b) = (
+        from_edf["accuracy"].as_f64().unwrap(),
+        all["accuracy"].as_f64().unwrap(),
+    );
+    assert!(
+        (a - b).abs() < 0.002,
+        "accuracy {a} from EDF+, {b} from WFDB"
+    );
 }
 
 #[test]
@@ -844,4 +885,52 @@ fn bench_reports_throughput_and_memory_as_json() {
         report["gpu_buffer_bytes"].as_u64().unwrap() >= 4 * params,
         "{report}"
     );
+}
+
+/// The dual-stream network from the command line: its checkpoint carries the rhythm stream
+/// (config and Dense_1's wider weight), `evaluate` reproduces the run's test figures from it, and
+/// `predict` classifies a record with the R–R features of its annotations.
+#[test]
+fn dual_stream_model_trains_evaluates_and_predicts() {
+    let out = temp_run("dual-stream");
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args([
+            "train", "--preset", "tiny-rr", "--epochs", "1", "--lr", "1e-3", "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let (tensors, meta) = checkpoint::load(&out.join("best.safetensors")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
+    assert_eq!(config["rr_features"], 7);
+    let dense1 = tensors.iter().find(|t| t.name == "dense1.weight").unwrap();
+    // tiny: 8 channels × 46 samples after two pairs, then the 7 rhythm features
+    assert_eq!(dense1.shape, vec![16, 8 * 46 + 7]);
+
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["evaluate", "--json", "--checkpoint"])
+        .arg(out.join("best.safetensors"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let evaluated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(evaluated["beats"], metrics["test_beats"]);
+    assert_eq!(evaluated["confusion"], metrics["confusion"]);
+
+    let record = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mitdb/232");
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["predict", "--checkpoint"])
+        .arg(out.join("best.safetensors"))
+        .arg("--record")
+        .arg(&record)
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let csv = std::fs::read_to_string(out.join("232_pred.csv")).unwrap();
+    assert!(csv.lines().count() > 1000, "record 232 has ~1780 beats");
 }

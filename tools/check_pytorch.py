@@ -32,7 +32,9 @@ from safetensors.torch import load_file
 
 class PaperNet(torch.nn.Module):
     """The paper's network from ecgwgpu's model config: pairs of Conv-ReLU-Conv-ReLU-MaxPool-
-    Dropout, then Flatten-Dense-ReLU-Dropout-Dense. Attribute names match the checkpoint's."""
+    Dropout, then Flatten-Dense-ReLU-Dropout-Dense. A dual-stream config (rr_features > 0, the
+    `paper-rr` preset) joins the beat's R-R features to the flattened features before Dense_1.
+    Attribute names match the checkpoint's."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -47,16 +49,20 @@ class PaperNet(torch.nn.Module):
                 if padding == "valid":
                     length -= cfg["kernel"] - 1
             channels, length = out, length // self.pool
-        self.dense1 = torch.nn.Linear(channels * length, cfg["dense"])
+        self.rr_features = cfg.get("rr_features", 0)
+        self.dense1 = torch.nn.Linear(channels * length + self.rr_features, cfg["dense"])
         self.dense2 = torch.nn.Linear(cfg["dense"], cfg["classes"])
         self.dropout = torch.nn.Dropout(cfg["dropout"])
 
-    def forward(self, x):
+    def forward(self, x, rr=None):
         for k in range(1, self.depth + 1):
             x = torch.relu(getattr(self, f"conv{k}_1")(x))
             x = torch.relu(getattr(self, f"conv{k}_2")(x))
             x = self.dropout(torch.nn.functional.max_pool1d(x, self.pool))
-        x = self.dropout(torch.relu(self.dense1(torch.flatten(x, 1))))
+        x = torch.flatten(x, 1)
+        if self.rr_features:
+            x = torch.cat([x, rr[:, : self.rr_features]], dim=1)
+        x = self.dropout(torch.relu(self.dense1(x)))
         return self.dense2(x)
 
 
@@ -74,9 +80,15 @@ def main():
     p.add_argument("--tol", type=float, default=1e-4, help="largest allowed |difference|")
     args = p.parse_args()
 
+    from safetensors import safe_open
+    with safe_open(args.checkpoint, "pt") as f:
+        cfg = json.loads(f.metadata()["model"])
+    rr_features = cfg.get("rr_features", 0)
+
     with tempfile.TemporaryDirectory() as tmp:
         beats_csv = os.path.join(tmp, "beats.csv")
-        export = [args.ecgwgpu, "data", "export", "--out", beats_csv]
+        # a dual-stream model needs each beat's R-R features: 187 samples, 7 features, label
+        export = [args.ecgwgpu, "data", "export", "--out", beats_csv] + (["--rr"] if rr_features else [])
         if args.data_dir:
             export += ["--data-dir", args.data_dir]
         run(export)
@@ -93,15 +105,13 @@ def main():
         ours_p = np.stack([ours[c] for c in prob_cols], axis=1).astype(np.float64)
 
         tensors = load_file(args.checkpoint)
-        from safetensors import safe_open
-        with safe_open(args.checkpoint, "pt") as f:
-            cfg = json.loads(f.metadata()["model"])
         net = PaperNet(cfg).double()
         net.load_state_dict({k: v.double() for k, v in tensors.items()}, strict=True)
         net.eval()
         x = torch.from_numpy(rows[pick, : cfg["input_len"]]).unsqueeze(1)
+        rr = torch.from_numpy(rows[pick, cfg["input_len"] : cfg["input_len"] + 7]) if rr_features else None
         with torch.no_grad():
-            theirs_p = torch.softmax(net(x), dim=1).numpy()
+            theirs_p = torch.softmax(net(x, rr), dim=1).numpy()
 
     diff = np.abs(ours_p - theirs_p)
     worst = np.unravel_index(diff.argmax(), diff.shape)

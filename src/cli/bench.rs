@@ -88,7 +88,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(args: BenchArgs) -> Result<()> {
     let ctx = GpuContext::new(args.device.as_deref())?.with_kernels(args.kernels);
     let config = ModelConfig::preset(&args.preset)?;
-    let per_beat = config.in_channels * config.input_len;
+    let per_beat = config.row_len();
     let classes = config.classes;
     let mut rng = Rng::new(1);
     let mut beats =

@@ -32,7 +32,8 @@ pub enum DataCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Extract beats and write them in the common CSV layout (187 samples + label per row).
+    /// Extract beats and write them in the common CSV layout (187 samples + label per row; with
+    /// --rr, the beat's R–R features before the label).
     Export {
         #[command(flatten)]
         source: Source,
@@ -48,12 +49,18 @@ pub enum DataCommand {
         /// Seed of the split.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Also write each beat's seven R–R features (pre, post, local and record R–R in seconds,
+        /// then the first three as ratios to the record's) between the samples and the label.
+        #[arg(long)]
+        rr: bool,
     },
 }
 
 #[derive(Args)]
 pub struct Source {
-    /// Directory of WFDB records (.hea/.dat/.atr). Default: the subset embedded in `data/mitdb`.
+    /// Directory of WFDB records (.hea/.dat/.atr) and EDF+ files whose annotations label the
+    /// beats (WFDB mnemonics, as `data to-edf` writes them). Default: the subset embedded in
+    /// `data/mitdb`.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Beat extraction: `kachuee` (the paper's preprocessing) or `centred` (fixed window).
@@ -173,6 +180,7 @@ pub fn run(command: DataCommand) -> Result<()> {
             part,
             split,
             seed,
+            rr,
         } => {
             let ds = load_dir(&source.dir(), &source.options())?;
             super::report_load(&ds);
@@ -188,7 +196,7 @@ pub fn run(command: DataCommand) -> Result<()> {
                 }
                 _ => ds.beats,
             };
-            csv::write(&out, &beats)?;
+            csv::write(&out, &beats, rr)?;
             println!("wrote {} beats to {}", beats.len(), out.display());
         }
     }

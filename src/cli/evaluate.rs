@@ -269,9 +269,11 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     crate::loss::check_labels(&beats.labels, classes)?;
     let mut trainer = Trainer::for_inference(&ctx, model)?;
     let mut lines = super::ProgressLines::new("scoring", "beats", 0.05);
-    let probs = trainer.predict_many_with_progress(&beats.x, args.batch, |done, total| {
-        lines.update(done, total)
-    })?;
+    let probs = trainer.predict_many_with_progress(
+        &trainer.model.config.input_rows(&beats),
+        args.batch,
+        |done, total| lines.update(done, total),
+    )?;
     if mi {
         report_mi(&args, &beats, &probs, &description);
         return Ok(());

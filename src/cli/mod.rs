@@ -53,7 +53,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print a model preset's layers, parameter count and forward FLOPs per beat.
     Model {
-        /// Preset: `paper` (the paper's listing, 408,357 parameters) or `tiny` (tests).
+        /// Preset: `paper` (the paper's listing, 408,357 parameters), `paper-rr` (with the rhythm
+        /// stream), `tiny` or `tiny-rr` (tests).
         #[arg(long, default_value = "paper")]
         preset: String,
     },

@@ -110,7 +110,8 @@ impl Classifier<'_> {
         if beats.is_empty() {
             return Ok(vec![]);
         }
-        let probs = self.trainer.predict_many(&beats.x, self.batch)?;
+        let rows = self.trainer.model.config.input_rows(beats);
+        let probs = self.trainer.predict_many(&rows, self.batch)?;
         let predicted = argmax_rows(&probs, self.classes);
         let mut text = String::new();
         for (i, &p) in predicted.iter().enumerate() {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::data::Source;
 use crate::checkpoint::{self, NamedTensor};
 use crate::data::aami::CLASS_NAMES;
-use crate::data::beats::{Beats, BEAT_LEN};
+use crate::data::beats::Beats;
 use crate::data::dataset::load_dir;
 use crate::data::splits::{self, SplitKind};
 use crate::data::write_atomic;
@@ -39,7 +39,9 @@ pub struct TrainArgs {
     #[command(flatten)]
     #[serde(skip)]
     source: Source,
-    /// Model preset: `paper` (408,357 parameters) or `tiny` (fast, for trying things out).
+    /// Model preset: `paper` (408,357 parameters), `paper-rr` (the dual-stream network: the
+    /// paper's plus the beat's seven R–R features joined before Dense_1), or `tiny` / `tiny-rr`
+    /// (fast, for trying things out).
     #[arg(long, default_value = "paper")]
     preset: String,
     /// `intra`: random 80/20 by beat (the paper's setting); `inter`: DS1 → DS2 (new patients).
@@ -162,7 +164,8 @@ fn evaluate(
     names: &[&str],
 ) -> Result<(f64, Report)> {
     let classes = trainer.model.config.classes;
-    let probs = trainer.predict_many(&beats.x, 1024)?;
+    let rows = trainer.model.config.input_rows(beats);
+    let probs = trainer.predict_many(&rows, 1024)?;
     let predicted = argmax_rows(&probs, classes);
     let report = Confusion::new(&beats.labels, &predicted, classes).report(names);
     Ok((loss::mean_from_probs(loss, &probs, &beats.labels), report))
@@ -266,11 +269,14 @@ pub(super) fn fit(
     }
     write_json(&out.join("config.json"), run_config)?;
     let (mut xb, mut yb) = (
-        Vec::with_capacity(schedule.batch * BEAT_LEN),
+        Vec::with_capacity(schedule.batch * trainer.model.config.row_len()),
         Vec::with_capacity(schedule.batch),
     );
     // The GPU-resident loop when the split fits one storage binding, else uploaded batches.
-    let resident = match trainer.upload_training_data(&train.x, &train.labels) {
+    let config = trainer.model.config.clone();
+    let rows = config.input_rows(train);
+    let row_len = config.row_len();
+    let resident = match trainer.upload_training_data(&rows, &train.labels) {
         Ok(()) => true,
         Err(Error::Gpu(reason)) => {
             println!("note: {reason}; training steps upload their batches instead");
@@ -329,7 +335,7 @@ pub(super) fn fit(
                 xb.clear();
                 yb.clear();
                 for &i in chunk {
-                    xb.extend_from_slice(train.beat(i));
+                    xb.extend_from_slice(&rows[i * row_len..(i + 1) * row_len]);
                     yb.push(train.labels[i]);
                 }
                 losses.push(trainer.step(&xb, &yb).map_err(stopped)?);

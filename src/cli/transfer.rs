@@ -181,7 +181,8 @@ fn build_model(ctx: &GpuContext, args: &TransferArgs) -> Result<(Model, Vec<Stri
 
 /// Probability of MI per beat.
 fn p_mi(trainer: &mut Trainer, beats: &Beats) -> Result<Vec<f64>> {
-    let probs = trainer.predict_many(&beats.x, 1024)?;
+    let rows = trainer.model.config.input_rows(beats);
+    let probs = trainer.predict_many(&rows, 1024)?;
     Ok(probs.chunks(2).map(|p| f64::from(p[1])).collect())
 }
 

@@ -480,8 +480,10 @@ pub fn write(
             let n = s.samples_per_record;
             let src = signals[i].digital;
             for k in r * n..(r + 1) * n {
-                // a short last record is padded with the digital minimum
-                let v = src.get(k).copied().unwrap_or(s.digital_min as i16);
+                // a short last record is padded by holding the last sample: a flat end, where
+                // the digital minimum would add a step that filters and detectors take for a beat
+                let last = src.last().copied().unwrap_or(s.digital_min as i16);
+                let v = src.get(k).copied().unwrap_or(last);
                 bytes.extend(v.to_le_bytes());
             }
         }

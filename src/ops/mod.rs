@@ -2,6 +2,7 @@
 //! and carries a plain-loop f64 CPU reference that the tests check the GPU against.
 
 pub mod add;
+pub mod concat;
 pub mod conv1d;
 pub mod dense;
 pub mod dropout;

@@ -1,0 +1,216 @@
+//! Joining and slicing along the feature axis of `[batch, features]` matrices: how the
+//! dual-stream network (`paper-rr`) joins the rhythm features to the flattened beat-shape
+//! features before Dense_1, and how it takes the beat and the rhythm apart from one input row.
+//!
+//! Both are column copies (`shaders/columns.wgsl`): Concat's backward is Columns' forward on the
+//! output gradient, and Columns' backward is Concat's forward with zeros around.
+
+use ndarray::{s, Array2, ArrayD, Axis, Ix2};
+
+use super::{expect_ranks, shape_error, Op, Recorder};
+use crate::error::Result;
+use crate::gpu::{groups_1d, Shader, Tensor};
+
+pub static SHADER: Shader = Shader {
+    name: "columns",
+    source: include_str!("../../shaders/columns.wgsl"),
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    width: u32,
+    src_cols: u32,
+    src_off: u32,
+    dst_cols: u32,
+    dst_off: u32,
+    _unused: [u32; 2],
+}
+
+/// Records `dst[:, dst_off..dst_off + width] = src[:, src_off..src_off + width]` for
+/// row-major `[rows, *]` matrices.
+fn copy_columns(
+    rec: &mut Recorder,
+    (src, src_off): (&Tensor, usize),
+    (dst, dst_off): (&Tensor, usize),
+    width: usize,
+) -> Result<()> {
+    let rows = dst.shape()[0];
+    let params = Params {
+        rows: rows as u32,
+        width: width as u32,
+        src_cols: (src.numel() / rows) as u32,
+        src_off: src_off as u32,
+        dst_cols: (dst.numel() / rows) as u32,
+        dst_off: dst_off as u32,
+        _unused: [0; 2],
+    };
+    rec.push(
+        &SHADER,
+        "copy_columns",
+        &params,
+        &[(1, src.binding()), (2, dst.binding())],
+        groups_1d(rows * width),
+    )
+}
+
+/// `[B, Fa]` and `[B, Fb]` → `[B, Fa + Fb]`: the first input's features, then the second's.
+pub struct Concat;
+
+impl Op for Concat {
+    fn name(&self) -> &'static str {
+        "concat"
+    }
+
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        expect_ranks("concat", inputs, &[2, 2])?;
+        let (a, b) = (inputs[0], inputs[1]);
+        if a[0] != b[0] {
+            return Err(shape_error(
+                "concat",
+                format!("batch sizes differ: {a:?} vs {b:?}"),
+            ));
+        }
+        Ok(vec![a[0], a[1] + b[1]])
+    }
+
+    fn forward(
+        &self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        output: &Tensor,
+    ) -> Result<Vec<Tensor>> {
+        let (fa, fb) = (inputs[0].shape()[1], inputs[1].shape()[1]);
+        copy_columns(rec, (inputs[0], 0), (output, 0), fa)?;
+        copy_columns(rec, (inputs[1], 0), (output, fa), fb)?;
+        Ok(vec![])
+    }
+
+    fn backward(
+        &self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        _saved: &[Tensor],
+        grad_output: &Tensor,
+        grad_inputs: &[Option<&Tensor>],
+    ) -> Result<()> {
+        let fa = inputs[0].shape()[1];
+        if let Some(da) = grad_inputs[0] {
+            copy_columns(rec, (grad_output, 0), (da, 0), fa)?;
+        }
+        if let Some(db) = grad_inputs[1] {
+            copy_columns(rec, (grad_output, fa), (db, 0), inputs[1].shape()[1])?;
+        }
+        Ok(())
+    }
+}
+
+/// `[B, F]` → `[B, width]`: features `start..start + width` of every row.
+pub struct Columns {
+    pub start: usize,
+    pub width: usize,
+}
+
+impl Op for Columns {
+    fn name(&self) -> &'static str {
+        "columns"
+    }
+
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        expect_ranks("columns", inputs, &[2])?;
+        let x = inputs[0];
+        if self.width == 0 || self.start + self.width > x[1] {
+            return Err(shape_error(
+                "columns",
+                format!(
+                    "columns {}..{} of {x:?}",
+                    self.start,
+                    self.start + self.width
+                ),
+            ));
+        }
+        Ok(vec![x[0], self.width])
+    }
+
+    fn forward(
+        &self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        output: &Tensor,
+    ) -> Result<Vec<Tensor>> {
+        copy_columns(rec, (inputs[0], self.start), (output, 0), self.width)?;
+        Ok(vec![])
+    }
+
+    fn backward(
+        &self,
+        rec: &mut Recorder,
+        _inputs: &[&Tensor],
+        _saved: &[Tensor],
+        grad_output: &Tensor,
+        grad_inputs: &[Option<&Tensor>],
+    ) -> Result<()> {
+        let Some(dx) = grad_inputs[0] else {
+            return Ok(());
+        };
+        let rows = dx.shape()[0];
+        let params = Params {
+            rows: rows as u32,
+            width: 0,
+            src_cols: 0,
+            src_off: 0,
+            dst_cols: (dx.numel() / rows) as u32,
+            dst_off: 0,
+            _unused: [0; 2],
+        };
+        rec.push(
+            &SHADER,
+            "zero",
+            &params,
+            &[(2, dx.binding())],
+            groups_1d(dx.numel()),
+        )?;
+        copy_columns(rec, (grad_output, 0), (dx, self.start), self.width)
+    }
+}
+
+fn two_d(a: &ArrayD<f64>) -> Array2<f64> {
+    a.clone()
+        .into_dimensionality::<Ix2>()
+        .expect("a [batch, features] matrix")
+}
+
+/// f64 reference of [`Concat`].
+pub fn reference_concat(a: &ArrayD<f64>, b: &ArrayD<f64>) -> ArrayD<f64> {
+    ndarray::concatenate(Axis(1), &[two_d(a).view(), two_d(b).view()])
+        .expect("same batch")
+        .as_standard_layout()
+        .to_owned()
+        .into_dyn()
+}
+
+/// f64 reference of [`Concat`]'s backward: the output gradient's columns for each input.
+pub fn reference_concat_backward(dy: &ArrayD<f64>, fa: usize) -> (ArrayD<f64>, ArrayD<f64>) {
+    let dy = two_d(dy);
+    (
+        dy.slice(s![.., ..fa]).to_owned().into_dyn(),
+        dy.slice(s![.., fa..]).to_owned().into_dyn(),
+    )
+}
+
+/// f64 reference of [`Columns`].
+pub fn reference_columns(x: &ArrayD<f64>, start: usize, width: usize) -> ArrayD<f64> {
+    two_d(x)
+        .slice(s![.., start..start + width])
+        .to_owned()
+        .into_dyn()
+}
+
+/// f64 reference of [`Columns`]' backward: the output gradient in its columns, zeros elsewhere.
+pub fn reference_columns_backward(dy: &ArrayD<f64>, features: usize, start: usize) -> ArrayD<f64> {
+    let dy = two_d(dy);
+    let mut dx = Array2::zeros((dy.nrows(), features));
+    dx.slice_mut(s![.., start..start + dy.ncols()]).assign(&dy);
+    dx.into_dyn()
+}
