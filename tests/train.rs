@@ -419,6 +419,19 @@ fn train_tiny(out: &Path, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `ecgwgpu predict --checkpoint CHECKPOINT --record RECORD --out-dir OUT`.
+fn predict(checkpoint: &Path, record: &Path, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["predict", "--checkpoint"])
+        .arg(checkpoint)
+        .arg("--record")
+        .arg(record)
+        .arg("--out-dir")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 fn temp_run(name: &str) -> std::path::PathBuf {
     let out = std::env::temp_dir().join(format!("ecgwgpu-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
@@ -533,15 +546,7 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
     assert!(train_tiny(&run, &["--epochs", "1"]).status.success());
     let out = run.join("predictions");
     let record = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mitdb/232");
-    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
-        .args(["predict", "--checkpoint"])
-        .arg(run.join("best.safetensors"))
-        .arg("--record")
-        .arg(&record)
-        .arg("--out-dir")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = predict(&run.join("best.safetensors"), &record, &out);
     assert!(output.status.success(), "{output:?}");
     let csv = std::fs::read_to_string(out.join("232_pred.csv")).unwrap();
     let rows: Vec<Vec<&str>> = csv
@@ -620,15 +625,7 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
     for ext in ["hea", "dat"] {
         std::fs::copy(record.with_extension(ext), bare.join(format!("232.{ext}"))).unwrap();
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
-        .args(["predict", "--checkpoint"])
-        .arg(run.join("best.safetensors"))
-        .arg("--record")
-        .arg(bare.join("232"))
-        .arg("--out-dir")
-        .arg(&bare)
-        .output()
-        .unwrap();
+    let output = predict(&run.join("best.safetensors"), &bare.join("232"), &bare);
     assert!(output.status.success(), "{output:?}");
     let detected = annotation::read(&bare.join("232.pred")).unwrap();
     let ratio = detected.len() as f64 / written.len() as f64;
@@ -647,15 +644,7 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
     // An EDF+ file (written by pyedflib): its MLII signal, at the beats its EDF+ annotations
     // label (WFDB mnemonics), with their reference class; CSV only.
     let edf = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/edf/208-10s-pyedflib.edf");
-    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
-        .args(["predict", "--checkpoint"])
-        .arg(run.join("best.safetensors"))
-        .arg("--record")
-        .arg(&edf)
-        .arg("--out-dir")
-        .arg(&bare)
-        .output()
-        .unwrap();
+    let output = predict(&run.join("best.safetensors"), &edf, &bare);
     assert!(output.status.success(), "{output:?}");
     let csv = std::fs::read_to_string(bare.join("208-10s-pyedflib_pred.csv")).unwrap();
     let reference_208 = annotation::read(&record.with_file_name("208.atr")).unwrap();
@@ -723,6 +712,41 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
     let output = predict_dir(true);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("999.hea"));
+
+    // An annotation at the end of the signal drops only its beat, said on stderr and counted in
+    // the record's line; --strict refuses the record.
+    let past = run.join("past");
+    std::fs::create_dir_all(&past).unwrap();
+    for ext in ["hea", "dat"] {
+        std::fs::copy(record.with_extension(ext), past.join(format!("232.{ext}"))).unwrap();
+    }
+    let mut annotations = reference.clone();
+    annotations.push(annotation::Annotation::new(650_000, AamiClass::N.code()));
+    std::fs::write(past.join("232.atr"), annotation::encode(&annotations)).unwrap();
+    let output = predict(&run.join("best.safetensors"), &past.join("232"), &past);
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("1 annotation at or past the end of the signal (1 beats, dropped)"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("past the end"));
+    assert_eq!(
+        annotation::read(&past.join("232.pred")).unwrap().len(),
+        written.len(),
+        "the same beats as without it"
+    );
+    let strict = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["predict", "--strict", "--checkpoint"])
+        .arg(run.join("best.safetensors"))
+        .arg("--record")
+        .arg(past.join("232"))
+        .arg("--out-dir")
+        .arg(&past)
+        .output()
+        .unwrap();
+    assert!(!strict.status.success());
+    assert!(String::from_utf8_lossy(&strict.stderr).contains("past the end"));
 
     let missing = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
         .args(["predict", "--checkpoint"])
@@ -921,15 +945,7 @@ fn dual_stream_model_trains_evaluates_and_predicts() {
     assert_eq!(evaluated["confusion"], metrics["confusion"]);
 
     let record = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mitdb/232");
-    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
-        .args(["predict", "--checkpoint"])
-        .arg(out.join("best.safetensors"))
-        .arg("--record")
-        .arg(&record)
-        .arg("--out-dir")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = predict(&out.join("best.safetensors"), &record, &out);
     assert!(output.status.success(), "{output:?}");
     let csv = std::fs::read_to_string(out.join("232_pred.csv")).unwrap();
     assert!(csv.lines().count() > 1000, "record 232 has ~1780 beats");

@@ -199,6 +199,9 @@ struct Classified {
     beats: usize,
     counts: Vec<usize>,
     written: Vec<String>,
+    /// Beats (annotated or detected) that could not be cut: too close to the recording's edge,
+    /// or past the end of its signal.
+    not_cut: usize,
 }
 
 /// Streams one recording through detection (when it has no beat annotations), beat cutting and
@@ -214,6 +217,18 @@ fn classify_recording(
     let (fs, len) = (lead.fs(), lead.len());
     let hours = len as f64 / fs / 3600.0;
     let annotated = rec.annotations.is_some();
+    if rec.dropped > 0 {
+        let what = format!(
+            "{} annotation{} at or past the end of the signal ({} beats, dropped)",
+            rec.dropped,
+            if rec.dropped == 1 { "" } else { "s" },
+            rec.dropped_beats
+        );
+        if args.source.options().strict {
+            return Err(Error::Config(format!("{name}: {what}")));
+        }
+        eprintln!("warning: {name}: {what}");
+    }
     let annotations = match rec.annotations.take() {
         Some(a) => {
             eprintln!(
@@ -242,7 +257,7 @@ fn classify_recording(
     let mut counts = vec![0usize; clf.classes];
     let mut lines = super::ProgressLines::new("classifying", "beats", 0.05);
     let mut done = 0;
-    stream::beats(
+    let at_edges = stream::beats(
         lead,
         &annotations,
         args.source.mode(),
@@ -275,6 +290,7 @@ fn classify_recording(
         beats: predicted_annotations.len(),
         counts,
         written,
+        not_cut: at_edges + rec.dropped_beats,
     })
 }
 
@@ -321,8 +337,12 @@ fn run_records(clf: &mut Classifier<'_>, args: &PredictArgs, record: &Path) -> R
         });
         match result {
             Ok(c) => {
+                let not_cut = match c.not_cut {
+                    0 => String::new(),
+                    n => format!(", {n} too close to an edge or past the end"),
+                };
                 println!(
-                    "{name}: {} beats classified ({}); wrote {}",
+                    "{name}: {} beats classified ({}){not_cut}; wrote {}",
                     c.beats,
                     clf.counts(&c.counts),
                     c.written.join(" and ")
