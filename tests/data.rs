@@ -98,7 +98,9 @@ fn record_100_matches_known_values() {
 fn full_database_class_counts() {
     let dir = full_mitdb();
     let mut total = [0usize; 5];
-    for (_, counts) in annotation_counts(&dir).unwrap() {
+    let (counted, unread) = annotation_counts(&dir).unwrap();
+    assert!(unread.is_empty(), "{unread:?}");
+    for (_, counts) in counted {
         total.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
     }
     assert_eq!(total, [90_631, 2_781, 7_236, 803, 8_043]);
@@ -202,7 +204,7 @@ fn formats_16_61_and_80_decode_interleaved_signals() {
 
 #[test]
 fn embedded_subset_counts_and_extraction() {
-    let counts: Vec<(String, [usize; 5])> = annotation_counts(&embedded_dir()).unwrap();
+    let counts: Vec<(String, [usize; 5])> = annotation_counts(&embedded_dir()).unwrap().0;
     let expected = [
         ("107", [0, 0, 59, 0, 2078]),
         ("208", [1586, 2, 992, 373, 2]),
@@ -607,6 +609,12 @@ fn bad_records_give_errors_naming_file_and_position() {
     assert!(
         file.ends_with("208.atr") && what.starts_with("missing"),
         "{file}: {what}"
+    );
+    // `data stats`' reference table leaves it out with the reason, and goes on
+    let (counted, unread) = annotation_counts(&dir).unwrap();
+    assert!(
+        unread.len() == 1 && unread[0].0 == "208" && unread[0].1.contains("208.atr"),
+        "{counted:?} {unread:?}"
     );
     // No MLII: skipped with one line per cause, or the first lead with --fallback-lead, or
     // picked from a preference list.
@@ -1309,4 +1317,19 @@ fn edf_plus_beat_labels_load_like_the_wfdb_records() {
         ds.beats.len()
     );
     assert_eq!(ds.beat_annotations, wfdb.beat_annotations);
+    // `data stats` counts the EDF+ beat labels as it counts the .atr files
+    let (counted, unread) = annotation_counts(&dir).unwrap();
+    let reference = annotation_counts(&embedded_dir()).unwrap().0;
+    assert!(unread.is_empty(), "{unread:?}");
+    for (name, counts) in &counted {
+        match name.strip_suffix(".edf") {
+            Some("unlabelled") => assert_eq!(counts, &[0; 5]),
+            Some(stem) => assert_eq!(
+                Some(counts),
+                reference.iter().find(|r| r.0 == stem).map(|r| &r.1),
+                "{name}"
+            ),
+            None => panic!("{name}"),
+        }
+    }
 }

@@ -137,11 +137,15 @@ pub fn run(command: DataCommand) -> Result<()> {
             println!("reference annotations in {}", dir.display());
             println!("{:<8}{header}{:>9}", "record", "total");
             let mut total = [0usize; 5];
-            for (name, counts) in annotation_counts(&dir)? {
+            let (counted, unread) = annotation_counts(&dir)?;
+            for (name, counts) in counted {
                 println!("{}", row(&name, &counts));
                 total.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
             }
             println!("{}", row("total", &total));
+            for (name, reason) in unread {
+                eprintln!("warning: record {name}: reference annotations not counted: {reason}");
+            }
             let start = Instant::now();
             let ds = load_dir(&dir, &source.options())?;
             let elapsed = start.elapsed().as_secs_f64();

@@ -479,18 +479,42 @@ impl Dataset {
     }
 }
 
-/// AAMI counts of the reference annotations of every record in `dir` (all beats, no extraction).
-pub fn annotation_counts(dir: &Path) -> Result<Vec<(String, [usize; 5])>> {
-    list_records(dir)?
-        .into_iter()
-        .map(|name| {
-            let mut counts = [0usize; 5];
-            for a in annotation::read(&dir.join(format!("{name}.atr")))? {
-                if let Some(c) = AamiClass::from_code(a.code) {
+/// AAMI counts of the reference annotations of every record in `dir` (all beats, no extraction;
+/// `.atr` files, or EDF+ beat labels), and the records whose annotations could not be read, with
+/// the reason.
+pub fn annotation_counts(dir: &Path) -> Result<(Vec<RecordCounts>, Vec<Unread>)> {
+    let (mut counted, mut unread) = (vec![], vec![]);
+    for name in list_records(dir)? {
+        match reference_codes(&dir.join(&name)) {
+            Ok(codes) => {
+                let mut counts = [0usize; 5];
+                for c in codes.into_iter().filter_map(AamiClass::from_code) {
                     counts[c as usize] += 1;
                 }
+                counted.push((name, counts));
             }
-            Ok((name, counts))
-        })
-        .collect()
+            Err(e) => unread.push((name, e.to_string())),
+        }
+    }
+    Ok((counted, unread))
+}
+
+/// A record's name and its reference beats per AAMI class.
+pub type RecordCounts = (String, [usize; 5]);
+/// A record's name and why its annotations could not be read.
+pub type Unread = (String, String);
+
+/// The annotation codes of record `path`: its `.atr`, or an EDF+ file's beat mnemonics.
+fn reference_codes(path: &Path) -> Result<Vec<u8>> {
+    if source::is_edf(path) {
+        let header = super::edf::EdfHeader::read(path)?;
+        return Ok(source::edf_annotations(path, &header)?
+            .iter()
+            .filter_map(|(_, text)| annotation::code_from_mnemonic(text))
+            .collect());
+    }
+    Ok(annotation::read(&path.with_extension("atr"))?
+        .iter()
+        .map(|a| a.code)
+        .collect())
 }
