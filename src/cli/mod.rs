@@ -36,8 +36,10 @@ enum Command {
     /// Evaluate a checkpoint: per-class precision, recall, F1 and accuracy (the paper's Table 1),
     /// AAMI Se/+P/FPR for V and S, the confusion matrix, optional bootstrap intervals.
     Evaluate(Box<evaluate::EvaluateArgs>),
-    /// Classify every annotated beat of a WFDB record; writes a CSV (sample, classes,
-    /// probabilities) and a WFDB annotation file.
+    /// Classify every beat of a recording (WFDB record, EDF/EDF+ file, or every one in a folder),
+    /// streamed a chunk at a time: a CSV (sample, classes, probabilities, R–R features) and, for
+    /// WFDB records, an annotation file. A recording without --lead is read from its first
+    /// signal (--fallback-lead is implied; --data-dir does not apply: give --record).
     Predict(Box<predict::PredictArgs>),
     /// Draw a run's figures as PNGs in DIR/figures: class counts before/after augmentation,
     /// a sample beat per class, training curves, confusion matrix (`train` draws them too).
