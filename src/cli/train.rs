@@ -649,7 +649,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             (Some(_), Some(_), _) | (_, _, SplitKind::Intra) => {
                 "10 % of the training beats, stratified by class"
             }
-            (_, _, SplitKind::Inter) => "whole DS1 records held out (10 % of DS1's beats)",
+            (_, _, SplitKind::Inter) => {
+                "whole DS1 records held out (10 % of DS1's beats), each class keeping half in training"
+            }
         },
     })
     .expect("serialisable");
