@@ -2,7 +2,7 @@
 //! here by repeating record 208 of the embedded subset, never committed) with peak memory under
 //! 500 MB, and a 1-hour record takes as much memory as the 24-hour one.
 //!
-//! The 24-hour run classifies ~140 k beats, which takes about 15 minutes on lavapipe: it is
+//! The 24-hour run classifies ~140 k beats, which takes about 8 minutes on lavapipe (2 cores): it is
 //! `#[ignore]`d (`cargo test --release --test holter -- --ignored --nocapture`); its numbers are
 //! in BENCHMARKS.md. The check that the measurement sees memory at all runs in CI.
 
@@ -83,7 +83,7 @@ fn predict(record: &Path, out: &Path) -> (usize, f64, f64) {
 }
 
 #[test]
-#[ignore = "classifies 24 hours of beats: about 15 minutes on lavapipe"]
+#[ignore = "classifies 24 hours of beats: about 8 minutes on lavapipe"]
 fn a_24_hour_holter_record_streams_in_bounded_memory() {
     let dir = scratch("holter");
     let day = holter_record(&dir, "holter24", 24.0);
