@@ -359,16 +359,10 @@ fn run_records(clf: &mut Classifier<'_>, args: &PredictArgs, record: &Path) -> R
     }
     if !single {
         if !fallbacks.is_empty() {
-            let names: Vec<String> = fallbacks.iter().map(|f| f.0.clone()).collect();
-            let mut used: Vec<String> = fallbacks.iter().map(|f| f.1.clone()).collect();
-            used.dedup();
+            let (names, used): (Vec<String>, Vec<String>) = fallbacks.into_iter().unzip();
             eprintln!(
-                "warning: lead {} missing in {} recording{} ({}), used the first signal ({})",
-                opts.lead,
-                names.len(),
-                if names.len() == 1 { "" } else { "s" },
-                crate::data::dataset::name_list(&names),
-                used.join(", ")
+                "warning: {}",
+                crate::data::dataset::fallback_warning(&opts.lead, &names, &used)
             );
         }
         let skipped_names: Vec<String> = skipped.iter().map(|s| s.0.clone()).collect();

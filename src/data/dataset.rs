@@ -152,55 +152,34 @@ pub type Lead = (Option<(Vec<f32>, f64)>, Option<String>);
 
 /// Reads `opts.lead` of record `name` in `dir` (see [`Lead`]).
 pub fn read_lead(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Lead> {
-    Ok(match read_chosen_lead(&dir.join(name), opts)? {
-        Ok((signal, fs, fallback)) => (
-            Some((signal, fs)),
-            fallback.map(|used| {
-                format!(
-                    "record {name}: no {} lead, using '{used}' instead",
-                    opts.lead
-                )
-            }),
-        ),
-        Err(have) => (
-            None,
+    let base = dir.join(name);
+    let header = Header::read(&base.with_extension("hea"))?;
+    let (lead, warning) = match choose_lead(&header, opts) {
+        LeadChoice::Found(i) => (i, None),
+        LeadChoice::Fallback(used) => (
+            0,
             Some(format!(
-                "record {name}: skipped, no {} lead (has {have:?})",
+                "record {name}: no {} lead, using '{used}' instead",
                 opts.lead
             )),
         ),
-    })
-}
-
-/// The signal [`choose_lead`] picks in record `base` (a path without extension), in physical
-/// units, with its rate and, when the fallback was taken, the first signal's description; or
-/// `Err` with the record's signal descriptions when it has no such lead.
-type ChosenLead = std::result::Result<(Vec<f32>, f64, Option<String>), Vec<String>>;
-
-fn read_chosen_lead(base: &Path, opts: &LoadOptions) -> Result<ChosenLead> {
-    let header = Header::read(&base.with_extension("hea"))?;
-    let (lead, fallback) = match choose_lead(&header, opts) {
-        LeadChoice::Found(i) => (i, None),
-        LeadChoice::Fallback(used) => (0, Some(used)),
-        LeadChoice::Missing(have) => return Ok(Err(have)),
+        LeadChoice::Missing(have) => {
+            return Ok((
+                None,
+                Some(format!(
+                    "record {name}: skipped, no {} lead (has {have:?})",
+                    opts.lead
+                )),
+            ));
+        }
     };
-    let record = Record::read(base, Some(&[lead]))?;
-    Ok(Ok((record.physical(lead), record.header.fs, fallback)))
+    let record = Record::read(&base, Some(&[lead]))?;
+    Ok((Some((record.physical(lead), record.header.fs)), warning))
 }
 
-/// A record's reference annotations within its `len` samples, how many lay outside (an
-/// annotation at the very end of the signal is legal in practice; its beat cannot be cut), and
-/// how many of those were beats.
-fn read_annotations(base: &Path, len: usize) -> Result<(Vec<Annotation>, usize, usize)> {
-    let atr = base.with_extension("atr");
-    let (annotations, outside): (Vec<Annotation>, Vec<Annotation>) = annotation::read(&atr)?
-        .into_iter()
-        .partition(|a| a.sample < len as u64);
-    let beats = outside
-        .iter()
-        .filter(|a| AamiClass::from_code(a.code).is_some())
-        .count();
-    Ok((annotations, outside.len(), beats))
+/// A record's reference annotations within its `len` samples (see [`source::within`]).
+fn read_annotations(base: &Path, len: usize) -> Result<Vec<Annotation>> {
+    Ok(source::within(annotation::read(&base.with_extension("atr"))?, len).0)
 }
 
 /// What became of one record in [`load_dir`].
@@ -292,6 +271,24 @@ fn header_file(dir: &Path, name: &str) -> PathBuf {
     }
 }
 
+/// The one line for every record read from its first signal for lack of `lead`: which records,
+/// and the signals used instead (each once).
+pub fn fallback_warning(lead: &str, records: &[String], used: &[String]) -> String {
+    let mut distinct: Vec<&str> = vec![];
+    for u in used {
+        if !distinct.contains(&u.as_str()) {
+            distinct.push(u);
+        }
+    }
+    format!(
+        "lead {lead} missing in {} record{} ({}), used the first signal ({})",
+        records.len(),
+        if records.len() == 1 { "" } else { "s" },
+        name_list(records),
+        distinct.join(", ")
+    )
+}
+
 /// Up to five names, then how many more.
 pub fn name_list(names: &[String]) -> String {
     let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
@@ -322,7 +319,6 @@ pub fn detection_scores(
         warnings.extend(warning);
         let Some((signal, fs)) = lead else { continue };
         let reference: Vec<usize> = read_annotations(&dir.join(&name), signal.len())?
-            .0
             .iter()
             .filter(|a| AamiClass::from_code(a.code).is_some())
             .map(|a| a.sample as usize)
@@ -383,9 +379,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
                 ds.beats_at_edges += at_edges;
                 if let Some(used) = fallback {
                     fallbacks.push(name.clone());
-                    if !used_leads.contains(&used) {
-                        used_leads.push(used);
-                    }
+                    used_leads.push(used);
                 }
                 if dropped > 0 {
                     ds.dropped_annotations.push((name.clone(), dropped));
@@ -415,14 +409,8 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
     }
     // one line per cause, not per record
     if !fallbacks.is_empty() {
-        ds.warnings.push(format!(
-            "lead {} missing in {} record{} ({}), used the first signal ({})",
-            opts.lead,
-            fallbacks.len(),
-            if fallbacks.len() == 1 { "" } else { "s" },
-            name_list(&fallbacks),
-            used_leads.join(", ")
-        ));
+        ds.warnings
+            .push(fallback_warning(&opts.lead, &fallbacks, &used_leads));
     }
     if !no_lead.is_empty() {
         ds.warnings.push(format!(

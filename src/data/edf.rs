@@ -32,6 +32,13 @@ impl EdfSignal {
     pub fn is_annotations(&self) -> bool {
         self.label == ANNOTATIONS_LABEL
     }
+
+    /// A digital sample in physical units.
+    pub fn physical(&self, d: i16) -> f32 {
+        let scale = (self.physical_max - self.physical_min)
+            / f64::from(self.digital_max - self.digital_min);
+        ((f64::from(d) - f64::from(self.digital_min)) * scale + self.physical_min) as f32
+    }
 }
 
 /// An EDF/EDF+ header, checked against the file's size.
@@ -338,11 +345,7 @@ impl Edf {
     /// Signal `i` in physical units.
     pub fn physical(&self, i: usize) -> Vec<f32> {
         let s = &self.header.signals[i];
-        let scale = (s.physical_max - s.physical_min) / f64::from(s.digital_max - s.digital_min);
-        self.digital[i]
-            .iter()
-            .map(|&d| ((f64::from(d) - f64::from(s.digital_min)) * scale + s.physical_min) as f32)
-            .collect()
+        self.digital[i].iter().map(|&d| s.physical(d)).collect()
     }
 }
 

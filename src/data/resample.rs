@@ -12,7 +12,7 @@ const ZERO_CROSSINGS: f64 = 16.0;
 /// Cutoff as a fraction of the lower Nyquist frequency (leaves room for the transition band).
 const CUTOFF: f64 = 0.9;
 
-fn gcd(a: u64, b: u64) -> u64 {
+pub(crate) fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
     } else {

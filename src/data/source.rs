@@ -12,7 +12,7 @@ use super::aami::AamiClass;
 use super::annotation::{self, Annotation};
 use super::dataset::{choose_lead, LeadChoice, LoadOptions};
 use super::edf::EdfHeader;
-use super::wfdb::{bytes_for, decode, FileLayout, Header};
+use super::wfdb::{bytes_for, decode, FileLayout, Header, SignalSpec};
 use crate::error::{Error, Result};
 
 /// One lead in physical units, read a range of samples at a time.
@@ -54,8 +54,7 @@ pub struct WfdbLead {
     layout: FileLayout,
     /// The signal's place within each frame of its file.
     member: usize,
-    gain: f64,
-    baseline: i32,
+    spec: SignalSpec,
     fs: f64,
 }
 
@@ -77,8 +76,7 @@ impl WfdbLead {
             file,
             file_len,
             layout,
-            gain: spec.gain,
-            baseline: spec.baseline,
+            spec: spec.clone(),
             fs: header.fs,
         })
     }
@@ -110,8 +108,8 @@ impl LeadSource for WfdbLead {
             .map_err(|e| Error::io(&self.path, e))?;
         Ok(range
             .map(|f| {
-                let v = decode(format, &bytes, f * signals + self.member - first);
-                ((f64::from(v) - f64::from(self.baseline)) / self.gain) as f32
+                self.spec
+                    .physical(decode(format, &bytes, f * signals + self.member - first))
             })
             .collect())
     }
@@ -168,13 +166,11 @@ impl LeadSource for EdfLead {
             self.header.record_bytes(),
             self.header.signal_offset(self.signal),
         );
-        let scale = (s.physical_max - s.physical_min) / f64::from(s.digital_max - s.digital_min);
         Ok(range
             .map(|k| {
                 let (r, i) = (k / per - records.start, k % per);
                 let b = r * size + at + 2 * i;
-                let d = i16::from_le_bytes([bytes[b], bytes[b + 1]]);
-                ((f64::from(d) - f64::from(s.digital_min)) * scale + s.physical_min) as f32
+                s.physical(i16::from_le_bytes([bytes[b], bytes[b + 1]]))
             })
             .collect())
     }
@@ -328,6 +324,20 @@ fn open_edf(
     )))
 }
 
+/// The annotations within a signal of `len` samples, sorted by sample; how many lay at or past
+/// its end (an annotation at the very end is legal in practice, but its beat cannot be cut), and
+/// how many of those were beats.
+pub(crate) fn within(all: Vec<Annotation>, len: usize) -> (Vec<Annotation>, usize, usize) {
+    let (mut inside, outside): (Vec<Annotation>, Vec<Annotation>) =
+        all.into_iter().partition(|a| a.sample < len as u64);
+    inside.sort_by_key(|a| a.sample);
+    let beats = outside
+        .iter()
+        .filter(|a| AamiClass::from_code(a.code).is_some())
+        .count();
+    (inside, outside.len(), beats)
+}
+
 impl Recording {
     fn new(
         name: String,
@@ -336,17 +346,10 @@ impl Recording {
         fallback: Option<String>,
         all: Option<Vec<Annotation>>,
     ) -> Self {
-        let len = lead.len() as u64;
         let (mut dropped, mut dropped_beats) = (0, 0);
         let annotations = all.map(|all| {
-            let (mut inside, outside): (Vec<Annotation>, Vec<Annotation>) =
-                all.into_iter().partition(|a| a.sample < len);
-            dropped = outside.len();
-            dropped_beats = outside
-                .iter()
-                .filter(|a| AamiClass::from_code(a.code).is_some())
-                .count();
-            inside.sort_by_key(|a| a.sample);
+            let inside;
+            (inside, dropped, dropped_beats) = within(all, lead.len());
             inside
         });
         Self {

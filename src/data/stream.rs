@@ -14,13 +14,11 @@
 //! record 208 (noisy, many PVCs) the two differ on 45 of 2,894 beats, and the streamed one finds
 //! more of the reference beats (sensitivity 0.993 against 0.979). Tested in `tests/data.rs`.
 
-use std::ops::Range;
-
 use super::aami::AamiClass;
 use super::annotation::Annotation;
 use super::beats::{BeatMode, Beats, Labelled, FS, KACHUEE_WINDOW};
 use super::qrs;
-use super::resample::{ratio, reach, resample};
+use super::resample::{gcd, ratio, reach, resample};
 use super::source::LeadSource;
 use crate::error::Result;
 
@@ -42,13 +40,7 @@ struct Plan {
 }
 
 fn lcm(a: usize, b: usize) -> usize {
-    let gcd = |mut a: usize, mut b: usize| {
-        while b != 0 {
-            (a, b) = (b, a % b);
-        }
-        a
-    };
-    a / gcd(a, b) * b
+    a / gcd(a as u64, b as u64) as usize * b
 }
 
 impl Plan {
@@ -135,13 +127,4 @@ pub fn detect(
         .into_iter()
         .map(|p| Annotation::new(p, AamiClass::N.code()))
         .collect())
-}
-
-/// Samples of a chunk plan's pieces (for tests): the 125-Hz ranges the chunks take.
-pub fn chunk_ranges(fs: f64, len: usize, chunk_s: f64) -> Vec<Range<usize>> {
-    let plan = Plan::new(fs, chunk_s);
-    let total = (len * plan.up).div_ceil(plan.down);
-    (0..total.div_ceil(plan.core_out))
-        .map(|k| k * plan.core_out..((k + 1) * plan.core_out).min(total))
-        .collect()
 }

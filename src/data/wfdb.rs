@@ -30,6 +30,13 @@ pub struct SignalSpec {
     pub description: String,
 }
 
+impl SignalSpec {
+    /// An ADC value in physical units: (adc - baseline) / gain.
+    pub fn physical(&self, v: i32) -> f32 {
+        ((f64::from(v) - f64::from(self.baseline)) / self.gain) as f32
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Header {
     pub record: String,
@@ -329,13 +336,10 @@ impl Record {
         })
     }
 
-    /// Signal `i` in physical units: (adc - baseline) / gain.
+    /// Signal `i` in physical units (see [`SignalSpec::physical`]).
     pub fn physical(&self, i: usize) -> Vec<f32> {
         let s = &self.header.signals[i];
-        self.adc[i]
-            .iter()
-            .map(|&v| ((f64::from(v) - f64::from(s.baseline)) / s.gain) as f32)
-            .collect()
+        self.adc[i].iter().map(|&v| s.physical(v)).collect()
     }
 }
 
