@@ -650,7 +650,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 "10 % of the training beats, stratified by class"
             }
             (_, _, SplitKind::Inter) => {
-                "whole DS1 records held out (10 % of DS1's beats), each class keeping half in training"
+                "whole DS1 records held out (10 % of DS1's beats and of each class's with 100 or more, within 20 %), each class keeping half in training"
             }
         },
     })
