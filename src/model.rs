@@ -41,6 +41,11 @@ pub struct ModelConfig {
     /// row is then the beat's samples followed by its rhythm features.
     #[serde(default)]
     pub rr_features: usize,
+    /// Rate of Dropout_6, on the conv stream's features where they enter Dense_1, when it differs
+    /// from `dropout`. Dropping more of the shape makes a dual-stream network rely on the rhythm,
+    /// which carries over to new patients where shapes learned on a few patients do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape_dropout: Option<f32>,
 }
 
 impl ModelConfig {
@@ -57,6 +62,7 @@ impl ModelConfig {
             dense: 128,
             classes: 5,
             rr_features: 0,
+            shape_dropout: None,
         }
     }
 
@@ -91,6 +97,14 @@ impl ModelConfig {
             other => Err(Error::Config(format!(
                 "unknown preset '{other}' (known: paper, paper-rr, tiny, tiny-rr)"
             ))),
+        }
+    }
+
+    /// Rate of dropout layer `layer` (0-based: one after each pair's pool, then Dense_1's).
+    pub fn dropout_rate(&self, layer: usize) -> f32 {
+        match self.shape_dropout {
+            Some(rate) if layer + 1 == self.pair_channels.len() => rate,
+            _ => self.dropout,
         }
     }
 
@@ -169,11 +183,13 @@ impl ModelConfig {
                 crate::data::rr::RR_FEATURES.len()
             )));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Config(format!(
-                "dropout {} must be in [0, 1)",
-                self.dropout
-            )));
+        for (name, rate) in [
+            ("dropout", Some(self.dropout)),
+            ("shape_dropout", self.shape_dropout),
+        ] {
+            if let Some(rate) = rate.filter(|r| !(0.0..1.0).contains(r)) {
+                return Err(Error::Config(format!("{name} {rate} must be in [0, 1)")));
+            }
         }
         self.flat_features().map(|_| ())
     }
@@ -513,7 +529,7 @@ impl Model {
             })
             .collect();
         let batch = graph.value(x).shape()[0];
-        let active = train && c.dropout > 0.0;
+        let active = |layer: usize| train && c.dropout_rate(layer) > 0.0;
         // a dual-stream row: the beat for the conv stream, the rhythm for Dense_1
         let samples = c.in_channels * c.input_len;
         let (mut h, rhythm) = match c.rr_features {
@@ -547,8 +563,12 @@ impl Model {
                 let (w, b) = (next(), next());
                 h = graph.apply(Conv1d::with_relu(c.padding), &[h, w, b])?;
             }
-            let pool = match active {
-                true => MaxPool1d::with_dropout(c.pool, c.dropout, dropout_seed(self.seed, pair)),
+            let pool = match active(pair) {
+                true => MaxPool1d::with_dropout(
+                    c.pool,
+                    c.dropout_rate(pair),
+                    dropout_seed(self.seed, pair),
+                ),
                 false => MaxPool1d::new(c.pool),
             };
             h = graph.apply(pool, &[h])?;
@@ -561,10 +581,11 @@ impl Model {
         let (w, b) = (next(), next());
         h = graph.apply(Dense, &[h, w, b])?;
         // ReLU and Dropout_7 in one op while training
-        h = match active {
+        let last = c.pair_channels.len();
+        h = match active(last) {
             true => graph.apply(
                 Dropout {
-                    rate: c.dropout,
+                    rate: c.dropout_rate(last),
                     seed: dropout_seed(self.seed, c.pair_channels.len()),
                     relu: true,
                 },
@@ -588,9 +609,12 @@ pub fn reference_forward(
     dropout: Option<(u64, u32)>,
 ) -> Array2<f64> {
     let apply_dropout = |h: ArrayD<f64>, layer: usize| match dropout {
-        Some((seed, step)) if config.dropout > 0.0 => {
-            dropout::reference_apply(&h, dropout_seed(seed, layer), step, config.dropout)
-        }
+        Some((seed, step)) if config.dropout_rate(layer) > 0.0 => dropout::reference_apply(
+            &h,
+            dropout_seed(seed, layer),
+            step,
+            config.dropout_rate(layer),
+        ),
         _ => h,
     };
     let as3 = |a: &ArrayD<f64>| {

@@ -578,6 +578,44 @@ fn dual_stream_network_end_to_end_gradient_check() {
     end_to_end_gradient_check(ctx(), "tiny-rr", ModelConfig::preset("tiny-rr").unwrap());
 }
 
+/// `--shape-dropout`: the conv features entering Dense_1 get their own dropout rate, on the GPU
+/// as in the reference (gradient check), and it is that layer's rate alone that changes.
+#[test]
+fn shape_dropout_changes_only_the_last_pool_and_gradient_checks() {
+    let base = ModelConfig::preset("tiny-rr").unwrap();
+    let config = ModelConfig {
+        shape_dropout: Some(0.6),
+        ..base.clone()
+    };
+    let pairs = config.pair_channels.len();
+    let rates: Vec<f32> = (0..=pairs).map(|l| config.dropout_rate(l)).collect();
+    let mut expected = vec![base.dropout; pairs + 1];
+    expected[pairs - 1] = 0.6;
+    assert_eq!(rates, expected);
+    for bad in [1.0, -0.1, f32::NAN] {
+        let c = ModelConfig {
+            shape_dropout: Some(bad),
+            ..base.clone()
+        };
+        assert!(c.validate().is_err(), "shape_dropout {bad} accepted");
+    }
+    // the reference network itself sees the rate: same parameters and masks' seed, other logits
+    let params = model::params_to_arrays(
+        &config,
+        &Model::new(ctx(), config.clone(), 5)
+            .unwrap()
+            .params
+            .download(ctx())
+            .unwrap(),
+    );
+    let x = Array3::from_shape_fn((4, 1, 187), |(b, _, t)| ((b * 187 + t) as f64 * 0.05).sin());
+    let rr = Array2::from_elem((4, config.rr_features), 1.0);
+    let with = model::reference_forward(&config, &params, &x, Some(&rr), Some((5, 1)));
+    let without = model::reference_forward(&base, &params, &x, Some(&rr), Some((5, 1)));
+    assert!(with.iter().zip(&without).any(|(a, b)| (a - b).abs() > 1e-6));
+    end_to_end_gradient_check(ctx(), "tiny-rr, shape dropout 0.6", config);
+}
+
 /// Loss, gradients (against central differences, a spread of parameters in every layer and,
 /// for a dual-stream network, Dense_1's rhythm weights) and evaluation-mode probabilities of
 /// `config` on three beats, against the f64 reference network.

@@ -62,6 +62,12 @@ pub struct TrainArgs {
     /// Augment minority classes of the training part up to this many beats each (0: off).
     #[arg(long, default_value_t = 0)]
     augment: usize,
+    /// Dropout rate on the conv features where they enter Dense_1 (Dropout_6), instead of the
+    /// preset's 0.1 there: with `paper-rr`/`tiny-rr`, a higher rate makes the network lean on the
+    /// rhythm features.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shape_dropout: Option<f32>,
     /// Train on beats from a CSV in the common layout (187 samples + label per row, e.g. Kaggle's
     /// mitbih_train.csv) instead of WFDB records; 10 % of it (stratified) becomes validation.
     #[arg(long, requires = "test_csv", conflicts_with = "data_dir")]
@@ -553,7 +559,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             "--batch and --epochs must be at least 1".into(),
         ));
     }
-    let config = ModelConfig::preset(&args.preset)?;
+    let config = ModelConfig {
+        shape_dropout: args.shape_dropout,
+        ..ModelConfig::preset(&args.preset)?
+    };
+    config.validate()?;
     let classes = config.classes;
     let (data_dir, original, val, test) = match (&args.train_csv, &args.test_csv) {
         (Some(train_csv), Some(test_csv)) => {
