@@ -949,4 +949,93 @@ fn dual_stream_model_trains_evaluates_and_predicts() {
     assert!(output.status.success(), "{output:?}");
     let csv = std::fs::read_to_string(out.join("232_pred.csv")).unwrap();
     assert!(csv.lines().count() > 1000, "record 232 has ~1780 beats");
+
+    // Another database, as a user points the tools at one: 250 Hz, the lead named ECG1. The model
+    // runs on it unchanged, and the R–R features come from its own annotations: in seconds they
+    // are the 360-Hz record's, within the 4 ms that rounding a position to 250 Hz can move them.
+    let (orig, other) = (out.join("orig"), out.join("other"));
+    for name in ["208", "232"] {
+        write_at_rate(&embedded_dir().join(name), &other, 250.0, "ECG1");
+        std::fs::create_dir_all(&orig).unwrap();
+        for ext in ["hea", "dat", "atr"] {
+            let file = format!("{name}.{ext}");
+            std::fs::copy(embedded_dir().join(&file), orig.join(&file)).unwrap();
+        }
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args([
+            "evaluate",
+            "--json",
+            "--split",
+            "all",
+            "--lead",
+            "ECG1",
+            "--checkpoint",
+        ])
+        .arg(out.join("best.safetensors"))
+        .arg("--data-dir")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let evaluated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let export = |dir: &Path, lead: &str| -> Vec<Vec<f64>> {
+        let csv = out.join(format!("{lead}.csv"));
+        let status = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+            .args(["data", "export", "--rr", "--lead", lead, "--data-dir"])
+            .arg(dir)
+            .arg("--out")
+            .arg(&csv)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::read_to_string(&csv)
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').skip(187).map(|v| v.parse().unwrap()).collect())
+            .collect()
+    };
+    let (at_360, at_250) = (export(&orig, "MLII"), export(&other, "ECG1"));
+    assert_eq!(evaluated["beats"].as_u64().unwrap() as usize, at_250.len());
+    assert_eq!(at_360.len(), at_250.len());
+    for (i, (a, b)) in at_360.iter().zip(&at_250).enumerate() {
+        assert_eq!(a[7], b[7], "beat {i}: label");
+        for k in 0..4 {
+            assert!(
+                (a[k] - b[k]).abs() <= 0.0041,
+                "beat {i}, feature {k}: {a:?} vs {b:?}"
+            );
+        }
+    }
+}
+
+/// Writes record `record`'s first signal resampled to `fs` Hz as WFDB format 16 named `lead`,
+/// with its annotations moved to the new rate, into `dir`.
+fn write_at_rate(record: &Path, dir: &Path, fs: f64, lead: &str) {
+    use ecgwgpu::data::resample::resample;
+    use ecgwgpu::data::wfdb::Record;
+    std::fs::create_dir_all(dir).unwrap();
+    let name = record.file_name().unwrap().to_str().unwrap();
+    let rec = Record::read(record, Some(&[0])).unwrap();
+    let x: Vec<i16> = resample(&rec.physical(0), rec.header.fs, fs)
+        .iter()
+        .map(|&v| (v * 200.0).round() as i16)
+        .collect();
+    let dat: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dir.join(format!("{name}.dat")), dat).unwrap();
+    let header = format!(
+        "{name} 1 {fs} {}\n{name}.dat 16 200 16 0 {} 0 0 {lead}\n",
+        x.len(),
+        x[0]
+    );
+    std::fs::write(dir.join(format!("{name}.hea")), header).unwrap();
+    let mut annotations = annotation::read(&record.with_extension("atr")).unwrap();
+    for a in &mut annotations {
+        a.sample = (a.sample as f64 * fs / rec.header.fs).round() as u64;
+    }
+    std::fs::write(
+        dir.join(format!("{name}.atr")),
+        annotation::encode(&annotations),
+    )
+    .unwrap();
 }
