@@ -1252,6 +1252,28 @@ fn piecewise_readers_equal_whole_file_readers() {
         ecgwgpu::data::source::edf_annotations(&path, &header).unwrap(),
         edf_whole.annotations
     );
+    // A bad onset in data record 1000: both readers name the record and the annotation signal.
+    let ann = (0..header.signals.len())
+        .find(|&i| header.signals[i].is_annotations())
+        .unwrap();
+    let at = header.header_bytes + 999 * header.record_bytes() + header.signal_offset(ann);
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes[at], b'+');
+    bytes[at + 1] = b'x';
+    std::fs::write(&path, bytes).unwrap();
+    let expected = format!("data record 1000, signal {} (annotations)", ann + 1);
+    for e in [
+        Edf::read(&path).err().unwrap(),
+        ecgwgpu::data::source::edf_annotations(&path, &header)
+            .err()
+            .unwrap(),
+    ] {
+        let text = e.to_string();
+        assert!(
+            text.contains(&expected) && text.contains("208.edf") && text.contains("not a number"),
+            "{text}"
+        );
+    }
 }
 
 /// A directory of EDF+ files whose annotations label the beats (as `data to-edf` writes them)

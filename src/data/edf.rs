@@ -79,6 +79,32 @@ impl EdfHeader {
         self.signals[i].samples_per_record as f64 / self.record_duration
     }
 
+    /// Appends the annotations (TALs) of every annotation signal of data record `index`
+    /// (0-based), whose bytes are `record`: one parser for the whole-file and the piecewise
+    /// readers, with errors naming the record and signal in `path`.
+    pub(crate) fn record_annotations(
+        &self,
+        record: &[u8],
+        index: usize,
+        path: &Path,
+        out: &mut Vec<(f64, String)>,
+    ) -> Result<()> {
+        for (i, s) in self.signals.iter().enumerate() {
+            if !s.is_annotations() {
+                continue;
+            }
+            let from = self.signal_offset(i);
+            parse_tals(&record[from..from + 2 * s.samples_per_record], out).map_err(|what| {
+                Error::data(
+                    path,
+                    format!("data record {}, signal {} (annotations)", index + 1, i + 1),
+                    what,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// The index of the first signal whose label matches one of `leads` (a comma-separated
     /// preference list, case-insensitive), or of the first ordinary signal with `fallback`.
     pub fn signal_index(&self, leads: &str, fallback: bool) -> Option<usize> {
@@ -292,7 +318,6 @@ impl Edf {
     }
 
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
-        let bad = |at: String, what: String| Error::data(path, at, what);
         let header = EdfHeader::parse(bytes, bytes.len() as u64, path)?;
         let (signals, records) = (&header.signals, header.records);
         let data = &bytes[header.header_bytes..];
@@ -307,21 +332,15 @@ impl Edf {
             })
             .collect();
         let mut annotations = vec![];
-        let mut offset = 0;
+        let size = header.record_bytes();
         for r in 0..records {
+            let record = &data[r * size..(r + 1) * size];
+            header.record_annotations(record, r, path, &mut annotations)?;
             for (i, s) in signals.iter().enumerate() {
-                let chunk = &data[offset..offset + 2 * s.samples_per_record];
-                offset += chunk.len();
-                if s.is_annotations() {
-                    parse_tals(chunk, &mut annotations).map_err(|what| {
-                        bad(
-                            format!("data record {}, signal {} (annotations)", r + 1, i + 1),
-                            what,
-                        )
-                    })?;
-                } else {
+                if !s.is_annotations() {
+                    let from = header.signal_offset(i);
                     digital[i].extend(
-                        chunk
+                        record[from..from + 2 * s.samples_per_record]
                             .chunks_exact(2)
                             .map(|b| i16::from_le_bytes([b[0], b[1]])),
                     );

@@ -179,11 +179,8 @@ impl LeadSource for EdfLead {
 /// The EDF+ annotations of a file, read a block of data records at a time: (onset in seconds,
 /// text), without the records' time-keeping entries.
 pub fn edf_annotations(path: &Path, header: &EdfHeader) -> Result<Vec<(f64, String)>> {
-    let channels: Vec<usize> = (0..header.signals.len())
-        .filter(|&i| header.signals[i].is_annotations())
-        .collect();
     let mut out = vec![];
-    if channels.is_empty() {
+    if !header.signals.iter().any(|s| s.is_annotations()) {
         return Ok(out);
     }
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -197,21 +194,12 @@ pub fn edf_annotations(path: &Path, header: &EdfHeader) -> Result<Vec<(f64, Stri
         file.read_exact(&mut bytes)
             .map_err(|e| Error::io(path, e))?;
         for r in 0..n {
-            for &i in &channels {
-                let from = r * size + header.signal_offset(i);
-                let chunk = &bytes[from..from + 2 * header.signals[i].samples_per_record];
-                super::edf::parse_tals(chunk, &mut out).map_err(|what| {
-                    Error::data(
-                        path,
-                        format!(
-                            "data record {}, signal {} (annotations)",
-                            start + r + 1,
-                            i + 1
-                        ),
-                        what,
-                    )
-                })?;
-            }
+            header.record_annotations(
+                &bytes[r * size..(r + 1) * size],
+                start + r,
+                path,
+                &mut out,
+            )?;
         }
     }
     out.retain(|(_, text)| !text.is_empty());
