@@ -496,9 +496,9 @@ pub type Unread = (String, String);
 fn reference_codes(path: &Path) -> Result<Vec<u8>> {
     if source::is_edf(path) {
         let header = super::edf::EdfHeader::read(path)?;
-        return Ok(source::edf_annotations(path, &header)?
-            .iter()
-            .filter_map(|(_, text)| annotation::code_from_mnemonic(text))
+        return Ok(source::edf_annotation_codes(path, &header)?
+            .into_iter()
+            .map(|(_, code)| code)
             .collect());
     }
     Ok(annotation::read(&path.with_extension("atr"))?

@@ -206,6 +206,15 @@ pub fn edf_annotations(path: &Path, header: &EdfHeader) -> Result<Vec<(f64, Stri
     Ok(out)
 }
 
+/// The EDF+ annotations of a file that are WFDB mnemonics, as (onset in seconds, annotation
+/// code): how an EDF+ file labels its beats (`data to-edf` writes them so).
+pub fn edf_annotation_codes(path: &Path, header: &EdfHeader) -> Result<Vec<(f64, u8)>> {
+    Ok(edf_annotations(path, header)?
+        .into_iter()
+        .filter_map(|(onset, text)| Some((onset, annotation::code_from_mnemonic(&text)?)))
+        .collect())
+}
+
 /// A recording opened for reading: the lead chosen, and its reference annotations if it has any.
 pub struct Recording {
     /// The record's name: the WFDB record name, or the EDF file's name without `.edf`.
@@ -292,12 +301,9 @@ fn open_edf(
     let fs = header.fs(signal);
     let label = header.signals[signal].label.clone();
     // EDF+ beat labels: annotations named by a WFDB mnemonic that is a beat
-    let annotations: Vec<Annotation> = edf_annotations(path, &header)?
+    let annotations: Vec<Annotation> = edf_annotation_codes(path, &header)?
         .into_iter()
-        .filter_map(|(onset, text)| {
-            let code = annotation::code_from_mnemonic(&text)?;
-            Some(Annotation::new((onset * fs).round().max(0.0) as u64, code))
-        })
+        .map(|(onset, code)| Annotation::new((onset * fs).round().max(0.0) as u64, code))
         .collect();
     let has_beats = annotations
         .iter()
