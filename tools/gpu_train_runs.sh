@@ -2,7 +2,9 @@
 # The training runs of issue "A rhythm stream", as one command for a GPU machine lent for a few
 # minutes: DS1 → DS2 with `paper` and `paper-rr` (3 seeds each, interleaved so that a cut-off
 # leaves pairs), the intra-patient Table 1 run with augmentation, and, while time is left,
-# optional extra runs. Two lanes run side by side (inter runs in one, the intra run in the other);
+# optional extra runs. Two lanes run side by side (inter runs in one, the intra run in the other),
+# though on the H100 (2026-11-26) separate processes time-share the GPU rather than overlap: an
+# inter run took 58–62 s beside the intra lane and 34 s alone, so two lanes gain little;
 # every run is bounded by --deadline, seconds from the start, so the command always ends in time
 # and keeps what finished. Each run directory keeps its best.safetensors; the bulky
 # last/resume checkpoints are deleted. One summary line per run goes to OUT/runs.jsonl.
@@ -21,7 +23,7 @@ while [ $# -gt 0 ]; do
         --data-dir) data_dir=$2; shift 2 ;;
         --deadline) deadline=$2; shift 2 ;;
         --quick) quick=1; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "gpu_train_runs.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
