@@ -586,7 +586,7 @@ impl Model {
             true => graph.apply(
                 Dropout {
                     rate: c.dropout_rate(last),
-                    seed: dropout_seed(self.seed, c.pair_channels.len()),
+                    seed: dropout_seed(self.seed, last),
                     relu: true,
                 },
                 &[h],

@@ -119,16 +119,16 @@ fn held_out_records<'a>(
     }
     rng.shuffle(&mut records);
     let classes = beats.labels.iter().max().map_or(0, |&m| m as usize + 1);
-    let counts = |record: Option<&str>| {
-        let mut c = vec![0usize; classes];
-        for &i in pool {
-            if record.is_none_or(|r| beats.record[i] == r) {
-                c[beats.labels[i] as usize] += 1;
-            }
-        }
-        c
-    };
-    let total = counts(None);
+    // each record's beats per class, counted once (in the seeded order of `records`)
+    let place: std::collections::HashMap<&str, usize> =
+        records.iter().enumerate().map(|(k, &r)| (r, k)).collect();
+    let mut counts = vec![vec![0usize; classes]; records.len()];
+    for &i in pool {
+        counts[place[beats.record[i].as_str()]][beats.labels[i] as usize] += 1;
+    }
+    let total: Vec<usize> = (0..classes)
+        .map(|c| counts.iter().map(|r| r[c]).sum())
+        .collect();
     // the smallest share of any class that would stay in training with `held` held out
     let kept = |held: &[usize]| {
         (0..classes)
@@ -149,7 +149,7 @@ fn held_out_records<'a>(
             }
         })
         .collect();
-    let (mut held, mut held_counts, mut n): (Vec<&str>, _, _) = (vec![], vec![0usize; classes], 0);
+    let (mut held, mut held_counts, mut n): (Vec<usize>, _, _) = (vec![], vec![0usize; classes], 0);
     // first each minority class, the commonest first (the majority class fills in anyway), with
     // records that hold it; then any records, up to the target
     let majority = (0..classes).max_by_key(|&c| total[c]);
@@ -158,38 +158,37 @@ fn held_out_records<'a>(
         .collect();
     minorities.sort_by_key(|&c| std::cmp::Reverse(total[c]));
     for class in minorities.into_iter().map(Some).chain([None]) {
-        for r in &records {
+        for (k, c) in counts.iter().enumerate() {
             let done = match class {
-                Some(k) => held_counts[k] >= wanted[k],
+                Some(x) => held_counts[x] >= wanted[x],
                 None => n >= target,
             };
             if done || held.len() + 1 >= records.len() {
                 break;
             }
-            let c = counts(Some(r));
-            if held.contains(r) || class.is_some_and(|k| c[k] == 0) {
+            if held.contains(&k) || class.is_some_and(|x| c[x] == 0) {
                 continue;
             }
             let size: usize = c.iter().sum();
-            let with: Vec<usize> = held_counts.iter().zip(&c).map(|(h, x)| h + x).collect();
+            let with: Vec<usize> = held_counts.iter().zip(c).map(|(h, x)| h + x).collect();
             if (held.is_empty() || n + size <= cap) && kept(&with) >= KEEP_IN_TRAINING {
-                held.push(*r);
+                held.push(k);
                 held_counts = with;
                 n += size;
             }
         }
     }
     if held.is_empty() && records.len() > 1 {
-        let best = records.iter().map(|r| (kept(&counts(Some(r))), *r)).fold(
+        let best = (0..records.len()).map(|k| (kept(&counts[k]), k)).fold(
             None,
-            |best: Option<(f64, &str)>, (k, r)| match best {
-                Some((b, _)) if b >= k => best,
-                _ => Some((k, r)),
+            |best: Option<(f64, usize)>, (kk, k)| match best {
+                Some((b, _)) if b >= kk => best,
+                _ => Some((kk, k)),
             },
         );
         held.extend(best.map(|b| b.1));
     }
-    held
+    held.into_iter().map(|k| records[k]).collect()
 }
 
 /// The least share of each class's DS1 beats that validation may leave to training.
