@@ -1356,25 +1356,34 @@ fn edf_plus_beat_labels_load_like_the_wfdb_records() {
     }
 }
 
+/// 200 flat beats for each DS1 record and the first DS2 record, labelled by
+/// `label(index of the record, record, beat)`: synthetic records for the inter split's tests.
+fn ds1_records(label: impl Fn(usize, &str, usize) -> u32) -> ecgwgpu::data::beats::Beats {
+    let mut beats = ecgwgpu::data::beats::Beats::default();
+    for (k, &record) in DS1.iter().chain(&DS2[..1]).enumerate() {
+        for j in 0..200 {
+            beats.push(
+                &[0.5; BEAT_LEN],
+                label(k, record, j),
+                (record, j as u64),
+                ecgwgpu::data::rr::NOMINAL,
+            );
+        }
+    }
+    beats
+}
+
 /// Patient-held-out validation never takes a class away from training: a record holding most of
 /// a class (as 208 holds 373 of DS1's 415 F beats) stays in training under every seed, every
 /// class keeps at least half its DS1 beats there, and validation still holds its 10 %.
 #[test]
 fn inter_validation_keeps_half_of_every_class_in_training() {
-    use ecgwgpu::data::beats::Beats;
-    use ecgwgpu::data::rr::NOMINAL;
-    let mut beats = Beats::default();
-    for (k, &record) in DS1.iter().chain(&DS2[..1]).enumerate() {
-        for j in 0..200 {
-            let label = match (record, j) {
-                ("208", j) if j < 90 => 3,
-                (_, 0) if k < 10 => 3,
-                (_, j) if j % 10 == 1 => 1,
-                _ => 0,
-            };
-            beats.push(&[0.5; BEAT_LEN], label, (record, j as u64), NOMINAL);
-        }
-    }
+    let beats = ds1_records(|k, record, j| match (record, j) {
+        ("208", j) if j < 90 => 3,
+        (_, 0) if k < 10 => 3,
+        (_, j) if j % 10 == 1 => 1,
+        _ => 0,
+    });
     let ds1 = 22 * 200;
     for seed in 1..=30 {
         let s = splits::split(&beats, SplitKind::Inter, 0.2, 0.1, seed);
@@ -1407,20 +1416,12 @@ fn inter_validation_keeps_half_of_every_class_in_training() {
 /// plain seeded pick of 10 % of the records misses about half the time.
 #[test]
 fn inter_validation_holds_a_share_of_every_minority_class() {
-    use ecgwgpu::data::beats::Beats;
-    use ecgwgpu::data::rr::NOMINAL;
     use ecgwgpu::data::splits::VAL_CLASS_SHARE;
-    let mut beats = Beats::default();
-    for (k, &record) in DS1.iter().chain(&DS2[..1]).enumerate() {
-        for j in 0..200 {
-            let label = match (k, j) {
-                (3 | 8 | 13 | 18, j) if j < 30 => 1,
-                (1 | 6 | 11 | 16 | 20, j) if j < 40 => 2,
-                _ => 0,
-            };
-            beats.push(&[0.5; BEAT_LEN], label, (record, j as u64), NOMINAL);
-        }
-    }
+    let beats = ds1_records(|k, _, j| match (k, j) {
+        (3 | 8 | 13 | 18, j) if j < 30 => 1,
+        (1 | 6 | 11 | 16 | 20, j) if j < 40 => 2,
+        _ => 0,
+    });
     let ds1 = 22 * 200;
     for seed in 1..=30 {
         let s = splits::split(&beats, SplitKind::Inter, 0.2, 0.1, seed);
