@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::autograd::{Graph, Var};
 use crate::checkpoint::{self, NamedTensor};
+use crate::data::reference::BeatReference;
 use crate::error::{Error, Result};
 use crate::gpu::{storage_buffer, GpuContext, Tensor, OFFSET_ALIGN_BYTES};
 use crate::ops::concat::{self, Columns, Concat};
@@ -46,6 +47,11 @@ pub struct ModelConfig {
     /// which carries over to new patients where shapes learned on a few patients do not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape_dropout: Option<f32>,
+    /// What each beat is measured against before it enters the network: itself (the paper), or
+    /// its record's median beat (per-patient normalisation, [`crate::data::reference`]). Every
+    /// tool that feeds the network applies it with [`Self::reference_beats`].
+    #[serde(default, skip_serializing_if = "BeatReference::is_none")]
+    pub beat_reference: BeatReference,
 }
 
 impl ModelConfig {
@@ -63,6 +69,7 @@ impl ModelConfig {
             classes: 5,
             rr_features: 0,
             shape_dropout: None,
+            beat_reference: BeatReference::None,
         }
     }
 
@@ -106,6 +113,12 @@ impl ModelConfig {
             Some(rate) if layer + 1 == self.pair_channels.len() => rate,
             _ => self.dropout,
         }
+    }
+
+    /// Applies [`Self::beat_reference`] to `beats`, which must hold whole records (the median
+    /// is the record's): call it on the loaded beats, before splitting or augmenting them.
+    pub fn reference_beats(&self, beats: &mut crate::data::beats::Beats) -> Result<()> {
+        self.beat_reference.apply(beats)
     }
 
     /// Values per input row: the beat's samples, then its rhythm features.

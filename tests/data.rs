@@ -1445,3 +1445,113 @@ fn inter_validation_holds_a_share_of_every_minority_class() {
         assert!(s.train.iter().all(|i| !s.val.contains(i)));
     }
 }
+
+/// A record's median beat, by hand: per sample, the middle value (the mean of the middle two for
+/// an even count); a long record is thinned to every 2^k-th beat, the same whether its beats
+/// arrive one at a time (predict) or all at once (the loader).
+#[test]
+fn median_beat_matches_hand_computed_medians_and_thins_long_records() {
+    use ecgwgpu::data::reference::MedianBeat;
+    let flat = |v: f32| vec![v; BEAT_LEN];
+    let mut m = MedianBeat::default();
+    assert_eq!(m.median(), None);
+    for v in [1.0, 5.0, 2.0] {
+        m.push(&flat(v));
+    }
+    assert_eq!(m.median(), Some(flat(2.0)));
+    m.push(&flat(4.0));
+    assert_eq!(m.median(), Some(flat(3.0)), "even count: mean of 2 and 4");
+    // Per sample, not per beat: a ramp and its reverse, and a third beat between them.
+    let ramp: Vec<f32> = (0..BEAT_LEN).map(|j| j as f32).collect();
+    let reverse: Vec<f32> = ramp.iter().rev().copied().collect();
+    let mut m = MedianBeat::default();
+    m.push_all(&[ramp.clone(), reverse.clone(), flat(90.0)].concat());
+    let expected: Vec<f32> = (0..BEAT_LEN)
+        .map(|j| {
+            let mut v = [ramp[j], reverse[j], 90.0];
+            v.sort_by(f32::total_cmp);
+            v[1]
+        })
+        .collect();
+    assert_eq!(m.median(), Some(expected));
+    // Thinning: beat i has value i; with room for `cap` beats, the median is over beats
+    // 0, s, 2s, ... for the smallest power of two s that leaves at most `cap` of them.
+    for cap in [1, 4, 5] {
+        for n in 1..70usize {
+            let mut m = MedianBeat::with_cap(cap);
+            (0..n).for_each(|i| m.push(&flat(i as f32)));
+            let s = (0..)
+                .map(|k| 1usize << k)
+                .find(|s| n.div_ceil(*s) <= cap)
+                .unwrap();
+            let kept: Vec<f32> = (0..n).step_by(s).map(|i| i as f32).collect();
+            assert_eq!(m.kept(), kept.len(), "cap {cap}, {n} beats");
+            let k = kept.len();
+            let median = if k % 2 == 1 {
+                kept[k / 2]
+            } else {
+                (kept[k / 2 - 1] + kept[k / 2]) / 2.0
+            };
+            assert_eq!(m.median(), Some(flat(median)), "cap {cap}, {n} beats");
+        }
+    }
+}
+
+/// Beats relative to their own record's median: records interleaved in the input, each measured
+/// against its own; on real records every sample's median becomes 0.5 exactly. Beats without a
+/// record (from a CSV) are refused.
+#[test]
+fn relative_beats_are_measured_against_their_own_records_median() {
+    use ecgwgpu::data::beats::Beats;
+    use ecgwgpu::data::reference::BeatReference;
+    let mut beats = Beats::default();
+    for (record, v) in [("a", 0.2), ("b", 0.9), ("a", 0.4), ("b", 0.7), ("a", 0.6)] {
+        beats.push(&vec![v; BEAT_LEN], 0, (record, 0), [0.0; 7]);
+    }
+    let raw = beats.clone();
+    BeatReference::None.apply(&mut beats).unwrap();
+    assert_eq!(beats, raw);
+    BeatReference::RecordMedian.apply(&mut beats).unwrap();
+    // a: median 0.4; b: median 0.8
+    for (i, expected) in [0.4, 0.55, 0.5, 0.45, 0.6].into_iter().enumerate() {
+        assert!(
+            beats.beat(i).iter().all(|&x| (x - expected).abs() < 1e-6),
+            "beat {i}: {} instead of {expected}",
+            beats.beat(i)[0]
+        );
+    }
+    assert_eq!((beats.labels, beats.record), (raw.labels, raw.record));
+
+    let mut csv_beats = Beats::default();
+    csv_beats.push(&[0.5; BEAT_LEN], 0, ("", 0), [0.0; 7]);
+    let e = BeatReference::RecordMedian
+        .apply(&mut csv_beats)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no record") && e.contains("--data-dir"), "{e}");
+
+    let opts = LoadOptions {
+        records: Some(vec!["208".into(), "232".into()]),
+        ..Default::default()
+    };
+    let mut ds = load_dir(&embedded_dir(), &opts).unwrap();
+    let raw = ds.beats.clone();
+    BeatReference::RecordMedian.apply(&mut ds.beats).unwrap();
+    assert_ne!(ds.beats.x, raw.x);
+    for record in ["208", "232"] {
+        let rows: Vec<usize> = (0..ds.beats.len())
+            .filter(|&i| ds.beats.record[i] == record)
+            .collect();
+        assert!(rows.len() > 1500, "{record}: {} beats", rows.len());
+        for j in 0..BEAT_LEN {
+            let mut column: Vec<f32> = rows.iter().map(|&i| ds.beats.beat(i)[j]).collect();
+            column.sort_by(f32::total_cmp);
+            let n = column.len();
+            let median = (column[(n - 1) / 2] + column[n / 2]) / 2.0;
+            assert!(
+                (median - 0.5).abs() < 1e-6,
+                "{record}, sample {j}: {median}"
+            );
+        }
+    }
+}

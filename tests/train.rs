@@ -1039,3 +1039,160 @@ fn write_at_rate(record: &Path, dir: &Path, fs: f64, lead: &str) {
     )
     .unwrap();
 }
+
+/// A network on beats relative to their record's median beat (`--beat-reference record-median`):
+/// the checkpoint records it, `evaluate` applies it and reproduces the run's test figures,
+/// `data export` writes the beats so, and `predict` streams a record through the same transform
+/// (median first, then classification, a chunk at a time) to the probabilities the exported
+/// rows give. CSV beats, which name no record, are refused for training.
+#[test]
+fn beats_relative_to_the_record_median_agree_across_train_evaluate_export_and_predict() {
+    let out = temp_run("relative");
+    let bin = env!("CARGO_BIN_EXE_ecgwgpu");
+    let output = Command::new(bin)
+        .args([
+            "train", "--preset", "tiny-rr", "--epochs", "1", "--lr", "1e-3",
+        ])
+        .args(["--beat-reference", "record-median", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let checkpoint = out.join("best.safetensors");
+    let (_, meta) = checkpoint::load(&checkpoint).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
+    assert_eq!(config["beat_reference"], "record-median");
+
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let output = Command::new(bin)
+        .args(["evaluate", "--json", "--checkpoint"])
+        .arg(&checkpoint)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let evaluated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(evaluated["confusion"], metrics["confusion"]);
+    let selection = evaluated["selection"].as_str().unwrap();
+    assert!(
+        selection.contains("relative to its record's median beat"),
+        "{selection}"
+    );
+
+    // Record 232 alone, exported raw and relative: relative = (raw - median) / 2 + 0.5, with the
+    // median computed here.
+    let dir = out.join("232");
+    std::fs::create_dir_all(&dir).unwrap();
+    for ext in ["hea", "dat", "atr"] {
+        std::fs::copy(
+            embedded_dir().join(format!("232.{ext}")),
+            dir.join(format!("232.{ext}")),
+        )
+        .unwrap();
+    }
+    let export = |name: &str, reference: &str| -> (std::path::PathBuf, Vec<Vec<f64>>) {
+        let csv = out.join(name);
+        let output = Command::new(bin)
+            .args([
+                "data",
+                "export",
+                "--rr",
+                "--beat-reference",
+                reference,
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .arg("--out")
+            .arg(&csv)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let rows = std::fs::read_to_string(&csv)
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+            .collect();
+        (csv, rows)
+    };
+    let (_, raw) = export("raw.csv", "none");
+    let (relative_csv, relative) = export("relative.csv", "record-median");
+    assert_eq!(raw.len(), relative.len());
+    for j in 0..187 {
+        let mut column: Vec<f64> = raw.iter().map(|r| r[j]).collect();
+        column.sort_by(f64::total_cmp);
+        let n = column.len();
+        let median = (column[(n - 1) / 2] + column[n / 2]) / 2.0;
+        for (i, (r, q)) in raw.iter().zip(&relative).enumerate().step_by(97) {
+            let expected = (r[j] - median) / 2.0 + 0.5;
+            // the CSV holds 6 decimals
+            assert!((q[j] - expected).abs() < 2e-6, "beat {i}, sample {j}");
+        }
+    }
+    // R–R features and labels unchanged
+    assert!(raw.iter().zip(&relative).all(|(r, q)| r[187..] == q[187..]));
+
+    // predict streams the record in 60-s chunks: the same probabilities as the exported rows
+    let probabilities = |csv: &Path| -> Vec<String> {
+        std::fs::read_to_string(csv)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').skip(3).take(5).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    let output = Command::new(bin)
+        .args(["predict", "--chunk-seconds", "60", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--record")
+        .arg(dir.join("232"))
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let streamed = probabilities(&out.join("232_pred.csv"));
+    let output = Command::new(bin)
+        .args(["predict", "--annotator", "rows", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--beats-csv")
+        .arg(&relative_csv)
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let from_rows = probabilities(&out.join("relative_rows.csv"));
+    assert_eq!(streamed.len(), raw.len());
+    // the exported rows carry 6 decimals, so a probability may move in its last digit
+    let close = |a: &str, b: &str| {
+        a.split(',')
+            .zip(b.split(','))
+            .all(|(x, y)| (x.parse::<f64>().unwrap() - y.parse::<f64>().unwrap()).abs() < 1e-5)
+    };
+    for (i, (a, b)) in streamed.iter().zip(&from_rows).enumerate() {
+        assert!(
+            close(a, b),
+            "beat {i}: {a} streamed, {b} from the exported rows"
+        );
+    }
+
+    let output = Command::new(bin)
+        .args([
+            "train",
+            "--preset",
+            "tiny",
+            "--beat-reference",
+            "record-median",
+        ])
+        .arg("--train-csv")
+        .arg(&relative_csv)
+        .arg("--test-csv")
+        .arg(&relative_csv)
+        .arg("--out")
+        .arg(out.join("csv-run"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no record"), "{stderr}");
+}

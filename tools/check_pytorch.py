@@ -91,6 +91,10 @@ def main():
         export = [args.ecgwgpu, "data", "export", "--out", beats_csv] + (["--rr"] if rr_features else [])
         if args.data_dir:
             export += ["--data-dir", args.data_dir]
+        # a network on beats relative to their record's median beat gets them so (the transform
+        # is the data's, not the network's: both sides see the same rows)
+        if cfg.get("beat_reference", "none") != "none":
+            export += ["--beat-reference", cfg["beat_reference"]]
         run(export)
         rows = np.loadtxt(beats_csv, delimiter=",", dtype=np.float64, ndmin=2)
         # An even spread over the records rather than the first record's beats only.

@@ -11,6 +11,7 @@ use crate::data::dataset::{
     annotation_counts, detection_scores, embedded_dir, load_dir, LoadOptions,
 };
 use crate::data::qrs::Matches;
+use crate::data::reference::BeatReference;
 use crate::data::{csv, splits};
 use crate::error::Result;
 
@@ -53,6 +54,10 @@ pub enum DataCommand {
         /// then the first three as ratios to the record's) between the samples and the label.
         #[arg(long)]
         rr: bool,
+        /// Write each beat relative to its record's median beat (`record-median`), as a network
+        /// trained with `train --beat-reference record-median` takes it.
+        #[arg(long, value_enum, default_value = "none")]
+        beat_reference: BeatReference,
     },
 }
 
@@ -185,9 +190,11 @@ pub fn run(command: DataCommand) -> Result<()> {
             split,
             seed,
             rr,
+            beat_reference,
         } => {
-            let ds = load_dir(&source.dir(), &source.options())?;
+            let mut ds = load_dir(&source.dir(), &source.options())?;
             super::report_load(&ds);
+            beat_reference.apply(&mut ds.beats)?;
             let beats = match (split, part.as_deref()) {
                 (Some(kind), Some(part)) => {
                     let s = splits::split(&ds.beats, kind, 0.2, 0.1, seed);

@@ -12,6 +12,7 @@ use crate::data::aami::CLASS_NAMES;
 use crate::data::beats::Beats;
 use crate::data::dataset::load_dir;
 use crate::data::ptb::{self, MiSplit};
+use crate::data::reference::BeatReference;
 use crate::data::splits::{self, Split, SplitKind};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -19,7 +20,7 @@ use crate::metrics::{
     argmax_rows, bootstrap, bootstrap_binary, per_record, per_record_table, record_means,
     BinaryReport, Confusion,
 };
-use crate::model::Model;
+use crate::model::{Model, ModelConfig};
 use crate::trainer::Trainer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -104,7 +105,11 @@ pub fn class_names(classes: usize) -> Vec<String> {
 }
 
 /// The beats `args` selects, with a description for the report.
-fn select_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, String)> {
+fn select_beats(
+    args: &EvaluateArgs,
+    run: Option<&Value>,
+    model: &ModelConfig,
+) -> Result<(Beats, String)> {
     let from_run = |key: &str| run.and_then(|r| r["args"][key].as_str().map(str::to_string));
     let split = args.split.unwrap_or(match from_run("split").as_deref() {
         Some("intra") => EvalSplit::Intra,
@@ -120,10 +125,19 @@ fn select_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, Stri
     };
     let mut options = args.source.options();
     options.fallback_to_first |= split == EvalSplit::All;
-    let ds = load_dir(&dir, &options)?;
+    let mut ds = load_dir(&dir, &options)?;
     super::report_load(&ds);
+    // before splitting: the median is over each record's own beats
+    model.reference_beats(&mut ds.beats)?;
+    let dir = match model.beat_reference {
+        BeatReference::None => dir.display().to_string(),
+        BeatReference::RecordMedian => format!(
+            "{}, each beat relative to its record's median beat",
+            dir.display()
+        ),
+    };
     let kind = match split {
-        EvalSplit::All => return Ok((ds.beats, format!("all beats of {}", dir.display()))),
+        EvalSplit::All => return Ok((ds.beats, format!("all beats of {dir}"))),
         EvalSplit::Intra => SplitKind::Intra,
         EvalSplit::Inter => SplitKind::Inter,
     };
@@ -133,7 +147,7 @@ fn select_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, Stri
         args,
         &ds.beats,
         &parts,
-        format!("{kind:?} split (seed {seed}) of {}", dir.display()),
+        format!("{kind:?} split (seed {seed}) of {dir}"),
     ))
 }
 
@@ -159,7 +173,11 @@ fn take_part(args: &EvaluateArgs, beats: &Beats, parts: &Split, what: String) ->
 
 /// PTB beats for a two-class (MI vs normal) model: every beat with `--split all`, else the
 /// run's patient or beat split (its seed, unless --seed).
-fn select_mi_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, String)> {
+fn select_mi_beats(
+    args: &EvaluateArgs,
+    run: Option<&Value>,
+    model: &ModelConfig,
+) -> Result<(Beats, String)> {
     let dir = match (args.source.data_dir_given(), run) {
         (Some(dir), _) => dir.to_path_buf(),
         (None, Some(r)) if r["data_dir"].is_string() => {
@@ -175,10 +193,11 @@ fn select_mi_beats(args: &EvaluateArgs, run: Option<&Value>) -> Result<(Beats, S
     } else if let Some(lead) = run.and_then(|r| r["lead"].as_str()) {
         options.lead = lead.to_string();
     }
-    let ds = ptb::load(&dir, &options)?;
+    let mut ds = ptb::load(&dir, &options)?;
     for w in &ds.warnings {
         eprintln!("warning: {w}");
     }
+    model.reference_beats(&mut ds.beats)?;
     if args.split == Some(EvalSplit::All) {
         return Ok((ds.beats, format!("all beats of {}", dir.display())));
     }
@@ -257,9 +276,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         ));
     }
     let (beats, description) = if mi {
-        select_mi_beats(&args, run.as_ref())?
+        select_mi_beats(&args, run.as_ref(), &model.config)?
     } else {
-        select_beats(&args, run.as_ref())?
+        select_beats(&args, run.as_ref(), &model.config)?
     };
     if beats.is_empty() {
         return Err(Error::Config(format!(

@@ -14,9 +14,10 @@ use super::data::Source;
 use super::evaluate::class_names;
 use crate::data::aami::{AamiClass, CLASSES};
 use crate::data::annotation::{self, Annotation};
-use crate::data::beats::Beats;
+use crate::data::beats::{Beats, BEAT_LEN};
 use crate::data::csv;
 use crate::data::dataset::{list_records, LoadOptions};
+use crate::data::reference::{relative, BeatReference, MedianBeat};
 use crate::data::rr::RR_FEATURES;
 use crate::data::source::{self, Recording};
 use crate::data::stream;
@@ -44,7 +45,9 @@ pub struct PredictArgs {
     )]
     record: Option<PathBuf>,
     /// Classify ready-made beats instead: a CSV in the common layout (187 samples, then a label,
-    /// per row, as `data export` writes). Writes <file stem>_<annotator>.csv only.
+    /// per row, as `data export` writes), taken as the network's input as they are (for a
+    /// network trained with --beat-reference record-median, export them with the same flag).
+    /// Writes <file stem>_<annotator>.csv only.
     #[arg(long)]
     beats_csv: Option<PathBuf>,
     /// Beat extraction and lead; a recording without --lead falls back to its first signal
@@ -255,6 +258,28 @@ fn classify_recording(
     let mut csv = CsvOut::create(csv_path, &csv_header(&clf.names))?;
     let mut predicted_annotations = Vec::with_capacity(total);
     let mut counts = vec![0usize; clf.classes];
+    // A network that measures beats against their record's median beat needs that median
+    // first: one more pass over the recording, keeping at most MEDIAN_BEATS_MAX beats.
+    let median = match clf.trainer.model.config.beat_reference {
+        BeatReference::None => None,
+        BeatReference::RecordMedian => {
+            let mut median = MedianBeat::default();
+            let mut lines = super::ProgressLines::new("median beat", "beats", 0.05);
+            stream::beats(
+                lead,
+                &annotations,
+                args.source.mode(),
+                &name,
+                args.chunk_seconds,
+                |beats, _| {
+                    median.push_all(&beats.x);
+                    lines.update(median.seen(), total);
+                    Ok(())
+                },
+            )?;
+            median.median()
+        }
+    };
     let mut lines = super::ProgressLines::new("classifying", "beats", 0.05);
     let mut done = 0;
     let at_edges = stream::beats(
@@ -263,7 +288,13 @@ fn classify_recording(
         args.source.mode(),
         &name,
         args.chunk_seconds,
-        |beats, _| {
+        |mut beats, _| {
+            if let Some(median) = &median {
+                beats
+                    .x
+                    .chunks_mut(BEAT_LEN)
+                    .for_each(|b| relative(b, median));
+            }
             let predicted = clf.classify(&beats, annotated, &mut csv.file, &csv.tmp)?;
             for (&p, &sample) in predicted.iter().zip(&beats.sample) {
                 counts[p as usize] += 1;
@@ -395,6 +426,13 @@ fn run_csv(clf: &mut Classifier<'_>, args: &PredictArgs, path: &Path) -> Result<
         .unwrap_or("beats")
         .to_string();
     let mut beats = csv::read(path)?;
+    if !clf.trainer.model.config.beat_reference.is_none() {
+        eprintln!(
+            "note: this network takes beats relative to their record's median beat; the rows of \
+             {} are taken to be so already (`data export --beat-reference record-median`)",
+            path.display()
+        );
+    }
     // the row number stands for the R peak's sample
     beats.sample = (0..beats.len() as u64).collect();
     let csv_path = args.out_dir.join(format!("{name}_{}.csv", args.annotator));

@@ -13,6 +13,7 @@ use crate::checkpoint::{self, NamedTensor};
 use crate::data::aami::CLASS_NAMES;
 use crate::data::beats::Beats;
 use crate::data::dataset::load_dir;
+use crate::data::reference::BeatReference;
 use crate::data::splits::{self, SplitKind};
 use crate::data::write_atomic;
 use crate::data::{augment, csv};
@@ -68,6 +69,13 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     shape_dropout: Option<f32>,
+    /// What each beat is measured against: `none` (the beat as cut, the paper's input) or
+    /// `record-median` (the beat minus its record's median beat: per-patient normalisation of the
+    /// shape, for new patients). The checkpoint records it; evaluate and predict apply it. Needs
+    /// records (--data-dir), not --train-csv.
+    #[arg(long, value_enum, default_value = "none")]
+    #[serde(skip_serializing_if = "BeatReference::is_none")]
+    beat_reference: BeatReference,
     /// Train on beats from a CSV in the common layout (187 samples + label per row, e.g. Kaggle's
     /// mitbih_train.csv) instead of WFDB records; 10 % of it (stratified) becomes validation.
     #[arg(long, requires = "test_csv", conflicts_with = "data_dir")]
@@ -561,14 +569,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let config = ModelConfig {
         shape_dropout: args.shape_dropout,
+        beat_reference: args.beat_reference,
         ..ModelConfig::preset(&args.preset)?
     };
     config.validate()?;
     let classes = config.classes;
     let (data_dir, original, val, test) = match (&args.train_csv, &args.test_csv) {
         (Some(train_csv), Some(test_csv)) => {
-            let pool = csv::read(train_csv)?;
-            let test = csv::read(test_csv)?;
+            let mut pool = csv::read(train_csv)?;
+            let mut test = csv::read(test_csv)?;
+            config.reference_beats(&mut pool)?;
+            config.reference_beats(&mut test)?;
             let split = splits::split(&pool, SplitKind::Intra, 0.0, 0.1, args.run.seed);
             (
                 train_csv.clone(),
@@ -579,8 +590,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         _ => {
             let data_dir = args.source.dir();
-            let ds = load_dir(&data_dir, &args.source.options())?;
+            let mut ds = load_dir(&data_dir, &args.source.options())?;
             super::report_load(&ds);
+            // before splitting and augmenting: the median is over each record's own beats
+            config.reference_beats(&mut ds.beats)?;
             let split = splits::split(&ds.beats, args.split, 0.2, 0.1, args.run.seed);
             let parts = (
                 ds.beats.select(&split.train),

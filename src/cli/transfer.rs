@@ -14,6 +14,7 @@ use crate::checkpoint;
 use crate::data::beats::{BeatMode, Beats};
 use crate::data::csv;
 use crate::data::ptb::{self, MiSplit, CLASS_NAMES};
+use crate::data::reference::BeatReference;
 use crate::data::splits::{self, SplitKind};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -90,7 +91,9 @@ struct Parts {
     warnings: Vec<String>,
 }
 
-fn load_parts(args: &TransferArgs) -> Result<Parts> {
+/// `reference`: the beats as the source network was trained on them (see
+/// [`ModelConfig::beat_reference`]), applied to whole records before they are split.
+fn load_parts(args: &TransferArgs, reference: BeatReference) -> Result<Parts> {
     if !args.beats_csv.is_empty() {
         if args.split == MiSplit::Patient {
             return Err(Error::Config(
@@ -101,6 +104,7 @@ fn load_parts(args: &TransferArgs) -> Result<Parts> {
         for path in &args.beats_csv {
             beats.extend(&csv::read(path)?);
         }
+        reference.apply(&mut beats)?;
         let split = splits::split(&beats, SplitKind::Intra, 0.2, 0.125, args.run.seed);
         return Ok(Parts {
             source: format!("{:?}", args.beats_csv),
@@ -118,7 +122,8 @@ fn load_parts(args: &TransferArgs) -> Result<Parts> {
     });
     let mut opts = ptb::default_options(args.mode);
     opts.lead = args.lead.clone();
-    let ds = ptb::load(&dir, &opts)?;
+    let mut ds = ptb::load(&dir, &opts)?;
+    reference.apply(&mut ds.beats)?;
     let split = ptb::split(&ds, args.split, args.run.seed);
     let part_records = |idx: &[usize]| {
         idx.iter()
@@ -192,7 +197,11 @@ pub fn run(args: TransferArgs) -> Result<()> {
             "--batch and --epochs must be at least 1".into(),
         ));
     }
-    let parts = load_parts(&args)?;
+    let reference = match &args.from {
+        Some(from) => ModelConfig::from_metadata(&checkpoint::load(from)?.1, from)?.beat_reference,
+        None => BeatReference::None,
+    };
+    let parts = load_parts(&args, reference)?;
     for w in &parts.warnings {
         eprintln!("warning: {w}");
     }

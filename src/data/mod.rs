@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod edf;
 pub mod ptb;
 pub mod qrs;
+pub mod reference;
 pub mod resample;
 pub mod rr;
 pub mod source;
