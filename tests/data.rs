@@ -1555,3 +1555,61 @@ fn relative_beats_are_measured_against_their_own_records_median() {
         }
     }
 }
+
+/// Median-shape copies: only the chosen classes get them, each with its record's median beat,
+/// its own label and R–R features; the fraction is honoured and the choice is seeded.
+#[test]
+fn median_shape_copies_keep_the_rhythm_and_take_the_records_median_shape() {
+    use ecgwgpu::data::reference::MedianBeat;
+    let opts = LoadOptions {
+        records: Some(vec!["208".into(), "232".into()]),
+        ..Default::default()
+    };
+    let beats = load_dir(&embedded_dir(), &opts).unwrap().beats;
+    let (n, s, v) = (0u32, 1u32, 2u32);
+    let all = augment::median_shape_copies(&beats, &[n, s], 1.0, 1);
+    assert_eq!(&all.x[..beats.x.len()], &beats.x[..], "originals first");
+    let copies: Vec<usize> = (0..beats.len())
+        .filter(|&i| [n, s].contains(&beats.labels[i]))
+        .collect();
+    assert_eq!(all.len(), beats.len() + copies.len());
+    assert!(copies.iter().any(|&i| beats.labels[i] == s));
+    assert!(
+        beats.labels.contains(&v),
+        "208 has V beats, which get no copy"
+    );
+    let median = |record: &str| {
+        let mut m = MedianBeat::default();
+        (0..beats.len())
+            .filter(|&i| beats.record[i] == record)
+            .for_each(|i| m.push(beats.beat(i)));
+        m.median().unwrap()
+    };
+    let (m208, m232) = (median("208"), median("232"));
+    assert_ne!(m208, m232);
+    for (k, &i) in copies.iter().enumerate() {
+        let j = beats.len() + k;
+        let expected = if beats.record[i] == "208" {
+            &m208
+        } else {
+            &m232
+        };
+        assert_eq!(all.beat(j), &expected[..], "copy of beat {i}");
+        assert_eq!(
+            (all.labels[j], &all.record[j], all.sample[j], all.rr[j]),
+            (
+                beats.labels[i],
+                &beats.record[i],
+                beats.sample[i],
+                beats.rr[i]
+            )
+        );
+    }
+
+    assert_eq!(augment::median_shape_copies(&beats, &[n, s], 0.0, 1), beats);
+    let half = augment::median_shape_copies(&beats, &[n, s], 0.5, 1);
+    let added = (half.len() - beats.len()) as f64 / copies.len() as f64;
+    assert!((0.45..0.55).contains(&added), "{added}");
+    assert_eq!(half, augment::median_shape_copies(&beats, &[n, s], 0.5, 1));
+    assert_ne!(half, augment::median_shape_copies(&beats, &[n, s], 0.5, 2));
+}

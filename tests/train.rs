@@ -368,6 +368,22 @@ fn train_command_rejects_bad_arguments_clearly() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/mitdb"));
+    for (args, message) in [
+        (&["--rhythm-copies", "0.5"][..], "does not have"),
+        (
+            &["--preset", "tiny-rr", "--rhythm-copies", "2"][..],
+            "in [0, 1]",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+            .args(["train", "--epochs", "1"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

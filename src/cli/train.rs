@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::data::Source;
 use crate::checkpoint::{self, NamedTensor};
-use crate::data::aami::CLASS_NAMES;
+use crate::data::aami::{AamiClass, CLASS_NAMES};
 use crate::data::beats::Beats;
 use crate::data::dataset::load_dir;
 use crate::data::reference::BeatReference;
@@ -76,6 +76,13 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "none")]
     #[serde(skip_serializing_if = "BeatReference::is_none")]
     beat_reference: BeatReference,
+    /// For this fraction of the training N and S beats (seeded), add a copy with its record's
+    /// median beat as its shape and its own R–R features and label: in the copies only the
+    /// rhythm tells S from N, so the network learns S from the rhythm stream (dual-stream
+    /// presets only; 0: off).
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(skip_serializing_if = "is_zero")]
+    rhythm_copies: f64,
     /// Train on beats from a CSV in the common layout (187 samples + label per row, e.g. Kaggle's
     /// mitbih_train.csv) instead of WFDB records; 10 % of it (stratified) becomes validation.
     #[arg(long, requires = "test_csv", conflicts_with = "data_dir")]
@@ -120,6 +127,10 @@ struct RunConfig<'a> {
     class_counts: BTreeMap<&'a str, Vec<usize>>,
     /// How validation beats were chosen (a run that chose them otherwise cannot be resumed).
     validation: &'static str,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
@@ -573,6 +584,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ..ModelConfig::preset(&args.preset)?
     };
     config.validate()?;
+    if !(0.0..=1.0).contains(&args.rhythm_copies) {
+        return Err(Error::Config(format!(
+            "--rhythm-copies {} must be in [0, 1]",
+            args.rhythm_copies
+        )));
+    }
+    if args.rhythm_copies > 0.0 && config.rr_features == 0 {
+        return Err(Error::Config(format!(
+            "--rhythm-copies teaches the rhythm stream, which preset '{}' does not have \
+             (use a dual-stream preset: paper-rr, tiny-rr)",
+            args.preset
+        )));
+    }
     let classes = config.classes;
     let (data_dir, original, val, test) = match (&args.train_csv, &args.test_csv) {
         (Some(train_csv), Some(test_csv)) => {
@@ -615,10 +639,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
             classes,
         });
     }
+    let with_copies;
+    let shaped = match args.rhythm_copies {
+        0.0 => &original,
+        f => {
+            let (n, s) = (AamiClass::N.label(), AamiClass::S.label());
+            with_copies = augment::median_shape_copies(&original, &[n, s], f, args.run.seed);
+            &with_copies
+        }
+    };
     let train = if args.augment > 0 {
-        augment::balance(&original, args.augment, classes, args.run.seed)
+        augment::balance(shaped, args.augment, classes, args.run.seed)
     } else {
-        original.clone()
+        shaped.clone()
     };
     if train.is_empty() || val.is_empty() || test.is_empty() {
         return Err(Error::Config(format!(

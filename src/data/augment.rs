@@ -1,7 +1,11 @@
-//! Minority-class augmentation for training beats only: each new beat is a random original of
-//! its class with amplitude scaling, a time stretch, Gaussian noise and baseline wander.
+//! Augmentation for training beats only: minority classes balanced with random variations of
+//! their beats (amplitude scaling, a time stretch, Gaussian noise and baseline wander), and
+//! copies with their record's median shape that only the rhythm tells apart.
+
+use std::collections::BTreeMap;
 
 use super::beats::{Beats, BEAT_LEN, FS};
+use super::reference::MedianBeat;
 use crate::rng::Rng;
 
 /// Returns `beats` plus augmented copies so that every class has at least `target` beats
@@ -59,4 +63,39 @@ pub fn transform(beat: &[f32], rng: &mut Rng) -> Vec<f32> {
             v.clamp(0.0, 1.0) as f32
         })
         .collect()
+}
+
+/// Returns `beats` plus, for each beat of a class in `classes` picked with probability
+/// `fraction` (seeded), a copy whose samples are its record's median beat over `beats`, with the
+/// beat's own label and R–R features.
+///
+/// Why: N and S beats share a normal QRS; what makes a beat S is that it comes early. A network
+/// fits a few patients' S beats by their shape, which does not carry over to new patients. In
+/// the copies N and S have the same shape, so only the rhythm features tell them apart, and the
+/// network has to learn S from the rhythm.
+pub fn median_shape_copies(beats: &Beats, classes: &[u32], fraction: f64, seed: u64) -> Beats {
+    let mut medians: BTreeMap<&str, MedianBeat> = BTreeMap::new();
+    for i in 0..beats.len() {
+        medians
+            .entry(beats.record[i].as_str())
+            .or_default()
+            .push(beats.beat(i));
+    }
+    let medians: BTreeMap<&str, Vec<f32>> = medians
+        .into_iter()
+        .map(|(r, m)| (r, m.median().expect("a record has a beat")))
+        .collect();
+    let mut rng = Rng::new(seed ^ 0x6d65_6469_616e);
+    let mut out = beats.clone();
+    for i in 0..beats.len() {
+        if classes.contains(&beats.labels[i]) && rng.uniform() < fraction {
+            out.push(
+                &medians[beats.record[i].as_str()],
+                beats.labels[i],
+                (&beats.record[i], beats.sample[i]),
+                beats.rr[i],
+            );
+        }
+    }
+    out
 }
