@@ -14,6 +14,7 @@ use crate::checkpoint::{self, NamedTensor};
 use crate::data::reference::BeatReference;
 use crate::error::{Error, Result};
 use crate::gpu::{storage_buffer, GpuContext, Tensor, OFFSET_ALIGN_BYTES};
+use crate::ops::add::Add;
 use crate::ops::concat::{self, Columns, Concat};
 use crate::ops::conv1d::{self, Conv1d, Padding};
 use crate::ops::dense::{self, Dense};
@@ -52,6 +53,15 @@ pub struct ModelConfig {
     /// tool that feeds the network applies it with [`Self::reference_beats`].
     #[serde(default, skip_serializing_if = "BeatReference::is_none")]
     pub beat_reference: BeatReference,
+    /// Width of the rhythm head (0: none): `Dense–ReLU–Dense` on the rhythm features alone, its
+    /// logits added to the network's. A path to the output that the shape features cannot
+    /// crowd out in Dense_1, for the classes that the rhythm tells (S).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rhythm_head: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl ModelConfig {
@@ -70,6 +80,7 @@ impl ModelConfig {
             rr_features: 0,
             shape_dropout: None,
             beat_reference: BeatReference::None,
+            rhythm_head: 0,
         }
     }
 
@@ -196,6 +207,12 @@ impl ModelConfig {
                 crate::data::rr::RR_FEATURES.len()
             )));
         }
+        if self.rhythm_head > 0 && self.rr_features == 0 {
+            return Err(Error::Config(
+                "a rhythm head needs rhythm features (a dual-stream preset: paper-rr, tiny-rr)"
+                    .into(),
+            ));
+        }
         for (name, rate) in [
             ("dropout", Some(self.dropout)),
             ("shape_dropout", self.shape_dropout),
@@ -229,6 +246,18 @@ impl ModelConfig {
         out.push(("dense1.bias".into(), vec![self.dense]));
         out.push(("dense2.weight".into(), vec![self.classes, self.dense]));
         out.push(("dense2.bias".into(), vec![self.classes]));
+        if self.rhythm_head > 0 {
+            out.push((
+                "rhythm1.weight".into(),
+                vec![self.rhythm_head, self.rr_features],
+            ));
+            out.push(("rhythm1.bias".into(), vec![self.rhythm_head]));
+            out.push((
+                "rhythm2.weight".into(),
+                vec![self.classes, self.rhythm_head],
+            ));
+            out.push(("rhythm2.bias".into(), vec![self.classes]));
+        }
         out
     }
 
@@ -252,7 +281,9 @@ impl ModelConfig {
             }
             len /= self.pool;
         }
-        flops + 2 * ((len * c_in + self.rr_features) * self.dense + self.dense * self.classes)
+        flops
+            + 2 * ((len * c_in + self.rr_features) * self.dense + self.dense * self.classes)
+            + 2 * self.rhythm_head * (self.rr_features + self.classes)
     }
 }
 
@@ -435,17 +466,16 @@ impl ParamStore {
 pub fn init_params(config: &ModelConfig, seed: u64) -> Vec<Vec<f32>> {
     let mut rng = Rng::new(seed);
     let shapes = config.param_shapes();
-    let last_weight = shapes.len() - 2;
     shapes
         .iter()
-        .enumerate()
-        .map(|(i, (name, shape))| {
+        .map(|(name, shape)| {
             let n: usize = shape.iter().product();
             if name.ends_with(".bias") {
                 return vec![0.0; n];
             }
             let fan_in: usize = shape[1..].iter().product();
-            if i == last_weight {
+            // the layers that give logits: Glorot; the others feed a ReLU: He
+            if name == "dense2.weight" || name == "rhythm2.weight" {
                 let limit = (6.0 / (fan_in + shape[0]) as f64).sqrt();
                 (0..n).map(|_| rng.range(-limit, limit) as f32).collect()
             } else {
@@ -607,7 +637,18 @@ impl Model {
             false => graph.apply(Relu, &[h])?,
         };
         let (w, b) = (next(), next());
-        graph.apply(Dense, &[h, w, b])
+        let logits = graph.apply(Dense, &[h, w, b])?;
+        match rhythm.filter(|_| c.rhythm_head > 0) {
+            None => Ok(logits),
+            Some(rhythm) => {
+                let (w, b) = (next(), next());
+                let r = graph.apply(Dense, &[rhythm, w, b])?;
+                let r = graph.apply(Relu, &[r])?;
+                let (w, b) = (next(), next());
+                let r = graph.apply(Dense, &[r, w, b])?;
+                graph.apply(Add, &[logits, r])
+            }
+        }
     }
 }
 
@@ -667,17 +708,27 @@ pub fn reference_forward(
         .to_owned()
         .into_shape_with_order((batch, flat))
         .unwrap();
-    let h = match rhythm {
+    let joined = match rhythm {
         Some(rr) => concat::reference_concat(&h.into_dyn(), &rr.clone().into_dyn())
             .into_dimensionality()
             .unwrap(),
         None => h,
     };
     let (w, b) = (p.next().unwrap(), p.next().unwrap());
-    let h = dense::reference_forward(&h, &as2(w), &as1(b)).into_dyn();
+    let h = dense::reference_forward(&joined, &as2(w), &as1(b)).into_dyn();
     let h = apply_dropout(relu::reference_forward(&h), config.pair_channels.len());
     let (w, b) = (p.next().unwrap(), p.next().unwrap());
-    dense::reference_forward(&h.into_dimensionality().unwrap(), &as2(w), &as1(b))
+    let logits = dense::reference_forward(&h.into_dimensionality().unwrap(), &as2(w), &as1(b));
+    match rhythm.filter(|_| config.rhythm_head > 0) {
+        None => logits,
+        Some(rr) => {
+            let (w, b) = (p.next().unwrap(), p.next().unwrap());
+            let r = dense::reference_forward(rr, &as2(w), &as1(b)).into_dyn();
+            let r = relu::reference_forward(&r).into_dimensionality().unwrap();
+            let (w, b) = (p.next().unwrap(), p.next().unwrap());
+            logits + dense::reference_forward(&r, &as2(w), &as1(b))
+        }
+    }
 }
 
 /// Splits a flat list of parameter values into f64 arrays of the config's shapes.

@@ -578,6 +578,33 @@ fn dual_stream_network_end_to_end_gradient_check() {
     end_to_end_gradient_check(ctx(), "tiny-rr", ModelConfig::preset("tiny-rr").unwrap());
 }
 
+/// The rhythm head (`--rhythm-head`): its own Dense–ReLU–Dense on the rhythm features, logits
+/// added to the network's; every one of its parameters gradient-checks like the rest. It needs
+/// rhythm features.
+#[test]
+fn rhythm_head_network_end_to_end_gradient_check() {
+    let config = ModelConfig {
+        rhythm_head: 8,
+        ..ModelConfig::preset("tiny-rr").unwrap()
+    };
+    let names: Vec<String> = config.param_shapes().into_iter().map(|p| p.0).collect();
+    assert_eq!(
+        &names[names.len() - 4..],
+        [
+            "rhythm1.weight",
+            "rhythm1.bias",
+            "rhythm2.weight",
+            "rhythm2.bias"
+        ]
+    );
+    let shape_only = ModelConfig {
+        rhythm_head: 8,
+        ..ModelConfig::tiny()
+    };
+    assert!(shape_only.validate().is_err());
+    end_to_end_gradient_check(ctx(), "tiny-rr, rhythm head 8", config);
+}
+
 /// `--shape-dropout`: the conv features entering Dense_1 get their own dropout rate, on the GPU
 /// as in the reference (gradient check), and it is that layer's rate alone that changes.
 #[test]

@@ -1212,3 +1212,64 @@ fn beats_relative_to_the_record_median_agree_across_train_evaluate_export_and_pr
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no record"), "{stderr}");
 }
+
+/// A network with a rhythm head (`--rhythm-head`) from the command line: its checkpoint holds the
+/// head, `evaluate` reproduces the run's test figures from it, and `transfer` gives the head's
+/// output layer two fresh classes like the classifier's while keeping its first layer.
+#[test]
+fn rhythm_head_trains_evaluates_and_transfers() {
+    let out = temp_run("rhythm-head");
+    let bin = env!("CARGO_BIN_EXE_ecgwgpu");
+    let output = Command::new(bin)
+        .args(["train", "--preset", "tiny-rr", "--rhythm-head", "4"])
+        .args(["--epochs", "1", "--lr", "1e-3", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let checkpoint = out.join("best.safetensors");
+    let (tensors, meta) = checkpoint::load(&checkpoint).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
+    assert_eq!(config["rhythm_head"], 4);
+    let shape =
+        |ts: &[NamedTensor], name: &str| ts.iter().find(|t| t.name == name).unwrap().shape.clone();
+    assert_eq!(shape(&tensors, "rhythm1.weight"), vec![4, 7]);
+    assert_eq!(shape(&tensors, "rhythm2.weight"), vec![5, 4]);
+
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let output = Command::new(bin)
+        .args(["evaluate", "--json", "--checkpoint"])
+        .arg(&checkpoint)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let evaluated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(evaluated["confusion"], metrics["confusion"]);
+
+    let mi = out.join("mi");
+    let output = Command::new(bin)
+        .args([
+            "transfer",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-3",
+            "--freeze-features",
+        ])
+        .arg("--from")
+        .arg(&checkpoint)
+        .arg("--out")
+        .arg(&mi)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let (after, _) = checkpoint::load(&mi.join("last.safetensors")).unwrap();
+    assert_eq!(shape(&after, "rhythm2.weight"), vec![2, 4]);
+    let data =
+        |ts: &[NamedTensor], name: &str| ts.iter().find(|t| t.name == name).unwrap().data.clone();
+    assert_eq!(
+        data(&after, "conv1_1.weight"),
+        data(&tensors, "conv1_1.weight")
+    );
+}

@@ -33,7 +33,8 @@ from safetensors.torch import load_file
 class PaperNet(torch.nn.Module):
     """The paper's network from ecgwgpu's model config: pairs of Conv-ReLU-Conv-ReLU-MaxPool-
     Dropout, then Flatten-Dense-ReLU-Dropout-Dense. A dual-stream config (rr_features > 0, the
-    `paper-rr` preset) joins the beat's R-R features to the flattened features before Dense_1.
+    `paper-rr` preset) joins the beat's R-R features to the flattened features before Dense_1,
+    and a rhythm head (rhythm_head > 0) adds logits of its own from those features alone.
     Attribute names match the checkpoint's."""
 
     def __init__(self, cfg):
@@ -52,6 +53,10 @@ class PaperNet(torch.nn.Module):
         self.rr_features = cfg.get("rr_features", 0)
         self.dense1 = torch.nn.Linear(channels * length + self.rr_features, cfg["dense"])
         self.dense2 = torch.nn.Linear(cfg["dense"], cfg["classes"])
+        self.rhythm_head = cfg.get("rhythm_head", 0)
+        if self.rhythm_head:
+            self.rhythm1 = torch.nn.Linear(self.rr_features, self.rhythm_head)
+            self.rhythm2 = torch.nn.Linear(self.rhythm_head, cfg["classes"])
         self.dropout = torch.nn.Dropout(cfg["dropout"])
 
     def forward(self, x, rr=None):
@@ -63,7 +68,11 @@ class PaperNet(torch.nn.Module):
         if self.rr_features:
             x = torch.cat([x, rr[:, : self.rr_features]], dim=1)
         x = self.dropout(torch.relu(self.dense1(x)))
-        return self.dense2(x)
+        logits = self.dense2(x)
+        if self.rhythm_head:
+            # the rhythm head: its own logits from the R-R features alone, added
+            logits = logits + self.rhythm2(torch.relu(self.rhythm1(rr[:, : self.rr_features])))
+        return logits
 
 
 def run(cmd):

@@ -76,6 +76,12 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "none")]
     #[serde(skip_serializing_if = "BeatReference::is_none")]
     beat_reference: BeatReference,
+    /// Add a rhythm head of this width (0: none): `Dense–ReLU–Dense` on the R–R features alone,
+    /// its logits added to the network's, so that the rhythm has a path to the output that the
+    /// shape features cannot crowd out (dual-stream presets only).
+    #[arg(long, default_value_t = 0)]
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    rhythm_head: usize,
     /// For this fraction of the training N and S beats (seeded), add a copy with its record's
     /// median beat as its shape and its own R–R features and label: in the copies only the
     /// rhythm tells S from N, so the network learns S from the rhythm stream (dual-stream
@@ -131,6 +137,10 @@ struct RunConfig<'a> {
 
 fn is_zero(x: &f64) -> bool {
     *x == 0.0
+}
+
+fn is_zero_usize(x: &usize) -> bool {
+    *x == 0
 }
 
 fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
@@ -581,6 +591,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let config = ModelConfig {
         shape_dropout: args.shape_dropout,
         beat_reference: args.beat_reference,
+        rhythm_head: args.rhythm_head,
         ..ModelConfig::preset(&args.preset)?
     };
     config.validate()?;

@@ -162,9 +162,10 @@ fn build_model(ctx: &GpuContext, args: &TransferArgs) -> Result<(Model, Vec<Stri
         classes: 2,
         ..source_config
     };
+    // a rhythm head's output layer gives logits too: it starts afresh with the classifier's
     let fresh_prefixes: &[&str] = match args.head {
-        Head::Dense2 => &["dense2."],
-        Head::Dense1 => &["dense1.", "dense2."],
+        Head::Dense2 => &["dense2.", "rhythm2."],
+        Head::Dense1 => &["dense1.", "dense2.", "rhythm1.", "rhythm2."],
     };
     let mut arrays = init_params(&config, args.run.seed);
     let mut kept = vec![];
