@@ -84,8 +84,8 @@ impl ModelConfig {
         }
     }
 
-    /// The paper's network with a rhythm stream: the beat's seven R–R features joined to the
-    /// conv features before Dense_1 (896 more weights).
+    /// The paper's network with a rhythm stream: the beat's eight R–R features joined to the
+    /// conv features before Dense_1 (1,024 more weights).
     pub fn paper_rr() -> Self {
         Self {
             rr_features: crate::data::rr::RR_FEATURES.len(),

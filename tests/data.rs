@@ -451,8 +451,8 @@ fn csv_round_trip_and_bad_rows() {
             "189 columns, expected 188",
         ),
         (
-            format!("{},1,0\n", line(194)),
-            "row 1, column 196",
+            format!("{},1,0\n", line(195)),
+            "row 1, column 197",
             "too many columns",
         ),
     ];
@@ -1065,10 +1065,36 @@ fn rr_features_match_hand_computed_values() {
         "beat 7 local (its 5 intervals before, less the gap)",
     );
 
+    // local irregularity: the median change between successive usable intervals of the window,
+    // over the local mean. Beat 3's window: 1.0, 1.0, 0.6, 1.0, 1.0, gap, 1.0: changes 0, 0.4,
+    // 0.4, 0 (none across the gap), median 0.2.
+    close(f[3][7], 0.2 / record, "beat 3 irregularity");
+    close(f[0][7], 0.2 / (4.6 / 5.0), "beat 0 irregularity");
+    close(
+        f[7][7],
+        0.2 / (3.6 / 4.0),
+        "beat 7 irregularity: changes 0.4 and 0",
+    );
+    // a regular rhythm has none; an irregular one, whatever its mean
+    let regular: Vec<u64> = (0..30).map(|i| i * 100).collect();
+    assert!(rr_features(&regular, 100.0).iter().all(|b| b[7] == 0.0));
+    // every interval differs from the one before by 0.4 s or more
+    let irregular: Vec<u64> = (0..30u64)
+        .scan(0, |t, i| {
+            *t += [60, 120][i as usize % 2] + i % 3 * 10;
+            Some(*t)
+        })
+        .collect();
+    assert!(rr_features(&irregular, 100.0).iter().all(|b| b[7] > 0.1));
+
     let one = rr_features(&[500], 360.0);
     assert_eq!(one.len(), 1);
     for (k, &v) in one[0].iter().enumerate() {
-        let want = if k < 4 { NOMINAL_RR_S } else { 1.0 };
+        let want = match k {
+            0..4 => NOMINAL_RR_S,
+            7 => 0.0,
+            _ => 1.0,
+        };
         close(v, want, "one-beat record");
     }
     assert!(rr_features(&[], 360.0).is_empty());
@@ -1504,9 +1530,10 @@ fn median_beat_matches_hand_computed_medians_and_thins_long_records() {
 fn relative_beats_are_measured_against_their_own_records_median() {
     use ecgwgpu::data::beats::Beats;
     use ecgwgpu::data::reference::BeatReference;
+    use ecgwgpu::data::rr::NOMINAL;
     let mut beats = Beats::default();
     for (record, v) in [("a", 0.2), ("b", 0.9), ("a", 0.4), ("b", 0.7), ("a", 0.6)] {
-        beats.push(&vec![v; BEAT_LEN], 0, (record, 0), [0.0; 7]);
+        beats.push(&vec![v; BEAT_LEN], 0, (record, 0), NOMINAL);
     }
     let raw = beats.clone();
     BeatReference::None.apply(&mut beats).unwrap();
@@ -1523,7 +1550,7 @@ fn relative_beats_are_measured_against_their_own_records_median() {
     assert_eq!((beats.labels, beats.record), (raw.labels, raw.record));
 
     let mut csv_beats = Beats::default();
-    csv_beats.push(&[0.5; BEAT_LEN], 0, ("", 0), [0.0; 7]);
+    csv_beats.push(&[0.5; BEAT_LEN], 0, ("", 0), NOMINAL);
     let e = BeatReference::RecordMedian
         .apply(&mut csv_beats)
         .unwrap_err()

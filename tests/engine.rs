@@ -386,8 +386,17 @@ fn only_the_dual_stream_network_learns_a_rhythm_only_task() {
             let record = 0.8 + 0.1 * rng.uniform();
             let pre = record * if premature { 0.6 } else { 1.0 } * (1.0 + 0.05 * rng.normal());
             let post = 2.0 * record - pre;
-            let rr =
-                [pre, post, record, record, pre / record, post / record, 1.0].map(|v| v as f32);
+            let rr = [
+                pre,
+                post,
+                record,
+                record,
+                pre / record,
+                post / record,
+                1.0,
+                0.05,
+            ]
+            .map(|v| v as f32);
             beats.push(&shape, u32::from(premature), ("synthetic", i as u64), rr);
         }
         beats

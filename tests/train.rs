@@ -584,7 +584,7 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
         let p: f32 = row[3..8].iter().map(|v| v.parse::<f32>().unwrap()).sum();
         assert!((p - 1.0).abs() < 1e-4, "probabilities sum to 1: {row:?}");
         // then the beat's R–R features: pre-RR in seconds, and its ratio to the record's mean
-        assert_eq!(row.len(), 8 + 7, "{row:?}");
+        assert_eq!(row.len(), 8 + 8, "{row:?}");
         let (pre, record_rr, ratio) = (
             row[8].parse::<f32>().unwrap(),
             row[11].parse::<f32>().unwrap(),
@@ -943,10 +943,10 @@ fn dual_stream_model_trains_evaluates_and_predicts() {
     assert!(output.status.success(), "{output:?}");
     let (tensors, meta) = checkpoint::load(&out.join("best.safetensors")).unwrap();
     let config: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
-    assert_eq!(config["rr_features"], 7);
+    assert_eq!(config["rr_features"], 8);
     let dense1 = tensors.iter().find(|t| t.name == "dense1.weight").unwrap();
-    // tiny: 8 channels × 46 samples after two pairs, then the 7 rhythm features
-    assert_eq!(dense1.shape, vec![16, 8 * 46 + 7]);
+    // tiny: 8 channels × 46 samples after two pairs, then the 8 rhythm features
+    assert_eq!(dense1.shape, vec![16, 8 * 46 + 8]);
 
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
@@ -1015,7 +1015,7 @@ fn dual_stream_model_trains_evaluates_and_predicts() {
     assert_eq!(evaluated["beats"].as_u64().unwrap() as usize, at_250.len());
     assert_eq!(at_360.len(), at_250.len());
     for (i, (a, b)) in at_360.iter().zip(&at_250).enumerate() {
-        assert_eq!(a[7], b[7], "beat {i}: label");
+        assert_eq!(a[8], b[8], "beat {i}: label");
         for k in 0..4 {
             assert!(
                 (a[k] - b[k]).abs() <= 0.0041,
@@ -1233,7 +1233,7 @@ fn rhythm_head_trains_evaluates_and_transfers() {
     assert_eq!(config["rhythm_head"], 4);
     let shape =
         |ts: &[NamedTensor], name: &str| ts.iter().find(|t| t.name == name).unwrap().shape.clone();
-    assert_eq!(shape(&tensors, "rhythm1.weight"), vec![4, 7]);
+    assert_eq!(shape(&tensors, "rhythm1.weight"), vec![4, 8]);
     assert_eq!(shape(&tensors, "rhythm2.weight"), vec![5, 4]);
 
     let metrics: serde_json::Value =

@@ -122,7 +122,7 @@ def main():
         net.load_state_dict({k: v.double() for k, v in tensors.items()}, strict=True)
         net.eval()
         x = torch.from_numpy(rows[pick, : cfg["input_len"]]).unsqueeze(1)
-        rr = torch.from_numpy(rows[pick, cfg["input_len"] : cfg["input_len"] + 7]) if rr_features else None
+        rr = torch.from_numpy(rows[pick, cfg["input_len"] : cfg["input_len"] + rr_features]) if rr_features else None
         with torch.no_grad():
             theirs_p = torch.softmax(net(x, rr), dim=1).numpy()
 

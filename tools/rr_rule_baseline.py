@@ -7,7 +7,7 @@ threshold. The threshold is chosen on the training CSV only (the one that maximi
 then applied unchanged to the test CSV, so the test set drives no choice. It ignores the beat's
 shape, so it also calls premature V beats S: read its +P as a lower bound.
 
-Input: CSVs written by `ecgwgpu data export --rr` (187 samples, seven R-R features, label),
+Input: CSVs written by `ecgwgpu data export --rr` (187 samples, the R-R features, label),
 for example DS1 and DS2 of the full MIT-BIH:
 
     ecgwgpu data export --data-dir MITDB --split inter --part train --rr --out ds1.csv
@@ -22,7 +22,8 @@ import sys
 
 import numpy as np
 
-SAMPLES, FEATURES = 187, 7
+SAMPLES = 187
+FEATURES = (7, 8)  # R-R features per row: before and since the local irregularity feature
 PRE_RR, LOCAL_RR = 0, 2  # columns of the R-R features, in ecgwgpu's order (src/data/rr.rs)
 S = 1
 
@@ -30,10 +31,10 @@ S = 1
 def load(path):
     """(prematurity, labels) from an exported CSV: pre-RR / local mean R-R per beat."""
     rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
-    if rows.shape[1] != SAMPLES + FEATURES + 1:
-        sys.exit(f"{path}: {rows.shape[1]} columns; expected {SAMPLES + FEATURES + 1} "
-                 "(export with --rr)")
-    rr = rows[:, SAMPLES:SAMPLES + FEATURES]
+    if rows.shape[1] - SAMPLES - 1 not in FEATURES:
+        sys.exit(f"{path}: {rows.shape[1]} columns; expected "
+                 f"{' or '.join(str(SAMPLES + f + 1) for f in FEATURES)} (export with --rr)")
+    rr = rows[:, SAMPLES:-1]
     return rr[:, PRE_RR] / rr[:, LOCAL_RR], rows[:, -1].astype(int)
 
 

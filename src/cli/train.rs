@@ -41,7 +41,7 @@ pub struct TrainArgs {
     #[serde(skip)]
     source: Source,
     /// Model preset: `paper` (408,357 parameters), `paper-rr` (the dual-stream network: the
-    /// paper's plus the beat's seven R–R features joined before Dense_1), or `tiny` / `tiny-rr`
+    /// paper's plus the beat's eight R–R features joined before Dense_1), or `tiny` / `tiny-rr`
     /// (fast, for trying things out).
     #[arg(long, default_value = "paper")]
     preset: String,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::aami::AamiClass;
 use super::annotation::Annotation;
 use super::resample::resample;
-use super::rr::rr_features;
+use super::rr::{rr_features, Rhythm};
 
 /// The paper's rate and beat length (Kachuee et al. 2018).
 pub const FS: f64 = 125.0;
@@ -33,7 +33,7 @@ pub struct Beats {
     pub sample: Vec<u64>,
     /// R–R features of each beat ([`super::rr::RR_FEATURES`]), from the record's beat positions;
     /// the nominal rhythm for beats read from CSV.
-    pub rr: Vec<[f32; 7]>,
+    pub rr: Vec<Rhythm>,
 }
 
 impl Beats {
@@ -50,7 +50,7 @@ impl Beats {
     }
 
     /// Appends one beat with its provenance and R–R features.
-    pub fn push(&mut self, beat: &[f32], label: u32, (record, sample): (&str, u64), rr: [f32; 7]) {
+    pub fn push(&mut self, beat: &[f32], label: u32, (record, sample): (&str, u64), rr: Rhythm) {
         debug_assert_eq!(beat.len(), BEAT_LEN);
         self.x.extend_from_slice(beat);
         self.labels.push(label);
@@ -152,7 +152,7 @@ pub fn extract_counted(
 /// record's rate, class and R–R features (from every beat annotation of the record, kept or
 /// not), sorted by position. Beats past the end of the 125-Hz signal are left out.
 pub(crate) struct Labelled {
-    beats: Vec<(usize, u64, AamiClass, [f32; 7])>,
+    beats: Vec<(usize, u64, AamiClass, Rhythm)>,
     /// The 125-Hz signal's length.
     total: usize,
 }
@@ -172,7 +172,7 @@ impl Labelled {
                 .binary_search(&sample)
                 .map_or(super::rr::NOMINAL, |k| features[k])
         };
-        let mut beats: Vec<(usize, u64, AamiClass, [f32; 7])> = annotations
+        let mut beats: Vec<(usize, u64, AamiClass, Rhythm)> = annotations
             .iter()
             .filter_map(|a| {
                 AamiClass::from_code(a.code)
@@ -260,7 +260,7 @@ fn nominal_period(w: &[f32]) -> Option<usize> {
 }
 
 /// Fallback when a window has fewer than two candidates: the annotated R–R intervals.
-fn median_rr(beats: &[(usize, u64, AamiClass, [f32; 7])]) -> Option<usize> {
+fn median_rr(beats: &[(usize, u64, AamiClass, Rhythm)]) -> Option<usize> {
     median(beats.windows(2).map(|p| p[1].0 - p[0].0).collect())
 }
 

@@ -1,6 +1,6 @@
 //! The common CSV layout (Kaggle "ECG Heartbeat Categorization", Kachuee et al.): one beat per
 //! row, 187 samples then the label, no header, labels written as floats (`1.000000000000000000e+00`).
-//! With `--rr`, the beat's seven R–R features go between the samples and the label.
+//! With `--rr`, the beat's R–R features go between the samples and the label.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -12,10 +12,13 @@ use crate::error::{Error, Result};
 
 /// Columns of a row with R–R features: the beat's samples, its R–R features, the label.
 pub const RR_COLUMNS: usize = BEAT_LEN + RR_FEATURES.len() + 1;
+/// Columns of a row written before the local irregularity feature: seven R–R features.
+pub const RR7_COLUMNS: usize = RR_COLUMNS - 1;
 
-/// Reads a CSV of 187 sample columns plus a label column, or of 187 samples, the 7 R–R features
-/// ([`RR_FEATURES`], as `data export --rr` writes them) and a label. Beats without R–R columns get
-/// the nominal rhythm.
+/// Reads a CSV of 187 sample columns plus a label column, or of 187 samples, the R–R features
+/// ([`RR_FEATURES`], as `data export --rr` writes them) and a label. Beats without R–R columns
+/// get the nominal rhythm; rows with the first seven features only (written before the eighth
+/// existed) get its nominal value.
 pub fn read(path: &Path) -> Result<Beats> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut beats = Beats::default();
@@ -48,14 +51,15 @@ pub fn read(path: &Path) -> Result<Beats> {
             }
             row.push(v);
         }
-        if row.len() != BEAT_LEN + 1 && row.len() != RR_COLUMNS {
+        if ![BEAT_LEN + 1, RR7_COLUMNS, RR_COLUMNS].contains(&row.len()) {
             return Err(Error::data(
                 path,
                 format!("row {line_no}"),
                 format!(
-                    "{} columns, expected {} (187 samples and a label) or {RR_COLUMNS} (with the 7 R–R features)",
+                    "{} columns, expected {} (187 samples and a label) or {RR_COLUMNS} (with the {} R–R features; {RR7_COLUMNS} with the first seven)",
                     row.len(),
-                    BEAT_LEN + 1
+                    BEAT_LEN + 1,
+                    RR_FEATURES.len()
                 ),
             ));
         }
@@ -69,10 +73,8 @@ pub fn read(path: &Path) -> Result<Beats> {
         }
         let samples: Vec<f32> = row[..BEAT_LEN].iter().map(|&v| v as f32).collect();
         let mut rr = NOMINAL;
-        if row.len() == RR_COLUMNS {
-            for (k, v) in rr.iter_mut().enumerate() {
-                *v = row[BEAT_LEN + k] as f32;
-            }
+        for (v, &x) in rr.iter_mut().zip(&row[BEAT_LEN..row.len() - 1]) {
+            *v = x as f32;
         }
         beats.push(&samples, label as u32, ("", i as u64), rr);
     }

@@ -5,7 +5,11 @@
 //!
 //! From the R-peak positions of the whole record (beat annotations, or the QRS detector's):
 //! pre-RR and post-RR, the local mean R–R over the surrounding beats, the record's mean R–R (all
-//! in seconds), and the first three as ratios to the record's mean.
+//! in seconds), the first three as ratios to the record's mean, and the local irregularity: the
+//! median change between successive intervals around the beat, as a fraction of the local mean.
+//! A premature beat in a regular rhythm is an ectopic beat; the same short interval in atrial
+//! fibrillation is not, and that fibrillation is labelled N: the irregularity tells the two
+//! apart. The median ignores the two large changes that one premature beat itself makes.
 //!
 //! Edges and gaps: the first beat has no pre-RR and the last no post-RR; each takes the other
 //! side's interval. An interval longer than [`GAP_S`] (a signal dropout or a stretch without
@@ -13,7 +17,7 @@
 //! out of the means. A record without any usable interval gets a nominal [`NOMINAL_RR_S`] rhythm.
 
 /// The features of a beat whose rhythm is unknown (beats read from a CSV): the nominal rhythm.
-pub const NOMINAL: [f32; 7] = [
+pub const NOMINAL: Rhythm = [
     NOMINAL_RR_S as f32,
     NOMINAL_RR_S as f32,
     NOMINAL_RR_S as f32,
@@ -21,10 +25,17 @@ pub const NOMINAL: [f32; 7] = [
     1.0,
     1.0,
     1.0,
+    0.0,
 ];
 
+/// Number of R–R features per beat.
+pub const RR_LEN: usize = 8;
+
+/// A beat's R–R features, in the order of [`RR_FEATURES`].
+pub type Rhythm = [f32; RR_LEN];
+
 /// Features per beat, in this order.
-pub const RR_FEATURES: [&str; 7] = [
+pub const RR_FEATURES: [&str; RR_LEN] = [
     "pre_rr",
     "post_rr",
     "local_rr",
@@ -32,6 +43,7 @@ pub const RR_FEATURES: [&str; 7] = [
     "pre_rr_ratio",
     "post_rr_ratio",
     "local_rr_ratio",
+    "local_irregularity",
 ];
 
 /// Longer R–R intervals are gaps, not beats (the slowest plausible rhythm is ~20 bpm).
@@ -43,7 +55,7 @@ pub const NOMINAL_RR_S: f64 = 0.8;
 
 /// The features of every beat at `peaks` (sample positions, sorted ascending) of a record
 /// sampled at `fs` Hz.
-pub fn rr_features(peaks: &[u64], fs: f64) -> Vec<[f32; 7]> {
+pub fn rr_features(peaks: &[u64], fs: f64) -> Vec<Rhythm> {
     let n = peaks.len();
     // interval k lies between beats k and k + 1; None where it is a gap
     let intervals: Vec<Option<f64>> = peaks
@@ -77,6 +89,12 @@ pub fn rr_features(peaks: &[u64], fs: f64) -> Vec<[f32; 7]> {
             } else {
                 near.iter().sum::<f64>() / near.len() as f64
             };
+            // changes between successive usable intervals of the same window
+            let changes: Vec<f64> = intervals[lo.min(hi)..hi]
+                .windows(2)
+                .filter_map(|w| Some((w[1]? - w[0]?).abs()))
+                .collect();
+            let irregularity = median(changes).map_or(0.0, |m| m / local);
             [
                 pre as f32,
                 post as f32,
@@ -85,7 +103,15 @@ pub fn rr_features(peaks: &[u64], fs: f64) -> Vec<[f32; 7]> {
                 (pre / record) as f32,
                 (post / record) as f32,
                 (local / record) as f32,
+                irregularity as f32,
             ]
         })
         .collect()
+}
+
+/// The middle value (the mean of the middle two for an even count); `None` when empty.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    (n > 0).then(|| (v[(n - 1) / 2] + v[n / 2]) / 2.0)
 }
