@@ -58,6 +58,11 @@ pub struct ModelConfig {
     /// crowd out in Dense_1, for the classes that the rhythm tells (S).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rhythm_head: usize,
+    /// Per-class offsets added to the log-probabilities before the argmax, chosen on the
+    /// validation patients (`train --calibrate`, [`crate::metrics::choose_offsets`]); empty: the
+    /// plain argmax. Every tool decides with [`Self::decide`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decision_offsets: Vec<f32>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -81,6 +86,7 @@ impl ModelConfig {
             shape_dropout: None,
             beat_reference: BeatReference::None,
             rhythm_head: 0,
+            decision_offsets: vec![],
         }
     }
 
@@ -130,6 +136,11 @@ impl ModelConfig {
     /// is the record's): call it on the loaded beats, before splitting or augmenting them.
     pub fn reference_beats(&self, beats: &mut crate::data::beats::Beats) -> Result<()> {
         self.beat_reference.apply(beats)
+    }
+
+    /// The class of each row of `probs` (`[n, classes]`), with the decision offsets.
+    pub fn decide(&self, probs: &[f32]) -> Vec<u32> {
+        crate::metrics::decide(probs, self.classes, &self.decision_offsets)
     }
 
     /// Values per input row: the beat's samples, then its rhythm features.
@@ -212,6 +223,13 @@ impl ModelConfig {
                 "a rhythm head needs rhythm features (a dual-stream preset: paper-rr, tiny-rr)"
                     .into(),
             ));
+        }
+        if !self.decision_offsets.is_empty() && self.decision_offsets.len() != self.classes {
+            return Err(Error::Config(format!(
+                "{} decision offsets for {} classes",
+                self.decision_offsets.len(),
+                self.classes
+            )));
         }
         for (name, rate) in [
             ("dropout", Some(self.dropout)),

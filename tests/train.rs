@@ -124,6 +124,42 @@ fn auroc_and_binary_figures_match_hand_computed_values() {
     assert!((r.accuracy - 4.0 / 6.0).abs() < 1e-12);
 }
 
+/// Decision offsets: a class the probabilities rank well but argmax never calls (S beats at
+/// p_S 0.3 against N beats at 0.05) is found once an offset between ln(0.7/0.3) and ln(0.95/0.05)
+/// is added to it, and `choose_offsets` finds one on these beats; a class too small to score
+/// (fewer than 50 beats) keeps its offset 0.
+#[test]
+fn decision_offsets_find_a_class_that_is_ranked_well_but_called_too_rarely() {
+    use ecgwgpu::metrics::{choose_offsets, decide};
+    let (mut probs, mut labels) = (vec![], vec![]);
+    for i in 0..400 {
+        let (row, label): (&[f32], u32) = match i % 4 {
+            0 => (&[0.7, 0.3, 0.0], 1),
+            3 if i < 100 => (&[0.5, 0.0, 0.5], 2),
+            _ => (&[0.95, 0.05, 0.0], 0),
+        };
+        probs.extend_from_slice(row);
+        labels.push(label);
+    }
+    assert_eq!(decide(&probs, 3, &[]), argmax_rows(&probs, 3));
+    assert!(
+        decide(&probs, 3, &[]).iter().all(|&p| p != 1),
+        "argmax never calls S"
+    );
+    let offsets = choose_offsets(&probs, &labels, 3, &[1, 2]);
+    assert!(
+        offsets[1] > (0.7f32 / 0.3).ln() && offsets[1] < (0.95f32 / 0.05).ln(),
+        "{offsets:?}"
+    );
+    assert_eq!((offsets[0], offsets[2]), (0.0, 0.0), "{offsets:?}");
+    let decided = decide(&probs, 3, &offsets);
+    for (i, (&d, &l)) in decided.iter().zip(&labels).enumerate() {
+        if l < 2 {
+            assert_eq!(d, l, "beat {i}");
+        }
+    }
+}
+
 #[test]
 fn bootstrap_resamples_whole_records() {
     // Record "good" is all correct, record "bad" all wrong: a record-level replicate draws
@@ -1272,4 +1308,87 @@ fn rhythm_head_trains_evaluates_and_transfers() {
         data(&after, "conv1_1.weight"),
         data(&tensors, "conv1_1.weight")
     );
+}
+
+/// `train --calibrate`: the offsets chosen on the validation beats go into best.safetensors and
+/// metrics.json (with the test figures without them), and `evaluate` reproduces the run's test
+/// figures with them. `evaluate` and `predict` decide with a checkpoint's offsets: a large S
+/// offset makes every beat S.
+#[test]
+fn calibrated_decisions_travel_with_the_checkpoint() {
+    let out = temp_run("calibrate");
+    let bin = env!("CARGO_BIN_EXE_ecgwgpu");
+    let output = Command::new(bin)
+        .args([
+            "train",
+            "--preset",
+            "tiny-rr",
+            "--calibrate",
+            "--epochs",
+            "1",
+        ])
+        .args(["--lr", "1e-3", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("decision offsets chosen on the validation beats"),
+        "{stdout}"
+    );
+    let checkpoint = out.join("best.safetensors");
+    let (tensors, meta) = checkpoint::load(&checkpoint).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
+    let offsets = config["decision_offsets"].as_array().unwrap().clone();
+    assert_eq!(offsets.len(), 5);
+    assert_eq!(
+        (offsets[0].as_f64(), offsets[4].as_f64()),
+        (Some(0.0), Some(0.0))
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(
+        metrics["decision_offsets"],
+        serde_json::Value::Array(offsets)
+    );
+    assert!(metrics["uncalibrated"]["confusion"].is_array());
+    let evaluate = |checkpoint: &Path| -> serde_json::Value {
+        let output = Command::new(bin)
+            .args(["evaluate", "--json", "--checkpoint"])
+            .arg(checkpoint)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    assert_eq!(evaluate(&checkpoint)["confusion"], metrics["confusion"]);
+
+    let forced = out.join("forced.safetensors");
+    config["decision_offsets"] = serde_json::json!([0.0, 50.0, 0.0, 0.0, 0.0]);
+    let mut meta = meta.clone();
+    meta.insert("model".into(), config.to_string());
+    checkpoint::save(&forced, &tensors, &meta).unwrap();
+    let confusion = evaluate(&forced)["confusion"].clone();
+    for row in confusion.as_array().unwrap() {
+        let row: Vec<u64> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            row.iter().sum::<u64>(),
+            row[1],
+            "every beat called S: {row:?}"
+        );
+    }
+    let record = embedded_dir().join("232");
+    let output = predict(&forced, &record, &out);
+    assert!(output.status.success(), "{output:?}");
+    let csv = std::fs::read_to_string(out.join("232_pred.csv")).unwrap();
+    assert!(csv
+        .lines()
+        .skip(1)
+        .all(|l| l.split(',').nth(2) == Some("S")));
 }

@@ -17,8 +17,8 @@ use crate::data::splits::{self, Split, SplitKind};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::metrics::{
-    argmax_rows, bootstrap, bootstrap_binary, per_record, per_record_table, record_means,
-    BinaryReport, Confusion,
+    bootstrap, bootstrap_binary, per_record, per_record_table, record_means, BinaryReport,
+    Confusion,
 };
 use crate::model::{Model, ModelConfig};
 use crate::trainer::Trainer;
@@ -297,7 +297,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         report_mi(&args, &beats, &probs, &description);
         return Ok(());
     }
-    let predicted = argmax_rows(&probs, classes);
+    let predicted = trainer.model.config.decide(&probs);
     let names = class_names(classes);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let report = Confusion::new(&beats.labels, &predicted, classes).report(&names);

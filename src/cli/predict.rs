@@ -24,7 +24,6 @@ use crate::data::stream;
 use crate::data::write_atomic;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::metrics::argmax_rows;
 use crate::model::Model;
 use crate::trainer::Trainer;
 
@@ -115,7 +114,7 @@ impl Classifier<'_> {
         }
         let rows = self.trainer.model.config.input_rows(beats);
         let probs = self.trainer.predict_many(&rows, self.batch)?;
-        let predicted = argmax_rows(&probs, self.classes);
+        let predicted = self.trainer.model.config.decide(&probs);
         let mut text = String::new();
         for (i, &p) in predicted.iter().enumerate() {
             let row: Vec<String> = probs[i * self.classes..(i + 1) * self.classes]

@@ -20,7 +20,7 @@ use crate::data::{augment, csv};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::loss::{self, LossConfig};
-use crate::metrics::{argmax_rows, Confusion, Report};
+use crate::metrics::{self, Confusion, Report};
 use crate::model::{Model, ModelConfig};
 use crate::optim::AdamConfig;
 use crate::rng::Rng;
@@ -89,6 +89,13 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0)]
     #[serde(skip_serializing_if = "is_zero")]
     rhythm_copies: f64,
+    /// After training, choose per-class offsets for S, V and F that maximise the validation
+    /// beats' mean F1 (held-out patients with --split inter) and write them into best.safetensors:
+    /// evaluate and predict then decide with them. A network may rank a rare class's beats well
+    /// and still call them too rarely. metrics.json keeps the test figures without them too.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    calibrate: bool,
     /// Train on beats from a CSV in the common layout (187 samples + label per row, e.g. Kaggle's
     /// mitbih_train.csv) instead of WFDB records; 10 % of it (stratified) becomes validation.
     #[arg(long, requires = "test_csv", conflicts_with = "data_dir")]
@@ -201,9 +208,42 @@ fn evaluate(
     let classes = trainer.model.config.classes;
     let rows = trainer.model.config.input_rows(beats);
     let probs = trainer.predict_many(&rows, 1024)?;
-    let predicted = argmax_rows(&probs, classes);
+    let predicted = trainer.model.config.decide(&probs);
     let report = Confusion::new(&beats.labels, &predicted, classes).report(names);
     Ok((loss::mean_from_probs(loss, &probs, &beats.labels), report))
+}
+
+/// `--calibrate`: decision offsets for S, V and F chosen on the validation beats (held-out
+/// patients with `--split inter`) for the best checkpoint, which is rewritten with them.
+fn calibrate(trainer: &mut Trainer, ctx: &GpuContext, val: &Beats, best: &Path) -> Result<()> {
+    let config = trainer.model.config.clone();
+    let probs = trainer.predict_many(&config.input_rows(val), 1024)?;
+    let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
+    let offsets = metrics::choose_offsets(&probs, &val.labels, config.classes, &tuned);
+    let f1 = |offsets: &[f32]| {
+        let predicted = metrics::decide(&probs, config.classes, offsets);
+        Confusion::new(&val.labels, &predicted, config.classes)
+            .report(&CLASS_NAMES)
+            .macro_f1
+    };
+    println!(
+        "decision offsets chosen on the validation beats: {} (validation macro-F1 {:.3} → {:.3})",
+        CLASS_NAMES
+            .iter()
+            .zip(&offsets)
+            .map(|(n, o)| format!("{n} {o:+.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        f1(&[]),
+        f1(&offsets)
+    );
+    let (_, meta) = checkpoint::load(best)?;
+    let epoch = meta
+        .get("epoch")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| Error::data(best, "epoch", "missing from the metadata"))?;
+    trainer.model.config.decision_offsets = offsets;
+    trainer.model.save(ctx, best, epoch)
 }
 
 /// The flags of a training run shared by `train` and `transfer`.
@@ -744,13 +784,29 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &run_config,
     )?;
 
+    let uncalibrated = match args.calibrate {
+        true => {
+            let (_, before) = evaluate(&mut trainer, &test, &loss_config, &CLASS_NAMES)?;
+            calibrate(&mut trainer, &ctx, &val, &out.join("best.safetensors"))?;
+            Some(before)
+        }
+        false => None,
+    };
     let (test_loss, report) = evaluate(&mut trainer, &test, &loss_config, &CLASS_NAMES)?;
+    if let Some(before) = &uncalibrated {
+        println!("\ntest without the decision offsets\n{}", before.table());
+    }
     println!(
-        "\ntest ({:?} split, best validation epoch), loss {test_loss:.4}\n{}",
+        "\ntest ({:?} split, best validation epoch{}), loss {test_loss:.4}\n{}",
         args.split,
+        if args.calibrate {
+            ", decision offsets"
+        } else {
+            ""
+        },
         report.table()
     );
-    let metrics = serde_json::json!({
+    let mut metrics = serde_json::json!({
         "split": args.split,
         "test_beats": test.len(),
         "loss": test_loss,
@@ -760,6 +816,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "classes": report.classes,
         "confusion": report.confusion,
     });
+    if let Some(before) = uncalibrated {
+        metrics["decision_offsets"] = serde_json::json!(trainer.model.config.decision_offsets);
+        metrics["uncalibrated"] = serde_json::json!({
+            "accuracy": before.accuracy,
+            "macro_f1": before.macro_f1,
+            "classes": before.classes,
+            "confusion": before.confusion,
+        });
+    }
     write_json(&out.join("metrics.json"), &metrics)?;
     for path in super::figures::write_all(&out)? {
         println!("wrote {}", path.display());
