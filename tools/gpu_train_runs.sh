@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # The training runs of issue "A rhythm stream", as one command for a GPU machine lent for a few
-# minutes: DS1 → DS2 with `paper` and `paper-rr` (3 seeds each, interleaved so that a cut-off
-# leaves pairs), the intra-patient Table 1 run with augmentation, and, while time is left,
-# optional extra runs. Two lanes run side by side (inter runs in one, the intra run in the other),
-# though on the H100 (2026-11-26) separate processes time-share the GPU rather than overlap: an
-# inter run took 58–62 s beside the intra lane and 34 s alone, so two lanes gain little;
+# minutes: DS1 → DS2 with the dual-stream network on beats relative to the patient's median beat,
+# with a rhythm head and validation-chosen decision offsets (`paper-rr-rel`), beside `paper-rr`
+# and `paper` (3 seeds each, interleaved by seed so that a cut-off leaves whole seeds), then
+# optional extra runs; with --intra, also the intra-patient Table 1 runs with augmentation in a
+# second lane. On the H100 (2026-11-26) separate processes time-share the GPU rather than
+# overlap: an inter run took 58–62 s beside the intra lane and 34 s alone, so two lanes gain little;
 # every run is bounded by --deadline, seconds from the start, so the command always ends in time
 # and keeps what finished. Each run directory keeps its best.safetensors; the bulky
 # last/resume checkpoints are deleted. One summary line per run goes to OUT/runs.jsonl.
 #
-#   tools/gpu_train_runs.sh --data-dir MITDB [--bin PATH] [--out DIR] [--deadline S] [--quick]
+#   tools/gpu_train_runs.sh --data-dir MITDB [--bin PATH] [--out DIR] [--deadline S] [--intra] [--quick]
 #
 # --quick: the same runs with the tiny presets and 1 epoch, to try the script on any machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-bin=target/release/ecgwgpu out=gpu-runs-out data_dir="" deadline=480 quick=0
+bin=target/release/ecgwgpu out=gpu-runs-out data_dir="" deadline=480 quick=0 intra=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) bin=$2; shift 2 ;;
@@ -23,7 +24,8 @@ while [ $# -gt 0 ]; do
         --data-dir) data_dir=$2; shift 2 ;;
         --deadline) deadline=$2; shift 2 ;;
         --quick) quick=1; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --intra) intra=1; shift ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "gpu_train_runs.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -53,15 +55,16 @@ run() {
         >>"$out/runs.jsonl"
 }
 
-# Inter-patient at batch 128 (the paper names no batch size; 128 fits six runs in the lease),
-# shape-only and dual-stream interleaved by seed; then the optional runs.
+# Inter-patient at batch 128 (the paper names no batch size; 128 fits nine runs in the lease),
+# the three networks interleaved by seed; then the optional run.
 lane_inter() {
+    local rel=(--beat-reference record-median --rhythm-head 16 --calibrate)
     for seed in 1 2 3; do
+        run "paper-rr-rel-inter-s$seed" 30 --preset paper-rr --split inter --batch 128 --seed "$seed" "${rel[@]}"
         run "paper-rr-inter-s$seed" 30 --preset paper-rr --split inter --batch 128 --seed "$seed"
         run "paper-inter-s$seed" 30 --preset paper --split inter --batch 128 --seed "$seed"
     done
-    run paper-rr-inter-aug-s1 60 --preset paper-rr --split inter --batch 128 --augment 5000 --seed 1
-    run paper-rr-inter-b32-s1 120 --preset paper-rr --split inter --batch 32 --seed 1
+    run paper-rr-rel-inter-b32-s1 120 --preset paper-rr --split inter --batch 32 --seed 1 "${rel[@]}"
 }
 # Intra-patient, the paper's Table 1 setting, with minority classes augmented to 10,000 beats.
 lane_intra() {
@@ -71,7 +74,7 @@ lane_intra() {
 
 echo "gpu_train_runs: device: $("$bin" devices 2>&1 | head -3 | tr '\n' ' ')" | tee "$out/device.txt"
 lane_inter &
-lane_intra &
+[ "$intra" = 1 ] && lane_intra &
 wait
 echo "gpu_train_runs: done in $(( $(date +%s) - start )) s" | tee -a "$out/device.txt"
 cat "$out/runs.jsonl"
