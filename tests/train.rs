@@ -184,8 +184,7 @@ fn bootstrap_resamples_whole_records() {
 fn evaluate_reproduces_the_training_runs_test_figures() {
     let out = temp_run("evaluate");
     assert!(train_tiny(&out, &["--epochs", "1"]).status.success());
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics = read_json(&out.join("metrics.json"));
     let evaluate = |extra: &[&str]| -> serde_json::Value {
         let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
             .args(["evaluate", "--json", "--checkpoint"])
@@ -206,8 +205,7 @@ fn evaluate_reproduces_the_training_runs_test_figures() {
     assert_eq!(test["aami"]["V"]["ppv"], v["precision"]);
     // Every beat of the five embedded records, with intervals.
     let all = evaluate(&["--split", "all", "--bootstrap", "50"]);
-    let counts: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let counts = read_json(&out.join("config.json"));
     let total: u64 = ["train_before_augmentation", "validation", "test"]
         .iter()
         .flat_map(|k| counts["class_counts"][k].as_array().unwrap().clone())
@@ -335,8 +333,7 @@ fn train_command_writes_a_complete_run_directory() {
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics = read_json(&out.join("metrics.json"));
     let confusion: Vec<Vec<usize>> = serde_json::from_value(metrics["confusion"].clone()).unwrap();
     let total: usize = confusion.iter().flatten().sum();
     assert_eq!(total, metrics["test_beats"].as_u64().unwrap() as usize);
@@ -344,8 +341,7 @@ fn train_command_writes_a_complete_run_directory() {
         metrics["accuracy"].as_f64().unwrap() > 0.5,
         "one epoch of the tiny model beats chance: {metrics}"
     );
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config = read_json(&out.join("config.json"));
     let before: Vec<usize> =
         serde_json::from_value(config["class_counts"]["train_before_augmentation"].clone())
             .unwrap();
@@ -451,8 +447,7 @@ fn train_command_reads_the_common_csv_layout() {
         .status()
         .unwrap();
     assert!(status.success());
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics = read_json(&out.join("metrics.json"));
     assert_eq!(metrics["test_beats"], 60);
     assert!(metrics["accuracy"].as_f64().unwrap() > 0.9, "{metrics}");
 }
@@ -482,6 +477,21 @@ fn predict(checkpoint: &Path, record: &Path, out: &Path) -> std::process::Output
         .arg(out)
         .output()
         .unwrap()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `ecgwgpu evaluate --json --checkpoint CHECKPOINT` (the beats of the run beside it).
+fn evaluate_json(checkpoint: &Path) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["evaluate", "--json", "--checkpoint"])
+        .arg(checkpoint)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 fn temp_run(name: &str) -> std::path::PathBuf {
@@ -843,8 +853,7 @@ fn transfer_fine_tunes_only_the_layers_it_should() {
     assert!(changed(&after, "dense1.weight"));
     let head = after.iter().find(|t| t.name == "dense2.weight").unwrap();
     assert_eq!(head.shape, vec![2, 16]);
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics = read_json(&out.join("metrics.json"));
     let beats = metrics["beat"]["n"].as_u64().unwrap();
     assert_eq!(beats, metrics["test_beats"].as_u64().unwrap());
     assert_eq!(
@@ -984,15 +993,8 @@ fn dual_stream_model_trains_evaluates_and_predicts() {
     // tiny: 8 channels × 46 samples after two pairs, then the 8 rhythm features
     assert_eq!(dense1.shape, vec![16, 8 * 46 + 8]);
 
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
-        .args(["evaluate", "--json", "--checkpoint"])
-        .arg(out.join("best.safetensors"))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let evaluated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let metrics = read_json(&out.join("metrics.json"));
+    let evaluated = evaluate_json(&out.join("best.safetensors"));
     assert_eq!(evaluated["beats"], metrics["test_beats"]);
     assert_eq!(evaluated["confusion"], metrics["confusion"]);
 
@@ -1115,15 +1117,8 @@ fn beats_relative_to_the_record_median_agree_across_train_evaluate_export_and_pr
     let config: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
     assert_eq!(config["beat_reference"], "record-median");
 
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    let output = Command::new(bin)
-        .args(["evaluate", "--json", "--checkpoint"])
-        .arg(&checkpoint)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let evaluated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let metrics = read_json(&out.join("metrics.json"));
+    let evaluated = evaluate_json(&checkpoint);
     assert_eq!(evaluated["confusion"], metrics["confusion"]);
     let selection = evaluated["selection"].as_str().unwrap();
     assert!(
@@ -1272,15 +1267,8 @@ fn rhythm_head_trains_evaluates_and_transfers() {
     assert_eq!(shape(&tensors, "rhythm1.weight"), vec![4, 8]);
     assert_eq!(shape(&tensors, "rhythm2.weight"), vec![5, 4]);
 
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    let output = Command::new(bin)
-        .args(["evaluate", "--json", "--checkpoint"])
-        .arg(&checkpoint)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let evaluated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let metrics = read_json(&out.join("metrics.json"));
+    let evaluated = evaluate_json(&checkpoint);
     assert_eq!(evaluated["confusion"], metrics["confusion"]);
 
     let mi = out.join("mi");
@@ -1346,30 +1334,23 @@ fn calibrated_decisions_travel_with_the_checkpoint() {
         (offsets[0].as_f64(), offsets[4].as_f64()),
         (Some(0.0), Some(0.0))
     );
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics = read_json(&out.join("metrics.json"));
     assert_eq!(
         metrics["decision_offsets"],
         serde_json::Value::Array(offsets)
     );
     assert!(metrics["uncalibrated"]["confusion"].is_array());
-    let evaluate = |checkpoint: &Path| -> serde_json::Value {
-        let output = Command::new(bin)
-            .args(["evaluate", "--json", "--checkpoint"])
-            .arg(checkpoint)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        serde_json::from_slice(&output.stdout).unwrap()
-    };
-    assert_eq!(evaluate(&checkpoint)["confusion"], metrics["confusion"]);
+    assert_eq!(
+        evaluate_json(&checkpoint)["confusion"],
+        metrics["confusion"]
+    );
 
     let forced = out.join("forced.safetensors");
     config["decision_offsets"] = serde_json::json!([0.0, 50.0, 0.0, 0.0, 0.0]);
     let mut meta = meta.clone();
     meta.insert("model".into(), config.to_string());
     checkpoint::save(&forced, &tensors, &meta).unwrap();
-    let confusion = evaluate(&forced)["confusion"].clone();
+    let confusion = evaluate_json(&forced)["confusion"].clone();
     for row in confusion.as_array().unwrap() {
         let row: Vec<u64> = row
             .as_array()
