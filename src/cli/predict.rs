@@ -5,7 +5,9 @@
 //! A recording is streamed a chunk at a time (`data::stream`): QRS detection when it has no beat
 //! annotations, then resampling, beat cutting and classification, with the CSV written as it
 //! goes. Memory is bounded by the chunk, not by the recording's length (a 24-hour Holter file
-//! is 30 M samples per lead); see BENCHMARKS.md for the measurement.
+//! is 30 M samples per lead); see BENCHMARKS.md for the measurement. A network trained on beats
+//! relative to their record's median beat gets one more pass first, for that median, which keeps
+//! at most 8,192 beats (see `data::reference`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
