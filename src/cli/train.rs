@@ -84,8 +84,8 @@ pub struct TrainArgs {
     rhythm_head: usize,
     /// For this fraction of the training N and S beats (seeded), add a copy with its record's
     /// median beat as its shape and its own R–R features and label: in the copies only the
-    /// rhythm tells S from N, so the network learns S from the rhythm stream (dual-stream
-    /// presets only; 0: off).
+    /// rhythm tells S from N (dual-stream presets only; 0: off). On its own it did not raise S
+    /// on new patients (results/tiny-mitdb-inter-relative-rhythm-head).
     #[arg(long, default_value_t = 0.0)]
     #[serde(skip_serializing_if = "is_zero")]
     rhythm_copies: f64,
