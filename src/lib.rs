@@ -21,3 +21,10 @@ pub mod rng;
 pub mod trainer;
 
 pub use error::{Error, Result};
+
+/// For `#[serde(skip_serializing_if = "crate::is_default")]`: an option left at its default is
+/// left out of a config, so configs written before the option existed still read and compare
+/// the same.
+pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}

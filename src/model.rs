@@ -50,23 +50,20 @@ pub struct ModelConfig {
     pub shape_dropout: Option<f32>,
     /// What each beat is measured against before it enters the network: itself (the paper), or
     /// its record's median beat (per-patient normalisation, [`crate::data::reference`]). Every
-    /// tool that feeds the network applies it with [`Self::reference_beats`].
-    #[serde(default, skip_serializing_if = "BeatReference::is_none")]
+    /// tool that feeds the network applies it ([`BeatReference::apply`]) to whole records, before
+    /// it splits, selects or augments them.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub beat_reference: BeatReference,
     /// Width of the rhythm head (0: none): `Dense–ReLU–Dense` on the rhythm features alone, its
     /// logits added to the network's. A path to the output that the shape features cannot
     /// crowd out in Dense_1, for the classes that the rhythm tells (S).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub rhythm_head: usize,
     /// Per-class offsets added to the log-probabilities before the argmax, chosen on the
     /// validation patients (`train --calibrate`, [`crate::metrics::choose_offsets`]); empty: the
     /// plain argmax. Every tool decides with [`Self::decide`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decision_offsets: Vec<f32>,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 impl ModelConfig {
@@ -130,12 +127,6 @@ impl ModelConfig {
             Some(rate) if layer + 1 == self.pair_channels.len() => rate,
             _ => self.dropout,
         }
-    }
-
-    /// Applies [`Self::beat_reference`] to `beats`, which must hold whole records (the median
-    /// is the record's): call it on the loaded beats, before splitting or augmenting them.
-    pub fn reference_beats(&self, beats: &mut crate::data::beats::Beats) -> Result<()> {
-        self.beat_reference.apply(beats)
     }
 
     /// The class of each row of `probs` (`[n, classes]`), with the decision offsets.

@@ -128,7 +128,7 @@ fn select_beats(
     let mut ds = load_dir(&dir, &options)?;
     super::report_load(&ds);
     // before splitting: the median is over each record's own beats
-    model.reference_beats(&mut ds.beats)?;
+    model.beat_reference.apply(&mut ds.beats)?;
     let dir = match model.beat_reference {
         BeatReference::None => dir.display().to_string(),
         BeatReference::RecordMedian => format!(
@@ -197,7 +197,7 @@ fn select_mi_beats(
     for w in &ds.warnings {
         eprintln!("warning: {w}");
     }
-    model.reference_beats(&mut ds.beats)?;
+    model.beat_reference.apply(&mut ds.beats)?;
     if args.split == Some(EvalSplit::All) {
         return Ok((ds.beats, format!("all beats of {}", dir.display())));
     }

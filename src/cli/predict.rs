@@ -427,7 +427,7 @@ fn run_csv(clf: &mut Classifier<'_>, args: &PredictArgs, path: &Path) -> Result<
         .unwrap_or("beats")
         .to_string();
     let mut beats = csv::read(path)?;
-    if !clf.trainer.model.config.beat_reference.is_none() {
+    if clf.trainer.model.config.beat_reference != BeatReference::None {
         eprintln!(
             "note: this network takes beats relative to their record's median beat; the rows of \
              {} are taken to be so already (`data export --beat-reference record-median`)",

@@ -74,27 +74,27 @@ pub struct TrainArgs {
     /// shape, for new patients). The checkpoint records it; evaluate and predict apply it. Needs
     /// records (--data-dir), not --train-csv.
     #[arg(long, value_enum, default_value = "none")]
-    #[serde(skip_serializing_if = "BeatReference::is_none")]
+    #[serde(skip_serializing_if = "crate::is_default")]
     beat_reference: BeatReference,
     /// Add a rhythm head of this width (0: none): `Dense–ReLU–Dense` on the R–R features alone,
     /// its logits added to the network's, so that the rhythm has a path to the output that the
     /// shape features cannot crowd out (dual-stream presets only).
     #[arg(long, default_value_t = 0)]
-    #[serde(skip_serializing_if = "is_zero_usize")]
+    #[serde(skip_serializing_if = "crate::is_default")]
     rhythm_head: usize,
     /// For this fraction of the training N and S beats (seeded), add a copy with its record's
     /// median beat as its shape and its own R–R features and label: in the copies only the
     /// rhythm tells S from N (dual-stream presets only; 0: off). On its own it did not raise S
     /// on new patients (results/tiny-mitdb-inter-relative-rhythm-head).
     #[arg(long, default_value_t = 0.0)]
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::is_default")]
     rhythm_copies: f64,
     /// After training, choose per-class offsets for S, V and F that maximise the validation
     /// beats' mean F1 (held-out patients with --split inter) and write them into best.safetensors:
     /// evaluate and predict then decide with them. A network may rank a rare class's beats well
     /// and still call them too rarely. metrics.json keeps the test figures without them too.
     #[arg(long)]
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "crate::is_default")]
     calibrate: bool,
     /// Train on beats from a CSV in the common layout (187 samples + label per row, e.g. Kaggle's
     /// mitbih_train.csv) instead of WFDB records; 10 % of it (stratified) becomes validation.
@@ -140,14 +140,6 @@ struct RunConfig<'a> {
     class_counts: BTreeMap<&'a str, Vec<usize>>,
     /// How validation beats were chosen (a run that chose them otherwise cannot be resumed).
     validation: &'static str,
-}
-
-fn is_zero(x: &f64) -> bool {
-    *x == 0.0
-}
-
-fn is_zero_usize(x: &usize) -> bool {
-    *x == 0
 }
 
 fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
@@ -205,19 +197,34 @@ fn evaluate(
     loss: &LossConfig,
     names: &[&str],
 ) -> Result<(f64, Report)> {
-    let classes = trainer.model.config.classes;
+    let probs = probabilities(trainer, beats)?;
+    Ok(score(&trainer.model.config, beats, &probs, loss, names))
+}
+
+/// Class probabilities of `beats` in evaluation mode.
+fn probabilities(trainer: &mut Trainer, beats: &Beats) -> Result<Vec<f32>> {
     let rows = trainer.model.config.input_rows(beats);
-    let probs = trainer.predict_many(&rows, 1024)?;
-    let predicted = trainer.model.config.decide(&probs);
-    let report = Confusion::new(&beats.labels, &predicted, classes).report(names);
-    Ok((loss::mean_from_probs(loss, &probs, &beats.labels), report))
+    trainer.predict_many(&rows, 1024)
+}
+
+/// Mean loss and the report of `config`'s decisions on `beats`, whose probabilities are `probs`.
+fn score(
+    config: &ModelConfig,
+    beats: &Beats,
+    probs: &[f32],
+    loss: &LossConfig,
+    names: &[&str],
+) -> (f64, Report) {
+    let predicted = config.decide(probs);
+    let report = Confusion::new(&beats.labels, &predicted, config.classes).report(names);
+    (loss::mean_from_probs(loss, probs, &beats.labels), report)
 }
 
 /// `--calibrate`: decision offsets for S, V and F chosen on the validation beats (held-out
 /// patients with `--split inter`) for the best checkpoint, which is rewritten with them.
 fn calibrate(trainer: &mut Trainer, ctx: &GpuContext, val: &Beats, best: &Path) -> Result<()> {
-    let config = trainer.model.config.clone();
-    let probs = trainer.predict_many(&config.input_rows(val), 1024)?;
+    let probs = probabilities(trainer, val)?;
+    let config = &trainer.model.config;
     let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
     let offsets = metrics::choose_offsets(&probs, &val.labels, config.classes, &tuned);
     let f1 = |offsets: &[f32]| {
@@ -653,8 +660,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         (Some(train_csv), Some(test_csv)) => {
             let mut pool = csv::read(train_csv)?;
             let mut test = csv::read(test_csv)?;
-            config.reference_beats(&mut pool)?;
-            config.reference_beats(&mut test)?;
+            config.beat_reference.apply(&mut pool)?;
+            config.beat_reference.apply(&mut test)?;
             let split = splits::split(&pool, SplitKind::Intra, 0.0, 0.1, args.run.seed);
             (
                 train_csv.clone(),
@@ -668,7 +675,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let mut ds = load_dir(&data_dir, &args.source.options())?;
             super::report_load(&ds);
             // before splitting and augmenting: the median is over each record's own beats
-            config.reference_beats(&mut ds.beats)?;
+            config.beat_reference.apply(&mut ds.beats)?;
             let split = splits::split(&ds.beats, args.split, 0.2, 0.1, args.run.seed);
             let parts = (
                 ds.beats.select(&split.train),
@@ -784,15 +791,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &run_config,
     )?;
 
+    // the offsets change the decisions, not the probabilities: the test beats are scored once
+    let probs = probabilities(&mut trainer, &test)?;
     let uncalibrated = match args.calibrate {
         true => {
-            let (_, before) = evaluate(&mut trainer, &test, &loss_config, &CLASS_NAMES)?;
+            let config = &trainer.model.config;
+            let (_, before) = score(config, &test, &probs, &loss_config, &CLASS_NAMES);
             calibrate(&mut trainer, &ctx, &val, &out.join("best.safetensors"))?;
             Some(before)
         }
         false => None,
     };
-    let (test_loss, report) = evaluate(&mut trainer, &test, &loss_config, &CLASS_NAMES)?;
+    let (test_loss, report) = score(
+        &trainer.model.config,
+        &test,
+        &probs,
+        &loss_config,
+        &CLASS_NAMES,
+    );
     if let Some(before) = &uncalibrated {
         println!("\ntest without the decision offsets\n{}", before.table());
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::train::{fit, write_json, FocalArgs, RunArgs};
-use crate::checkpoint;
+use crate::checkpoint::{self, NamedTensor};
 use crate::data::beats::{BeatMode, Beats};
 use crate::data::csv;
 use crate::data::ptb::{self, MiSplit, CLASS_NAMES};
@@ -146,21 +146,45 @@ fn load_parts(args: &TransferArgs, reference: BeatReference) -> Result<Parts> {
     })
 }
 
+/// The MIT-BIH checkpoint `--from` names: the tensors to copy and the config they were saved
+/// with, read once.
+struct Source {
+    path: PathBuf,
+    tensors: Vec<NamedTensor>,
+    config: ModelConfig,
+}
+
+impl Source {
+    fn read(args: &TransferArgs) -> Result<Option<Self>> {
+        let Some(path) = args.from.clone() else {
+            return Ok(None);
+        };
+        let (tensors, meta) = checkpoint::load(&path)?;
+        let config = ModelConfig::from_metadata(&meta, &path)?;
+        Ok(Some(Self {
+            path,
+            tensors,
+            config,
+        }))
+    }
+}
+
 /// The model to fine-tune: the MIT-BIH checkpoint with a fresh two-class head, or a fresh network.
-fn build_model(ctx: &GpuContext, args: &TransferArgs) -> Result<(Model, Vec<String>)> {
-    let Some(from) = &args.from else {
+fn build_model(
+    ctx: &GpuContext,
+    args: &TransferArgs,
+    source: Option<Source>,
+) -> Result<(Model, Vec<String>)> {
+    let Some(source) = source else {
         let config = ModelConfig {
             classes: 2,
             ..ModelConfig::preset(&args.preset)?
         };
         return Ok((Model::new(ctx, config, args.run.seed)?, vec![]));
     };
-    // Read once: the tensors to copy and the config they were saved with.
-    let (source, meta) = checkpoint::load(from)?;
-    let source_config = ModelConfig::from_metadata(&meta, from)?;
     let config = ModelConfig {
         classes: 2,
-        ..source_config
+        ..source.config
     };
     // a rhythm head's output layer gives logits too: it starts afresh with the classifier's
     let fresh_prefixes: &[&str] = match args.head {
@@ -174,9 +198,10 @@ fn build_model(ctx: &GpuContext, args: &TransferArgs) -> Result<(Model, Vec<Stri
             continue;
         }
         let t = source
+            .tensors
             .iter()
             .find(|t| &t.name == name)
-            .ok_or_else(|| Error::data(from, name, "missing from the source checkpoint"))?;
+            .ok_or_else(|| Error::data(&source.path, name, "missing from the source checkpoint"))?;
         *array = t.data.clone();
         kept.push(name.clone());
     }
@@ -198,10 +223,10 @@ pub fn run(args: TransferArgs) -> Result<()> {
             "--batch and --epochs must be at least 1".into(),
         ));
     }
-    let reference = match &args.from {
-        Some(from) => ModelConfig::from_metadata(&checkpoint::load(from)?.1, from)?.beat_reference,
-        None => BeatReference::None,
-    };
+    let source = Source::read(&args)?;
+    let reference = source
+        .as_ref()
+        .map_or(BeatReference::None, |s| s.config.beat_reference);
     let parts = load_parts(&args, reference)?;
     for w in &parts.warnings {
         eprintln!("warning: {w}");
@@ -224,7 +249,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
         )));
     }
     let ctx = GpuContext::new(args.run.device.as_deref())?.with_kernels(args.run.kernels);
-    let (model, transferred) = build_model(&ctx, &args)?;
+    let (model, transferred) = build_model(&ctx, &args, source)?;
     let config = model.config.clone();
     let counts = parts.train.class_counts(2);
     let loss = args.focal.config(&counts, true);

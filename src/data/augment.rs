@@ -2,10 +2,8 @@
 //! their beats (amplitude scaling, a time stretch, Gaussian noise and baseline wander), and
 //! copies with their record's median shape that only the rhythm tells apart.
 
-use std::collections::BTreeMap;
-
 use super::beats::{Beats, BEAT_LEN, FS};
-use super::reference::MedianBeat;
+use super::reference::record_medians;
 use crate::rng::Rng;
 
 /// Returns `beats` plus augmented copies so that every class has at least `target` beats
@@ -74,23 +72,13 @@ pub fn transform(beat: &[f32], rng: &mut Rng) -> Vec<f32> {
 /// the copies N and S have the same shape, so only the rhythm features tell them apart, and the
 /// network has to learn S from the rhythm.
 pub fn median_shape_copies(beats: &Beats, classes: &[u32], fraction: f64, seed: u64) -> Beats {
-    let mut medians: BTreeMap<&str, MedianBeat> = BTreeMap::new();
-    for i in 0..beats.len() {
-        medians
-            .entry(beats.record[i].as_str())
-            .or_default()
-            .push(beats.beat(i));
-    }
-    let medians: BTreeMap<&str, Vec<f32>> = medians
-        .into_iter()
-        .map(|(r, m)| (r, m.median().expect("a record has a beat")))
-        .collect();
+    let medians = record_medians(beats);
     let mut rng = Rng::new(seed ^ 0x6d65_6469_616e);
     let mut out = beats.clone();
     for i in 0..beats.len() {
         if classes.contains(&beats.labels[i]) && rng.uniform() < fraction {
             out.push(
-                &medians[beats.record[i].as_str()],
+                &medians[&beats.record[i]],
                 beats.labels[i],
                 (&beats.record[i], beats.sample[i]),
                 beats.rr[i],

@@ -12,6 +12,8 @@
 //! the smallest power of two that leaves at most that many, so a streamed record and a loaded
 //! one get the same median bit for bit.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::beats::{Beats, BEAT_LEN};
@@ -29,10 +31,6 @@ pub enum BeatReference {
 }
 
 impl BeatReference {
-    pub fn is_none(&self) -> bool {
-        *self == Self::None
-    }
-
     /// Applies the reference to every beat of `beats`, record by record (see [`relative`]).
     pub fn apply(self, beats: &mut Beats) -> Result<()> {
         match self {
@@ -140,9 +138,21 @@ pub fn relative(beat: &mut [f32], median: &[f32]) {
     }
 }
 
-/// Every beat relative to its record's median beat. The records' beats may be interleaved; each
-/// record's median is over its beats in their order in `beats`. Beats without a record name
-/// (read from a CSV) have no record to refer to: an error.
+/// Each record's median beat ([`MedianBeat`]) over its beats in `beats`, in their order there
+/// (the records' beats may be interleaved).
+pub fn record_medians(beats: &Beats) -> BTreeMap<String, Vec<f32>> {
+    let mut medians: BTreeMap<&str, MedianBeat> = BTreeMap::new();
+    for (i, record) in beats.record.iter().enumerate() {
+        medians.entry(record).or_default().push(beats.beat(i));
+    }
+    medians
+        .into_iter()
+        .map(|(r, m)| (r.to_string(), m.median().expect("a record has a beat")))
+        .collect()
+}
+
+/// Every beat relative to its record's median beat ([`record_medians`]). Beats without a record
+/// name (read from a CSV) have no record to refer to: an error.
 pub fn to_record_median(beats: &mut Beats) -> Result<()> {
     if let Some(i) = beats.record.iter().position(String::is_empty) {
         return Err(Error::Config(format!(
@@ -151,18 +161,9 @@ pub fn to_record_median(beats: &mut Beats) -> Result<()> {
              record-median` writes one with the beats already relative)"
         )));
     }
-    let mut order: Vec<usize> = (0..beats.len()).collect();
-    // stable: each record's beats keep their order
-    order.sort_by(|&a, &b| beats.record[a].cmp(&beats.record[b]));
-    for group in order.chunk_by(|&a, &b| beats.record[a] == beats.record[b]) {
-        let mut median = MedianBeat::default();
-        for &i in group {
-            median.push(beats.beat(i));
-        }
-        let median = median.median().expect("a group has a beat");
-        for &i in group {
-            relative(&mut beats.x[i * BEAT_LEN..(i + 1) * BEAT_LEN], &median);
-        }
+    let medians = record_medians(beats);
+    for (beat, record) in beats.x.chunks_mut(BEAT_LEN).zip(&beats.record) {
+        relative(beat, &medians[record]);
     }
     Ok(())
 }
