@@ -183,12 +183,14 @@ pub fn training_curves(path: &Path, losses: &[Curve], accuracies: &[Curve]) -> R
         let (lo, hi) = points.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
         let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
         let pad = ((hi - lo) * 0.08).max(1e-3);
+        // Headroom above the curves for the legend (a row per curve), so it covers none of them.
+        let headroom = (hi - lo).max(1e-3) * (0.12 + 0.11 * curves.len() as f64);
         let mut chart = ChartBuilder::on(&halves[k])
             .caption(title, (FONT, 22))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(60)
-            .build_cartesian_2d(0.5f64..epochs as f64 + 0.5, lo - pad..hi + pad)
+            .build_cartesian_2d(0.5f64..epochs as f64 + 0.5, lo - pad..hi + headroom)
             .map_err(|e| err(Box::new(e)))?;
         chart
             .configure_mesh()
@@ -217,13 +219,7 @@ pub fn training_curves(path: &Path, losses: &[Curve], accuracies: &[Curve]) -> R
                 .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
                 .map_err(|e| err(Box::new(e)))?;
         }
-        // Losses fall and accuracies rise: keep the legend out of the curves' way.
-        let corner = if k == 0 {
-            SeriesLabelPosition::UpperRight
-        } else {
-            SeriesLabelPosition::LowerRight
-        };
-        legend(&mut chart, path, corner)?;
+        legend(&mut chart, path, SeriesLabelPosition::UpperRight)?;
     }
     root.present().map_err(|e| err(Box::new(e)))
 }

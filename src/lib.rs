@@ -12,12 +12,16 @@ pub mod data;
 pub mod error;
 pub mod figures;
 pub mod gpu;
+pub mod infer;
 pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod preprocessing;
 pub mod rng;
+pub mod run;
+pub mod train;
 pub mod trainer;
 
 pub use error::{Error, Result};

@@ -21,6 +21,7 @@ use crate::ops::dense::{self, Dense};
 use crate::ops::dropout::{self, pcg_hash, Dropout};
 use crate::ops::maxpool1d::{self, MaxPool1d};
 use crate::ops::relu::{self, Relu};
+use crate::preprocessing::Preprocessing;
 use crate::rng::Rng;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -516,38 +517,102 @@ impl ModelConfig {
     }
 }
 
-/// A model: its config, the seed its dropout masks derive from, and its parameters on the GPU.
+/// Which layers a transferred network gets afresh ([`Model::transfer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NewHead {
+    /// Replace Dense_2 (the output layer) only; Dense_1 keeps its trained weights.
+    Dense2,
+    /// Replace Dense_1 and Dense_2.
+    Dense1,
+}
+
+/// A model: its config, how recordings become its input (saved with it), the seed its dropout
+/// masks derive from, and its parameters on the GPU.
 pub struct Model {
     pub config: ModelConfig,
+    pub preprocessing: Preprocessing,
     pub seed: u64,
     pub params: ParamStore,
 }
 
 impl Model {
-    /// A freshly initialised model.
+    /// A freshly initialised model, with the paper's preprocessing for its task (set
+    /// [`Self::preprocessing`] to what its training data was cut with).
     pub fn new(ctx: &GpuContext, config: ModelConfig, seed: u64) -> Result<Self> {
         config.validate()?;
         let params = ParamStore::new(ctx, &config.param_shapes());
         params.upload(ctx, &init_params(&config, seed))?;
+        let task = Preprocessing::guess_task(config.classes);
         Ok(Self {
+            preprocessing: Preprocessing::for_task(task, config.classes),
             config,
             seed,
             params,
         })
     }
 
-    /// The model saved in a checkpoint written by [`Self::save`]: its config comes from the
-    /// metadata, its parameters are checked name by name.
+    /// The model saved in a checkpoint written by [`Self::save`]: its config and preprocessing
+    /// come from the metadata, its parameters are checked name by name.
     pub fn load(ctx: &GpuContext, path: &Path) -> Result<Self> {
-        let (tensors, meta) = checkpoint::load(path)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(ctx, &bytes, path)
+    }
+
+    /// [`Self::load`] from the bytes of a checkpoint (`path` names it in errors; a checkpoint
+    /// written before preprocessing was stored takes it from the config.json beside `path`).
+    pub fn from_bytes(ctx: &GpuContext, bytes: &[u8], path: &Path) -> Result<Self> {
+        let (tensors, meta) = checkpoint::decode(bytes, path)?;
         let config = ModelConfig::from_metadata(&meta, path)?;
+        let preprocessing = Preprocessing::of_checkpoint(&meta, &config, path)?;
         let params = ParamStore::new(ctx, &config.param_shapes());
         params.upload_named(ctx, tensors, path)?;
         Ok(Self {
             config,
+            preprocessing,
             seed: 0,
             params,
         })
+    }
+
+    /// A network for a new task from a trained one (`source`, its tensors read from
+    /// `source_path`): the same layers with `classes` outputs, the layers `head` names freshly
+    /// initialised under `seed`, every other tensor copied. Returns the model and the names of
+    /// the tensors copied. A rhythm head's output layer gives logits too: it starts afresh with
+    /// the classifier's.
+    pub fn transfer(
+        ctx: &GpuContext,
+        source: &[NamedTensor],
+        source_config: &ModelConfig,
+        source_path: &Path,
+        classes: usize,
+        head: NewHead,
+        seed: u64,
+    ) -> Result<(Self, Vec<String>)> {
+        let config = ModelConfig {
+            classes,
+            decision_offsets: vec![],
+            ..source_config.clone()
+        };
+        let fresh_prefixes: &[&str] = match head {
+            NewHead::Dense2 => &["dense2.", "rhythm2."],
+            NewHead::Dense1 => &["dense1.", "dense2.", "rhythm1.", "rhythm2."],
+        };
+        let mut arrays = init_params(&config, seed);
+        let mut kept = vec![];
+        for ((name, _), array) in config.param_shapes().iter().zip(arrays.iter_mut()) {
+            if fresh_prefixes.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            let t = source.iter().find(|t| &t.name == name).ok_or_else(|| {
+                Error::data(source_path, name, "missing from the source checkpoint")
+            })?;
+            *array = t.data.clone();
+            kept.push(name.clone());
+        }
+        let model = Model::new(ctx, config, seed)?;
+        model.params.upload(ctx, &arrays)?;
+        Ok((model, kept))
     }
 
     /// Replaces the parameters with a checkpoint's (same config; names and shapes checked).
@@ -565,6 +630,7 @@ impl Model {
                 serde_json::to_string(&self.config).expect("serialisable"),
             ),
             ("epoch".to_string(), epoch.to_string()),
+            self.preprocessing.to_metadata(&self.config),
         ]);
         checkpoint::save(path, &self.params.download_named(ctx)?, &meta)
     }

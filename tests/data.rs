@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::embedded_dir;
+
 use std::path::{Path, PathBuf};
 
 use common::{external_data, scratch};
@@ -12,9 +14,7 @@ use ecgwgpu::data::annotation::{self, Annotation};
 use ecgwgpu::data::augment;
 use ecgwgpu::data::beats::{BeatMode, BEAT_LEN};
 use ecgwgpu::data::csv;
-use ecgwgpu::data::dataset::{
-    annotation_counts, detection_scores, embedded_dir, load_dir, LoadOptions,
-};
+use ecgwgpu::data::dataset::{annotation_counts, detection_scores, load_dir, LoadOptions};
 use ecgwgpu::data::qrs;
 use ecgwgpu::data::resample::resample;
 use ecgwgpu::data::splits::{self, SplitKind, DS1, DS2};

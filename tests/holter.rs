@@ -12,8 +12,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::embedded_dir;
 use common::scratch;
-use ecgwgpu::data::dataset::embedded_dir;
 
 /// The bound the issue sets for any length.
 const PEAK_MB: f64 = 500.0;

@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+use common::embedded_dir;
+
 use ecgwgpu::checkpoint::{self, NamedTensor};
 use ecgwgpu::data::aami::AamiClass;
 use ecgwgpu::data::annotation;
-use ecgwgpu::data::dataset::embedded_dir;
 use ecgwgpu::metrics::{
     argmax_rows, auroc, bootstrap, per_record, per_record_table, BinaryReport, Confusion,
 };

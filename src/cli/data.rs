@@ -7,13 +7,12 @@ use clap::{Args, Subcommand};
 
 use crate::data::aami::CLASS_NAMES;
 use crate::data::beats::BeatMode;
-use crate::data::dataset::{
-    annotation_counts, detection_scores, embedded_dir, load_dir, LoadOptions,
-};
+use crate::data::dataset::{annotation_counts, detection_scores, load_dir, LoadOptions};
 use crate::data::qrs::Matches;
 use crate::data::reference::BeatReference;
 use crate::data::{csv, splits};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::preprocessing::Preprocessing;
 
 #[derive(Subcommand)]
 pub enum DataCommand {
@@ -65,17 +64,20 @@ pub enum DataCommand {
 #[derive(Args)]
 pub struct Source {
     /// Directory of WFDB records (.hea/.dat/.atr) and EDF+ files whose annotations label the
-    /// beats (WFDB mnemonics, as `data to-edf` writes them). Default: the subset embedded in
-    /// `data/mitdb`.
+    /// beats (WFDB mnemonics, as `data to-edf` writes them). Default: `data/mitdb` in the current
+    /// directory (in a checkout, the five embedded MIT-BIH records).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Beat extraction: `kachuee` (the paper's preprocessing) or `centred` (fixed window).
-    #[arg(long, value_enum, default_value = "kachuee")]
-    mode: BeatMode,
+    /// Default: kachuee, or for `evaluate` and `predict` the checkpoint's (a different one is
+    /// refused: the network was trained on its own).
+    #[arg(long, value_enum)]
+    mode: Option<BeatMode>,
     /// Lead to read, matched against the header's signal descriptions; a comma-separated list
-    /// is a preference order (e.g. `MLII,II,ECG1`).
-    #[arg(long, default_value = "MLII")]
-    lead: String,
+    /// is a preference order (e.g. `MLII,II,ECG1`). Default: MLII, or for `evaluate` and
+    /// `predict` the checkpoint's lead (give this to read another database's name for it).
+    #[arg(long)]
+    lead: Option<String>,
     /// When a record lacks --lead, use its first signal instead of skipping it.
     #[arg(long)]
     fallback_lead: bool,
@@ -86,31 +88,50 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn mode(&self) -> BeatMode {
-        self.mode
-    }
-
-    pub fn lead(&self) -> &str {
-        &self.lead
-    }
-
     /// The --data-dir given on the command line, if any.
     pub fn data_dir_given(&self) -> Option<&std::path::Path> {
         self.data_dir.as_deref()
     }
 
     pub fn dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(embedded_dir)
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| super::default_data_dir("mitdb"))
     }
 
+    /// How to read records for training or inspection: the flags, else the paper's defaults.
     pub fn options(&self) -> LoadOptions {
         LoadOptions {
-            mode: self.mode,
-            lead: self.lead.clone(),
+            mode: self.mode.unwrap_or(BeatMode::Kachuee),
+            lead: self.lead.clone().unwrap_or_else(|| "MLII".into()),
             fallback_to_first: self.fallback_lead,
             records: None,
             strict: self.strict,
         }
+    }
+
+    /// How to read records for a network: its preprocessing, with --lead naming the lead in
+    /// another database. A --mode that contradicts the checkpoint's is refused.
+    pub fn options_for(
+        &self,
+        pre: &Preprocessing,
+        checkpoint: &std::path::Path,
+    ) -> Result<LoadOptions> {
+        if let Some(mode) = self.mode.filter(|&m| m != pre.beat_mode) {
+            return Err(Error::Config(format!(
+                "--mode {} contradicts {}, whose network was trained on {} beats; leave --mode out",
+                mode.name(),
+                checkpoint.display(),
+                pre.beat_mode.name()
+            )));
+        }
+        Ok(LoadOptions {
+            mode: pre.beat_mode,
+            lead: self.lead.clone().unwrap_or_else(|| pre.lead.clone()),
+            fallback_to_first: self.fallback_lead,
+            records: None,
+            strict: self.strict,
+        })
     }
 }
 
@@ -161,9 +182,9 @@ pub fn run(command: DataCommand) -> Result<()> {
                 beats.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
             }
             println!(
-                "\nextracted beats ({:?}, lead {}), {} records in {elapsed:.2} s",
-                source.mode,
-                source.lead,
+                "\nextracted beats ({}, lead {}), {} records in {elapsed:.2} s",
+                source.options().mode.name(),
+                source.options().lead,
                 ds.per_record.len()
             );
             println!("{}", row("total", &beats));

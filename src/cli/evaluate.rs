@@ -3,25 +3,25 @@
 //! Two-class (MI vs normal) models from `transfer` are scored on PTB data instead, per beat and
 //! per record.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 
 use super::data::Source;
-use crate::data::aami::CLASS_NAMES;
 use crate::data::beats::Beats;
 use crate::data::dataset::load_dir;
 use crate::data::ptb::{self, MiSplit};
 use crate::data::reference::BeatReference;
 use crate::data::splits::{self, Split, SplitKind};
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
+use crate::infer::Classifier;
 use crate::metrics::{
     bootstrap, bootstrap_binary, per_record, per_record_table, record_means, BinaryReport,
     Confusion,
 };
-use crate::model::{Model, ModelConfig};
-use crate::trainer::Trainer;
+use crate::model::Model;
+use crate::preprocessing::Task;
+use crate::run::RunConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum EvalSplit {
@@ -43,9 +43,8 @@ pub enum Part {
 
 #[derive(clap::Args)]
 pub struct EvaluateArgs {
-    /// Checkpoint written by `train` (e.g. runs/NAME/best.safetensors).
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[command(flatten)]
+    network: super::NetworkArgs,
     #[command(flatten)]
     source: Source,
     /// Which beats. Default: the split of the run whose config.json sits beside the checkpoint,
@@ -72,59 +71,36 @@ pub struct EvaluateArgs {
     /// Beats per inference batch.
     #[arg(long, default_value_t = 1024)]
     batch: usize,
-    /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
-    #[arg(long)]
-    device: Option<String>,
-    /// Kernel variant: `cpu` (register blocks, for software Vulkan such as lavapipe), `gpu` (the
-    /// mix that measured fastest on a real GPU: split reductions, tiled input gradient) or
-    /// `tiled` (workgroup-memory tiles throughout). Default: from the adapter type, or
-    /// $ECGWGPU_KERNELS.
-    #[arg(long, value_parser = crate::gpu::Kernels::parse_arg)]
-    kernels: Option<crate::gpu::Kernels>,
-}
-
-/// The training run's config.json beside a checkpoint, if any.
-fn run_config(checkpoint: &Path) -> Result<Option<Value>> {
-    let path = checkpoint.with_file_name("config.json");
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::data(&path, "JSON", e.to_string()))
-}
-
-/// Class names of a model with `classes` outputs.
-pub fn class_names(classes: usize) -> Vec<String> {
-    if classes == CLASS_NAMES.len() {
-        CLASS_NAMES.iter().map(|s| s.to_string()).collect()
-    } else {
-        (0..classes).map(|c| c.to_string()).collect()
-    }
+    #[command(flatten)]
+    gpu: super::GpuArgs,
 }
 
 /// The beats `args` selects, with a description for the report.
 fn select_beats(
     args: &EvaluateArgs,
-    run: Option<&Value>,
-    model: &ModelConfig,
+    run: Option<&RunConfig>,
+    model: &Model,
+    network: &Path,
 ) -> Result<(Beats, String)> {
-    let from_run = |key: &str| run.and_then(|r| r["args"][key].as_str().map(str::to_string));
-    let split = args.split.unwrap_or(match from_run("split").as_deref() {
-        Some("intra") => EvalSplit::Intra,
-        Some("inter") => EvalSplit::Inter,
-        _ => EvalSplit::All,
-    });
+    let split = args
+        .split
+        .unwrap_or(match run.map(|r| r.args.split.as_str()) {
+            Some("intra") => EvalSplit::Intra,
+            Some("inter") => EvalSplit::Inter,
+            _ => EvalSplit::All,
+        });
     let dir = match (args.source.data_dir_given(), run) {
         (Some(dir), _) => dir.to_path_buf(),
-        (None, Some(r)) if r["data_dir"].is_string() => {
-            PathBuf::from(r["data_dir"].as_str().unwrap_or_default())
-        }
+        (None, Some(r)) => r.data_dir.clone(),
         _ => args.source.dir(),
     };
-    let mut options = args.source.options();
+    let mut options = args.source.options_for(&model.preprocessing, network)?;
+    // the run's own records: read them as it did
+    if let Some(r) = run.filter(|_| args.source.data_dir_given().is_none()) {
+        options.fallback_to_first |= r.args.fallback_lead;
+    }
     options.fallback_to_first |= split == EvalSplit::All;
+    let model = &model.config;
     let mut ds = load_dir(&dir, &options)?;
     super::report_load(&ds);
     // before splitting: the median is over each record's own beats
@@ -152,10 +128,8 @@ fn select_beats(
 }
 
 /// --seed, else the run's, else 1.
-fn run_seed(args: &EvaluateArgs, run: Option<&Value>) -> u64 {
-    args.seed
-        .or_else(|| run.and_then(|r| r["args"]["seed"].as_u64()))
-        .unwrap_or(1)
+fn run_seed(args: &EvaluateArgs, run: Option<&RunConfig>) -> u64 {
+    args.seed.or_else(|| run.map(|r| r.args.seed)).unwrap_or(1)
 }
 
 /// The --part of a split, described as "<part> part of the <what>".
@@ -175,24 +149,22 @@ fn take_part(args: &EvaluateArgs, beats: &Beats, parts: &Split, what: String) ->
 /// run's patient or beat split (its seed, unless --seed).
 fn select_mi_beats(
     args: &EvaluateArgs,
-    run: Option<&Value>,
-    model: &ModelConfig,
+    run: Option<&RunConfig>,
+    model: &Model,
+    network: &Path,
 ) -> Result<(Beats, String)> {
     let dir = match (args.source.data_dir_given(), run) {
         (Some(dir), _) => dir.to_path_buf(),
-        (None, Some(r)) if r["data_dir"].is_string() => {
-            PathBuf::from(r["data_dir"].as_str().unwrap_or_default())
+        (None, Some(r)) => r.data_dir.clone(),
+        _ => {
+            return Err(Error::Config(format!(
+                "{} has no run directory beside it: give --data-dir (a PTB-XL or PTB folder)",
+                network.display()
+            )))
         }
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("data")
-            .join("ptbxl"),
     };
-    let mut options = ptb::default_options(args.source.mode());
-    if args.source.lead() != "MLII" {
-        options.lead = args.source.lead().to_string();
-    } else if let Some(lead) = run.and_then(|r| r["lead"].as_str()) {
-        options.lead = lead.to_string();
-    }
+    let options = args.source.options_for(&model.preprocessing, network)?;
+    let model = &model.config;
     let mut ds = ptb::load(&dir, &options)?;
     for w in &ds.warnings {
         eprintln!("warning: {w}");
@@ -201,7 +173,7 @@ fn select_mi_beats(
     if args.split == Some(EvalSplit::All) {
         return Ok((ds.beats, format!("all beats of {}", dir.display())));
     }
-    let kind = match run.and_then(|r| r["args"]["split"].as_str()) {
+    let kind = match run.map(|r| r.args.split.as_str()) {
         Some("beat") => MiSplit::Beat,
         _ => MiSplit::Patient,
     };
@@ -223,7 +195,7 @@ fn print_json(value: &Value) {
 }
 
 /// MI vs normal: figures per beat and per record (mean MI probability of its beats).
-fn report_mi(args: &EvaluateArgs, beats: &Beats, probs: &[f32], description: &str) {
+fn report_mi(args: &EvaluateArgs, network: &Path, beats: &Beats, probs: &[f32], description: &str) {
     let p: Vec<f64> = probs.chunks(2).map(|r| f64::from(r[1])).collect();
     let beat = BinaryReport::new(&beats.labels, &p);
     let (labels, means) = record_means(&beats.record, &beats.labels, &p);
@@ -232,7 +204,7 @@ fn report_mi(args: &EvaluateArgs, beats: &Beats, probs: &[f32], description: &st
         .then(|| bootstrap_binary(&beats.record, &beats.labels, &p, args.bootstrap, 1));
     if args.json {
         let out = json!({
-            "checkpoint": args.checkpoint,
+            "checkpoint": network,
             "beats": beats.len(),
             "selection": description,
             "beat": beat,
@@ -243,7 +215,7 @@ fn report_mi(args: &EvaluateArgs, beats: &Beats, probs: &[f32], description: &st
     } else {
         println!(
             "{} on {} beats: {description}\nMI vs NORM\n{}\n{}\n{}\nconfusion per beat (rows: truth NORM, MI): {:?}",
-            args.checkpoint.display(),
+            network.display(),
             beats.len(),
             BinaryReport::HEADER,
             beat.row("beat"),
@@ -263,11 +235,22 @@ fn report_mi(args: &EvaluateArgs, beats: &Beats, probs: &[f32], description: &st
 }
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
-    let run = run_config(&args.checkpoint)?;
-    let ctx = GpuContext::new(args.device.as_deref())?.with_kernels(args.kernels);
-    let model = Model::load(&ctx, &args.checkpoint)?;
+    let ctx = args.gpu.context()?;
+    let network = args
+        .network
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| crate::infer::SHIPPED_MODEL_NAME.into());
+    let run = match &args.network.checkpoint {
+        Some(path) => RunConfig::beside(path)?,
+        None => None,
+    };
+    let model = match &args.network.checkpoint {
+        Some(path) => Model::load(&ctx, path)?,
+        None => Model::from_bytes(&ctx, crate::infer::SHIPPED_MODEL, &network)?,
+    };
     let classes = model.config.classes;
-    let mi = classes == 2;
+    let mi = model.preprocessing.task == Task::Mi;
     if mi && args.per_record {
         return Err(Error::Config(
             "--per-record is for heartbeat-class models; an MI model's report already has \
@@ -275,10 +258,15 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
                 .into(),
         ));
     }
+    eprintln!(
+        "network: {} ({})",
+        network.display(),
+        model.preprocessing.describe(&model.config)
+    );
     let (beats, description) = if mi {
-        select_mi_beats(&args, run.as_ref(), &model.config)?
+        select_mi_beats(&args, run.as_ref(), &model, &network)?
     } else {
-        select_beats(&args, run.as_ref(), &model.config)?
+        select_beats(&args, run.as_ref(), &model, &network)?
     };
     if beats.is_empty() {
         return Err(Error::Config(format!(
@@ -286,19 +274,16 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         )));
     }
     crate::loss::check_labels(&beats.labels, classes)?;
-    let mut trainer = Trainer::for_inference(&ctx, model)?;
+    let names = model.preprocessing.class_names.clone();
+    let mut clf = Classifier::new(&ctx, model)?;
+    clf.batch = args.batch;
     let mut lines = super::ProgressLines::new("scoring", "beats", 0.05);
-    let probs = trainer.predict_many_with_progress(
-        &trainer.model.config.input_rows(&beats),
-        args.batch,
-        |done, total| lines.update(done, total),
-    )?;
+    let probs = clf.probabilities(&beats, |done, total| lines.update(done, total))?;
     if mi {
-        report_mi(&args, &beats, &probs, &description);
+        report_mi(&args, &network, &beats, &probs, &description);
         return Ok(());
     }
-    let predicted = trainer.model.config.decide(&probs);
-    let names = class_names(classes);
+    let predicted = clf.decide(&probs);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let report = Confusion::new(&beats.labels, &predicted, classes).report(&names);
     let intervals = (args.bootstrap > 0).then(|| {
@@ -328,7 +313,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             })
             .collect();
         let out = json!({
-            "checkpoint": args.checkpoint,
+            "checkpoint": network,
             "beats": beats.len(),
             "selection": description,
             "accuracy": report.accuracy,
@@ -344,7 +329,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     } else {
         println!(
             "{} on {} beats: {description}\n{}",
-            args.checkpoint.display(),
+            network.display(),
             beats.len(),
             report.table()
         );

@@ -62,6 +62,58 @@ enum Command {
     },
 }
 
+/// A data folder the commands read by default: `data/<name>` in the current directory (a
+/// checkout of ecgwgpu holds the embedded subsets there). Nothing is compiled in from where the
+/// binary was built, so an installed binary behaves the same from any folder.
+pub(crate) fn default_data_dir(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("data").join(name)
+}
+
+/// The adapter and kernel flags, shared by every command that runs the network.
+#[derive(clap::Args)]
+pub(crate) struct GpuArgs {
+    /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Kernel variant: `cpu` (register blocks, for software Vulkan such as lavapipe), `gpu` (the
+    /// mix that measured fastest on a real GPU: split reductions, tiled input gradient) or
+    /// `tiled` (workgroup-memory tiles throughout). Default: from the adapter type, or
+    /// $ECGWGPU_KERNELS.
+    #[arg(long, value_parser = crate::gpu::Kernels::parse_arg)]
+    pub kernels: Option<crate::gpu::Kernels>,
+}
+
+impl GpuArgs {
+    pub fn context(&self) -> Result<GpuContext> {
+        Ok(GpuContext::new(self.device.as_deref())?.with_kernels(self.kernels))
+    }
+}
+
+/// Which network classifies: a checkpoint, or the one shipped in the binary.
+#[derive(clap::Args)]
+pub(crate) struct NetworkArgs {
+    /// Checkpoint written by `train` or `transfer` (e.g. runs/NAME/best.safetensors). Default:
+    /// the shipped heartbeat model (models/README.md), embedded in the binary.
+    #[arg(long)]
+    pub checkpoint: Option<std::path::PathBuf>,
+}
+
+impl NetworkArgs {
+    /// The classifier, and how to name its network in reports.
+    pub fn classifier<'c>(
+        &self,
+        ctx: &'c GpuContext,
+    ) -> Result<(crate::infer::Classifier<'c>, std::path::PathBuf)> {
+        match &self.checkpoint {
+            Some(path) => Ok((crate::infer::Classifier::load(ctx, path)?, path.clone())),
+            None => Ok((
+                crate::infer::Classifier::shipped(ctx)?,
+                crate::infer::SHIPPED_MODEL_NAME.into(),
+            )),
+        }
+    }
+}
+
 /// Progress of long work as plain lines on stderr, every `step` of the total (a fraction) and
 /// at the end: readable in a terminal and in a non-interactive log alike.
 pub(crate) struct ProgressLines {

@@ -2,38 +2,30 @@
 //! every one of them in a directory) and writes a CSV (sample, classes, probabilities, R–R
 //! features) and, for WFDB records, a WFDB annotation file readable by PhysioNet's tools.
 //!
-//! A recording is streamed a chunk at a time (`data::stream`): QRS detection when it has no beat
-//! annotations, then resampling, beat cutting and classification, with the CSV written as it
-//! goes. Memory is bounded by the chunk, not by the recording's length (a 24-hour Holter file
-//! is 30 M samples per lead); see BENCHMARKS.md for the measurement. A network trained on beats
-//! relative to their record's median beat gets one more pass first, for that median, which keeps
-//! at most 8,192 beats (see `data::reference`).
+//! The pipeline is the library's ([`crate::infer::Classifier`]); this command picks the network
+//! (`--checkpoint`, or the shipped one), writes the CSV as beats arrive and renames it into place
+//! when complete, and reports progress.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::data::Source;
-use super::evaluate::class_names;
 use crate::data::aami::{AamiClass, CLASSES};
 use crate::data::annotation::{self, Annotation};
-use crate::data::beats::{Beats, BEAT_LEN};
 use crate::data::csv;
 use crate::data::dataset::{list_records, LoadOptions};
-use crate::data::reference::{relative, BeatReference, MedianBeat};
+use crate::data::reference::BeatReference;
 use crate::data::rr::RR_FEATURES;
 use crate::data::source::{self, Recording};
 use crate::data::stream;
 use crate::data::write_atomic;
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
-use crate::model::Model;
-use crate::trainer::Trainer;
+use crate::infer::{ClassifiedBeat, Classifier};
 
 #[derive(clap::Args)]
 pub struct PredictArgs {
-    /// Checkpoint written by `train` (e.g. runs/NAME/best.safetensors).
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[command(flatten)]
+    network: super::NetworkArgs,
     /// What to classify: a WFDB record as a path without extension (e.g. ~/mitdb/208: its .hea,
     /// signal files and .atr, whose beat annotations give the R peaks), an EDF/EDF+ file (its
     /// EDF+ beat annotations, e.g. N, V, A as WFDB mnemonics, give the R peaks), or a directory
@@ -72,23 +64,8 @@ pub struct PredictArgs {
     /// the recording's length. Rounded to whole 10-s windows.
     #[arg(long, default_value_t = stream::CHUNK_S)]
     chunk_seconds: f64,
-    /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
-    #[arg(long)]
-    device: Option<String>,
-    /// Kernel variant: `cpu` (register blocks, for software Vulkan such as lavapipe), `gpu` (the
-    /// mix that measured fastest on a real GPU: split reductions, tiled input gradient) or
-    /// `tiled` (workgroup-memory tiles throughout). Default: from the adapter type, or
-    /// $ECGWGPU_KERNELS.
-    #[arg(long, value_parser = crate::gpu::Kernels::parse_arg)]
-    kernels: Option<crate::gpu::Kernels>,
-}
-
-/// The model and where its answers go.
-struct Classifier<'a> {
-    trainer: Trainer<'a>,
-    classes: usize,
-    names: Vec<String>,
-    batch: usize,
+    #[command(flatten)]
+    gpu: super::GpuArgs,
 }
 
 /// The CSV's header line: the R peak's sample, the reference and predicted class, a probability
@@ -102,66 +79,43 @@ fn csv_header(names: &[String]) -> String {
     )
 }
 
-impl Classifier<'_> {
-    /// Classifies `beats` and appends their CSV rows; returns the predicted labels.
-    fn classify(
-        &mut self,
-        beats: &Beats,
-        annotated: bool,
-        out: &mut impl Write,
-        path: &Path,
-    ) -> Result<Vec<u32>> {
-        if beats.is_empty() {
-            return Ok(vec![]);
-        }
-        let rows = self.trainer.model.config.input_rows(beats);
-        let probs = self.trainer.predict_many(&rows, self.batch)?;
-        let predicted = self.trainer.model.config.decide(&probs);
-        let mut text = String::new();
-        for (i, &p) in predicted.iter().enumerate() {
-            let row: Vec<String> = probs[i * self.classes..(i + 1) * self.classes]
-                .iter()
-                .map(|v| format!("{v:.6}"))
-                .collect();
-            let rr: Vec<String> = beats.rr[i].iter().map(|v| format!("{v:.4}")).collect();
-            let reference = match annotated {
-                true => self.names[beats.labels[i] as usize].as_str(),
-                false => "",
-            };
-            text += &format!(
-                "{},{reference},{},{},{}\n",
-                beats.sample[i],
-                self.names[p as usize],
-                row.join(","),
-                rr.join(",")
-            );
-        }
-        out.write_all(text.as_bytes())
-            .map_err(|e| Error::io(path, e))?;
-        Ok(predicted)
+/// The CSV rows of classified beats.
+fn csv_rows(beats: &[ClassifiedBeat], names: &[String]) -> String {
+    let mut text = String::new();
+    for b in beats {
+        let probs: Vec<String> = b.probabilities.iter().map(|v| format!("{v:.6}")).collect();
+        let rr: Vec<String> = b.rhythm.iter().map(|v| format!("{v:.4}")).collect();
+        let reference = b.reference.map_or("", |r| names[r as usize].as_str());
+        text += &format!(
+            "{},{reference},{},{},{}\n",
+            b.sample,
+            names[b.class as usize],
+            probs.join(","),
+            rr.join(",")
+        );
     }
+    text
+}
 
-    /// A predicted label as a WFDB annotation. Models with other classes than AAMI's five write
-    /// their label index as the subtype of a generic beat code (Q), so nothing is silently
-    /// renamed.
-    fn annotation(&self, sample: u64, label: u32) -> Annotation {
-        let mut a = Annotation::new(sample, AamiClass::Q.code());
-        match AamiClass::from_label(label).filter(|_| self.classes == CLASSES.len()) {
-            Some(class) => a.code = class.code(),
-            None => a.subtype = label as i8,
-        }
-        a
+/// A predicted label as a WFDB annotation. Models with other classes than AAMI's five write
+/// their label index as the subtype of a generic beat code (Q), so nothing is silently renamed.
+fn wfdb_annotation(classes: usize, sample: u64, label: u32) -> Annotation {
+    let mut a = Annotation::new(sample, AamiClass::Q.code());
+    match AamiClass::from_label(label).filter(|_| classes == CLASSES.len()) {
+        Some(class) => a.code = class.code(),
+        None => a.subtype = label as i8,
     }
+    a
+}
 
-    /// "N 2201, S 3, ..." for predicted labels.
-    fn counts(&self, counts: &[usize]) -> String {
-        self.names
-            .iter()
-            .zip(counts)
-            .map(|(n, c)| format!("{n} {c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
+/// "N 2201, S 3, ..." for counts per class.
+fn counts_line(names: &[String], counts: &[usize]) -> String {
+    names
+        .iter()
+        .zip(counts)
+        .map(|(n, c)| format!("{n} {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A CSV written through a temporary file and renamed into place when complete, so an
@@ -208,19 +162,17 @@ struct Classified {
     not_cut: usize,
 }
 
-/// Streams one recording through detection (when it has no beat annotations), beat cutting and
-/// the classifier, writing its CSV (and WFDB annotations) as it goes.
+/// Streams one recording through the classifier, writing its CSV (and WFDB annotations) as it
+/// goes.
 fn classify_recording(
     clf: &mut Classifier<'_>,
-    mut rec: Recording,
+    rec: Recording,
     record_path: &Path,
     args: &PredictArgs,
 ) -> Result<Classified> {
     let name = rec.name.clone();
-    let lead = rec.lead.as_mut();
-    let (fs, len) = (lead.fs(), lead.len());
+    let (fs, len) = (rec.lead.fs(), rec.lead.len());
     let hours = len as f64 / fs / 3600.0;
-    let annotated = rec.annotations.is_some();
     if rec.dropped > 0 {
         let what = format!(
             "{} annotation{} at or past the end of the signal ({} beats, dropped)",
@@ -233,84 +185,46 @@ fn classify_recording(
         }
         eprintln!("warning: {name}: {what}");
     }
-    let annotations = match rec.annotations.take() {
-        Some(a) => {
-            eprintln!(
-                "{name}: '{}' at {fs} Hz, {hours:.2} h; classifying its annotated beats",
-                rec.label
-            );
-            a
-        }
-        None => {
-            eprintln!(
-                "{name}: '{}' at {fs} Hz, {hours:.2} h; no beat annotations, finding beats with \
-                 the QRS detector",
-                rec.label
-            );
-            let mut lines = super::ProgressLines::new("detecting", "samples", 0.05);
-            stream::detect(lead, args.chunk_seconds, |done| lines.update(done, len))?
-        }
-    };
-    let total = annotations
-        .iter()
-        .filter(|a| AamiClass::from_code(a.code).is_some())
-        .count();
+    match rec.annotations.is_some() {
+        true => eprintln!(
+            "{name}: '{}' at {fs} Hz, {hours:.2} h; classifying its annotated beats",
+            rec.label
+        ),
+        false => eprintln!(
+            "{name}: '{}' at {fs} Hz, {hours:.2} h; no beat annotations, finding beats with \
+             the QRS detector",
+            rec.label
+        ),
+    }
+    let names = clf.class_names().to_vec();
+    let classes = names.len();
     let csv_path = args.out_dir.join(format!("{name}_{}.csv", args.annotator));
-    let mut csv = CsvOut::create(csv_path, &csv_header(&clf.names))?;
-    let mut predicted_annotations = Vec::with_capacity(total);
-    let mut counts = vec![0usize; clf.classes];
-    // A network that measures beats against their record's median beat needs that median
-    // first: one more pass over the recording, keeping at most MEDIAN_BEATS_MAX beats.
-    let median = match clf.trainer.model.config.beat_reference {
-        BeatReference::None => None,
-        BeatReference::RecordMedian => {
-            let mut median = MedianBeat::default();
-            let mut lines = super::ProgressLines::new("median beat", "beats", 0.05);
-            stream::beats(
-                lead,
-                &annotations,
-                args.source.mode(),
-                &name,
-                args.chunk_seconds,
-                |beats, _| {
-                    median.push_all(&beats.x);
-                    lines.update(median.seen(), total);
-                    Ok(())
-                },
-            )?;
-            median.median()
-        }
-    };
-    let mut lines = super::ProgressLines::new("classifying", "beats", 0.05);
-    let mut done = 0;
-    let at_edges = stream::beats(
-        lead,
-        &annotations,
-        args.source.mode(),
-        &name,
-        args.chunk_seconds,
-        |mut beats, _| {
-            if let Some(median) = &median {
+    let mut csv = CsvOut::create(csv_path, &csv_header(&names))?;
+    let mut predicted = vec![];
+    let mut lines = [
+        super::ProgressLines::new("detecting", "samples", 0.05),
+        super::ProgressLines::new("median beat", "beats", 0.05),
+        super::ProgressLines::new("classifying", "beats", 0.05),
+    ];
+    let summary = clf.classify_recording(
+        rec,
+        |beats| {
+            csv.file
+                .write_all(csv_rows(beats, &names).as_bytes())
+                .map_err(|e| Error::io(&csv.tmp, e))?;
+            predicted.extend(
                 beats
-                    .x
-                    .chunks_mut(BEAT_LEN)
-                    .for_each(|b| relative(b, median));
-            }
-            let predicted = clf.classify(&beats, annotated, &mut csv.file, &csv.tmp)?;
-            for (&p, &sample) in predicted.iter().zip(&beats.sample) {
-                counts[p as usize] += 1;
-                predicted_annotations.push(clf.annotation(sample, p));
-            }
-            done += beats.len();
-            lines.update(done, total);
+                    .iter()
+                    .map(|b| wfdb_annotation(classes, b.sample, b.class)),
+            );
             Ok(())
         },
+        |stage, done, total| lines[stage as usize].update(done, total),
     )?;
-    lines.update(total, total);
     let mut written = vec![csv.commit()?.display().to_string()];
     if !source::is_edf(record_path) {
         let atr_path = args.out_dir.join(format!("{name}.{}", args.annotator));
-        write_atomic(&atr_path, &annotation::encode(&predicted_annotations))?;
+        write_atomic(&atr_path, &annotation::encode(&predicted))?;
         let header = record_path.with_extension("hea");
         let header_copy = args.out_dir.join(format!("{name}.hea"));
         if !header_copy.exists() {
@@ -319,10 +233,10 @@ fn classify_recording(
         written.push(atr_path.display().to_string());
     }
     Ok(Classified {
-        beats: predicted_annotations.len(),
-        counts,
+        beats: summary.beats,
+        counts: summary.counts,
         written,
-        not_cut: at_edges + rec.dropped_beats,
+        not_cut: summary.not_cut,
     })
 }
 
@@ -339,16 +253,22 @@ fn recordings(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// Classifies the recordings `--record` names. One that cannot be read is skipped with a line
 /// naming it (an error with --strict, or when it is the only one); a summary line ends the run.
-fn run_records(clf: &mut Classifier<'_>, args: &PredictArgs, record: &Path) -> Result<()> {
+fn run_records(
+    clf: &mut Classifier<'_>,
+    args: &PredictArgs,
+    opts: &LoadOptions,
+    record: &Path,
+) -> Result<()> {
     let paths = recordings(record)?;
     let single = paths.len() == 1 && !record.is_dir();
     let opts = LoadOptions {
         fallback_to_first: true,
-        ..args.source.options()
+        ..opts.clone()
     };
+    let names = clf.class_names().to_vec();
     let mut skipped: Vec<(String, String)> = vec![];
     let mut fallbacks: Vec<(String, String)> = vec![];
-    let (mut beats, mut counts) = (0, vec![0usize; clf.classes]);
+    let (mut beats, mut counts) = (0, vec![0usize; names.len()]);
     for (k, path) in paths.iter().enumerate() {
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
@@ -376,7 +296,7 @@ fn run_records(clf: &mut Classifier<'_>, args: &PredictArgs, record: &Path) -> R
                 println!(
                     "{name}: {} beats classified ({}){not_cut}; wrote {}",
                     c.beats,
-                    clf.counts(&c.counts),
+                    counts_line(&names, &c.counts),
                     c.written.join(" and ")
                 );
                 beats += c.beats;
@@ -402,7 +322,7 @@ fn run_records(clf: &mut Classifier<'_>, args: &PredictArgs, record: &Path) -> R
             "{} of {} recordings classified: {beats} beats ({}){}",
             paths.len() - skipped.len(),
             paths.len(),
-            clf.counts(&counts),
+            counts_line(&names, &counts),
             if skipped.is_empty() {
                 String::new()
             } else {
@@ -427,7 +347,7 @@ fn run_csv(clf: &mut Classifier<'_>, args: &PredictArgs, path: &Path) -> Result<
         .unwrap_or("beats")
         .to_string();
     let mut beats = csv::read(path)?;
-    if clf.trainer.model.config.beat_reference != BeatReference::None {
+    if clf.config().beat_reference != BeatReference::None {
         eprintln!(
             "note: this network takes beats relative to their record's median beat; the rows of \
              {} are taken to be so already (`data export --beat-reference record-median`)",
@@ -436,19 +356,23 @@ fn run_csv(clf: &mut Classifier<'_>, args: &PredictArgs, path: &Path) -> Result<
     }
     // the row number stands for the R peak's sample
     beats.sample = (0..beats.len() as u64).collect();
+    let names = clf.class_names().to_vec();
     let csv_path = args.out_dir.join(format!("{name}_{}.csv", args.annotator));
-    let mut out = CsvOut::create(csv_path, &csv_header(&clf.names))?;
+    let mut out = CsvOut::create(csv_path, &csv_header(&names))?;
     let mut lines = super::ProgressLines::new("classifying", "beats", 0.05);
-    let predicted = clf.classify(&beats, true, &mut out.file, &out.tmp)?;
+    let classified = clf.classify_beats(&beats, true)?;
+    out.file
+        .write_all(csv_rows(&classified, &names).as_bytes())
+        .map_err(|e| Error::io(&out.tmp, e))?;
     lines.update(beats.len(), beats.len());
-    let mut counts = vec![0usize; clf.classes];
-    for &p in &predicted {
-        counts[p as usize] += 1;
+    let mut counts = vec![0usize; names.len()];
+    for b in &classified {
+        counts[b.class as usize] += 1;
     }
     println!(
         "{name}: {} beats classified ({}); wrote {}",
         beats.len(),
-        clf.counts(&counts),
+        counts_line(&names, &counts),
         out.commit()?.display()
     );
     Ok(())
@@ -478,17 +402,18 @@ pub fn run(args: PredictArgs) -> Result<()> {
         }
     }
     std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::io(&args.out_dir, e))?;
-    let ctx = GpuContext::new(args.device.as_deref())?.with_kernels(args.kernels);
-    let model = Model::load(&ctx, &args.checkpoint)?;
-    let classes = model.config.classes;
-    let mut clf = Classifier {
-        trainer: Trainer::for_inference(&ctx, model)?,
-        classes,
-        names: class_names(classes),
-        batch: args.batch,
-    };
+    let ctx = args.gpu.context()?;
+    let (mut clf, network) = args.network.classifier(&ctx)?;
+    clf.batch = args.batch;
+    clf.chunk_seconds = args.chunk_seconds;
+    let opts = args.source.options_for(clf.preprocessing(), &network)?;
+    eprintln!(
+        "network: {} ({})",
+        network.display(),
+        clf.preprocessing().describe(clf.config())
+    );
     match (&args.record, &args.beats_csv) {
-        (Some(record), _) => run_records(&mut clf, &args, record),
+        (Some(record), _) => run_records(&mut clf, &args, &opts, record),
         (None, Some(path)) => run_csv(&mut clf, &args, path),
         (None, None) => unreachable!("clap requires --record or --beats-csv"),
     }

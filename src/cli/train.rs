@@ -3,31 +3,26 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 
 use super::data::Source;
-use crate::checkpoint::{self, NamedTensor};
 use crate::data::aami::{AamiClass, CLASS_NAMES};
 use crate::data::beats::Beats;
 use crate::data::dataset::load_dir;
 use crate::data::reference::BeatReference;
 use crate::data::splits::{self, SplitKind};
-use crate::data::write_atomic;
 use crate::data::{augment, csv};
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
-use crate::loss::{self, LossConfig};
-use crate::metrics::{self, Confusion, Report};
+use crate::loss::LossConfig;
 use crate::model::{Model, ModelConfig};
 use crate::optim::AdamConfig;
-use crate::rng::Rng;
+use crate::preprocessing::Task;
+use crate::run::{write_json, BeatModeName, RunConfig, RunSettings};
+use crate::train::{self as fitting, EpochRecord, FitObserver, Schedule};
 use crate::trainer::Trainer;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LossKind {
     /// Two-fold focal loss FL(α1, γm) + FL(α2, γn).
     Focal,
@@ -35,10 +30,9 @@ pub enum LossKind {
     Ce,
 }
 
-#[derive(clap::Args, Serialize)]
+#[derive(clap::Args)]
 pub struct TrainArgs {
     #[command(flatten)]
-    #[serde(skip)]
     source: Source,
     /// Model preset: `paper` (408,357 parameters), `paper-rr` (the dual-stream network: the
     /// paper's plus the beat's eight R–R features joined before Dense_1), or `tiny` / `tiny-rr`
@@ -52,10 +46,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "focal")]
     loss: LossKind,
     #[command(flatten)]
-    #[serde(flatten)]
     focal: FocalArgs,
     #[command(flatten)]
-    #[serde(flatten)]
     run: RunArgs,
     /// Scale both folds' α per class by inverse class frequency (normalised to mean 1).
     #[arg(long)]
@@ -67,34 +59,29 @@ pub struct TrainArgs {
     /// preset's 0.1 there: with `paper-rr`/`tiny-rr`, a higher rate makes the network lean on the
     /// rhythm features.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     shape_dropout: Option<f32>,
     /// What each beat is measured against: `none` (the beat as cut, the paper's input) or
     /// `record-median` (the beat minus its record's median beat: per-patient normalisation of the
     /// shape, for new patients). The checkpoint records it; evaluate and predict apply it. Needs
     /// records (--data-dir), not --train-csv.
     #[arg(long, value_enum, default_value = "none")]
-    #[serde(skip_serializing_if = "crate::is_default")]
     beat_reference: BeatReference,
     /// Add a rhythm head of this width (0: none): `Dense–ReLU–Dense` on the R–R features alone,
     /// its logits added to the network's, so that the rhythm has a path to the output that the
     /// shape features cannot crowd out (dual-stream presets only).
     #[arg(long, default_value_t = 0)]
-    #[serde(skip_serializing_if = "crate::is_default")]
     rhythm_head: usize,
     /// For this fraction of the training N and S beats (seeded), add a copy with its record's
     /// median beat as its shape and its own R–R features and label: in the copies only the
     /// rhythm tells S from N (dual-stream presets only; 0: off). On its own it did not raise S
     /// on new patients (results/tiny-mitdb-inter-relative-rhythm-head).
     #[arg(long, default_value_t = 0.0)]
-    #[serde(skip_serializing_if = "crate::is_default")]
     rhythm_copies: f64,
     /// After training, choose per-class offsets for S, V and F that maximise the validation
     /// beats' mean F1 (held-out patients with --split inter) and write them into best.safetensors:
     /// evaluate and predict then decide with them. A network may rank a rare class's beats well
     /// and still call them too rarely. metrics.json keeps the test figures without them too.
     #[arg(long)]
-    #[serde(skip_serializing_if = "crate::is_default")]
     calibrate: bool,
     /// Train on beats from a CSV in the common layout (187 samples + label per row, e.g. Kaggle's
     /// mitbih_train.csv) instead of WFDB records; 10 % of it (stratified) becomes validation.
@@ -103,43 +90,6 @@ pub struct TrainArgs {
     /// Test beats from a CSV in the same layout (e.g. mitbih_test.csv); needs --train-csv.
     #[arg(long, requires = "train_csv")]
     test_csv: Option<PathBuf>,
-}
-
-/// Training beats re-scored in evaluation mode after each epoch for the training-accuracy curve.
-const TRAIN_PROBE: usize = 4096;
-
-/// Flags that may change when a run is resumed; every other one must match config.json.
-const RESUMABLE_CHANGES: [&str; 7] = [
-    "epochs", "lr", "patience", "device", "kernels", "resume", "out",
-];
-
-#[derive(Serialize, serde::Deserialize)]
-struct EpochRecord {
-    epoch: usize,
-    train_loss: f64,
-    /// Accuracy on a fixed subset of the training beats in evaluation mode (no dropout).
-    #[serde(default)]
-    train_accuracy: Option<f64>,
-    val_loss: f64,
-    val_accuracy: f64,
-    val_macro_f1: f64,
-    seconds: f64,
-    train_beats_per_s: f64,
-}
-
-#[derive(Serialize)]
-struct RunConfig<'a> {
-    args: &'a TrainArgs,
-    data_dir: String,
-    mode: String,
-    lead: String,
-    model: &'a ModelConfig,
-    loss: &'a LossConfig,
-    adam: &'a AdamConfig,
-    device: String,
-    class_counts: BTreeMap<&'a str, Vec<usize>>,
-    /// How validation beats were chosen (a run that chose them otherwise cannot be resumed).
-    validation: &'static str,
 }
 
 fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
@@ -151,7 +101,7 @@ fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
 }
 
 /// The two-fold focal loss's flags, shared by `train` and `transfer`.
-#[derive(clap::Args, Serialize)]
+#[derive(clap::Args)]
 pub(super) struct FocalArgs {
     /// α of the first focal fold (all classes, unless scaled per class by inverse frequency).
     #[arg(long, default_value_t = 0.25)]
@@ -191,70 +141,8 @@ impl FocalArgs {
     }
 }
 
-fn evaluate(
-    trainer: &mut Trainer,
-    beats: &Beats,
-    loss: &LossConfig,
-    names: &[&str],
-) -> Result<(f64, Report)> {
-    let probs = probabilities(trainer, beats)?;
-    Ok(score(&trainer.model.config, beats, &probs, loss, names))
-}
-
-/// Class probabilities of `beats` in evaluation mode.
-fn probabilities(trainer: &mut Trainer, beats: &Beats) -> Result<Vec<f32>> {
-    let rows = trainer.model.config.input_rows(beats);
-    trainer.predict_many(&rows, 1024)
-}
-
-/// Mean loss and the report of `config`'s decisions on `beats`, whose probabilities are `probs`.
-fn score(
-    config: &ModelConfig,
-    beats: &Beats,
-    probs: &[f32],
-    loss: &LossConfig,
-    names: &[&str],
-) -> (f64, Report) {
-    let predicted = config.decide(probs);
-    let report = Confusion::new(&beats.labels, &predicted, config.classes).report(names);
-    (loss::mean_from_probs(loss, probs, &beats.labels), report)
-}
-
-/// `--calibrate`: decision offsets for S, V and F chosen on the validation beats (held-out
-/// patients with `--split inter`) for the best checkpoint, which is rewritten with them.
-fn calibrate(trainer: &mut Trainer, ctx: &GpuContext, val: &Beats, best: &Path) -> Result<()> {
-    let probs = probabilities(trainer, val)?;
-    let config = &trainer.model.config;
-    let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
-    let offsets = metrics::choose_offsets(&probs, &val.labels, config.classes, &tuned);
-    let f1 = |offsets: &[f32]| {
-        let predicted = metrics::decide(&probs, config.classes, offsets);
-        Confusion::new(&val.labels, &predicted, config.classes)
-            .report(&CLASS_NAMES)
-            .macro_f1
-    };
-    println!(
-        "decision offsets chosen on the validation beats: {} (validation macro-F1 {:.3} → {:.3})",
-        CLASS_NAMES
-            .iter()
-            .zip(&offsets)
-            .map(|(n, o)| format!("{n} {o:+.2}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        f1(&[]),
-        f1(&offsets)
-    );
-    let (_, meta) = checkpoint::load(best)?;
-    let epoch = meta
-        .get("epoch")
-        .and_then(|e| e.parse().ok())
-        .ok_or_else(|| Error::data(best, "epoch", "missing from the metadata"))?;
-    trainer.model.config.decision_offsets = offsets;
-    trainer.model.save(ctx, best, epoch)
-}
-
 /// The flags of a training run shared by `train` and `transfer`.
-#[derive(clap::Args, Serialize)]
+#[derive(clap::Args)]
 pub(super) struct RunArgs {
     /// Passes over the training beats.
     #[arg(long, default_value_t = 25)]
@@ -277,15 +165,8 @@ pub(super) struct RunArgs {
     /// run's config.json, except --lr, --patience, --device and --out.
     #[arg(long)]
     pub resume: bool,
-    /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Kernel variant: `cpu` (register blocks, for software Vulkan such as lavapipe), `gpu` (the
-    /// mix that measured fastest on a real GPU: split reductions, tiled input gradient) or
-    /// `tiled` (workgroup-memory tiles throughout). Default: from the adapter type, or
-    /// $ECGWGPU_KERNELS.
-    #[arg(long, value_parser = crate::gpu::Kernels::parse_arg)]
-    pub kernels: Option<crate::gpu::Kernels>,
+    #[command(flatten)]
+    pub gpu: super::GpuArgs,
     /// Run directory (config.json, history.csv/json, best/last.safetensors, resume.safetensors,
     /// metrics.json, figures/). Default: under runs/, named after the settings.
     #[arg(long)]
@@ -293,9 +174,9 @@ pub(super) struct RunArgs {
 }
 
 impl RunArgs {
-    pub(super) fn schedule<'a>(&self, out: &'a Path) -> Schedule<'a> {
+    pub(super) fn schedule(&self, out: &Path) -> Schedule {
         Schedule {
-            out,
+            out: out.to_path_buf(),
             epochs: self.epochs,
             batch: self.batch,
             seed: self.seed,
@@ -303,82 +184,70 @@ impl RunArgs {
             resume: self.resume,
         }
     }
+
+    /// The settings these flags and `focal`'s give a run's config.json; the command fills in
+    /// its own.
+    pub(super) fn settings(&self, preset: &str, split: String, focal: &FocalArgs) -> RunSettings {
+        RunSettings {
+            preset: preset.to_string(),
+            split,
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            seed: self.seed,
+            patience: self.patience,
+            resume: self.resume,
+            device: self.gpu.device.clone(),
+            kernels: self.gpu.kernels,
+            out: self.out.clone(),
+            alpha1: focal.alpha1,
+            gamma_m: focal.gamma_m,
+            alpha2: focal.alpha2,
+            gamma_n: focal.gamma_n,
+            loss: "focal".into(),
+            class_alpha: false,
+            augment: 0,
+            shape_dropout: None,
+            beat_reference: BeatReference::None,
+            rhythm_head: 0,
+            rhythm_copies: 0.0,
+            calibrate: false,
+            train_csv: None,
+            test_csv: None,
+            fallback_lead: false,
+            strict: false,
+            from: None,
+            beats_csv: vec![],
+            head: None,
+            feature_lr_scale: None,
+            freeze_features: false,
+        }
+    }
 }
 
-/// How long and how to train, and where the run directory is.
-pub(super) struct Schedule<'a> {
-    pub out: &'a Path,
-    pub epochs: usize,
-    pub batch: usize,
-    pub seed: u64,
-    pub patience: usize,
-    pub resume: bool,
+/// Prints a run's progress: a bar on a terminal, a line every 10 % of an epoch in a log, and a
+/// line per epoch.
+#[derive(Default)]
+pub(super) struct Console {
+    bar: Option<ProgressBar>,
+    lines: Option<super::ProgressLines>,
+    total: usize,
 }
 
-/// The training loop shared by `train` and `transfer`: epochs of shuffled batches with a progress
-/// bar, validation after each (best = highest macro-F1), history, `last`/`best` checkpoints and the
-/// resume state written atomically, early stopping, `--resume`. `run_config` is what config.json
-/// holds: checked against the existing one on resume, then (re)written. Returns with the
-/// best-validation parameters loaded, ready for the test.
-pub(super) fn fit(
-    trainer: &mut Trainer,
-    train: &Beats,
-    val: &Beats,
-    loss: &LossConfig,
-    names: &[&str],
-    schedule: &Schedule,
-    run_config: &serde_json::Value,
-) -> Result<()> {
-    let out = schedule.out;
-    let ctx = trainer.ctx();
-    let mut history: Vec<EpochRecord> = vec![];
-    let mut progress = Progress {
-        epoch: 0,
-        best_f1: -1.0,
-        epochs_since_best: 0,
-    };
-    if schedule.resume {
-        check_same_run(&out.join("config.json"), run_config)?;
-        progress = load_resume_state(trainer, ctx, &out.join("resume.safetensors"))?;
-        history = read_history(&out.join("history.json"))?;
-        history.truncate(progress.epoch);
+impl FitObserver for Console {
+    fn resumed(&mut self, out: &Path, epoch: usize, steps: u32) {
         println!(
-            "resuming {} after epoch {} (optimiser step {})",
-            out.display(),
-            progress.epoch,
-            trainer.steps()
+            "resuming {} after epoch {epoch} (optimiser step {steps})",
+            out.display()
         );
     }
-    write_json(&out.join("config.json"), run_config)?;
-    let (mut xb, mut yb) = (
-        Vec::with_capacity(schedule.batch * trainer.model.config.row_len()),
-        Vec::with_capacity(schedule.batch),
-    );
-    // The GPU-resident loop when the split fits one storage binding, else uploaded batches.
-    let config = trainer.model.config.clone();
-    let rows = config.input_rows(train);
-    let row_len = config.row_len();
-    let resident = match trainer.upload_training_data(&rows, &train.labels) {
-        Ok(()) => true,
-        Err(Error::Gpu(reason)) => {
-            println!("note: {reason}; training steps upload their batches instead");
-            false
-        }
-        Err(e) => return Err(e),
-    };
-    let probe_order = epoch_order(train.len(), schedule.seed, 0);
-    let train_probe = train.select(&probe_order[..train.len().min(TRAIN_PROBE)]);
-    for epoch in progress.epoch + 1..=schedule.epochs {
-        if schedule.patience > 0 && progress.epochs_since_best >= schedule.patience {
-            println!(
-                "early stop: validation macro-F1 has not improved for {} epochs",
-                schedule.patience
-            );
-            break;
-        }
-        let order = epoch_order(train.len(), schedule.seed, epoch);
-        let bar = ProgressBar::new(train.len() as u64)
-            .with_prefix(format!("epoch {epoch}/{}", schedule.epochs));
+
+    fn note(&mut self, text: &str) {
+        println!("note: {text}");
+    }
+
+    fn epoch_started(&mut self, epoch: usize, epochs: usize, beats: usize) {
+        let bar = ProgressBar::new(beats as u64).with_prefix(format!("epoch {epoch}/{epochs}"));
         bar.set_style(
             ProgressStyle::with_template(
                 "{prefix} [{bar:30}] {pos}/{len} beats {per_sec} eta {eta} loss {msg}",
@@ -386,247 +255,36 @@ pub(super) fn fit(
             .expect("valid template")
             .progress_chars("=> "),
         );
+        self.bar = Some(bar);
         // the bar draws only on a terminal; a log gets a line every 10 % of the epoch
-        let mut lines = (!std::io::stderr().is_terminal())
+        self.lines = (!std::io::stderr().is_terminal())
             .then(|| super::ProgressLines::new("training", "beats", 0.1));
-        let total = order.len();
-        let start = Instant::now();
-        let stopped = |e: Error| match e {
-            Error::NonFinite { .. } => Error::Config(format!(
-                "training stopped at epoch {epoch}: {e}; the last good checkpoint is {}",
-                out.join("last.safetensors").display()
-            )),
-            other => other,
-        };
-        let mean = |losses: &[f32]| {
-            losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64
-        };
-        let losses = if resident {
-            trainer
-                .train_epoch(&order, schedule.batch, |beats, losses| {
-                    bar.set_position(beats as u64);
-                    if let Some(lines) = lines.as_mut() {
-                        lines.update(beats, total);
-                    }
-                    bar.set_message(format!("{:.4}", mean(losses)));
-                })
-                .map_err(stopped)?
-        } else {
-            let mut losses = Vec::with_capacity(order.len().div_ceil(schedule.batch));
-            for chunk in order.chunks(schedule.batch) {
-                xb.clear();
-                yb.clear();
-                for &i in chunk {
-                    xb.extend_from_slice(&rows[i * row_len..(i + 1) * row_len]);
-                    yb.push(train.labels[i]);
-                }
-                losses.push(trainer.step(&xb, &yb).map_err(stopped)?);
-                bar.inc(chunk.len() as u64);
-                if let Some(lines) = lines.as_mut() {
-                    lines.update(bar.position() as usize, total);
-                }
-                bar.set_message(format!("{:.4}", mean(&losses)));
-            }
-            losses
-        };
-        let sum: f64 = losses.iter().map(|&l| f64::from(l)).sum();
-        let steps = losses.len();
-        bar.finish_and_clear();
-        let train_seconds = start.elapsed().as_secs_f64();
-        let (val_loss, report) = evaluate(trainer, val, loss, names)?;
-        let (_, train_report) = evaluate(trainer, &train_probe, loss, names)?;
-        let record = EpochRecord {
-            epoch,
-            train_loss: sum / steps as f64,
-            train_accuracy: Some(train_report.accuracy),
-            val_loss,
-            val_accuracy: report.accuracy,
-            val_macro_f1: report.macro_f1,
-            seconds: start.elapsed().as_secs_f64(),
-            train_beats_per_s: train.len() as f64 / train_seconds,
-        };
+        self.total = beats;
+    }
+
+    fn progress(&mut self, done: usize, mean_loss: f64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+            bar.set_message(format!("{mean_loss:.4}"));
+        }
+        if let Some(lines) = self.lines.as_mut() {
+            lines.update(done, self.total);
+        }
+    }
+
+    fn epoch_ended(&mut self, r: &EpochRecord) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
         println!(
-            "epoch {epoch:>3}: train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4} macro-F1 {:.3}  ({:.0} beats/s)",
-            record.train_loss, train_report.accuracy, record.val_loss, record.val_accuracy, record.val_macro_f1, record.train_beats_per_s
+            "epoch {:>3}: train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4} macro-F1 {:.3}  ({:.0} beats/s)",
+            r.epoch, r.train_loss, r.train_accuracy.unwrap_or(f64::NAN), r.val_loss, r.val_accuracy, r.val_macro_f1, r.train_beats_per_s
         );
-        trainer
-            .model
-            .save(ctx, &out.join("last.safetensors"), epoch)?;
-        progress.epoch = epoch;
-        if report.macro_f1 > progress.best_f1 {
-            progress.best_f1 = report.macro_f1;
-            progress.epochs_since_best = 0;
-            trainer
-                .model
-                .save(ctx, &out.join("best.safetensors"), epoch)?;
-        } else {
-            progress.epochs_since_best += 1;
-        }
-        history.push(record);
-        write_json(&out.join("history.json"), &history)?;
-        let mut csv = String::from(
-            "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,seconds,train_beats_per_s\n",
-        );
-        for h in &history {
-            csv += &format!(
-                "{},{},{},{},{},{},{},{}\n",
-                h.epoch,
-                h.train_loss,
-                h.train_accuracy.map_or(String::new(), |a| a.to_string()),
-                h.val_loss,
-                h.val_accuracy,
-                h.val_macro_f1,
-                h.seconds,
-                h.train_beats_per_s
-            );
-        }
-        write_atomic(&out.join("history.csv"), csv.as_bytes())?;
-        save_resume_state(trainer, ctx, &out.join("resume.safetensors"), &progress)?;
     }
 
-    trainer
-        .model
-        .load_params(ctx, &out.join("best.safetensors"))
-}
-
-/// Where a run stands after an epoch; with the parameters and Adam's moments it is everything
-/// needed to continue exactly (the shuffle of each epoch is derived from the seed and epoch).
-struct Progress {
-    epoch: usize,
-    best_f1: f64,
-    epochs_since_best: usize,
-}
-
-const ADAM_M: &str = "adam.m";
-const ADAM_V: &str = "adam.v";
-
-/// Writes `resume.safetensors`: parameters, Adam moments and [`Progress`], in one atomic file so
-/// a crash leaves either the previous epoch's state or this one's, never a mix.
-fn save_resume_state(
-    trainer: &Trainer,
-    ctx: &GpuContext,
-    path: &Path,
-    progress: &Progress,
-) -> Result<()> {
-    let mut tensors = trainer.model.params.download_named(ctx)?;
-    let (m, v) = trainer.optimizer_state()?;
-    for (name, data) in [(ADAM_M, m), (ADAM_V, v)] {
-        tensors.push(NamedTensor {
-            name: name.into(),
-            shape: vec![data.len()],
-            data,
-        });
+    fn early_stop(&mut self, patience: usize) {
+        println!("early stop: validation macro-F1 has not improved for {patience} epochs");
     }
-    let meta = BTreeMap::from([
-        ("epoch".to_string(), progress.epoch.to_string()),
-        ("steps".to_string(), trainer.steps().to_string()),
-        ("best_macro_f1".to_string(), progress.best_f1.to_string()),
-        (
-            "epochs_since_best".to_string(),
-            progress.epochs_since_best.to_string(),
-        ),
-    ]);
-    checkpoint::save(path, &tensors, &meta)
-}
-
-/// Loads `resume.safetensors` into the trainer and returns where the run stood.
-fn load_resume_state(trainer: &mut Trainer, ctx: &GpuContext, path: &Path) -> Result<Progress> {
-    let (mut tensors, meta) = checkpoint::load(path)?;
-    let mut take = |name: &str| -> Result<Vec<f32>> {
-        let i = tensors
-            .iter()
-            .position(|t| t.name == name)
-            .ok_or_else(|| Error::data(path, name, "tensor missing from the resume state"))?;
-        Ok(tensors.remove(i).data)
-    };
-    let (m, v) = (take(ADAM_M)?, take(ADAM_V)?);
-    let field = |key: &str| -> Result<&str> {
-        meta.get(key)
-            .map(String::as_str)
-            .ok_or_else(|| Error::data(path, key, "metadata field missing"))
-    };
-    let number = |key: &str| -> Result<f64> {
-        field(key)?
-            .parse()
-            .map_err(|_| Error::data(path, key, format!("not a number: {:?}", field(key))))
-    };
-    trainer.model.params.upload_named(ctx, tensors, path)?;
-    trainer.restore_optimizer(&m, &v, number("steps")? as u32)?;
-    Ok(Progress {
-        epoch: number("epoch")? as usize,
-        best_f1: number("best_macro_f1")?,
-        epochs_since_best: number("epochs_since_best")? as usize,
-    })
-}
-
-/// The order of the training beats in `epoch`: a fresh seeded shuffle per epoch, so a resumed
-/// run sees the same batches as an uninterrupted one.
-fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    Rng::new(seed ^ 0x5EED ^ ((epoch as u64) << 40)).shuffle(&mut order);
-    order
-}
-
-/// Refuses to resume with different data, model or recipe than the run in `path` was started with.
-fn check_same_run(path: &Path, now: &serde_json::Value) -> Result<()> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let before: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::data(path, "JSON", e.to_string()))?;
-    let comparable = |v: &serde_json::Value| {
-        let mut v = v.clone();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("device");
-            o.remove("adam");
-        }
-        if let Some(a) = v.get_mut("args").and_then(|a| a.as_object_mut()) {
-            for key in RESUMABLE_CHANGES {
-                a.remove(key);
-            }
-        }
-        v
-    };
-    let (before, now) = (comparable(&before), comparable(now));
-    if before == now {
-        return Ok(());
-    }
-    let differing: Vec<String> = now
-        .as_object()
-        .into_iter()
-        .flatten()
-        .flat_map(|(k, v)| match (v.as_object(), before.get(k)) {
-            (Some(o), Some(b)) => o
-                .iter()
-                .filter(|(kk, vv)| b.get(kk.as_str()) != Some(vv))
-                .map(|(kk, vv)| {
-                    format!(
-                        "{k}.{kk} = {vv} (was {})",
-                        b.get(kk.as_str()).unwrap_or(&serde_json::Value::Null)
-                    )
-                })
-                .collect::<Vec<_>>(),
-            (_, b) if b != Some(v) => vec![format!("{k} = {v}")],
-            _ => vec![],
-        })
-        .collect();
-    Err(Error::Config(format!(
-        "--resume: this run differs from the one in {}: {}",
-        path.display(),
-        differing.join("; ")
-    )))
-}
-
-fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::data(path, "JSON", e.to_string()))
-}
-
-pub(super) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    write_atomic(
-        path,
-        serde_json::to_string_pretty(value)
-            .expect("serialisable")
-            .as_bytes(),
-    )
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -722,13 +380,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )));
     }
 
-    let ctx = GpuContext::new(args.run.device.as_deref())?.with_kernels(args.run.kernels);
+    let ctx = args.run.gpu.context()?;
     let loss_config = loss_config(&args, &original, classes);
     let adam = AdamConfig {
         lr: args.run.lr,
         ..Default::default()
     };
-    let model = Model::new(&ctx, config.clone(), args.run.seed)?;
+    let options = args.source.options();
+    let mut model = Model::new(&ctx, config.clone(), args.run.seed)?;
+    model.preprocessing.beat_mode = options.mode;
+    model.preprocessing.lead = options.lead.clone();
     let mut trainer = Trainer::new(&ctx, model, loss_config.clone(), adam.clone())?;
     let loss_name = match args.loss {
         LossKind::Focal => "focal",
@@ -743,32 +404,61 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .to_lowercase(),
         )
     });
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let mut counts = BTreeMap::new();
-    counts.insert("train_before_augmentation", original.class_counts(classes));
-    counts.insert("train", train.class_counts(classes));
-    counts.insert("validation", val.class_counts(classes));
-    counts.insert("test", test.class_counts(classes));
-    let run_config = serde_json::to_value(RunConfig {
-        args: &args,
-        data_dir: data_dir.display().to_string(),
-        mode: format!("{:?}", args.source.mode()),
-        lead: args.source.lead().to_string(),
-        model: &config,
-        loss: &loss_config,
-        adam: &adam,
+    counts.insert(
+        "train_before_augmentation".into(),
+        original.class_counts(classes),
+    );
+    counts.insert("train".into(), train.class_counts(classes));
+    counts.insert("validation".into(), val.class_counts(classes));
+    counts.insert("test".into(), test.class_counts(classes));
+    let split_name = match args.split {
+        SplitKind::Intra => "intra",
+        SplitKind::Inter => "inter",
+    };
+    let settings = RunSettings {
+        loss: loss_name.into(),
+        class_alpha: args.class_alpha,
+        augment: args.augment,
+        shape_dropout: args.shape_dropout,
+        beat_reference: args.beat_reference,
+        rhythm_head: args.rhythm_head,
+        rhythm_copies: args.rhythm_copies,
+        calibrate: args.calibrate,
+        train_csv: args.train_csv.clone(),
+        test_csv: args.test_csv.clone(),
+        fallback_lead: options.fallback_to_first,
+        strict: options.strict,
+        ..args
+            .run
+            .settings(&args.preset, split_name.into(), &args.focal)
+    };
+    let run_config = RunConfig {
+        task: Task::Heartbeat,
+        args: settings,
+        data_dir: data_dir.clone(),
+        mode: BeatModeName(options.mode),
+        lead: options.lead.clone(),
+        model: config.clone(),
+        loss: loss_config.clone(),
+        adam: adam.clone(),
         device: ctx.describe(),
         class_counts: counts,
-        validation: match (&args.train_csv, &args.test_csv, args.split) {
-            (Some(_), Some(_), _) | (_, _, SplitKind::Intra) => {
-                "10 % of the training beats, stratified by class"
+        class_names: vec![],
+        validation: Some(
+            match (&args.train_csv, &args.test_csv, args.split) {
+                (Some(_), Some(_), _) | (_, _, SplitKind::Intra) => {
+                    "10 % of the training beats, stratified by class"
+                }
+                (_, _, SplitKind::Inter) => {
+                    "whole DS1 records held out (10 % of DS1's beats and of each class's with 100 or more, within 20 %), each class keeping half in training"
+                }
             }
-            (_, _, SplitKind::Inter) => {
-                "whole DS1 records held out (10 % of DS1's beats and of each class's with 100 or more, within 20 %), each class keeping half in training"
-            }
-        },
-    })
-    .expect("serialisable");
+            .into(),
+        ),
+        records: None,
+        transferred: None,
+    };
     println!(
         "{} on {}: {} parameters; {} train / {} val / {} test beats ({:?} split); run directory {}",
         args.preset,
@@ -781,7 +471,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out.display()
     );
 
-    fit(
+    fitting::fit(
         &mut trainer,
         &train,
         &val,
@@ -789,20 +479,33 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &CLASS_NAMES,
         &args.run.schedule(&out),
         &run_config,
+        &mut Console::default(),
     )?;
 
     // the offsets change the decisions, not the probabilities: the test beats are scored once
-    let probs = probabilities(&mut trainer, &test)?;
+    let probs = fitting::probabilities(&mut trainer, &test)?;
     let uncalibrated = match args.calibrate {
         true => {
             let config = &trainer.model.config;
-            let (_, before) = score(config, &test, &probs, &loss_config, &CLASS_NAMES);
-            calibrate(&mut trainer, &ctx, &val, &out.join("best.safetensors"))?;
+            let (_, before) = fitting::score(config, &test, &probs, &loss_config, &CLASS_NAMES);
+            let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
+            let best = out.join("best.safetensors");
+            let (f1_before, f1_after) =
+                fitting::calibrate(&mut trainer, &val, &tuned, &CLASS_NAMES, &best)?;
+            println!(
+                "decision offsets chosen on the validation beats: {} (validation macro-F1 {f1_before:.3} → {f1_after:.3})",
+                CLASS_NAMES
+                    .iter()
+                    .zip(&trainer.model.config.decision_offsets)
+                    .map(|(n, o)| format!("{n} {o:+.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
             Some(before)
         }
         false => None,
     };
-    let (test_loss, report) = score(
+    let (test_loss, report) = fitting::score(
         &trainer.model.config,
         &test,
         &probs,

@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
 use serde_json::json;
 
-use super::train::{fit, write_json, FocalArgs, RunArgs};
+use super::train::{Console, FocalArgs, RunArgs};
 use crate::checkpoint::{self, NamedTensor};
 use crate::data::beats::{BeatMode, Beats};
 use crate::data::csv;
@@ -19,21 +18,13 @@ use crate::data::splits::{self, SplitKind};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::metrics::{record_means, BinaryReport};
-use crate::model::{init_params, Model, ModelConfig};
+use crate::model::{Model, ModelConfig, NewHead};
 use crate::optim::AdamConfig;
+use crate::preprocessing::{Preprocessing, Task};
+use crate::run::{BeatModeName, RunConfig, RunSettings};
 use crate::trainer::Trainer;
 
-/// Which layers get a fresh head.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Head {
-    /// Replace Dense_2 (the output layer) only; Dense_1 keeps its MIT-BIH weights.
-    Dense2,
-    /// Replace Dense_1 and Dense_2.
-    Dense1,
-}
-
-#[derive(clap::Args, Serialize)]
+#[derive(clap::Args)]
 pub struct TransferArgs {
     /// Checkpoint trained on MIT-BIH by `train` (e.g. runs/NAME/best.safetensors). Without it the
     /// same network (--preset) is trained from scratch on the PTB data, for comparison.
@@ -54,16 +45,17 @@ pub struct TransferArgs {
     /// Lead to cut beats from (PTB names it `ii`, PTB-XL `II`; matched case-insensitively).
     #[arg(long, default_value = "II")]
     lead: String,
-    /// Beat extraction, as for MIT-BIH.
-    #[arg(long, value_enum, default_value = "kachuee")]
-    mode: BeatMode,
+    /// Beat extraction, as for MIT-BIH. Default: the --from checkpoint's (a different one is
+    /// refused), else kachuee.
+    #[arg(long, value_enum)]
+    mode: Option<BeatMode>,
     /// `patient`: no patient on two sides (PTB-XL's strat_fold when present); `beat`: random by
     /// beat, as the paper and Kaggle do (optimistic: one patient's beats are nearly identical).
     #[arg(long, value_enum, default_value = "patient")]
     split: MiSplit,
     /// Layers replaced by a freshly initialised two-class head.
     #[arg(long, value_enum, default_value = "dense2")]
-    head: Head,
+    head: NewHead,
     /// Keep the transferred convolutional layers fixed (learning rate 0).
     #[arg(long)]
     freeze_features: bool,
@@ -74,10 +66,8 @@ pub struct TransferArgs {
     /// The focal loss; both folds' α are scaled per class by inverse frequency (NORM/MI
     /// imbalance).
     #[command(flatten)]
-    #[serde(flatten)]
     focal: FocalArgs,
     #[command(flatten)]
-    #[serde(flatten)]
     run: RunArgs,
 }
 
@@ -93,7 +83,7 @@ struct Parts {
 
 /// `reference`: the beats as the source network was trained on them (see
 /// [`ModelConfig::beat_reference`]), applied to whole records before they are split.
-fn load_parts(args: &TransferArgs, reference: BeatReference) -> Result<Parts> {
+fn load_parts(args: &TransferArgs, mode: BeatMode, reference: BeatReference) -> Result<Parts> {
     if !args.beats_csv.is_empty() {
         if args.split == MiSplit::Patient {
             return Err(Error::Config(
@@ -115,12 +105,11 @@ fn load_parts(args: &TransferArgs, reference: BeatReference) -> Result<Parts> {
             warnings: vec![],
         });
     }
-    let dir = args.data_dir.clone().unwrap_or_else(|| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("data")
-            .join("ptbxl")
-    });
-    let mut opts = ptb::default_options(args.mode);
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| super::default_data_dir("ptbxl"));
+    let mut opts = ptb::default_options(mode);
     opts.lead = args.lead.clone();
     let mut ds = ptb::load(&dir, &opts)?;
     reference.apply(&mut ds.beats)?;
@@ -146,12 +135,13 @@ fn load_parts(args: &TransferArgs, reference: BeatReference) -> Result<Parts> {
     })
 }
 
-/// The MIT-BIH checkpoint `--from` names: the tensors to copy and the config they were saved
-/// with, read once.
+/// The MIT-BIH checkpoint `--from` names: the tensors to copy, the config and preprocessing
+/// they were saved with, read once.
 struct Source {
     path: PathBuf,
     tensors: Vec<NamedTensor>,
     config: ModelConfig,
+    preprocessing: Preprocessing,
 }
 
 impl Source {
@@ -161,10 +151,12 @@ impl Source {
         };
         let (tensors, meta) = checkpoint::load(&path)?;
         let config = ModelConfig::from_metadata(&meta, &path)?;
+        let preprocessing = Preprocessing::of_checkpoint(&meta, &config, &path)?;
         Ok(Some(Self {
             path,
             tensors,
             config,
+            preprocessing,
         }))
     }
 }
@@ -173,7 +165,7 @@ impl Source {
 fn build_model(
     ctx: &GpuContext,
     args: &TransferArgs,
-    source: Option<Source>,
+    source: Option<&Source>,
 ) -> Result<(Model, Vec<String>)> {
     let Some(source) = source else {
         let config = ModelConfig {
@@ -182,32 +174,15 @@ fn build_model(
         };
         return Ok((Model::new(ctx, config, args.run.seed)?, vec![]));
     };
-    let config = ModelConfig {
-        classes: 2,
-        ..source.config
-    };
-    // a rhythm head's output layer gives logits too: it starts afresh with the classifier's
-    let fresh_prefixes: &[&str] = match args.head {
-        Head::Dense2 => &["dense2.", "rhythm2."],
-        Head::Dense1 => &["dense1.", "dense2.", "rhythm1.", "rhythm2."],
-    };
-    let mut arrays = init_params(&config, args.run.seed);
-    let mut kept = vec![];
-    for ((name, _), array) in config.param_shapes().iter().zip(arrays.iter_mut()) {
-        if fresh_prefixes.iter().any(|p| name.starts_with(p)) {
-            continue;
-        }
-        let t = source
-            .tensors
-            .iter()
-            .find(|t| &t.name == name)
-            .ok_or_else(|| Error::data(&source.path, name, "missing from the source checkpoint"))?;
-        *array = t.data.clone();
-        kept.push(name.clone());
-    }
-    let model = Model::new(ctx, config, args.run.seed)?;
-    model.params.upload(ctx, &arrays)?;
-    Ok((model, kept))
+    Model::transfer(
+        ctx,
+        &source.tensors,
+        &source.config,
+        &source.path,
+        2,
+        args.head,
+        args.run.seed,
+    )
 }
 
 /// Probability of MI per beat.
@@ -227,7 +202,19 @@ pub fn run(args: TransferArgs) -> Result<()> {
     let reference = source
         .as_ref()
         .map_or(BeatReference::None, |s| s.config.beat_reference);
-    let parts = load_parts(&args, reference)?;
+    let mode = match (&source, args.mode) {
+        (Some(s), Some(m)) if m != s.preprocessing.beat_mode => {
+            return Err(Error::Config(format!(
+                "--mode {} contradicts {}, whose network was trained on {} beats; leave --mode out",
+                m.name(),
+                s.path.display(),
+                s.preprocessing.beat_mode.name()
+            )))
+        }
+        (Some(s), _) => s.preprocessing.beat_mode,
+        (None, m) => m.unwrap_or(BeatMode::Kachuee),
+    };
+    let parts = load_parts(&args, mode, reference)?;
     for w in &parts.warnings {
         eprintln!("warning: {w}");
     }
@@ -248,8 +235,13 @@ pub fn run(args: TransferArgs) -> Result<()> {
             parts.test.len()
         )));
     }
-    let ctx = GpuContext::new(args.run.device.as_deref())?.with_kernels(args.run.kernels);
-    let (model, transferred) = build_model(&ctx, &args, source)?;
+    let ctx = args.run.gpu.context()?;
+    let (mut model, transferred) = build_model(&ctx, &args, source.as_ref())?;
+    model.preprocessing = Preprocessing {
+        beat_mode: mode,
+        lead: args.lead.clone(),
+        ..Preprocessing::for_task(Task::Mi, 2)
+    };
     let config = model.config.clone();
     let counts = parts.train.class_counts(2);
     let loss = args.focal.config(&counts, true);
@@ -279,27 +271,53 @@ pub fn run(args: TransferArgs) -> Result<()> {
             args.run.seed
         ))
     });
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    let run_config = json!({
-        "task": "mi",
-        "args": &args,
-        "data_dir": parts.source,
-        "mode": format!("{:?}", args.mode),
-        "lead": args.lead,
-        "model": &config,
-        "loss": &loss,
-        "adam": &adam,
-        "device": ctx.describe(),
-        "transferred": transferred,
-        "class_names": CLASS_NAMES,
-        "records": parts.records,
-        "class_counts": {
-            "train_before_augmentation": counts,
-            "train": counts,
-            "validation": parts.val.class_counts(2),
-            "test": parts.test.class_counts(2),
-        },
-    });
+    let split_name = match args.split {
+        MiSplit::Patient => "patient",
+        MiSplit::Beat => "beat",
+    };
+    let settings = RunSettings {
+        from: args.from.clone(),
+        beats_csv: args.beats_csv.clone(),
+        head: Some(
+            match args.head {
+                NewHead::Dense2 => "dense2",
+                NewHead::Dense1 => "dense1",
+            }
+            .into(),
+        ),
+        feature_lr_scale: Some(args.feature_lr_scale),
+        freeze_features: args.freeze_features,
+        ..args
+            .run
+            .settings(&args.preset, split_name.into(), &args.focal)
+    };
+    let run_config = RunConfig {
+        task: Task::Mi,
+        args: settings,
+        data_dir: parts.source.clone().into(),
+        mode: BeatModeName(mode),
+        lead: args.lead.clone(),
+        model: config.clone(),
+        loss: loss.clone(),
+        adam: adam.clone(),
+        device: ctx.describe(),
+        class_counts: BTreeMap::from([
+            ("train_before_augmentation".to_string(), counts.clone()),
+            ("train".to_string(), counts.clone()),
+            ("validation".to_string(), parts.val.class_counts(2)),
+            ("test".to_string(), parts.test.class_counts(2)),
+        ]),
+        class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+        validation: None,
+        records: Some(
+            parts
+                .records
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        ),
+        transferred: Some(transferred.clone()),
+    };
     println!(
         "{kind} ({}) on {}: {} parameters, {} transferred tensors, feature learning-rate x{feature_lr_scale}; {} train / {} val / {} test beats ({:?} split); run directory {}",
         args.from.as_ref().map_or(args.preset.clone(), |p| p.display().to_string()),
@@ -312,7 +330,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
         args.split,
         out.display()
     );
-    fit(
+    crate::train::fit(
         &mut trainer,
         &parts.train,
         &parts.val,
@@ -320,6 +338,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
         &CLASS_NAMES,
         &args.run.schedule(&out),
         &run_config,
+        &mut Console::default(),
     )?;
 
     let p = p_mi(&mut trainer, &parts.test)?;
@@ -341,7 +360,7 @@ pub fn run(args: TransferArgs) -> Result<()> {
         "confusion per beat (rows: truth NORM, MI): {:?}",
         beat.confusion
     );
-    write_json(
+    crate::run::write_json(
         &out.join("metrics.json"),
         &json!({
             "split": args.split,

@@ -22,6 +22,16 @@ pub enum BeatMode {
     Centred,
 }
 
+impl BeatMode {
+    /// The name flags and files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kachuee => "kachuee",
+            Self::Centred => "centred",
+        }
+    }
+}
+
 /// Beats as a row-major `[n, 187]` array with labels and provenance.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Beats {

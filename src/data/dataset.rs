@@ -10,13 +10,6 @@ use super::wfdb::{Header, Record};
 use super::{source, stream};
 use crate::error::{Error, Result};
 
-/// The MIT-BIH subset shipped in the repository (see `data/README.md`).
-pub fn embedded_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join("mitdb")
-}
-
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub mode: BeatMode,

@@ -12,6 +12,13 @@ use ecgwgpu::ops::{Op, StepUniform};
 use ecgwgpu::rng::Rng;
 use ndarray::{ArrayD, IxDyn};
 
+/// The MIT-BIH subset in the checkout's `data/mitdb`.
+pub fn embedded_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("mitdb")
+}
+
 /// A fresh, empty folder under the system's temporary directory, unique to this process.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ecgwgpu-test-{}-{name}", std::process::id()));

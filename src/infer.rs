@@ -1,0 +1,292 @@
+//! Inference: a trained network with its preprocessing ([`Classifier`]), classifying ready-cut
+//! beats, a signal in memory, or a recording streamed a chunk at a time.
+//!
+//! The pipeline is the one training saw: find the R peaks (the recording's beat annotations, or
+//! the QRS detector), resample the lead to 125 Hz, cut each beat, measure it against the record's
+//! median beat when the network was trained so, join its R–R features, run the network in
+//! batches, and decide with the checkpoint's decision offsets. Memory is bounded by the chunk,
+//! not by the recording (a 24-hour Holter file is 30 M samples per lead); a network on relative
+//! beats takes one more pass first, for the median, keeping at most
+//! [`MEDIAN_BEATS_MAX`](crate::data::reference::MEDIAN_BEATS_MAX) beats.
+
+use std::path::Path;
+
+use crate::data::aami::AamiClass;
+use crate::data::annotation::Annotation;
+use crate::data::beats::{Beats, BEAT_LEN};
+use crate::data::dataset::LoadOptions;
+use crate::data::reference::{relative, BeatReference, MedianBeat};
+use crate::data::rr::Rhythm;
+use crate::data::source::{self, LeadSource, MemoryLead, Recording};
+use crate::data::stream;
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::model::{Model, ModelConfig};
+use crate::preprocessing::Preprocessing;
+use crate::trainer::Trainer;
+
+/// The network shipped with the library: chosen on validation patients, never on the test
+/// database (see `models/README.md`).
+pub const SHIPPED_MODEL: &[u8] = include_bytes!("../models/tiny-rr-ds1.safetensors");
+/// The name the shipped model goes by in messages and reports.
+pub const SHIPPED_MODEL_NAME: &str = "models/tiny-rr-ds1.safetensors (shipped)";
+
+/// One classified beat.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassifiedBeat {
+    /// The R peak's sample in the recording, at its own rate.
+    pub sample: u64,
+    /// The decided class (an index into [`Classifier::class_names`]).
+    pub class: u32,
+    /// The reference class, when the recording has beat annotations.
+    pub reference: Option<u32>,
+    /// A probability per class.
+    pub probabilities: Vec<f32>,
+    /// The beat's R–R features ([`crate::data::rr::RR_FEATURES`]).
+    pub rhythm: Rhythm,
+}
+
+/// Where a streamed classification is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// QRS detection (a recording without beat annotations); counts samples.
+    Detecting,
+    /// The pass for the record's median beat (networks on relative beats); counts beats.
+    MedianBeat,
+    /// Classification; counts beats.
+    Classifying,
+}
+
+/// What classifying one recording gave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingSummary {
+    pub beats: usize,
+    /// Beats per decided class.
+    pub counts: Vec<usize>,
+    /// Whether the R peaks came from the recording's annotations (else the QRS detector).
+    pub annotated: bool,
+    /// Beats that could not be cut: too close to the recording's edge, or past its end.
+    pub not_cut: usize,
+}
+
+/// A trained network ready to classify: its parameters on the GPU, its preprocessing, no
+/// optimiser state.
+pub struct Classifier<'c> {
+    trainer: Trainer<'c>,
+    /// Beats per inference batch.
+    pub batch: usize,
+    /// Seconds of signal read, filtered and classified at a time (at least 10).
+    pub chunk_seconds: f64,
+}
+
+impl<'c> Classifier<'c> {
+    /// The network in a checkpoint written by `train` or `transfer`.
+    pub fn load(ctx: &'c GpuContext, path: &Path) -> Result<Self> {
+        Self::new(ctx, Model::load(ctx, path)?)
+    }
+
+    /// The network shipped with the library ([`SHIPPED_MODEL`]).
+    pub fn shipped(ctx: &'c GpuContext) -> Result<Self> {
+        Self::from_bytes(ctx, SHIPPED_MODEL, Path::new(SHIPPED_MODEL_NAME))
+    }
+
+    /// A checkpoint's bytes (`name` stands for the file in errors).
+    pub fn from_bytes(ctx: &'c GpuContext, bytes: &[u8], name: &Path) -> Result<Self> {
+        Self::new(ctx, Model::from_bytes(ctx, bytes, name)?)
+    }
+
+    /// A model already on the GPU.
+    pub fn new(ctx: &'c GpuContext, model: Model) -> Result<Self> {
+        Ok(Self {
+            trainer: Trainer::for_inference(ctx, model)?,
+            batch: 256,
+            chunk_seconds: stream::CHUNK_S,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.trainer.model.config
+    }
+
+    pub fn preprocessing(&self) -> &Preprocessing {
+        &self.trainer.model.preprocessing
+    }
+
+    pub fn class_names(&self) -> &[String] {
+        &self.preprocessing().class_names
+    }
+
+    /// How to read records for this network: its beat mode and lead preference.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            mode: self.preprocessing().beat_mode,
+            lead: self.preprocessing().lead.clone(),
+            ..LoadOptions::default()
+        }
+    }
+
+    /// Class probabilities (`[n, classes]`, row-major) of beats already cut and referenced as the
+    /// network takes them; `progress` gets beats done and the total.
+    pub fn probabilities(
+        &mut self,
+        beats: &Beats,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<f32>> {
+        let rows = self.trainer.model.config.input_rows(beats);
+        self.trainer
+            .predict_many_with_progress(&rows, self.batch, progress)
+    }
+
+    /// The decided class of each row of `probabilities`, with the checkpoint's decision offsets.
+    pub fn decide(&self, probabilities: &[f32]) -> Vec<u32> {
+        self.config().decide(probabilities)
+    }
+
+    /// Classifies beats already cut (and referenced) as the network takes them.
+    pub fn classify_beats(
+        &mut self,
+        beats: &Beats,
+        annotated: bool,
+    ) -> Result<Vec<ClassifiedBeat>> {
+        if beats.is_empty() {
+            return Ok(vec![]);
+        }
+        let probs = self.probabilities(beats, |_, _| {})?;
+        let decided = self.decide(&probs);
+        let classes = self.config().classes;
+        Ok(decided
+            .iter()
+            .enumerate()
+            .map(|(i, &class)| ClassifiedBeat {
+                sample: beats.sample[i],
+                class,
+                reference: annotated.then(|| beats.labels[i]),
+                probabilities: probs[i * classes..(i + 1) * classes].to_vec(),
+                rhythm: beats.rr[i],
+            })
+            .collect())
+    }
+
+    /// Classifies every beat of one lead held in memory (`samples` at `fs` Hz, in physical units
+    /// or ADC values: beats are min-max normalised): the QRS detector finds the beats.
+    pub fn classify_signal(&mut self, samples: &[f32], fs: f64) -> Result<Vec<ClassifiedBeat>> {
+        if !(fs.is_finite() && fs > 0.0) {
+            return Err(Error::Config(format!(
+                "sampling rate {fs} Hz: must be positive"
+            )));
+        }
+        let mut lead = MemoryLead {
+            signal: samples,
+            fs,
+        };
+        let mut out = vec![];
+        self.classify_lead(
+            &mut lead,
+            None,
+            "signal",
+            |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            },
+            |_, _, _| {},
+        )?;
+        Ok(out)
+    }
+
+    /// Classifies a WFDB record (path without extension) or an EDF/EDF+ file, streamed, reading
+    /// the network's lead (or the first signal when it has none of them). `each` gets the beats
+    /// of each chunk in order.
+    pub fn classify_file(
+        &mut self,
+        path: &Path,
+        each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
+        progress: impl FnMut(Stage, usize, usize),
+    ) -> Result<RecordingSummary> {
+        let opts = LoadOptions {
+            fallback_to_first: true,
+            ..self.load_options()
+        };
+        let rec = source::open(path, &opts)?.expect("fallback_to_first always yields a lead");
+        self.classify_recording(rec, each, progress)
+    }
+
+    /// Classifies an opened recording, streamed: its annotated beats, or the beats the QRS
+    /// detector finds when it has no beat annotations. `each` gets the beats of each chunk in
+    /// order; `progress` gets the stage, what is done and the total.
+    pub fn classify_recording(
+        &mut self,
+        mut rec: Recording,
+        each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
+        progress: impl FnMut(Stage, usize, usize),
+    ) -> Result<RecordingSummary> {
+        let annotations = rec.annotations.take();
+        let mut summary =
+            self.classify_lead(rec.lead.as_mut(), annotations, &rec.name, each, progress)?;
+        summary.not_cut += rec.dropped_beats;
+        Ok(summary)
+    }
+
+    /// The streamed pipeline on one lead; `annotations` are the beat positions when known.
+    pub fn classify_lead(
+        &mut self,
+        lead: &mut dyn LeadSource,
+        annotations: Option<Vec<Annotation>>,
+        name: &str,
+        mut each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
+        mut progress: impl FnMut(Stage, usize, usize),
+    ) -> Result<RecordingSummary> {
+        let chunk = self.chunk_seconds;
+        if !(chunk >= 10.0 && chunk.is_finite()) {
+            return Err(Error::Config(format!(
+                "chunk of {chunk} s: give at least 10 (one normalisation window)"
+            )));
+        }
+        let len = lead.len();
+        let annotated = annotations.is_some();
+        let annotations = match annotations {
+            Some(a) => a,
+            None => stream::detect(lead, chunk, |done| progress(Stage::Detecting, done, len))?,
+        };
+        let total = annotations
+            .iter()
+            .filter(|a| AamiClass::from_code(a.code).is_some())
+            .count();
+        let mode = self.preprocessing().beat_mode;
+        let median = match self.config().beat_reference {
+            BeatReference::None => None,
+            BeatReference::RecordMedian => {
+                let mut median = MedianBeat::default();
+                stream::beats(lead, &annotations, mode, name, chunk, |beats, _| {
+                    median.push_all(&beats.x);
+                    progress(Stage::MedianBeat, median.seen(), total);
+                    Ok(())
+                })?;
+                median.median()
+            }
+        };
+        let mut counts = vec![0usize; self.config().classes];
+        let mut done = 0;
+        let not_cut = stream::beats(lead, &annotations, mode, name, chunk, |mut beats, _| {
+            if let Some(median) = &median {
+                beats
+                    .x
+                    .chunks_mut(BEAT_LEN)
+                    .for_each(|b| relative(b, median));
+            }
+            let classified = self.classify_beats(&beats, annotated)?;
+            for b in &classified {
+                counts[b.class as usize] += 1;
+            }
+            done += classified.len();
+            each(&classified)?;
+            progress(Stage::Classifying, done, total);
+            Ok(())
+        })?;
+        Ok(RecordingSummary {
+            beats: done,
+            counts,
+            annotated,
+            not_cut,
+        })
+    }
+}

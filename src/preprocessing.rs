@@ -1,0 +1,212 @@
+//! What turns a recording into network input, and network output into classes. Every checkpoint
+//! carries it (safetensors metadata key `preprocessing`), so a consumer cuts beats the way the
+//! network saw them in training: a network trained on centred windows is never scored on Kachuee
+//! beats because a flag was left at its default.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::aami::CLASS_NAMES;
+use crate::data::beats::{BeatMode, BEAT_LEN, FS};
+use crate::data::reference::BeatReference;
+use crate::error::{Error, Result};
+use crate::model::ModelConfig;
+
+/// What a network's outputs mean.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// AAMI heartbeat classes (N, S, V, F, Q) per beat, from MIT-BIH-style annotations.
+    #[default]
+    Heartbeat,
+    /// Myocardial infarction vs normal per beat (PTB), labelled per record.
+    Mi,
+}
+
+/// The signal side of a network: beat cutting, rate, window, lead and the meaning of its outputs.
+/// The beat reference and R–R features, which shape the input rows, live in [`ModelConfig`] and
+/// are stored beside these fields in the checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    pub task: Task,
+    /// One name per output, in output order.
+    pub class_names: Vec<String>,
+    pub beat_mode: BeatMode,
+    /// Rate the lead is resampled to before beats are cut, in Hz.
+    pub rate_hz: f64,
+    /// Samples per beat.
+    pub window: usize,
+    /// Lead preference: header signal descriptions, comma-separated, first match wins.
+    pub lead: String,
+}
+
+impl Preprocessing {
+    /// The paper's preprocessing for a network with `config`'s outputs: Kachuee beats at 125 Hz,
+    /// 187 samples, MLII for heartbeat classes, lead II for MI.
+    pub fn for_task(task: Task, classes: usize) -> Self {
+        let (names, lead): (Vec<String>, &str) = match task {
+            Task::Heartbeat if classes == CLASS_NAMES.len() => {
+                (CLASS_NAMES.iter().map(|s| s.to_string()).collect(), "MLII")
+            }
+            Task::Heartbeat => ((0..classes).map(|c| c.to_string()).collect(), "MLII"),
+            Task::Mi => (
+                crate::data::ptb::CLASS_NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                "II",
+            ),
+        };
+        Self {
+            task,
+            class_names: names,
+            beat_mode: BeatMode::Kachuee,
+            rate_hz: FS,
+            window: BEAT_LEN,
+            lead: lead.into(),
+        }
+    }
+
+    /// The task a checkpoint without preprocessing was trained for, from its outputs: the
+    /// `transfer` command's networks are the only two-class ones it writes.
+    pub fn guess_task(classes: usize) -> Task {
+        match classes {
+            2 => Task::Mi,
+            _ => Task::Heartbeat,
+        }
+    }
+
+    /// Refuses what this build cannot do: beats are cut at 125 Hz into 187 samples.
+    pub fn validate(&self, config: &ModelConfig, path: &Path) -> Result<()> {
+        let bad = |what: String| Err(Error::data(path, METADATA_KEY, what));
+        if self.rate_hz != FS || self.window != BEAT_LEN {
+            return bad(format!(
+                "beats at {} Hz, {} samples: this build cuts {FS} Hz, {BEAT_LEN}-sample beats",
+                self.rate_hz, self.window
+            ));
+        }
+        if self.window != config.input_len {
+            return bad(format!(
+                "window {} samples, but the network takes {}",
+                self.window, config.input_len
+            ));
+        }
+        if self.class_names.len() != config.classes {
+            return bad(format!(
+                "{} class names for a network with {} outputs",
+                self.class_names.len(),
+                config.classes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The first lead of the preference list (for messages).
+    pub fn first_lead(&self) -> &str {
+        self.lead.split(',').next().unwrap_or_default().trim()
+    }
+
+    /// One line for reports: "centred beats, 125 Hz × 187, lead MLII, relative to the record's
+    /// median beat, 8 R–R features".
+    pub fn describe(&self, config: &ModelConfig) -> String {
+        let mut text = format!(
+            "{} beats at {} Hz × {} samples, lead {}",
+            match self.beat_mode {
+                BeatMode::Kachuee => "Kachuee",
+                BeatMode::Centred => "centred",
+            },
+            self.rate_hz,
+            self.window,
+            self.lead
+        );
+        if config.beat_reference == BeatReference::RecordMedian {
+            text += ", relative to the record's median beat";
+        }
+        if config.rr_features > 0 {
+            text += &format!(", {} R–R features", config.rr_features);
+        }
+        text
+    }
+
+    /// The metadata entry of a checkpoint: these fields plus the model's beat reference and
+    /// R–R feature count, so the file alone says how its input is made.
+    pub fn to_metadata(&self, config: &ModelConfig) -> (String, String) {
+        let stored = Stored {
+            pre: self.clone(),
+            beat_reference: config.beat_reference,
+            rr_features: config.rr_features,
+        };
+        (
+            METADATA_KEY.to_string(),
+            serde_json::to_string(&stored).expect("serialisable"),
+        )
+    }
+
+    /// The preprocessing stored in a checkpoint's metadata, or `None` for a checkpoint written
+    /// before it was stored. `path` names the checkpoint in errors.
+    pub fn from_metadata(
+        meta: &BTreeMap<String, String>,
+        config: &ModelConfig,
+        path: &Path,
+    ) -> Result<Option<Self>> {
+        let Some(text) = meta.get(METADATA_KEY) else {
+            return Ok(None);
+        };
+        let stored: Stored = crate::run::from_json_str(text, path, METADATA_KEY)?;
+        if stored.beat_reference != config.beat_reference
+            || stored.rr_features != config.rr_features
+        {
+            return Err(Error::data(
+                path,
+                METADATA_KEY,
+                format!(
+                    "beat reference {:?} and {} R–R features, but the model config says {:?} and {}",
+                    stored.beat_reference,
+                    stored.rr_features,
+                    config.beat_reference,
+                    config.rr_features
+                ),
+            ));
+        }
+        stored.pre.validate(config, path)?;
+        Ok(Some(stored.pre))
+    }
+}
+
+impl Preprocessing {
+    /// A checkpoint's preprocessing: stored in its metadata, or for a checkpoint written before
+    /// it was stored, its training run's (the config.json beside it, when that run trained this
+    /// network), else the paper's for the task its outputs imply.
+    pub fn of_checkpoint(
+        meta: &BTreeMap<String, String>,
+        config: &ModelConfig,
+        path: &Path,
+    ) -> Result<Self> {
+        if let Some(pre) = Self::from_metadata(meta, config, path)? {
+            return Ok(pre);
+        }
+        let guessed = || Self::for_task(Self::guess_task(config.classes), config.classes);
+        if path.file_name().is_none() || !path.is_file() {
+            return Ok(guessed());
+        }
+        match crate::run::RunConfig::beside(path)? {
+            Some(run) if run.model.param_shapes() == config.param_shapes() => {
+                Ok(run.preprocessing())
+            }
+            _ => Ok(guessed()),
+        }
+    }
+}
+
+/// Checkpoint metadata key holding the preprocessing as JSON.
+pub const METADATA_KEY: &str = "preprocessing";
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    pre: Preprocessing,
+    beat_reference: BeatReference,
+    rr_features: usize,
+}

@@ -1,0 +1,267 @@
+//! A run directory, as `train` and `transfer` write it and `evaluate`, `figures` and `--resume`
+//! read it: `config.json` ([`RunConfig`], one type for both commands), `history.json`/`.csv`,
+//! `best`/`last`/`resume.safetensors`, `metrics.json`, `figures/`.
+//!
+//! Every JSON file is read typed: a missing or mistyped field is an error naming the file and the
+//! field's path (`config.json: args.seed: invalid type: string "1", expected u64`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::data::beats::BeatMode;
+use crate::data::reference::BeatReference;
+use crate::error::{Error, Result};
+use crate::loss::LossConfig;
+use crate::model::ModelConfig;
+use crate::optim::AdamConfig;
+use crate::preprocessing::{Preprocessing, Task};
+
+/// `config.json`: what a run was trained on and how. Written once when the run starts (and
+/// rewritten on `--resume`); fields added after the first runs have defaults, so every committed
+/// run directory still reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Heartbeat classes (`train`) or MI vs normal (`transfer`).
+    #[serde(default)]
+    pub task: Task,
+    /// The settings the run was started with.
+    pub args: RunSettings,
+    /// The WFDB/PTB directory or beats CSV the run read.
+    pub data_dir: PathBuf,
+    pub mode: BeatModeName,
+    /// Lead preference the beats were cut from.
+    pub lead: String,
+    pub model: ModelConfig,
+    pub loss: LossConfig,
+    pub adam: AdamConfig,
+    /// The adapter, as `GpuContext::describe` names it.
+    pub device: String,
+    /// Beats per class in `train_before_augmentation`, `train`, `validation` and `test`.
+    pub class_counts: BTreeMap<String, Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
+    /// How validation beats were chosen (a run that chose them otherwise cannot be resumed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<String>,
+    /// Records per part (`transfer` with a patient split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<BTreeMap<String, usize>>,
+    /// Tensors taken from the `--from` checkpoint (`transfer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transferred: Option<Vec<String>>,
+}
+
+/// A beat mode as config.json spells it: `kachuee`, or `Kachuee` in runs written before the
+/// config was typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BeatModeName(#[serde(deserialize_with = "beat_mode_any_case")] pub BeatMode);
+
+fn beat_mode_any_case<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BeatMode, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.to_lowercase().as_str() {
+        "kachuee" => Ok(BeatMode::Kachuee),
+        "centred" => Ok(BeatMode::Centred),
+        _ => Err(serde::de::Error::custom(format!(
+            "unknown beat mode {text:?} (expected kachuee or centred)"
+        ))),
+    }
+}
+
+/// The settings of a `train` or `transfer` run. Fields one command does not have keep their
+/// defaults; fields added later have defaults too, so older runs still read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// Model preset (`paper`, `paper-rr`, `tiny`, `tiny-rr`).
+    pub preset: String,
+    /// `intra`/`inter` (`train`) or `patient`/`beat` (`transfer`).
+    pub split: String,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    pub seed: u64,
+    #[serde(default)]
+    pub patience: usize,
+    #[serde(default)]
+    pub resume: bool,
+    #[serde(default)]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub kernels: Option<crate::gpu::Kernels>,
+    #[serde(default)]
+    pub out: Option<PathBuf>,
+    pub alpha1: f32,
+    pub gamma_m: f32,
+    pub alpha2: f32,
+    pub gamma_n: f32,
+    // --- `train`
+    /// `focal` or `ce`.
+    #[serde(default = "focal", skip_serializing_if = "is_focal")]
+    pub loss: String,
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub class_alpha: bool,
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub augment: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape_dropout: Option<f32>,
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub beat_reference: BeatReference,
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub rhythm_head: usize,
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub rhythm_copies: f64,
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub calibrate: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_csv: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_csv: Option<PathBuf>,
+    /// Records without the lead were read from their first signal.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub fallback_lead: bool,
+    /// Any unreadable record or dropped annotation stopped the run.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub strict: bool,
+    // --- `transfer`
+    /// The MIT-BIH checkpoint fine-tuned (none: trained from scratch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub beats_csv: Vec<PathBuf>,
+    /// `dense2` or `dense1`: the layers given a fresh head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_lr_scale: Option<f32>,
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub freeze_features: bool,
+}
+
+fn focal() -> String {
+    "focal".into()
+}
+
+fn is_focal(loss: &str) -> bool {
+    loss == "focal"
+}
+
+/// Settings that may change when a run is resumed; every other one must match config.json.
+pub const RESUMABLE_CHANGES: [&str; 7] = [
+    "epochs", "lr", "patience", "device", "kernels", "resume", "out",
+];
+
+impl RunConfig {
+    /// `dir/config.json`, typed.
+    pub fn read(dir: &Path) -> Result<Self> {
+        read_json(&dir.join("config.json"))
+    }
+
+    /// The config.json beside a checkpoint, if there is one.
+    pub fn beside(checkpoint: &Path) -> Result<Option<Self>> {
+        let path = checkpoint.with_file_name("config.json");
+        match path.is_file() {
+            true => read_json(&path).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        write_json(&dir.join("config.json"), self)
+    }
+
+    /// The preprocessing this run's networks were trained with (for checkpoints written before
+    /// checkpoints carried it).
+    pub fn preprocessing(&self) -> Preprocessing {
+        let mut pre = Preprocessing::for_task(self.task, self.model.classes);
+        pre.beat_mode = self.mode.0;
+        pre.lead = self.lead.clone();
+        if self.class_names.len() == self.model.classes {
+            pre.class_names = self.class_names.clone();
+        }
+        pre
+    }
+
+    /// Refuses to resume with different data, model or recipe than `before` (the run's existing
+    /// config.json at `path`) was started with, naming every field that differs.
+    pub fn check_resumable(&self, before: &Self, path: &Path) -> Result<()> {
+        let comparable = |c: &Self| {
+            let mut v = serde_json::to_value(c).expect("serialisable");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("device");
+                o.remove("adam");
+            }
+            if let Some(a) = v.get_mut("args").and_then(|a| a.as_object_mut()) {
+                for key in RESUMABLE_CHANGES {
+                    a.remove(key);
+                }
+            }
+            v
+        };
+        let (before, now) = (comparable(before), comparable(self));
+        if before == now {
+            return Ok(());
+        }
+        let null = serde_json::Value::Null;
+        let mut differing = vec![];
+        for (k, v) in now.as_object().into_iter().flatten() {
+            let b = before.get(k).unwrap_or(&null);
+            match (v.as_object(), b.as_object()) {
+                (Some(o), Some(bo)) => {
+                    let keys: std::collections::BTreeSet<&String> =
+                        o.keys().chain(bo.keys()).collect();
+                    for kk in keys {
+                        let (now_v, was) =
+                            (o.get(kk).unwrap_or(&null), bo.get(kk).unwrap_or(&null));
+                        if now_v != was {
+                            differing.push(format!("{k}.{kk} = {now_v} (was {was})"));
+                        }
+                    }
+                }
+                _ if b != v => differing.push(format!("{k} = {v} (was {b})")),
+                _ => {}
+            }
+        }
+        Err(Error::Config(format!(
+            "--resume: this run differs from the one in {}: {}",
+            path.display(),
+            differing.join("; ")
+        )))
+    }
+}
+
+/// Parses JSON text into `T`; an error names `path`, the field's path within the document and
+/// what was wrong (`what` names the document when it is part of a file, e.g. a metadata key).
+pub fn from_json_str<T: DeserializeOwned>(text: &str, path: &Path, what: &str) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let at = match (what.is_empty(), field.as_str()) {
+            (true, ".") => "JSON".to_string(),
+            (true, _) => field,
+            (false, ".") => what.to_string(),
+            (false, _) => format!("{what}.{field}"),
+        };
+        Error::data(path, at, e.into_inner().to_string())
+    })
+}
+
+/// Reads a JSON file into `T` (see [`from_json_str`]).
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    from_json_str(&text, path, "")
+}
+
+/// Writes `value` as pretty JSON, atomically.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    crate::data::write_atomic(
+        path,
+        serde_json::to_string_pretty(value)
+            .expect("serialisable")
+            .as_bytes(),
+    )
+}
