@@ -1,15 +1,48 @@
 //! ecgwgpu: a from-scratch GPU compute engine (wgpu + hand-written WGSL) that trains and runs a
 //! heartbeat classifier for ECG signals.
 //!
+//! Classify a recording with the model shipped in the library (or any checkpoint `train`
+//! writes, with [`infer::Classifier::load`]):
+//!
+//! ```
+//! use ecgwgpu::gpu::GpuContext;
+//! use ecgwgpu::infer::Classifier;
+//!
+//! # fn main() -> ecgwgpu::Result<()> {
+//! let ctx = GpuContext::new(None)?; // the fastest adapter; lavapipe on a machine without a GPU
+//! let mut classifier = Classifier::shipped(&ctx)?;
+//! // A WFDB record (path without extension) or an EDF file, streamed in bounded memory.
+//! let summary = classifier.classify_file("data/mitdb/208".as_ref(), |_| Ok(()), |_, _, _| {})?;
+//! assert!(summary.beats > 2900);
+//! let names = classifier.class_names(); // N, S, V, F, Q
+//! assert!(summary.counts[names.iter().position(|n| n == "V").unwrap()] > 500);
+//!
+//! // One lead in memory: the QRS detector finds the beats.
+//! let fs = 360.0;
+//! let signal: Vec<f32> = (0..(30.0 * fs) as usize)
+//!     .map(|i| if i % 300 < 8 { 1.0 } else { 0.0 })
+//!     .collect();
+//! for beat in classifier.classify_signal(&signal, fs)? {
+//!     let _ = (beat.sample, names[beat.class as usize].as_str(), &beat.probabilities);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Layers, bottom up: [`gpu`] (device, tensors, recorded programs) → [`ops`] (one shader each,
 //! forward + backward + CPU reference) → [`autograd`] (the tape) → [`model`], [`loss`],
-//! [`optim`] → [`trainer`] (the step API).
+//! [`optim`] → [`trainer`] (the step API) → [`train`] (the epoch loop: [`train::fit`]) and
+//! [`infer`] (a network with its [`preprocessing`], classifying beats, signals and recordings).
+//! [`data`] reads recordings and cuts beats; [`run`] is the run directory's typed files. The
+//! command line (`cli`, with `figures`) sits on top, behind the default feature `cli`.
 
 pub mod autograd;
 pub mod checkpoint;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod data;
 pub mod error;
+#[cfg(feature = "cli")]
 pub mod figures;
 pub mod gpu;
 pub mod infer;

@@ -518,7 +518,8 @@ impl ModelConfig {
 }
 
 /// Which layers a transferred network gets afresh ([`Model::transfer`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum NewHead {
     /// Replace Dense_2 (the output layer) only; Dense_1 keeps its trained weights.

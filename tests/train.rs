@@ -1375,3 +1375,64 @@ fn calibrated_decisions_travel_with_the_checkpoint() {
         .skip(1)
         .all(|l| l.split(',').nth(2) == Some("S")));
 }
+
+#[test]
+fn a_centred_network_is_evaluated_and_predicted_on_centred_beats_without_being_told() {
+    let out = temp_run("centred");
+    let run = train_tiny(&out, &["--epochs", "1", "--mode", "centred"]);
+    assert!(run.status.success(), "{run:?}");
+    let best = out.join("best.safetensors");
+    let (_, meta) = checkpoint::load(&best).unwrap();
+    let pre: serde_json::Value = serde_json::from_str(&meta["preprocessing"]).unwrap();
+    assert_eq!(pre["beat_mode"], "centred");
+    assert_eq!(pre["lead"], "MLII");
+    assert_eq!(
+        pre["class_names"],
+        serde_json::json!(["N", "S", "V", "F", "Q"])
+    );
+
+    // evaluate without --mode: the run's own test figures
+    let metrics = read_json(&out.join("metrics.json"));
+    let evaluated = evaluate_json(&best);
+    assert_eq!(evaluated["confusion"], metrics["confusion"]);
+    assert_eq!(evaluated["accuracy"], metrics["accuracy"]);
+
+    // predict without --mode cuts the beats as --mode centred does
+    let record = embedded_dir().join("232");
+    let (plain, told) = (out.join("plain"), out.join("told"));
+    assert!(predict(&best, &record, &plain).status.success());
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["predict", "--mode", "centred", "--checkpoint"])
+        .arg(&best)
+        .arg("--record")
+        .arg(&record)
+        .arg("--out-dir")
+        .arg(&told)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let csv = |dir: &Path| std::fs::read_to_string(dir.join("232_pred.csv")).unwrap();
+    assert_eq!(csv(&plain), csv(&told));
+
+    // a contradicting flag is refused, naming both values
+    for command in ["evaluate", "predict"] {
+        let mut refused = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"));
+        refused
+            .args([command, "--mode", "kachuee", "--checkpoint"])
+            .arg(&best);
+        if command == "predict" {
+            refused
+                .arg("--record")
+                .arg(&record)
+                .arg("--out-dir")
+                .arg(&plain);
+        }
+        let output = refused.output().unwrap();
+        assert!(!output.status.success(), "{command}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--mode kachuee") && stderr.contains("centred"),
+            "{command}: {stderr}"
+        );
+    }
+}

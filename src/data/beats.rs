@@ -12,7 +12,8 @@ use super::rr::{rr_features, Rhythm};
 pub const FS: f64 = 125.0;
 pub const BEAT_LEN: usize = 187;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum BeatMode {
     /// Kachuee et al. 2018: 10 s windows min-max normalised, nominal period T = median R–R of the

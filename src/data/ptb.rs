@@ -328,7 +328,8 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<MiDataset> {
 }
 
 /// How to split the MI beats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum MiSplit {
     /// By patient: PTB-XL's strat_fold when every record has one (folds 1–8 train, 9

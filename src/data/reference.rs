@@ -20,7 +20,8 @@ use super::beats::{Beats, BEAT_LEN};
 use crate::error::{Error, Result};
 
 /// What a beat is measured against before it enters the network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum BeatReference {
     /// The beat as cut (min-max normalised): the paper's input.

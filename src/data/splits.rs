@@ -23,7 +23,8 @@ pub const DS2: [&str; 22] = [
 /// Paced records, left out of both DS1 and DS2.
 pub const PACED: [&str; 4] = ["102", "104", "107", "217"];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum SplitKind {
     /// Random 80/20 by beat, stratified by class (intra-patient).

@@ -1,0 +1,369 @@
+//! The library as a Rust program uses it: `train::fit` (exact resume, NaN stop, early stopping,
+//! calibration), `infer::Classifier` (a signal, a recording, the shipped model), checkpoints
+//! that carry their preprocessing, and the typed run directory.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::{ctx, embedded_dir, scratch};
+use ecgwgpu::data::beats::{BeatMode, Beats};
+use ecgwgpu::data::dataset::{load_dir, LoadOptions};
+use ecgwgpu::data::splits::{self, SplitKind};
+use ecgwgpu::error::Error;
+use ecgwgpu::infer::Classifier;
+use ecgwgpu::loss::LossConfig;
+use ecgwgpu::model::{Model, ModelConfig};
+use ecgwgpu::optim::AdamConfig;
+use ecgwgpu::preprocessing::{Preprocessing, Task};
+use ecgwgpu::run::{BeatModeName, RunConfig, RunSettings};
+use ecgwgpu::train::{self, FitObserver, Quiet, Schedule};
+use ecgwgpu::trainer::Trainer;
+
+const NAMES: [&str; 5] = ["N", "S", "V", "F", "Q"];
+
+/// Train and validation beats from two embedded records, small enough for a few quick epochs.
+fn beats() -> &'static (Beats, Beats) {
+    static BEATS: OnceLock<(Beats, Beats)> = OnceLock::new();
+    BEATS.get_or_init(|| {
+        let options = LoadOptions {
+            records: Some(vec!["208".into(), "232".into()]),
+            ..LoadOptions::default()
+        };
+        let ds = load_dir(&embedded_dir(), &options).unwrap();
+        let split = splits::split(&ds.beats, SplitKind::Intra, 0.0, 0.2, 1);
+        let take = |idx: &[usize], n: usize| ds.beats.select(&idx[..idx.len().min(n)]);
+        (take(&split.train, 1500), take(&split.val, 400))
+    })
+}
+
+fn run_config(model: &ModelConfig, loss: &LossConfig, adam: &AdamConfig) -> RunConfig {
+    RunConfig {
+        task: Task::Heartbeat,
+        args: RunSettings {
+            preset: "tiny".into(),
+            split: "intra".into(),
+            epochs: 0,
+            batch: 32,
+            lr: adam.lr,
+            seed: 1,
+            patience: 0,
+            resume: false,
+            device: None,
+            kernels: None,
+            out: None,
+            alpha1: 0.25,
+            gamma_m: 2.0,
+            alpha2: 0.25,
+            gamma_n: 0.5,
+            loss: "focal".into(),
+            class_alpha: false,
+            augment: 0,
+            shape_dropout: None,
+            beat_reference: Default::default(),
+            rhythm_head: 0,
+            rhythm_copies: 0.0,
+            calibrate: false,
+            train_csv: None,
+            test_csv: None,
+            fallback_lead: false,
+            strict: false,
+            from: None,
+            beats_csv: vec![],
+            head: None,
+            feature_lr_scale: None,
+            freeze_features: false,
+        },
+        data_dir: embedded_dir(),
+        mode: BeatModeName(BeatMode::Kachuee),
+        lead: "MLII".into(),
+        model: model.clone(),
+        loss: loss.clone(),
+        adam: adam.clone(),
+        device: ctx().describe(),
+        class_counts: Default::default(),
+        class_names: vec![],
+        validation: None,
+        records: None,
+        transferred: None,
+    }
+}
+
+/// Trains the tiny network on [`beats`] into `out` for `epochs` (continuing with `resume`).
+fn fit(
+    out: &Path,
+    epochs: usize,
+    lr: f32,
+    patience: usize,
+    resume: bool,
+    observer: &mut dyn FitObserver,
+) -> ecgwgpu::Result<Trainer<'static>> {
+    let (train_beats, val) = beats();
+    let config = ModelConfig::tiny();
+    let loss = LossConfig::cross_entropy(5);
+    let adam = AdamConfig {
+        lr,
+        ..Default::default()
+    };
+    let model = Model::new(ctx(), config.clone(), 1)?;
+    let mut trainer = Trainer::new(ctx(), model, loss.clone(), adam.clone())?;
+    let schedule = Schedule {
+        out: out.to_path_buf(),
+        epochs,
+        batch: 32,
+        seed: 1,
+        patience,
+        resume,
+    };
+    let run = run_config(&config, &loss, &adam);
+    train::fit(
+        &mut trainer,
+        train_beats,
+        val,
+        &loss,
+        &NAMES,
+        &schedule,
+        &run,
+        observer,
+    )?;
+    Ok(trainer)
+}
+
+#[test]
+fn fit_resumes_exactly_and_stops_on_a_non_finite_loss() {
+    let (whole, split) = (scratch("lib-whole"), scratch("lib-split"));
+    fit(&whole, 2, 1e-3, 0, false, &mut Quiet).unwrap();
+    fit(&split, 1, 1e-3, 0, false, &mut Quiet).unwrap();
+    #[derive(Default)]
+    struct Seen(Vec<usize>, Option<usize>);
+    impl FitObserver for Seen {
+        fn resumed(&mut self, _: &Path, epoch: usize, _: u32) {
+            self.1 = Some(epoch);
+        }
+        fn epoch_ended(&mut self, r: &train::EpochRecord) {
+            self.0.push(r.epoch);
+        }
+    }
+    let mut seen = Seen::default();
+    fit(&split, 2, 1e-3, 0, true, &mut seen).unwrap();
+    assert_eq!((seen.0, seen.1), (vec![2], Some(1)));
+    // Same parameters bit for bit: Adam's moments, step count and the epoch's shuffle carried.
+    let read = |dir: &Path| std::fs::read(dir.join("last.safetensors")).unwrap();
+    assert_eq!(read(&whole), read(&split));
+    let history = train::read_history(&split).unwrap();
+    assert_eq!(history.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2]);
+
+    // A learning rate of 1e38 sends the weights past f32's range within a few steps.
+    let last = read(&split);
+    let err = fit(&split, 3, 1e38, 0, true, &mut Quiet).err().unwrap();
+    let text = err.to_string();
+    assert!(
+        text.contains("training stopped at epoch 3") && text.contains("last.safetensors"),
+        "{text}"
+    );
+    assert_eq!(read(&split), last, "the last good checkpoint is kept");
+}
+
+#[test]
+fn fit_stops_early_when_validation_stops_improving() {
+    let out = scratch("lib-patience");
+    #[derive(Default)]
+    struct Stop(Option<usize>, usize);
+    impl FitObserver for Stop {
+        fn early_stop(&mut self, patience: usize) {
+            self.0 = Some(patience);
+        }
+        fn epoch_ended(&mut self, _: &train::EpochRecord) {
+            self.1 += 1;
+        }
+    }
+    // With a learning rate of 0 the validation macro-F1 can never improve on epoch 1.
+    let mut stop = Stop::default();
+    fit(&out, 6, 0.0, 2, false, &mut stop).unwrap();
+    assert_eq!((stop.0, stop.1), (Some(2), 3));
+    assert_eq!(train::read_history(&out).unwrap().len(), 3);
+}
+
+#[test]
+fn calibration_writes_offsets_that_raise_validation_macro_f1_into_the_checkpoint() {
+    let out = scratch("lib-calibrate");
+    let mut trainer = fit(&out, 1, 1e-3, 0, false, &mut Quiet).unwrap();
+    let (_, val) = beats();
+    let best = out.join("best.safetensors");
+    let (before, after) = train::calibrate(&mut trainer, val, &[1, 2, 3], &NAMES, &best).unwrap();
+    assert!(after >= before, "{before} → {after}");
+    let offsets = trainer.model.config.decision_offsets.clone();
+    assert_eq!(offsets.len(), 5);
+    let loaded = Model::load(ctx(), &best).unwrap();
+    assert_eq!(loaded.config.decision_offsets, offsets);
+    // the classifier decides with them
+    let mut clf = Classifier::new(ctx(), loaded).unwrap();
+    let probs = clf.probabilities(val, |_, _| {}).unwrap();
+    assert_eq!(
+        clf.decide(&probs),
+        ecgwgpu::metrics::decide(&probs, 5, &offsets)
+    );
+}
+
+/// Record 208's MLII lead copied without its annotations, so the QRS detector must find beats.
+fn unannotated_208(dir: &Path) -> PathBuf {
+    for ext in ["hea", "dat"] {
+        std::fs::copy(
+            embedded_dir().join(format!("208.{ext}")),
+            dir.join(format!("208.{ext}")),
+        )
+        .unwrap();
+    }
+    dir.join("208")
+}
+
+#[test]
+fn the_shipped_model_classifies_a_signal_as_it_classifies_the_recording() {
+    let mut clf = Classifier::shipped(ctx()).unwrap();
+    let pre = clf.preprocessing().clone();
+    assert_eq!(pre.task, Task::Heartbeat);
+    assert_eq!(pre.class_names, NAMES);
+    assert_eq!(pre.beat_mode, BeatMode::Kachuee);
+
+    // The annotated record: every beat, and record 208's many PVCs found.
+    let mut annotated = vec![];
+    let summary = clf
+        .classify_file(
+            &embedded_dir().join("208"),
+            |b| {
+                annotated.extend_from_slice(b);
+                Ok(())
+            },
+            |_, _, _| {},
+        )
+        .unwrap();
+    assert!(summary.annotated);
+    assert_eq!(summary.beats, annotated.len());
+    assert!(summary.beats > 2900, "{summary:?}");
+    let v_right = annotated
+        .iter()
+        .filter(|b| b.reference == Some(2) && b.class == 2)
+        .count();
+    let v_total = annotated.iter().filter(|b| b.reference == Some(2)).count();
+    assert!(
+        v_total > 900 && v_right * 10 > v_total * 8,
+        "{v_right} of {v_total} V"
+    );
+    for b in &annotated {
+        let sum: f32 = b.probabilities.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "{:?}", b.probabilities);
+    }
+
+    // The same lead in memory, and streamed from a file without annotations: the same beats.
+    let dir = scratch("lib-signal");
+    let record = unannotated_208(&dir);
+    let mut streamed = vec![];
+    let summary = clf
+        .classify_file(
+            &record,
+            |b| {
+                streamed.extend_from_slice(b);
+                Ok(())
+            },
+            |_, _, _| {},
+        )
+        .unwrap();
+    assert!(!summary.annotated);
+    // the lead's samples in physical units, as the streamed reader decodes them
+    let mut rec = ecgwgpu::data::source::open(&record, &clf.load_options())
+        .unwrap()
+        .unwrap();
+    let (fs, len) = (rec.lead.fs(), rec.lead.len());
+    let mlii = rec.lead.read(0..len).unwrap();
+    let in_memory = clf.classify_signal(&mlii, fs).unwrap();
+    assert_eq!(in_memory, streamed);
+    // the detector finds (nearly) the annotated beats
+    let (found, truth) = (in_memory.len(), annotated.len());
+    assert!(
+        found.abs_diff(truth) < truth / 20,
+        "{found} beats found, {truth} annotated"
+    );
+    assert!(clf.classify_signal(&mlii, 0.0).is_err());
+}
+
+#[test]
+fn a_checkpoint_carries_its_preprocessing_and_older_ones_take_their_runs() {
+    let dir = scratch("lib-preprocessing");
+    let mut model = Model::new(ctx(), ModelConfig::tiny(), 3).unwrap();
+    model.preprocessing.beat_mode = BeatMode::Centred;
+    model.preprocessing.lead = "II,MLII".into();
+    let path = dir.join("centred.safetensors");
+    model.save(ctx(), &path, 1).unwrap();
+    let loaded = Model::load(ctx(), &path).unwrap();
+    assert_eq!(loaded.preprocessing, model.preprocessing);
+
+    // Written before checkpoints carried it: the metadata key is absent. Without a run beside
+    // it, the paper's; with its run's config.json, the run's.
+    let (tensors, mut meta) = ecgwgpu::checkpoint::load(&path).unwrap();
+    meta.remove("preprocessing");
+    let old = dir.join("old").join("best.safetensors");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    ecgwgpu::checkpoint::save(&old, &tensors, &meta).unwrap();
+    let guessed = Model::load(ctx(), &old).unwrap().preprocessing;
+    assert_eq!(guessed, Preprocessing::for_task(Task::Heartbeat, 5));
+    let adam = AdamConfig::default();
+    let mut run = run_config(&ModelConfig::tiny(), &LossConfig::cross_entropy(5), &adam);
+    run.mode = BeatModeName(BeatMode::Centred);
+    run.write(old.parent().unwrap()).unwrap();
+    let from_run = Model::load(ctx(), &old).unwrap().preprocessing;
+    assert_eq!(from_run.beat_mode, BeatMode::Centred);
+    assert_eq!(from_run.lead, "MLII");
+
+    // A stored preprocessing this build cannot apply is refused, naming the file and key.
+    let (tensors, mut meta) = ecgwgpu::checkpoint::load(&path).unwrap();
+    let text = meta["preprocessing"].replace("\"window\":187", "\"window\":250");
+    meta.insert("preprocessing".into(), text);
+    ecgwgpu::checkpoint::save(&path, &tensors, &meta).unwrap();
+    let err = Model::load(ctx(), &path).err().unwrap().to_string();
+    assert!(
+        err.contains("centred.safetensors") && err.contains("preprocessing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_configs_read_typed_and_errors_name_the_file_and_field() {
+    // every committed run directory reads
+    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let mut read = 0;
+    let mut stack = vec![results];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().unwrap() == "config.json" {
+                RunConfig::read(path.parent().unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                read += 1;
+            }
+        }
+    }
+    assert!(read >= 50, "{read} run configs");
+
+    let dir = scratch("lib-config");
+    let adam = AdamConfig::default();
+    let run = run_config(&ModelConfig::tiny(), &LossConfig::cross_entropy(5), &adam);
+    run.write(&dir).unwrap();
+    assert_eq!(RunConfig::read(&dir).unwrap(), run);
+    let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let broken = text.replace("\"seed\": 1", "\"seed\": \"one\"");
+    std::fs::write(dir.join("config.json"), broken).unwrap();
+    let err = RunConfig::read(&dir).err().unwrap();
+    assert!(matches!(err, Error::Data { .. }));
+    let err = err.to_string();
+    assert!(
+        err.contains("config.json") && err.contains("args.seed"),
+        "{err}"
+    );
+    let missing = text.replace("\"lead\": \"MLII\",", "");
+    std::fs::write(dir.join("config.json"), missing).unwrap();
+    let err = RunConfig::read(&dir).err().unwrap().to_string();
+    assert!(err.contains("config.json") && err.contains("lead"), "{err}");
+}
