@@ -1640,3 +1640,40 @@ fn median_shape_copies_keep_the_rhythm_and_take_the_records_median_shape() {
     assert_eq!(half, augment::median_shape_copies(&beats, &[n, s], 0.5, 1));
     assert_ne!(half, augment::median_shape_copies(&beats, &[n, s], 0.5, 2));
 }
+
+#[test]
+fn detection_and_lead_reading_take_edf_like_wfdb() {
+    // One lead-choice path for both formats: record 208 as EDF+ scores the detector exactly as
+    // the WFDB record does, and read_lead gives the same samples.
+    let dir = common::scratch("edf-detect");
+    ecgwgpu::data::edf::write_from_wfdb(&embedded_dir().join("208"), &dir.join("208.edf")).unwrap();
+    let opts = LoadOptions {
+        records: Some(vec!["208".into()]),
+        ..Default::default()
+    };
+    let (wfdb, _) = detection_scores(&embedded_dir(), &opts).unwrap();
+    let opts = LoadOptions {
+        records: Some(vec!["208.edf".into()]),
+        ..opts
+    };
+    let (from_edf, warnings) = detection_scores(&dir, &opts).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(from_edf.len(), 1);
+    let (w, e) = (&wfdb[0].1, &from_edf[0].1);
+    assert_eq!(
+        (w.true_positives, w.false_negatives),
+        (e.true_positives, e.false_negatives)
+    );
+    let (a, _) = ecgwgpu::data::dataset::read_lead(&embedded_dir(), "208", &opts).unwrap();
+    let (b, _) = ecgwgpu::data::dataset::read_lead(&dir, "208.edf", &opts).unwrap();
+    let ((a, fs_a), (b, fs_b)) = (a.unwrap(), b.unwrap());
+    assert_eq!(fs_a, fs_b);
+    assert!(b.len() >= a.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
+    // a lead the file lacks is a warning naming what it has
+    let v9 = LoadOptions {
+        lead: "V9".into(),
+        ..opts
+    };
+    let (none, warning) = ecgwgpu::data::dataset::read_lead(&dir, "208.edf", &v9).unwrap();
+    assert!(none.is_none() && warning.unwrap().contains("MLII"));
+}

@@ -1,40 +1,16 @@
-//! Loading a directory of WFDB records into labelled beats, one record per thread.
+//! Corpora: a directory of WFDB records and EDF+ files loaded into labelled beats, one record
+//! per thread, and the QRS detector scored over one.
+
+pub use super::source::{choose_lead, LeadChoice, LoadOptions};
 
 use std::path::{Path, PathBuf};
 
 use super::aami::AamiClass;
 use super::annotation::{self, Annotation};
-use super::beats::{BeatMode, Beats};
+use super::beats::Beats;
 use super::qrs;
-use super::wfdb::{Header, Record};
 use super::{source, stream};
 use crate::error::{Error, Result};
-
-#[derive(Clone, Debug)]
-pub struct LoadOptions {
-    pub mode: BeatMode,
-    /// Lead to use, matched against the header's signal descriptions; a comma-separated list
-    /// (`MLII,II,ECG1`) is a preference order.
-    pub lead: String,
-    /// Use the first signal (with a warning) when a record lacks `lead`; otherwise skip it.
-    pub fallback_to_first: bool,
-    /// Only these records (all in the directory when `None`).
-    pub records: Option<Vec<String>>,
-    /// Any skipped record or dropped annotation is an error instead of a line in the summary.
-    pub strict: bool,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self {
-            mode: BeatMode::Kachuee,
-            lead: "MLII".into(),
-            fallback_to_first: false,
-            records: None,
-            strict: false,
-        }
-    }
-}
 
 #[derive(Clone, Debug, Default)]
 pub struct Dataset {
@@ -55,39 +31,6 @@ pub struct Dataset {
     pub beat_annotations: usize,
     pub beats_past_end: usize,
     pub beats_at_edges: usize,
-}
-
-/// Which signal of a record to read for `opts.lead`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LeadChoice {
-    /// The first lead of the preference list the record has.
-    Found(usize),
-    /// None of them: the first signal, whose description is given (`fallback_to_first`).
-    Fallback(String),
-    /// None of them and no fallback: the record's signal descriptions.
-    Missing(Vec<String>),
-}
-
-/// Picks the signal for `opts.lead` (a preference list) in `header`.
-pub fn choose_lead(header: &Header, opts: &LoadOptions) -> LeadChoice {
-    if let Some(i) = opts
-        .lead
-        .split(',')
-        .map(str::trim)
-        .find_map(|want| header.signal_index(want))
-    {
-        return LeadChoice::Found(i);
-    }
-    match header.signals.first() {
-        Some(first) if opts.fallback_to_first => LeadChoice::Fallback(first.description.clone()),
-        _ => LeadChoice::Missing(
-            header
-                .signals
-                .iter()
-                .map(|s| s.description.clone())
-                .collect(),
-        ),
-    }
 }
 
 /// Record names in `dir`: its `RECORDS` file when present, else every `*.hea` and every `*.edf`
@@ -143,36 +86,45 @@ pub fn list_records(dir: &Path) -> Result<Vec<String>> {
 /// fallback.
 pub type Lead = (Option<(Vec<f32>, f64)>, Option<String>);
 
-/// Reads `opts.lead` of record `name` in `dir` (see [`Lead`]).
+/// Reads `opts.lead` of record `name` in `dir` (a WFDB record or an EDF file; see [`Lead`]).
 pub fn read_lead(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Lead> {
-    let base = dir.join(name);
-    let header = Header::read(&base.with_extension("hea"))?;
-    let (lead, warning) = match choose_lead(&header, opts) {
-        LeadChoice::Found(i) => (i, None),
-        LeadChoice::Fallback(used) => (
-            0,
-            Some(format!(
-                "record {name}: no {} lead, using '{used}' instead",
-                opts.lead
-            )),
-        ),
-        LeadChoice::Missing(have) => {
-            return Ok((
-                None,
-                Some(format!(
-                    "record {name}: skipped, no {} lead (has {have:?})",
-                    opts.lead
-                )),
-            ));
-        }
-    };
-    let record = Record::read(&base, Some(&[lead]))?;
-    Ok((Some((record.physical(lead), record.header.fs)), warning))
+    let (lead, warning, _) = read_lead_annotated(dir, name, opts)?;
+    Ok((lead, warning))
 }
 
-/// A record's reference annotations within its `len` samples (see [`source::within`]).
-fn read_annotations(base: &Path, len: usize) -> Result<Vec<Annotation>> {
-    Ok(source::within(annotation::read(&base.with_extension("atr"))?, len).0)
+/// [`read_lead`] with the record's reference annotations within its signal, when it has any.
+fn read_lead_annotated(
+    dir: &Path,
+    name: &str,
+    opts: &LoadOptions,
+) -> Result<(
+    Option<(Vec<f32>, f64)>,
+    Option<String>,
+    Option<Vec<Annotation>>,
+)> {
+    let mut rec = match source::open(&dir.join(name), opts)? {
+        Ok(rec) => rec,
+        Err(have) => {
+            let warning = format!(
+                "record {name}: skipped, no {} lead (has {have:?})",
+                opts.lead
+            );
+            return Ok((None, Some(warning), None));
+        }
+    };
+    let warning = rec.fallback.as_ref().map(|used| {
+        format!(
+            "record {name}: no {} lead, using '{used}' instead",
+            opts.lead
+        )
+    });
+    let len = rec.lead.len();
+    let signal = rec.lead.read(0..len)?;
+    Ok((
+        Some((signal, rec.lead.fs())),
+        warning,
+        rec.annotations.take(),
+    ))
 }
 
 /// What became of one record in [`load_dir`].
@@ -308,10 +260,17 @@ pub fn detection_scores(
     let mut scores = vec![];
     let mut warnings = vec![];
     for name in names {
-        let (lead, warning) = read_lead(dir, &name, opts)?;
+        let (lead, warning, annotations) = read_lead_annotated(dir, &name, opts)?;
         warnings.extend(warning);
         let Some((signal, fs)) = lead else { continue };
-        let reference: Vec<usize> = read_annotations(&dir.join(&name), signal.len())?
+        let annotations = annotations.ok_or_else(|| {
+            Error::data(
+                annotation_file(&dir.join(&name)),
+                "annotations",
+                "no reference beat annotations to score the detector against",
+            )
+        })?;
+        let reference: Vec<usize> = annotations
             .iter()
             .filter(|a| AamiClass::from_code(a.code).is_some())
             .map(|a| a.sample as usize)

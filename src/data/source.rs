@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::aami::AamiClass;
 use super::annotation::{self, Annotation};
-use super::dataset::{choose_lead, LeadChoice, LoadOptions};
+use super::beats::BeatMode;
 use super::edf::EdfHeader;
 use super::wfdb::{bytes_for, decode, FileLayout, Header, SignalSpec};
 use crate::error::{Error, Result};
@@ -215,6 +215,61 @@ pub fn edf_annotation_codes(path: &Path, header: &EdfHeader) -> Result<Vec<(f64,
         .collect())
 }
 
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub mode: BeatMode,
+    /// Lead to use, matched against the header's signal descriptions; a comma-separated list
+    /// (`MLII,II,ECG1`) is a preference order.
+    pub lead: String,
+    /// Use the first signal (with a warning) when a record lacks `lead`; otherwise skip it.
+    pub fallback_to_first: bool,
+    /// Only these records (all in the directory when `None`).
+    pub records: Option<Vec<String>>,
+    /// Any skipped record or dropped annotation is an error instead of a line in the summary.
+    pub strict: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            mode: BeatMode::Kachuee,
+            lead: "MLII".into(),
+            fallback_to_first: false,
+            records: None,
+            strict: false,
+        }
+    }
+}
+
+/// Which signal of a recording to read for `opts.lead`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LeadChoice {
+    /// The first lead of the preference list the recording has.
+    Found(usize),
+    /// None of them: the first signal, whose label is given (`fallback_to_first`).
+    Fallback(usize, String),
+    /// None of them and no fallback: the recording's signal labels.
+    Missing(Vec<String>),
+}
+
+/// Picks the signal for `opts.lead` (a comma-separated preference list, matched without regard
+/// to case) among `signals` (index and label: a WFDB header's descriptions, an EDF file's
+/// ordinary signals). The one lead choice for every format.
+pub fn choose_lead(signals: &[(usize, &str)], opts: &LoadOptions) -> LeadChoice {
+    let found = opts.lead.split(',').map(str::trim).find_map(|want| {
+        signals
+            .iter()
+            .find(|(_, label)| label.eq_ignore_ascii_case(want))
+    });
+    match (found, signals.first()) {
+        (Some(&(i, _)), _) => LeadChoice::Found(i),
+        (None, Some(&(i, label))) if opts.fallback_to_first => {
+            LeadChoice::Fallback(i, label.to_string())
+        }
+        _ => LeadChoice::Missing(signals.iter().map(|(_, l)| l.to_string()).collect()),
+    }
+}
+
 /// A recording opened for reading: the lead chosen, and its reference annotations if it has any.
 pub struct Recording {
     /// The record's name: the WFDB record name, or the EDF file's name without `.edf`.
@@ -254,9 +309,15 @@ pub fn open(
         .ok_or_else(|| Error::data(path, "path", "expected a record path such as dir/100"))?
         .to_string();
     let header = Header::read(&path.with_extension("hea"))?;
-    let (signal, fallback) = match choose_lead(&header, opts) {
+    let signals: Vec<(usize, &str)> = header
+        .signals
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, s.description.as_str()))
+        .collect();
+    let (signal, fallback) = match choose_lead(&signals, opts) {
         LeadChoice::Found(i) => (i, None),
-        LeadChoice::Fallback(used) => (0, Some(used)),
+        LeadChoice::Fallback(i, used) => (i, Some(used)),
         LeadChoice::Missing(have) => return Ok(Err(have)),
     };
     let lead = WfdbLead::open(path, &header, signal)?;
@@ -285,18 +346,17 @@ fn open_edf(
         .and_then(|n| n.to_str())
         .unwrap_or("edf")
         .to_string();
-    let ordinary: Vec<String> = header
+    let ordinary: Vec<(usize, &str)> = header
         .signals
         .iter()
-        .filter(|s| !s.is_annotations())
-        .map(|s| s.label.clone())
+        .enumerate()
+        .filter(|(_, s)| !s.is_annotations())
+        .map(|(i, s)| (i, s.label.as_str()))
         .collect();
-    let (signal, fallback) = match header.signal_index(&opts.lead, false) {
-        Some(i) => (i, None),
-        None => match header.signal_index(&opts.lead, opts.fallback_to_first) {
-            Some(i) => (i, Some(header.signals[i].label.clone())),
-            None => return Ok(Err(ordinary)),
-        },
+    let (signal, fallback) = match choose_lead(&ordinary, opts) {
+        LeadChoice::Found(i) => (i, None),
+        LeadChoice::Fallback(i, used) => (i, Some(used)),
+        LeadChoice::Missing(have) => return Ok(Err(have)),
     };
     let fs = header.fs(signal);
     let label = header.signals[signal].label.clone();
