@@ -92,16 +92,15 @@ pub fn read_lead(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Lead> {
     Ok((lead, warning))
 }
 
-/// [`read_lead`] with the record's reference annotations within its signal, when it has any.
-fn read_lead_annotated(
-    dir: &Path,
-    name: &str,
-    opts: &LoadOptions,
-) -> Result<(
+/// A [`Lead`] with the record's reference annotations, when it has any.
+type AnnotatedLead = (
     Option<(Vec<f32>, f64)>,
     Option<String>,
     Option<Vec<Annotation>>,
-)> {
+);
+
+/// [`read_lead`] with the record's reference annotations within its signal, when it has any.
+fn read_lead_annotated(dir: &Path, name: &str, opts: &LoadOptions) -> Result<AnnotatedLead> {
     let mut rec = match source::open(&dir.join(name), opts)? {
         Ok(rec) => rec,
         Err(have) => {
