@@ -165,6 +165,62 @@ fn weight_grad_splits(kernels: Kernels, p: &Params) -> (u32, u32) {
     }
 }
 
+/// Every kernel choice of one layer, made once, from the adapter's kernel variant and the layer's
+/// shape: the forward pass, the backward passes, and how the weight gradient's reduction is
+/// split. Forward, backward and [`Op::deferred_len`] all read this one plan.
+struct Plan {
+    forward: (&'static str, [u32; 3]),
+    backward_input: (&'static str, [u32; 3]),
+    backward_weight: (&'static str, [u32; 3]),
+    /// (splits, split_len) of the weight gradient's reduction ([`weight_grad_splits`]).
+    splits: (u32, u32),
+    /// Behind a fused ReLU, the backward kernels read the mask where they load dy, except on a
+    /// CPU: there the mask loads inside the register kernels' inner loops cost more than one
+    /// element-wise pass that masks dy first.
+    mask_in_place: bool,
+}
+
+impl Plan {
+    fn new(kernels: Kernels, p: &Params, relu: bool) -> Self {
+        let splits = weight_grad_splits(kernels, p);
+        let cols = p.c_in * p.kernel + 1;
+        let tiled_input = (
+            "backward_input_tiled",
+            tile_groups(p.batch * p.len_in, p.c_in),
+        );
+        match kernels {
+            // register blocks with few, long invocations: what software Vulkan runs fastest
+            Kernels::Cpu => Self {
+                forward: ("forward", register_groups(p, p.len_out, p.c_out)),
+                backward_input: ("backward_input", register_groups(p, p.len_in, p.c_in)),
+                backward_weight: ("backward_weight", register_weight_groups(p, splits.0)),
+                splits,
+                mask_in_place: false,
+            },
+            // the tiled input gradient measured faster on an H100 at every batch size, the
+            // register forward and weight gradient did not (benchmarks/gpu/*-77bfbed.log)
+            Kernels::Gpu => Self {
+                forward: ("forward", register_groups(p, p.len_out, p.c_out)),
+                backward_input: tiled_input,
+                backward_weight: ("backward_weight", register_weight_groups(p, splits.0)),
+                splits,
+                mask_in_place: relu,
+            },
+            // 32 positions x 32 channels per workgroup throughout
+            Kernels::Tiled => Self {
+                forward: ("forward_tiled", tile_groups(p.batch * p.len_out, p.c_out)),
+                backward_input: tiled_input,
+                backward_weight: (
+                    "backward_weight_tiled",
+                    [cols.div_ceil(TILE), p.c_out.div_ceil(TILE), splits.0],
+                ),
+                splits,
+                mask_in_place: relu,
+            },
+        }
+    }
+}
+
 impl Op for Conv1d {
     fn name(&self) -> &'static str {
         "conv1d"
@@ -195,7 +251,7 @@ impl Op for Conv1d {
     fn deferred_len(&self, ctx: &GpuContext, inputs: &[&[usize]]) -> usize {
         match self.params(inputs[0], inputs[1]) {
             Ok(p) => {
-                let (splits, _) = weight_grad_splits(ctx.kernels, &p);
+                let (splits, _) = Plan::new(ctx.kernels, &p, self.relu).splits;
                 partials_len(&p, splits).next_multiple_of(ALIGN_ELEMS)
             }
             Err(_) => 0,
@@ -210,11 +266,7 @@ impl Op for Conv1d {
     ) -> Result<Vec<Tensor>> {
         let (x, w, b) = (inputs[0], inputs[1], inputs[2]);
         let p = self.params(x.shape(), w.shape())?;
-        let (entry, groups) = match rec.ctx.kernels {
-            Kernels::Cpu | Kernels::Gpu => ("forward", register_groups(&p, p.len_out, p.c_out)),
-            // 32 positions x 32 channels per workgroup
-            Kernels::Tiled => ("forward_tiled", tile_groups(p.batch * p.len_out, p.c_out)),
-        };
+        let (entry, groups) = Plan::new(rec.ctx.kernels, &p, self.relu).forward;
         rec.push(
             &SHADER,
             entry,
@@ -245,30 +297,22 @@ impl Op for Conv1d {
     ) -> Result<()> {
         let (x, w) = (inputs[0], inputs[1]);
         let mut p = self.params(x.shape(), w.shape())?;
-        // Behind a fused ReLU the backward kernels read the mask where they load dy (MASKED
-        // specialises them), except on a CPU: there the mask loads inside the register kernels'
-        // inner loops cost more than one element-wise pass that masks dy first.
+        let plan = Plan::new(rec.ctx.kernels, &p, self.relu);
+        // behind a fused ReLU: the mask read in place (MASKED specialises the kernels), or a
+        // pass that masks dy first
+        let mask_in_place = plan.mask_in_place;
         let masked;
         let mut dy = dy;
-        if self.relu && rec.ctx.kernels == Kernels::Cpu {
+        if self.relu && !mask_in_place {
             masked = rec.scratch(dy.shape());
             relu::mask_gradient(rec, &saved[0], dy, &masked)?;
             dy = &masked;
         }
-        let mask_in_place = self.relu && rec.ctx.kernels != Kernels::Cpu;
         let constants: &[(&'static str, f64)] = &[("MASKED", f64::from(u8::from(mask_in_place)))];
         // without a mask in place the mask binding is never read: dy stands in for it
         let mask = if mask_in_place { &saved[0] } else { dy };
         if let Some(dx) = grad_inputs[0] {
-            // the tiled input gradient measured faster on an H100 at every batch size, the
-            // register forward and weight gradient did not (benchmarks/gpu/*-77bfbed.log)
-            let (entry, groups) = match rec.ctx.kernels {
-                Kernels::Cpu => ("backward_input", register_groups(&p, p.len_in, p.c_in)),
-                Kernels::Gpu | Kernels::Tiled => (
-                    "backward_input_tiled",
-                    tile_groups(p.batch * p.len_in, p.c_in),
-                ),
-            };
+            let (entry, groups) = plan.backward_input;
             let bindings = [
                 (2, w.binding()),
                 (5, dy.binding()),
@@ -283,7 +327,7 @@ impl Op for Conv1d {
         }
         // Weight and bias gradients in one split reduction: partial sums per split, then a
         // finalize pass that adds them in split order.
-        let (splits, split_len) = weight_grad_splits(rec.ctx.kernels, &p);
+        let (splits, split_len) = plan.splits;
         p.splits = splits;
         p.split_len = split_len;
         let cols = p.c_in * p.kernel + 1;
@@ -295,13 +339,7 @@ impl Op for Conv1d {
             (Some(arena), Some(_)) => arena.alloc(&shape),
             _ => rec.scratch(&shape),
         };
-        let (entry, groups) = match rec.ctx.kernels {
-            Kernels::Cpu | Kernels::Gpu => ("backward_weight", register_weight_groups(&p, splits)),
-            Kernels::Tiled => (
-                "backward_weight_tiled",
-                [cols.div_ceil(TILE), p.c_out.div_ceil(TILE), splits],
-            ),
-        };
+        let (entry, groups) = plan.backward_weight;
         let bindings = [
             (1, x.binding()),
             (5, dy.binding()),
