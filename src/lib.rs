@@ -14,7 +14,7 @@
 //! // A WFDB record (path without extension) or an EDF file, streamed in bounded memory.
 //! let summary = classifier.classify_file("data/mitdb/208".as_ref(), |_| Ok(()), |_, _, _| {})?;
 //! assert!(summary.beats > 2900);
-//! let names = classifier.class_names(); // N, S, V, F, Q
+//! let names = classifier.class_names().to_vec(); // N, S, V, F, Q
 //! assert!(summary.counts[names.iter().position(|n| n == "V").unwrap()] > 500);
 //!
 //! // One lead in memory: the QRS detector finds the beats.

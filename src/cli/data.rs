@@ -93,10 +93,23 @@ impl Source {
         self.data_dir.as_deref()
     }
 
-    pub fn dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .unwrap_or_else(|| super::default_data_dir("mitdb"))
+    /// --data-dir, else `data/mitdb` in the current directory; an error that says so when
+    /// neither is there.
+    pub fn dir(&self) -> Result<PathBuf> {
+        match &self.data_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => {
+                let dir = super::default_data_dir("mitdb");
+                match dir.is_dir() {
+                    true => Ok(dir),
+                    false => Err(Error::Config(format!(
+                        "no --data-dir given and no {} in this folder: give --data-dir (a \
+                         folder of WFDB records), or run from a checkout of ecgwgpu",
+                        dir.display()
+                    ))),
+                }
+            }
+        }
     }
 
     /// How to read records for training or inspection: the flags, else the paper's defaults.
@@ -159,7 +172,7 @@ pub fn run(command: DataCommand) -> Result<()> {
             println!("wrote {} ({n} annotations)", out.display());
         }
         DataCommand::Stats(source) => {
-            let dir = source.dir();
+            let dir = source.dir()?;
             let header: String = CLASS_NAMES.iter().map(|c| format!("{c:>8}")).collect();
             println!("reference annotations in {}", dir.display());
             println!("{:<8}{header}{:>9}", "record", "total");
@@ -190,7 +203,7 @@ pub fn run(command: DataCommand) -> Result<()> {
             println!("{}", row("total", &beats));
         }
         DataCommand::Detect(source) => {
-            let (scores, warnings) = detection_scores(&source.dir(), &source.options())?;
+            let (scores, warnings) = detection_scores(&source.dir()?, &source.options())?;
             for w in &warnings {
                 eprintln!("warning: {w}");
             }
@@ -214,7 +227,7 @@ pub fn run(command: DataCommand) -> Result<()> {
             rr,
             beat_reference,
         } => {
-            let mut ds = load_dir(&source.dir(), &source.options())?;
+            let mut ds = load_dir(&source.dir()?, &source.options())?;
             super::report_load(&ds);
             beat_reference.apply(&mut ds.beats)?;
             let beats = match (split, part.as_deref()) {

@@ -92,7 +92,7 @@ fn select_beats(
     let dir = match (args.source.data_dir_given(), run) {
         (Some(dir), _) => dir.to_path_buf(),
         (None, Some(r)) => r.data_dir.clone(),
-        _ => args.source.dir(),
+        _ => args.source.dir()?,
     };
     let mut options = args.source.options_for(&model.preprocessing, network)?;
     // the run's own records: read them as it did

@@ -1,26 +1,17 @@
 //! `ecgwgpu train`: the paper's recipe end to end on WFDB records, with a run directory.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data::Source;
-use crate::data::aami::{AamiClass, CLASS_NAMES};
-use crate::data::beats::Beats;
-use crate::data::dataset::load_dir;
+use crate::data::aami::CLASS_NAMES;
 use crate::data::reference::BeatReference;
-use crate::data::splits::{self, SplitKind};
-use crate::data::{augment, csv};
-use crate::error::{Error, Result};
-use crate::loss::LossConfig;
-use crate::model::{Model, ModelConfig};
-use crate::optim::AdamConfig;
-use crate::preprocessing::Task;
-use crate::run::{write_json, BeatModeName, RunConfig, RunSettings};
-use crate::train::{self as fitting, EpochRecord, FitObserver, Schedule};
-use crate::trainer::Trainer;
+use crate::data::splits::SplitKind;
+use crate::error::Result;
+use crate::run::{RunConfig, RunSettings};
+use crate::train::{EpochRecord, FitObserver, Schedule, TrainData};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LossKind {
@@ -92,14 +83,6 @@ pub struct TrainArgs {
     test_csv: Option<PathBuf>,
 }
 
-fn loss_config(args: &TrainArgs, train: &Beats, classes: usize) -> LossConfig {
-    if args.loss == LossKind::Ce {
-        return LossConfig::cross_entropy(classes);
-    }
-    args.focal
-        .config(&train.class_counts(classes), args.class_alpha)
-}
-
 /// The two-fold focal loss's flags, shared by `train` and `transfer`.
 #[derive(clap::Args)]
 pub(super) struct FocalArgs {
@@ -115,30 +98,6 @@ pub(super) struct FocalArgs {
     /// γn, focusing parameter of the second fold.
     #[arg(long, default_value_t = 0.5)]
     gamma_n: f32,
-}
-
-impl FocalArgs {
-    /// `FL(α1, γm) + FL(α2, γn)`; with `class_alpha`, each class's α is scaled by its inverse
-    /// frequency in `counts` (normalised to mean 1 over the classes present).
-    pub(super) fn config(&self, counts: &[usize], class_alpha: bool) -> LossConfig {
-        let weights: Vec<f32> = if class_alpha {
-            let inv: Vec<f64> = counts
-                .iter()
-                .map(|&c| if c == 0 { 0.0 } else { 1.0 / c as f64 })
-                .collect();
-            let mean =
-                inv.iter().sum::<f64>() / inv.iter().filter(|&&v| v > 0.0).count().max(1) as f64;
-            inv.iter().map(|v| (v / mean) as f32).collect()
-        } else {
-            vec![1.0; counts.len()]
-        };
-        LossConfig::two_fold(
-            weights.iter().map(|w| w * self.alpha1).collect(),
-            self.gamma_m,
-            weights.iter().map(|w| w * self.alpha2).collect(),
-            self.gamma_n,
-        )
-    }
 }
 
 /// The flags of a training run shared by `train` and `transfer`.
@@ -235,6 +194,23 @@ pub(super) struct Console {
 }
 
 impl FitObserver for Console {
+    fn loaded(&mut self, report: &[String]) {
+        for line in report {
+            eprintln!("{line}");
+        }
+    }
+
+    fn started(&mut self, run: &RunConfig, out: &Path, [train, val, test]: [usize; 3]) {
+        println!(
+            "{} on {}: {} parameters; {train} train / {val} val / {test} test beats ({} split); run directory {}",
+            run.args.preset,
+            run.device,
+            run.model.param_count(),
+            run.args.split,
+            out.display()
+        );
+    }
+
     fn resumed(&mut self, out: &Path, epoch: usize, steps: u32) {
         println!(
             "resuming {} after epoch {epoch} (optimiser step {steps})",
@@ -288,136 +264,16 @@ impl FitObserver for Console {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    if args.run.batch == 0 || args.run.epochs == 0 {
-        return Err(Error::Config(
-            "--batch and --epochs must be at least 1".into(),
-        ));
-    }
-    let config = ModelConfig {
-        shape_dropout: args.shape_dropout,
-        beat_reference: args.beat_reference,
-        rhythm_head: args.rhythm_head,
-        ..ModelConfig::preset(&args.preset)?
-    };
-    config.validate()?;
-    if !(0.0..=1.0).contains(&args.rhythm_copies) {
-        return Err(Error::Config(format!(
-            "--rhythm-copies {} must be in [0, 1]",
-            args.rhythm_copies
-        )));
-    }
-    if args.rhythm_copies > 0.0 && config.rr_features == 0 {
-        return Err(Error::Config(format!(
-            "--rhythm-copies teaches the rhythm stream, which preset '{}' does not have \
-             (use a dual-stream preset: paper-rr, tiny-rr)",
-            args.preset
-        )));
-    }
-    let classes = config.classes;
-    let (data_dir, original, val, test) = match (&args.train_csv, &args.test_csv) {
-        (Some(train_csv), Some(test_csv)) => {
-            let mut pool = csv::read(train_csv)?;
-            let mut test = csv::read(test_csv)?;
-            config.beat_reference.apply(&mut pool)?;
-            config.beat_reference.apply(&mut test)?;
-            let split = splits::split(&pool, SplitKind::Intra, 0.0, 0.1, args.run.seed);
-            (
-                train_csv.clone(),
-                pool.select(&split.train),
-                pool.select(&split.val),
-                test,
-            )
-        }
-        _ => {
-            let data_dir = args.source.dir();
-            let mut ds = load_dir(&data_dir, &args.source.options())?;
-            super::report_load(&ds);
-            // before splitting and augmenting: the median is over each record's own beats
-            config.beat_reference.apply(&mut ds.beats)?;
-            let split = splits::split(&ds.beats, args.split, 0.2, 0.1, args.run.seed);
-            let parts = (
-                ds.beats.select(&split.train),
-                ds.beats.select(&split.val),
-                ds.beats.select(&split.test),
-            );
-            (data_dir, parts.0, parts.1, parts.2)
-        }
-    };
-    let labels = original
-        .labels
-        .iter()
-        .chain(&val.labels)
-        .chain(&test.labels);
-    if let Some((index, &label)) = labels.enumerate().find(|(_, &l)| l as usize >= classes) {
-        return Err(Error::Label {
-            label,
-            index,
-            classes,
-        });
-    }
-    let with_copies;
-    let shaped = match args.rhythm_copies {
-        0.0 => &original,
-        f => {
-            let (n, s) = (AamiClass::N.label(), AamiClass::S.label());
-            with_copies = augment::median_shape_copies(&original, &[n, s], f, args.run.seed);
-            &with_copies
-        }
-    };
-    let train = if args.augment > 0 {
-        augment::balance(shaped, args.augment, classes, args.run.seed)
-    } else {
-        shaped.clone()
-    };
-    if train.is_empty() || val.is_empty() || test.is_empty() {
-        return Err(Error::Config(format!(
-            "{:?} split of {} gives {} train, {} validation, {} test beats: all must be non-empty",
-            args.split,
-            data_dir.display(),
-            train.len(),
-            val.len(),
-            test.len()
-        )));
-    }
-
-    let ctx = args.run.gpu.context()?;
-    let loss_config = loss_config(&args, &original, classes);
-    let adam = AdamConfig {
-        lr: args.run.lr,
-        ..Default::default()
-    };
-    let options = args.source.options();
-    let mut model = Model::new(&ctx, config.clone(), args.run.seed)?;
-    model.preprocessing.beat_mode = options.mode;
-    model.preprocessing.lead = options.lead.clone();
-    let mut trainer = Trainer::new(&ctx, model, loss_config.clone(), adam.clone())?;
-    let loss_name = match args.loss {
-        LossKind::Focal => "focal",
-        LossKind::Ce => "ce",
-    };
-    let out = args.run.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(
-            format!(
-                "{}-{:?}-{loss_name}-seed{}",
-                args.preset, args.split, args.run.seed
-            )
-            .to_lowercase(),
-        )
-    });
-    let mut counts = BTreeMap::new();
-    counts.insert(
-        "train_before_augmentation".into(),
-        original.class_counts(classes),
-    );
-    counts.insert("train".into(), train.class_counts(classes));
-    counts.insert("validation".into(), val.class_counts(classes));
-    counts.insert("test".into(), test.class_counts(classes));
-    let split_name = match args.split {
+    let split = match args.split {
         SplitKind::Intra => "intra",
         SplitKind::Inter => "inter",
     };
+    let loss = match args.loss {
+        LossKind::Focal => "focal",
+        LossKind::Ce => "ce",
+    };
     let settings = RunSettings {
-        loss: loss_name.into(),
+        loss: loss.into(),
         class_alpha: args.class_alpha,
         augment: args.augment,
         shape_dropout: args.shape_dropout,
@@ -427,124 +283,57 @@ pub fn run(args: TrainArgs) -> Result<()> {
         calibrate: args.calibrate,
         train_csv: args.train_csv.clone(),
         test_csv: args.test_csv.clone(),
-        fallback_lead: options.fallback_to_first,
-        strict: options.strict,
-        ..args
-            .run
-            .settings(&args.preset, split_name.into(), &args.focal)
+        ..args.run.settings(&args.preset, split.into(), &args.focal)
     };
-    let run_config = RunConfig {
-        task: Task::Heartbeat,
-        args: settings,
-        data_dir: data_dir.clone(),
-        mode: BeatModeName(options.mode),
-        lead: options.lead.clone(),
-        model: config.clone(),
-        loss: loss_config.clone(),
-        adam: adam.clone(),
-        device: ctx.describe(),
-        class_counts: counts,
-        class_names: vec![],
-        validation: Some(
-            match (&args.train_csv, &args.test_csv, args.split) {
-                (Some(_), Some(_), _) | (_, _, SplitKind::Intra) => {
-                    "10 % of the training beats, stratified by class"
-                }
-                (_, _, SplitKind::Inter) => {
-                    "whole DS1 records held out (10 % of DS1's beats and of each class's with 100 or more, within 20 %), each class keeping half in training"
-                }
-            }
-            .into(),
-        ),
-        records: None,
-        transferred: None,
+    // settings are checked before any data is read or the GPU is set up
+    crate::train::model_config(&settings)?;
+    let data = match (&args.train_csv, &args.test_csv) {
+        (Some(train), Some(test)) => TrainData::Csv {
+            train: train.clone(),
+            test: test.clone(),
+        },
+        _ => TrainData::Records {
+            dir: args.source.dir()?,
+            options: args.source.options(),
+        },
     };
-    println!(
-        "{} on {}: {} parameters; {} train / {} val / {} test beats ({:?} split); run directory {}",
-        args.preset,
-        ctx.describe(),
-        config.param_count(),
-        train.len(),
-        val.len(),
-        test.len(),
-        args.split,
-        out.display()
-    );
-
-    fitting::fit(
-        &mut trainer,
-        &train,
-        &val,
-        &loss_config,
-        &CLASS_NAMES,
-        &args.run.schedule(&out),
-        &run_config,
-        &mut Console::default(),
-    )?;
-
-    // the offsets change the decisions, not the probabilities: the test beats are scored once
-    let probs = fitting::probabilities(&mut trainer, &test)?;
-    let uncalibrated = match args.calibrate {
-        true => {
-            let config = &trainer.model.config;
-            let (_, before) = fitting::score(config, &test, &probs, &loss_config, &CLASS_NAMES);
-            let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
-            let best = out.join("best.safetensors");
-            let (f1_before, f1_after) =
-                fitting::calibrate(&mut trainer, &val, &tuned, &CLASS_NAMES, &best)?;
-            println!(
-                "decision offsets chosen on the validation beats: {} (validation macro-F1 {f1_before:.3} → {f1_after:.3})",
-                CLASS_NAMES
-                    .iter()
-                    .zip(&trainer.model.config.decision_offsets)
-                    .map(|(n, o)| format!("{n} {o:+.2}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-            Some(before)
-        }
-        false => None,
-    };
-    let (test_loss, report) = fitting::score(
-        &trainer.model.config,
-        &test,
-        &probs,
-        &loss_config,
-        &CLASS_NAMES,
-    );
-    if let Some(before) = &uncalibrated {
+    let out = args.run.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(
+            format!(
+                "{}-{:?}-{loss}-seed{}",
+                args.preset, args.split, args.run.seed
+            )
+            .to_lowercase(),
+        )
+    });
+    let ctx = args.run.gpu.context()?;
+    let outcome =
+        crate::train::train_heartbeat(&ctx, &settings, &data, &out, &mut Console::default())?;
+    if let Some((before, after)) = outcome.calibration {
+        println!(
+            "decision offsets chosen on the validation beats: {} (validation macro-F1 {before:.3} → {after:.3})",
+            CLASS_NAMES
+                .iter()
+                .zip(&outcome.decision_offsets)
+                .map(|(n, o)| format!("{n} {o:+.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    if let Some(before) = &outcome.uncalibrated {
         println!("\ntest without the decision offsets\n{}", before.table());
     }
     println!(
-        "\ntest ({:?} split, best validation epoch{}), loss {test_loss:.4}\n{}",
+        "\ntest ({:?} split, best validation epoch{}), loss {:.4}\n{}",
         args.split,
         if args.calibrate {
             ", decision offsets"
         } else {
             ""
         },
-        report.table()
+        outcome.test_loss,
+        outcome.report.table()
     );
-    let mut metrics = serde_json::json!({
-        "split": args.split,
-        "test_beats": test.len(),
-        "loss": test_loss,
-        "accuracy": report.accuracy,
-        "macro_f1": report.macro_f1,
-        "weighted_f1": report.weighted_f1,
-        "classes": report.classes,
-        "confusion": report.confusion,
-    });
-    if let Some(before) = uncalibrated {
-        metrics["decision_offsets"] = serde_json::json!(trainer.model.config.decision_offsets);
-        metrics["uncalibrated"] = serde_json::json!({
-            "accuracy": before.accuracy,
-            "macro_f1": before.macro_f1,
-            "classes": before.classes,
-            "confusion": before.confusion,
-        });
-    }
-    write_json(&out.join("metrics.json"), &metrics)?;
     for path in super::figures::write_all(&out)? {
         println!("wrote {}", path.display());
     }

@@ -244,7 +244,11 @@ pub fn run(args: TransferArgs) -> Result<()> {
     };
     let config = model.config.clone();
     let counts = parts.train.class_counts(2);
-    let loss = args.focal.config(&counts, true);
+    let loss = crate::train::loss_config(
+        &args.run.settings(&args.preset, String::new(), &args.focal),
+        &counts,
+        true,
+    )?;
     let feature_lr_scale = match (&args.from, args.freeze_features) {
         (None, _) => 1.0,
         (Some(_), true) => 0.0,

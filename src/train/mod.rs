@@ -24,6 +24,11 @@ use crate::rng::Rng;
 use crate::run::{read_json, write_json, RunConfig};
 use crate::trainer::Trainer;
 
+mod heartbeat;
+pub use heartbeat::{
+    loss_config, model_config, prepare, split_kind, train_heartbeat, Outcome, Prepared, TrainData,
+};
+
 /// Training beats re-scored in evaluation mode after each epoch for the training-accuracy curve.
 const TRAIN_PROBE: usize = 4096;
 
@@ -55,8 +60,13 @@ pub struct Schedule {
     pub resume: bool,
 }
 
-/// What [`fit`] reports as it goes; every method has a default that does nothing.
+/// What a run reports as it goes; every method has a default that does nothing.
 pub trait FitObserver {
+    /// Reading a data folder: what it skipped or substituted, one line per cause, and the line
+    /// that accounts for every beat annotation.
+    fn loaded(&mut self, _report: &[String]) {}
+    /// The run starts: its config, directory, and train/validation/test beats.
+    fn started(&mut self, _run: &RunConfig, _out: &Path, _beats: [usize; 3]) {}
     /// A resumed run continues after `epoch` (optimiser step `steps`).
     fn resumed(&mut self, _out: &Path, _epoch: usize, _steps: u32) {}
     /// Something the user should know (e.g. the batches are uploaded step by step).
