@@ -7,18 +7,18 @@
 //! batches, and decide with the checkpoint's decision offsets. Memory is bounded by the chunk,
 //! not by the recording (a 24-hour Holter file is 30 M samples per lead); a network on relative
 //! beats takes one more pass first, for the median, keeping at most
-//! [`MEDIAN_BEATS_MAX`](crate::data::reference::MEDIAN_BEATS_MAX) beats.
+//! [`MEDIAN_BEATS_MAX`](crate::data::beats::reference::MEDIAN_BEATS_MAX) beats.
 
 use std::path::Path;
 
-use crate::data::aami::AamiClass;
-use crate::data::annotation::Annotation;
+use crate::data::beats::reference::{relative, BeatReference, MedianBeat};
+use crate::data::beats::rr::Rhythm;
+use crate::data::beats::stream;
 use crate::data::beats::{Beats, BEAT_LEN};
-use crate::data::dataset::LoadOptions;
-use crate::data::reference::{relative, BeatReference, MedianBeat};
-use crate::data::rr::Rhythm;
-use crate::data::source::{self, LeadSource, MemoryLead, Recording};
-use crate::data::stream;
+use crate::data::corpus::dataset::LoadOptions;
+use crate::data::formats::aami::AamiClass;
+use crate::data::formats::annotation::Annotation;
+use crate::data::recording::{self, LeadSource, MemoryLead, Recording};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::model::{Model, ModelConfig};
@@ -42,7 +42,7 @@ pub struct ClassifiedBeat {
     pub reference: Option<u32>,
     /// A probability per class.
     pub probabilities: Vec<f32>,
-    /// The beat's R–R features ([`crate::data::rr::RR_FEATURES`]).
+    /// The beat's R–R features ([`crate::data::beats::rr::RR_FEATURES`]).
     pub rhythm: Rhythm,
 }
 
@@ -206,7 +206,8 @@ impl<'c> Classifier<'c> {
             fallback_to_first: true,
             ..self.load_options()
         };
-        let rec = source::open(path, &opts)?.expect("fallback_to_first always yields a lead");
+        let rec = recording::open(path, &opts.lead, opts.fallback_to_first)?
+            .expect("fallback_to_first always yields a lead");
         self.classify_recording(rec, each, progress)
     }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::autograd::{Graph, Var};
 use crate::checkpoint::{self, NamedTensor};
-use crate::data::reference::BeatReference;
+use crate::data::beats::reference::BeatReference;
 use crate::error::{Error, Result};
 use crate::gpu::{storage_buffer, GpuContext, Tensor, OFFSET_ALIGN_BYTES};
 use crate::ops::add::Add;
@@ -40,7 +40,7 @@ pub struct ModelConfig {
     pub dense: usize,
     pub classes: usize,
     /// Rhythm features joined to the flattened conv features before Dense_1 (the dual-stream
-    /// network; [`crate::data::rr::RR_FEATURES`]), 0 for the shape-only network. Each input
+    /// network; [`crate::data::beats::rr::RR_FEATURES`]), 0 for the shape-only network. Each input
     /// row is then the beat's samples followed by its rhythm features.
     #[serde(default)]
     pub rr_features: usize,
@@ -50,7 +50,7 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape_dropout: Option<f32>,
     /// What each beat is measured against before it enters the network: itself (the paper), or
-    /// its record's median beat (per-patient normalisation, [`crate::data::reference`]). Every
+    /// its record's median beat (per-patient normalisation, [`crate::data::beats::reference`]). Every
     /// tool that feeds the network applies it ([`BeatReference::apply`]) to whole records, before
     /// it splits, selects or augments them.
     #[serde(default, skip_serializing_if = "crate::is_default")]
@@ -92,7 +92,7 @@ impl ModelConfig {
     /// conv features before Dense_1 (1,024 more weights).
     pub fn paper_rr() -> Self {
         Self {
-            rr_features: crate::data::rr::RR_FEATURES.len(),
+            rr_features: crate::data::beats::rr::RR_FEATURES.len(),
             ..Self::paper()
         }
     }
@@ -107,7 +107,7 @@ impl ModelConfig {
     }
 
     pub fn preset(name: &str) -> Result<Self> {
-        let rr = crate::data::rr::RR_FEATURES.len();
+        let rr = crate::data::beats::rr::RR_FEATURES.len();
         match name {
             "paper" => Ok(Self::paper()),
             "paper-rr" => Ok(Self::paper_rr()),
@@ -203,11 +203,11 @@ impl ModelConfig {
                 "kernel, pool, dense, in_channels must be > 0 and classes ≥ 2".into(),
             ));
         }
-        if self.rr_features > crate::data::rr::RR_FEATURES.len() {
+        if self.rr_features > crate::data::beats::rr::RR_FEATURES.len() {
             return Err(Error::Config(format!(
                 "rr_features {} > the {} R–R features a beat has",
                 self.rr_features,
-                crate::data::rr::RR_FEATURES.len()
+                crate::data::beats::rr::RR_FEATURES.len()
             )));
         }
         if self.rhythm_head > 0 && self.rr_features == 0 {

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::aami::CLASS_NAMES;
+use crate::data::beats::reference::BeatReference;
 use crate::data::beats::{BeatMode, BEAT_LEN, FS};
-use crate::data::reference::BeatReference;
+use crate::data::formats::aami::CLASS_NAMES;
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 
@@ -52,7 +52,7 @@ impl Preprocessing {
             }
             Task::Heartbeat => ((0..classes).map(|c| c.to_string()).collect(), "MLII"),
             Task::Mi => (
-                crate::data::ptb::CLASS_NAMES
+                crate::data::corpus::ptb::CLASS_NAMES
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),

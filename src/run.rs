@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::data::beats::reference::BeatReference;
 use crate::data::beats::BeatMode;
-use crate::data::reference::BeatReference;
 use crate::error::{Error, Result};
 use crate::loss::LossConfig;
 use crate::model::ModelConfig;

@@ -9,16 +9,16 @@ use std::path::{Path, PathBuf};
 
 use common::{external_data, scratch};
 
-use ecgwgpu::data::aami::AamiClass;
-use ecgwgpu::data::annotation::{self, Annotation};
-use ecgwgpu::data::augment;
 use ecgwgpu::data::beats::{BeatMode, BEAT_LEN};
-use ecgwgpu::data::csv;
-use ecgwgpu::data::dataset::{annotation_counts, detection_scores, load_dir, LoadOptions};
-use ecgwgpu::data::qrs;
-use ecgwgpu::data::resample::resample;
-use ecgwgpu::data::splits::{self, SplitKind, DS1, DS2};
-use ecgwgpu::data::wfdb::{Header, Record};
+use ecgwgpu::data::corpus::augment;
+use ecgwgpu::data::corpus::csv;
+use ecgwgpu::data::corpus::dataset::{annotation_counts, detection_scores, load_dir, LoadOptions};
+use ecgwgpu::data::corpus::splits::{self, SplitKind, DS1, DS2};
+use ecgwgpu::data::formats::aami::AamiClass;
+use ecgwgpu::data::formats::annotation::{self, Annotation};
+use ecgwgpu::data::formats::wfdb::{Header, Record};
+use ecgwgpu::data::signal::qrs;
+use ecgwgpu::data::signal::resample::resample;
 use ecgwgpu::rng::Rng;
 use ecgwgpu::Error;
 
@@ -420,7 +420,10 @@ fn csv_round_trip_and_bad_rows() {
     let back = csv::read(&path).unwrap();
     assert_eq!(back.labels, some.labels);
     assert_eq!(back.x, some.x, "values survive the text round trip exactly");
-    assert!(back.rr.iter().all(|r| *r == ecgwgpu::data::rr::NOMINAL));
+    assert!(back
+        .rr
+        .iter()
+        .all(|r| *r == ecgwgpu::data::beats::rr::NOMINAL));
     // with the R–R columns between the samples and the label
     csv::write(&path, &some, true).unwrap();
     let back = csv::read(&path).unwrap();
@@ -822,7 +825,7 @@ fn edge_record(dir: &Path, samples: &[i16], header_samples: usize, gain: &str, b
 fn edge_values_are_read_or_skipped_never_sink_the_run() {
     let dir = scratch("edges");
     let load = || load_dir(&dir, &LoadOptions::default()).unwrap();
-    let adds_up = |ds: &ecgwgpu::data::dataset::Dataset| {
+    let adds_up = |ds: &ecgwgpu::data::corpus::dataset::Dataset| {
         assert_eq!(
             ds.beats.len() + ds.beats_at_edges + ds.beats_past_end,
             ds.beat_annotations,
@@ -900,7 +903,7 @@ fn edge_values_are_read_or_skipped_never_sink_the_run() {
 /// written by our writer, read back: the two files agree sample for sample.
 #[test]
 fn edf_reader_matches_wfdb_and_a_third_party_writer() {
-    use ecgwgpu::data::edf::{self, Edf, EdfSignal, SignalToWrite};
+    use ecgwgpu::data::formats::edf::{self, Edf, EdfSignal, SignalToWrite};
     let fixture = embedded_dir().join("../edf/208-10s-pyedflib.edf");
     let theirs = Edf::read(&fixture).unwrap();
     let labels: Vec<&str> = theirs
@@ -1024,7 +1027,7 @@ fn edf_reader_matches_wfdb_and_a_third_party_writer() {
 /// of 5.4 s (not a heartbeat interval), a one-beat record and an empty one.
 #[test]
 fn rr_features_match_hand_computed_values() {
-    use ecgwgpu::data::rr::{rr_features, NOMINAL_RR_S};
+    use ecgwgpu::data::beats::rr::{rr_features, NOMINAL_RR_S};
     // 100 Hz: intervals 1.0, 1.0, 0.6 (premature), 1.0, 1.0, gap 5.4, 1.0
     let peaks = [0u64, 100, 200, 260, 360, 460, 1000, 1100];
     let f = rr_features(&peaks, 100.0);
@@ -1105,7 +1108,7 @@ fn rr_features_match_hand_computed_values() {
 /// bradycardia with many atrial premature beats) S beats come early against the record's rhythm.
 #[test]
 fn extracted_beats_carry_their_rhythm() {
-    use ecgwgpu::data::rr::{rr_features, NOMINAL};
+    use ecgwgpu::data::beats::rr::{rr_features, NOMINAL};
     let ds = load_dir(&embedded_dir(), &LoadOptions::default()).unwrap();
     let b = &ds.beats;
     assert_eq!(b.rr.len(), b.len());
@@ -1147,9 +1150,9 @@ fn extracted_beats_carry_their_rhythm() {
 /// whose resampling ratios differ (360, 128, 250, 257 and 125 Hz).
 #[test]
 fn streamed_beats_equal_whole_record_extraction() {
+    use ecgwgpu::data::beats::stream;
     use ecgwgpu::data::beats::{extract_counted, Beats};
-    use ecgwgpu::data::source::MemoryLead;
-    use ecgwgpu::data::stream;
+    use ecgwgpu::data::recording::MemoryLead;
     for name in ["208", "232"] {
         let r = Record::read(&embedded_dir().join(name), Some(&[0])).unwrap();
         let signal = r.physical(0);
@@ -1190,8 +1193,8 @@ fn streamed_beats_equal_whole_record_extraction() {
 /// detector on at most 2 % of beats and matches the reference beats at least as well.
 #[test]
 fn streamed_detection_agrees_with_whole_record_detection() {
-    use ecgwgpu::data::source::MemoryLead;
-    use ecgwgpu::data::stream;
+    use ecgwgpu::data::beats::stream;
+    use ecgwgpu::data::recording::MemoryLead;
     for name in ["107", "208", "213"] {
         let r = Record::read(&embedded_dir().join(name), Some(&[0])).unwrap();
         let signal = r.physical(0);
@@ -1240,8 +1243,8 @@ fn streamed_detection_agrees_with_whole_record_detection() {
 /// format 212 with two signals per frame (odd starts split a three-byte pair), and EDF+.
 #[test]
 fn piecewise_readers_equal_whole_file_readers() {
-    use ecgwgpu::data::edf::{self, Edf, EdfHeader};
-    use ecgwgpu::data::source::{EdfLead, LeadSource, WfdbLead};
+    use ecgwgpu::data::formats::edf::{self, Edf, EdfHeader};
+    use ecgwgpu::data::recording::{EdfLead, LeadSource, WfdbLead};
     let base = embedded_dir().join("208");
     let whole = Record::read(&base, None).unwrap();
     let ranges = [0..1, 1..2, 0..3601, 3599..7202, 649_990..650_000, 5..5];
@@ -1275,7 +1278,7 @@ fn piecewise_readers_equal_whole_file_readers() {
     }
     let header = EdfHeader::read(&path).unwrap();
     assert_eq!(
-        ecgwgpu::data::source::edf_annotations(&path, &header).unwrap(),
+        ecgwgpu::data::recording::edf_annotations(&path, &header).unwrap(),
         edf_whole.annotations
     );
     // A bad onset in data record 1000: both readers name the record and the annotation signal.
@@ -1290,7 +1293,7 @@ fn piecewise_readers_equal_whole_file_readers() {
     let expected = format!("data record 1000, signal {} (annotations)", ann + 1);
     for e in [
         Edf::read(&path).err().unwrap(),
-        ecgwgpu::data::source::edf_annotations(&path, &header)
+        ecgwgpu::data::recording::edf_annotations(&path, &header)
             .err()
             .unwrap(),
     ] {
@@ -1307,7 +1310,7 @@ fn piecewise_readers_equal_whole_file_readers() {
 /// features, and samples equal within EDF's scaling round-off.
 #[test]
 fn edf_plus_beat_labels_load_like_the_wfdb_records() {
-    use ecgwgpu::data::edf;
+    use ecgwgpu::data::formats::edf;
     let dir = scratch("edf-dir");
     for name in ["208", "232"] {
         edf::write_from_wfdb(&embedded_dir().join(name), &dir.join(format!("{name}.edf"))).unwrap();
@@ -1392,7 +1395,7 @@ fn ds1_records(label: impl Fn(usize, &str, usize) -> u32) -> ecgwgpu::data::beat
                 &[0.5; BEAT_LEN],
                 label(k, record, j),
                 (record, j as u64),
-                ecgwgpu::data::rr::NOMINAL,
+                ecgwgpu::data::beats::rr::NOMINAL,
             );
         }
     }
@@ -1442,7 +1445,7 @@ fn inter_validation_keeps_half_of_every_class_in_training() {
 /// plain seeded pick of 10 % of the records misses about half the time.
 #[test]
 fn inter_validation_holds_a_share_of_every_minority_class() {
-    use ecgwgpu::data::splits::VAL_CLASS_SHARE;
+    use ecgwgpu::data::corpus::splits::VAL_CLASS_SHARE;
     let beats = ds1_records(|k, _, j| match (k, j) {
         (3 | 8 | 13 | 18, j) if j < 30 => 1,
         (1 | 6 | 11 | 16 | 20, j) if j < 40 => 2,
@@ -1477,7 +1480,7 @@ fn inter_validation_holds_a_share_of_every_minority_class() {
 /// arrive one at a time (predict) or all at once (the loader).
 #[test]
 fn median_beat_matches_hand_computed_medians_and_thins_long_records() {
-    use ecgwgpu::data::reference::MedianBeat;
+    use ecgwgpu::data::beats::reference::MedianBeat;
     let flat = |v: f32| vec![v; BEAT_LEN];
     let mut m = MedianBeat::default();
     assert_eq!(m.median(), None);
@@ -1528,9 +1531,9 @@ fn median_beat_matches_hand_computed_medians_and_thins_long_records() {
 /// record (from a CSV) are refused.
 #[test]
 fn relative_beats_are_measured_against_their_own_records_median() {
+    use ecgwgpu::data::beats::reference::BeatReference;
+    use ecgwgpu::data::beats::rr::NOMINAL;
     use ecgwgpu::data::beats::Beats;
-    use ecgwgpu::data::reference::BeatReference;
-    use ecgwgpu::data::rr::NOMINAL;
     let mut beats = Beats::default();
     for (record, v) in [("a", 0.2), ("b", 0.9), ("a", 0.4), ("b", 0.7), ("a", 0.6)] {
         beats.push(&vec![v; BEAT_LEN], 0, (record, 0), NOMINAL);
@@ -1587,7 +1590,7 @@ fn relative_beats_are_measured_against_their_own_records_median() {
 /// its own label and R–R features; the fraction is honoured and the choice is seeded.
 #[test]
 fn median_shape_copies_keep_the_rhythm_and_take_the_records_median_shape() {
-    use ecgwgpu::data::reference::MedianBeat;
+    use ecgwgpu::data::beats::reference::MedianBeat;
     let opts = LoadOptions {
         records: Some(vec!["208".into(), "232".into()]),
         ..Default::default()
@@ -1646,7 +1649,8 @@ fn detection_and_lead_reading_take_edf_like_wfdb() {
     // One lead-choice path for both formats: record 208 as EDF+ scores the detector exactly as
     // the WFDB record does, and read_lead gives the same samples.
     let dir = common::scratch("edf-detect");
-    ecgwgpu::data::edf::write_from_wfdb(&embedded_dir().join("208"), &dir.join("208.edf")).unwrap();
+    ecgwgpu::data::formats::edf::write_from_wfdb(&embedded_dir().join("208"), &dir.join("208.edf"))
+        .unwrap();
     let opts = LoadOptions {
         records: Some(vec!["208".into()]),
         ..Default::default()
@@ -1664,8 +1668,8 @@ fn detection_and_lead_reading_take_edf_like_wfdb() {
         (w.true_positives, w.false_negatives),
         (e.true_positives, e.false_negatives)
     );
-    let (a, _) = ecgwgpu::data::dataset::read_lead(&embedded_dir(), "208", &opts).unwrap();
-    let (b, _) = ecgwgpu::data::dataset::read_lead(&dir, "208.edf", &opts).unwrap();
+    let (a, _) = ecgwgpu::data::corpus::dataset::read_lead(&embedded_dir(), "208", &opts).unwrap();
+    let (b, _) = ecgwgpu::data::corpus::dataset::read_lead(&dir, "208.edf", &opts).unwrap();
     let ((a, fs_a), (b, fs_b)) = (a.unwrap(), b.unwrap());
     assert_eq!(fs_a, fs_b);
     assert!(b.len() >= a.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
@@ -1674,6 +1678,6 @@ fn detection_and_lead_reading_take_edf_like_wfdb() {
         lead: "V9".into(),
         ..opts
     };
-    let (none, warning) = ecgwgpu::data::dataset::read_lead(&dir, "208.edf", &v9).unwrap();
+    let (none, warning) = ecgwgpu::data::corpus::dataset::read_lead(&dir, "208.edf", &v9).unwrap();
     assert!(none.is_none() && warning.unwrap().contains("MLII"));
 }

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use common::{ctx, embedded_dir, scratch};
 use ecgwgpu::data::beats::{BeatMode, Beats};
-use ecgwgpu::data::dataset::{load_dir, LoadOptions};
-use ecgwgpu::data::splits::{self, SplitKind};
+use ecgwgpu::data::corpus::dataset::{load_dir, LoadOptions};
+use ecgwgpu::data::corpus::splits::{self, SplitKind};
 use ecgwgpu::error::Error;
 use ecgwgpu::infer::Classifier;
 use ecgwgpu::loss::LossConfig;
@@ -271,7 +271,7 @@ fn the_shipped_model_classifies_a_signal_as_it_classifies_the_recording() {
         .unwrap();
     assert!(!summary.annotated);
     // the lead's samples in physical units, as the streamed reader decodes them
-    let mut rec = ecgwgpu::data::source::open(&record, &clf.load_options())
+    let mut rec = ecgwgpu::data::recording::open(&record, "MLII", false)
         .unwrap()
         .unwrap();
     let (fs, len) = (rec.lead.fs(), rec.lead.len());

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use common::{external_data, scratch};
 
 use ecgwgpu::data::beats::BeatMode;
-use ecgwgpu::data::ptb::{self, MiSplit};
-use ecgwgpu::data::wfdb::{Header, Record};
+use ecgwgpu::data::corpus::ptb::{self, MiSplit};
+use ecgwgpu::data::formats::wfdb::{Header, Record};
 use ecgwgpu::Error;
 
 fn embedded(name: &str) -> PathBuf {

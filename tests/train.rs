@@ -8,8 +8,8 @@ mod common;
 use common::embedded_dir;
 
 use ecgwgpu::checkpoint::{self, NamedTensor};
-use ecgwgpu::data::aami::AamiClass;
-use ecgwgpu::data::annotation;
+use ecgwgpu::data::formats::aami::AamiClass;
+use ecgwgpu::data::formats::annotation;
 use ecgwgpu::metrics::{
     argmax_rows, auroc, bootstrap, per_record, per_record_table, BinaryReport, Confusion,
 };
@@ -1068,8 +1068,8 @@ fn dual_stream_model_trains_evaluates_and_predicts() {
 /// Writes record `record`'s first signal resampled to `fs` Hz as WFDB format 16 named `lead`,
 /// with its annotations moved to the new rate, into `dir`.
 fn write_at_rate(record: &Path, dir: &Path, fs: f64, lead: &str) {
-    use ecgwgpu::data::resample::resample;
-    use ecgwgpu::data::wfdb::Record;
+    use ecgwgpu::data::formats::wfdb::Record;
+    use ecgwgpu::data::signal::resample::resample;
     std::fs::create_dir_all(dir).unwrap();
     let name = record.file_name().unwrap().to_str().unwrap();
     let rec = Record::read(record, Some(&[0])).unwrap();

@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
-use crate::data::aami::CLASS_NAMES;
+use crate::data::beats::reference::BeatReference;
 use crate::data::beats::BeatMode;
-use crate::data::dataset::{annotation_counts, detection_scores, load_dir, LoadOptions};
-use crate::data::qrs::Matches;
-use crate::data::reference::BeatReference;
-use crate::data::{csv, splits};
+use crate::data::corpus::dataset::{annotation_counts, detection_scores, load_dir, LoadOptions};
+use crate::data::corpus::{csv, splits};
+use crate::data::formats::aami::CLASS_NAMES;
+use crate::data::signal::qrs::Matches;
 use crate::error::{Error, Result};
 use crate::preprocessing::Preprocessing;
 
@@ -168,7 +168,7 @@ fn row(name: &str, counts: &[usize; 5]) -> String {
 pub fn run(command: DataCommand) -> Result<()> {
     match command {
         DataCommand::ToEdf { record, out } => {
-            let n = crate::data::edf::write_from_wfdb(&record, &out)?;
+            let n = crate::data::formats::edf::write_from_wfdb(&record, &out)?;
             println!("wrote {} ({n} annotations)", out.display());
         }
         DataCommand::Stats(source) => {

@@ -8,11 +8,11 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::data::Source;
+use crate::data::beats::reference::BeatReference;
 use crate::data::beats::Beats;
-use crate::data::dataset::load_dir;
-use crate::data::ptb::{self, MiSplit};
-use crate::data::reference::BeatReference;
-use crate::data::splits::{self, Split, SplitKind};
+use crate::data::corpus::dataset::load_dir;
+use crate::data::corpus::ptb::{self, MiSplit};
+use crate::data::corpus::splits::{self, Split, SplitKind};
 use crate::error::{Error, Result};
 use crate::infer::Classifier;
 use crate::metrics::{

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::beats::{Beats, BEAT_LEN};
-use crate::data::dataset::{load_dir, LoadOptions};
-use crate::data::{csv, ptb};
+use crate::data::corpus::dataset::{load_dir, LoadOptions};
+use crate::data::corpus::{csv, ptb};
 use crate::error::{Error, Result};
 use crate::figures::{self, Curve};
 use crate::preprocessing::Task;

@@ -10,14 +10,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::data::Source;
-use crate::data::aami::{AamiClass, CLASSES};
-use crate::data::annotation::{self, Annotation};
-use crate::data::csv;
-use crate::data::dataset::{list_records, LoadOptions};
-use crate::data::reference::BeatReference;
-use crate::data::rr::RR_FEATURES;
-use crate::data::source::{self, Recording};
-use crate::data::stream;
+use crate::data::beats::reference::BeatReference;
+use crate::data::beats::rr::RR_FEATURES;
+use crate::data::beats::stream;
+use crate::data::corpus::csv;
+use crate::data::corpus::dataset::{list_records, LoadOptions};
+use crate::data::formats::aami::{AamiClass, CLASSES};
+use crate::data::formats::annotation::{self, Annotation};
+use crate::data::recording::{self, Recording};
 use crate::data::write_atomic;
 use crate::error::{Error, Result};
 use crate::infer::{ClassifiedBeat, Classifier};
@@ -222,7 +222,7 @@ fn classify_recording(
         |stage, done, total| lines[stage as usize].update(done, total),
     )?;
     let mut written = vec![csv.commit()?.display().to_string()];
-    if !source::is_edf(record_path) {
+    if !recording::is_edf(record_path) {
         let atr_path = args.out_dir.join(format!("{name}.{}", args.annotator));
         write_atomic(&atr_path, &annotation::encode(&predicted))?;
         let header = record_path.with_extension("hea");
@@ -277,7 +277,7 @@ fn run_records(
         if !single {
             eprintln!("record {} of {}: {name}", k + 1, paths.len());
         }
-        let result = source::open(path, &opts).and_then(|rec| {
+        let result = recording::open(path, &opts.lead, opts.fallback_to_first).and_then(|rec| {
             let rec = rec.expect("fallback_to_first always yields a lead");
             if let Some(used) = &rec.fallback {
                 fallbacks.push((name.clone(), used.clone()));
@@ -314,7 +314,7 @@ fn run_records(
             let (names, used): (Vec<String>, Vec<String>) = fallbacks.into_iter().unzip();
             eprintln!(
                 "warning: {}",
-                crate::data::dataset::fallback_warning(&opts.lead, &names, &used)
+                crate::data::corpus::dataset::fallback_warning(&opts.lead, &names, &used)
             );
         }
         let skipped_names: Vec<String> = skipped.iter().map(|s| s.0.clone()).collect();
@@ -328,7 +328,7 @@ fn run_records(
             } else {
                 format!(
                     "; skipped: {}",
-                    crate::data::dataset::name_list(&skipped_names)
+                    crate::data::corpus::dataset::name_list(&skipped_names)
                 )
             }
         );
@@ -393,7 +393,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     if let Some(record) = &args.record {
         // a missing input is reported before the GPU is set up
-        if !record.is_dir() && !source::is_edf(record) && !record.with_extension("hea").is_file() {
+        if !record.is_dir() && !recording::is_edf(record) && !record.with_extension("hea").is_file()
+        {
             return Err(Error::data(
                 record.with_extension("hea"),
                 "path",

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data::Source;
-use crate::data::aami::CLASS_NAMES;
-use crate::data::reference::BeatReference;
-use crate::data::splits::SplitKind;
+use crate::data::beats::reference::BeatReference;
+use crate::data::corpus::splits::SplitKind;
+use crate::data::formats::aami::CLASS_NAMES;
 use crate::error::Result;
 use crate::run::{RunConfig, RunSettings};
 use crate::train::{EpochRecord, FitObserver, Schedule, TrainData};

@@ -10,11 +10,11 @@ use serde_json::json;
 
 use super::train::{Console, FocalArgs, RunArgs};
 use crate::checkpoint::{self, NamedTensor};
+use crate::data::beats::reference::BeatReference;
 use crate::data::beats::{BeatMode, Beats};
-use crate::data::csv;
-use crate::data::ptb::{self, MiSplit, CLASS_NAMES};
-use crate::data::reference::BeatReference;
-use crate::data::splits::{self, SplitKind};
+use crate::data::corpus::csv;
+use crate::data::corpus::ptb::{self, MiSplit, CLASS_NAMES};
+use crate::data::corpus::splits::{self, SplitKind};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::metrics::{record_means, BinaryReport};

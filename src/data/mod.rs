@@ -1,22 +1,16 @@
-//! The data pipeline: WFDB records and annotations → AAMI-labelled beats at 125 Hz → splits and
-//! augmentation, plus the common CSV layout for interop.
+//! The data pipeline, bottom up; each layer uses only those before it:
+//!
+//! 1. [`formats`]: WFDB and EDF/EDF+ files, annotations, AAMI classes;
+//! 2. [`recording`]: a recording opened at its chosen lead, read a chunk at a time;
+//! 3. [`signal`]: resampling and QRS detection;
+//! 4. [`beats`]: beats cut at the R peaks (whole or streamed), their R–R features and reference;
+//! 5. [`corpus`]: folders of records, PTB, the beats CSV layout, splits and augmentation.
 
-pub mod aami;
-pub mod annotation;
-pub mod augment;
 pub mod beats;
-pub mod csv;
-pub mod dataset;
-pub mod edf;
-pub mod ptb;
-pub mod qrs;
-pub mod reference;
-pub mod resample;
-pub mod rr;
-pub mod source;
-pub mod splits;
-pub mod stream;
-pub mod wfdb;
+pub mod corpus;
+pub mod formats;
+pub mod recording;
+pub mod signal;
 
 use std::io::Write;
 use std::path::Path;

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{calibrate, fit, probabilities, score, FitObserver, Schedule};
-use crate::data::aami::{AamiClass, CLASS_NAMES};
 use crate::data::beats::Beats;
-use crate::data::dataset::{load_dir, LoadOptions};
-use crate::data::splits::{self, SplitKind};
-use crate::data::{augment, csv};
+use crate::data::corpus::dataset::{load_dir, LoadOptions};
+use crate::data::corpus::splits::{self, SplitKind};
+use crate::data::corpus::{augment, csv};
+use crate::data::formats::aami::{AamiClass, CLASS_NAMES};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::loss::LossConfig;

@@ -1,16 +1,41 @@
 //! Corpora: a directory of WFDB records and EDF+ files loaded into labelled beats, one record
 //! per thread, and the QRS detector scored over one.
 
-pub use super::source::{choose_lead, LeadChoice, LoadOptions};
-
 use std::path::{Path, PathBuf};
 
-use super::aami::AamiClass;
-use super::annotation::{self, Annotation};
-use super::beats::Beats;
-use super::qrs;
-use super::{source, stream};
+use crate::data::beats::stream;
+use crate::data::beats::{BeatMode, Beats};
+use crate::data::formats::aami::AamiClass;
+use crate::data::formats::annotation::{self, Annotation};
+use crate::data::recording;
+use crate::data::signal::qrs;
 use crate::error::{Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub mode: BeatMode,
+    /// Lead to use, matched against the header's signal descriptions; a comma-separated list
+    /// (`MLII,II,ECG1`) is a preference order.
+    pub lead: String,
+    /// Use the first signal (with a warning) when a record lacks `lead`; otherwise skip it.
+    pub fallback_to_first: bool,
+    /// Only these records (all in the directory when `None`).
+    pub records: Option<Vec<String>>,
+    /// Any skipped record or dropped annotation is an error instead of a line in the summary.
+    pub strict: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            mode: BeatMode::Kachuee,
+            lead: "MLII".into(),
+            fallback_to_first: false,
+            records: None,
+            strict: false,
+        }
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Dataset {
@@ -26,7 +51,7 @@ pub struct Dataset {
     /// Records asked for (used + skipped).
     pub records_total: usize,
     /// Beat annotations (AAMI classes) of the used records, and how many of them gave no beat:
-    /// past the signal's end, or too close to an edge (see [`super::beats::extract_counted`]).
+    /// past the signal's end, or too close to an edge (see [`crate::data::beats::extract_counted`]).
     /// `beats.len() + beats_past_end + beats_at_edges == beat_annotations`.
     pub beat_annotations: usize,
     pub beats_past_end: usize,
@@ -59,7 +84,7 @@ pub fn list_records(dir: &Path) -> Result<Vec<String>> {
         // EDF files by their file name, unless a WFDB record of the same name is there
         let edf: Vec<String> = files
             .iter()
-            .filter(|f| source::is_edf(Path::new(f)))
+            .filter(|f| recording::is_edf(Path::new(f)))
             .filter(|f| {
                 let stem = &f[..f.len() - 4];
                 !v.iter().any(|w| w == stem)
@@ -101,7 +126,7 @@ type AnnotatedLead = (
 
 /// [`read_lead`] with the record's reference annotations within its signal, when it has any.
 fn read_lead_annotated(dir: &Path, name: &str, opts: &LoadOptions) -> Result<AnnotatedLead> {
-    let mut rec = match source::open(&dir.join(name), opts)? {
+    let mut rec = match recording::open(&dir.join(name), &opts.lead, opts.fallback_to_first)? {
         Ok(rec) => rec,
         Err(have) => {
             let warning = format!(
@@ -145,12 +170,12 @@ enum Outcome {
 /// [`stream`]): memory holds its beats, not its signal.
 fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
     let path = dir.join(name);
-    let mut rec = match source::open(&path, opts)? {
+    let mut rec = match recording::open(&path, &opts.lead, opts.fallback_to_first)? {
         Ok(rec) => rec,
         Err(have) => return Ok(Outcome::NoLead(have)),
     };
     let Some(annotations) = rec.annotations.take() else {
-        return Err(if source::is_edf(&path) {
+        return Err(if recording::is_edf(&path) {
             Error::data(
                 &path,
                 "annotations",
@@ -198,7 +223,7 @@ fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
 
 /// The file that holds a record's annotations: its `.atr`, or the EDF+ file itself.
 fn annotation_file(path: &Path) -> PathBuf {
-    if source::is_edf(path) {
+    if recording::is_edf(path) {
         path.to_path_buf()
     } else {
         path.with_extension("atr")
@@ -208,7 +233,7 @@ fn annotation_file(path: &Path) -> PathBuf {
 /// The file that lists a record's signals: its `.hea`, or the EDF file itself.
 fn header_file(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
-    if source::is_edf(&path) {
+    if recording::is_edf(&path) {
         path
     } else {
         path.with_extension("hea")
@@ -445,9 +470,9 @@ pub type Unread = (String, String);
 
 /// The annotation codes of record `path`: its `.atr`, or an EDF+ file's beat mnemonics.
 fn reference_codes(path: &Path) -> Result<Vec<u8>> {
-    if source::is_edf(path) {
-        let header = super::edf::EdfHeader::read(path)?;
-        return Ok(source::edf_annotation_codes(path, &header)?
+    if recording::is_edf(path) {
+        let header = crate::data::formats::edf::EdfHeader::read(path)?;
+        return Ok(recording::edf_annotation_codes(path, &header)?
             .into_iter()
             .map(|(_, code)| code)
             .collect());

@@ -8,11 +8,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::aami::AamiClass;
-use super::annotation::{self, Annotation};
-use super::beats::BeatMode;
-use super::edf::EdfHeader;
-use super::wfdb::{bytes_for, decode, FileLayout, Header, SignalSpec};
+use crate::data::formats::aami::AamiClass;
+use crate::data::formats::annotation::{self, Annotation};
+use crate::data::formats::edf::EdfHeader;
+use crate::data::formats::wfdb::{bytes_for, decode, FileLayout, Header, SignalSpec};
 use crate::error::{Error, Result};
 
 /// One lead in physical units, read a range of samples at a time.
@@ -215,33 +214,7 @@ pub fn edf_annotation_codes(path: &Path, header: &EdfHeader) -> Result<Vec<(f64,
         .collect())
 }
 
-#[derive(Clone, Debug)]
-pub struct LoadOptions {
-    pub mode: BeatMode,
-    /// Lead to use, matched against the header's signal descriptions; a comma-separated list
-    /// (`MLII,II,ECG1`) is a preference order.
-    pub lead: String,
-    /// Use the first signal (with a warning) when a record lacks `lead`; otherwise skip it.
-    pub fallback_to_first: bool,
-    /// Only these records (all in the directory when `None`).
-    pub records: Option<Vec<String>>,
-    /// Any skipped record or dropped annotation is an error instead of a line in the summary.
-    pub strict: bool,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self {
-            mode: BeatMode::Kachuee,
-            lead: "MLII".into(),
-            fallback_to_first: false,
-            records: None,
-            strict: false,
-        }
-    }
-}
-
-/// Which signal of a recording to read for `opts.lead`.
+/// Which signal of a recording to read for a lead preference.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LeadChoice {
     /// The first lead of the preference list the recording has.
@@ -252,18 +225,18 @@ pub enum LeadChoice {
     Missing(Vec<String>),
 }
 
-/// Picks the signal for `opts.lead` (a comma-separated preference list, matched without regard
-/// to case) among `signals` (index and label: a WFDB header's descriptions, an EDF file's
-/// ordinary signals). The one lead choice for every format.
-pub fn choose_lead(signals: &[(usize, &str)], opts: &LoadOptions) -> LeadChoice {
-    let found = opts.lead.split(',').map(str::trim).find_map(|want| {
+/// Picks the signal for `lead` (a comma-separated preference list, matched without regard to
+/// case) among `signals` (index and label: a WFDB header's descriptions, an EDF file's ordinary
+/// signals), or the first one with `fallback_to_first`. The one lead choice for every format.
+pub fn choose_lead(signals: &[(usize, &str)], lead: &str, fallback_to_first: bool) -> LeadChoice {
+    let found = lead.split(',').map(str::trim).find_map(|want| {
         signals
             .iter()
             .find(|(_, label)| label.eq_ignore_ascii_case(want))
     });
     match (found, signals.first()) {
         (Some(&(i, _)), _) => LeadChoice::Found(i),
-        (None, Some(&(i, label))) if opts.fallback_to_first => {
+        (None, Some(&(i, label))) if fallback_to_first => {
             LeadChoice::Fallback(i, label.to_string())
         }
         _ => LeadChoice::Missing(signals.iter().map(|(_, l)| l.to_string()).collect()),
@@ -293,15 +266,16 @@ pub fn is_edf(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("edf"))
 }
 
-/// Opens `path` (a WFDB record path without extension, or an `.edf` file) at the lead `opts`
-/// prefers (falling back to the first signal with `opts.fallback_to_first`), or `Ok(Err(have))`
+/// Opens `path` (a WFDB record path without extension, or an `.edf` file) at the first of `lead`
+/// (a preference list) it has (else its first signal with `fallback_to_first`), or `Ok(Err(have))`
 /// with the signals it has when it has none of them.
 pub fn open(
     path: &Path,
-    opts: &LoadOptions,
+    lead: &str,
+    fallback_to_first: bool,
 ) -> Result<std::result::Result<Recording, Vec<String>>> {
     if is_edf(path) {
-        return open_edf(path, opts);
+        return open_edf(path, lead, fallback_to_first);
     }
     let name = path
         .file_name()
@@ -315,7 +289,7 @@ pub fn open(
         .enumerate()
         .map(|(i, s)| (i, s.description.as_str()))
         .collect();
-    let (signal, fallback) = match choose_lead(&signals, opts) {
+    let (signal, fallback) = match choose_lead(&signals, lead, fallback_to_first) {
         LeadChoice::Found(i) => (i, None),
         LeadChoice::Fallback(i, used) => (i, Some(used)),
         LeadChoice::Missing(have) => return Ok(Err(have)),
@@ -338,7 +312,8 @@ pub fn open(
 
 fn open_edf(
     path: &Path,
-    opts: &LoadOptions,
+    lead: &str,
+    fallback_to_first: bool,
 ) -> Result<std::result::Result<Recording, Vec<String>>> {
     let header = EdfHeader::read(path)?;
     let name = path
@@ -353,7 +328,7 @@ fn open_edf(
         .filter(|(_, s)| !s.is_annotations())
         .map(|(i, s)| (i, s.label.as_str()))
         .collect();
-    let (signal, fallback) = match choose_lead(&ordinary, opts) {
+    let (signal, fallback) = match choose_lead(&ordinary, lead, fallback_to_first) {
         LeadChoice::Found(i) => (i, None),
         LeadChoice::Fallback(i, used) => (i, Some(used)),
         LeadChoice::Missing(have) => return Ok(Err(have)),

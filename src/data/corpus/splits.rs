@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::beats::Beats;
+use crate::data::beats::Beats;
 use crate::rng::Rng;
 
 pub const DS1: [&str; 22] = [
@@ -74,7 +74,7 @@ fn stratified(
 /// Builds the split. `intra`: `val_frac` of the training beats (stratified) become validation.
 /// `inter`: whole DS1 records, in a seeded order, until they hold `val_frac` of DS1's beats
 /// (at least one record, never every record, and never one that takes most of a class: see
-/// [`held_out_records`]) become validation.
+/// `held_out_records`) become validation.
 pub fn split(beats: &Beats, kind: SplitKind, test_frac: f64, val_frac: f64, seed: u64) -> Split {
     let mut rng = Rng::new(seed);
     let all: Vec<usize> = (0..beats.len()).collect();

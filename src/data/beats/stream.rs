@@ -4,7 +4,7 @@
 //! Beat cutting is exact: each chunk is read with margins, resampled from an input sample that is
 //! a multiple of the resampling ratio's denominator (so every 125-Hz sample has the value the
 //! whole-record resampling gives it), and chunks end on Kachuee's 10-s windows. The streamed
-//! beats therefore equal [`super::beats::extract`]'s, bit for bit.
+//! beats therefore equal [`crate::data::beats::extract`]'s, bit for bit.
 //!
 //! QRS detection runs on each chunk with [`DETECT_MARGIN_S`] of context on each side (the
 //! detector learns its levels from its first 8 s and its filters settle within a second), keeps
@@ -14,12 +14,12 @@
 //! record 208 (noisy, many PVCs) the two differ on 45 of 2,894 beats, and the streamed one finds
 //! more of the reference beats (sensitivity 0.993 against 0.979). Tested in `tests/data.rs`.
 
-use super::aami::AamiClass;
-use super::annotation::Annotation;
-use super::beats::{BeatMode, Beats, Labelled, FS, KACHUEE_WINDOW};
-use super::qrs;
-use super::resample::{gcd, ratio, reach, resample};
-use super::source::LeadSource;
+use crate::data::beats::{BeatMode, Beats, Labelled, FS, KACHUEE_WINDOW};
+use crate::data::formats::aami::AamiClass;
+use crate::data::formats::annotation::Annotation;
+use crate::data::recording::LeadSource;
+use crate::data::signal::qrs;
+use crate::data::signal::resample::{gcd, ratio, reach, resample};
 use crate::error::Result;
 
 /// Default chunk length: ten minutes (a few MB per lead at any rate).
@@ -66,7 +66,7 @@ impl Plan {
 /// chunk of about `chunk_s` seconds at a time: `each` gets every chunk's beats (possibly none)
 /// and the samples read so far. Returns how many beat annotations gave no beat (too close to an
 /// edge, or in a 10-s window without a heart period to cut by; see
-/// [`super::beats::extract_counted`]). Beats at or past the end of the lead must be dropped
+/// [`crate::data::beats::extract_counted`]). Beats at or past the end of the lead must be dropped
 /// before.
 pub fn beats(
     lead: &mut dyn LeadSource,

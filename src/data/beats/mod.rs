@@ -1,12 +1,16 @@
 //! Beat extraction: one lead resampled to 125 Hz, cut into 187-sample beats at the annotated
 //! R peaks, each labelled with its AAMI class.
 
+pub mod reference;
+pub mod rr;
+pub mod stream;
+
 use serde::{Deserialize, Serialize};
 
-use super::aami::AamiClass;
-use super::annotation::Annotation;
-use super::resample::resample;
-use super::rr::{rr_features, Rhythm};
+use crate::data::beats::rr::{rr_features, Rhythm};
+use crate::data::formats::aami::AamiClass;
+use crate::data::formats::annotation::Annotation;
+use crate::data::signal::resample::resample;
 
 /// The paper's rate and beat length (Kachuee et al. 2018).
 pub const FS: f64 = 125.0;
@@ -42,7 +46,7 @@ pub struct Beats {
     pub record: Vec<String>,
     /// R-peak sample index in the original record (at its own sampling rate).
     pub sample: Vec<u64>,
-    /// R–R features of each beat ([`super::rr::RR_FEATURES`]), from the record's beat positions;
+    /// R–R features of each beat ([`crate::data::beats::rr::RR_FEATURES`]), from the record's beat positions;
     /// the nominal rhythm for beats read from CSV.
     pub rr: Vec<Rhythm>,
 }
@@ -129,10 +133,10 @@ pub fn extract(
     extract_counted(signal, fs, annotations, mode, record).0
 }
 
-/// The beats at the R peaks the QRS detector ([`super::qrs::detect`]) finds, labelled N: for
+/// The beats at the R peaks the QRS detector ([`crate::data::signal::qrs::detect`]) finds, labelled N: for
 /// recordings without beat annotations.
 pub fn extract_detected(signal: &[f32], fs: f64, mode: BeatMode, record: &str) -> Beats {
-    let peaks: Vec<Annotation> = super::qrs::detect(signal, fs)
+    let peaks: Vec<Annotation> = crate::data::signal::qrs::detect(signal, fs)
         .into_iter()
         .map(|p| Annotation::new(p as u64, AamiClass::N.code()))
         .collect();
@@ -181,7 +185,7 @@ impl Labelled {
         let rr_of = |sample: u64| {
             beat_positions
                 .binary_search(&sample)
-                .map_or(super::rr::NOMINAL, |k| features[k])
+                .map_or(crate::data::beats::rr::NOMINAL, |k| features[k])
         };
         let mut beats: Vec<(usize, u64, AamiClass, Rhythm)> = annotations
             .iter()

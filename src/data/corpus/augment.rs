@@ -2,8 +2,8 @@
 //! their beats (amplitude scaling, a time stretch, Gaussian noise and baseline wander), and
 //! copies with their record's median shape that only the rhythm tells apart.
 
-use super::beats::{Beats, BEAT_LEN, FS};
-use super::reference::record_medians;
+use crate::data::beats::reference::record_medians;
+use crate::data::beats::{Beats, BEAT_LEN, FS};
 use crate::rng::Rng;
 
 /// Returns `beats` plus augmented copies so that every class has at least `target` beats

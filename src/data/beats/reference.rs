@@ -4,7 +4,7 @@
 //! beat looks different, so shapes do not carry over (DS1 → DS2). Subtracting the record's
 //! median beat leaves what differs from *this patient's* usual beat: a V beat stays far from it,
 //! an N beat stays near zero whatever the patient's morphology. The record's median beat plays
-//! the part that the record's mean R–R plays for the rhythm features ([`super::rr`]).
+//! the part that the record's mean R–R plays for the rhythm features ([`crate::data::beats::rr`]).
 //!
 //! Each sample becomes `(x - median) / 2 + 0.5`, which keeps a min-max beat in [0, 1]. The median
 //! is per sample, over the record's beats in order, or over every `stride`-th of them when the
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::beats::{Beats, BEAT_LEN};
+use crate::data::beats::{Beats, BEAT_LEN};
 use crate::error::{Error, Result};
 
 /// What a beat is measured against before it enters the network.

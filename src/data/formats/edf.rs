@@ -517,8 +517,8 @@ pub fn write(
 /// as the digital samples and WFDB's scaling as EDF's, and the .atr annotations (when there is
 /// one) as EDF+ annotations named by their mnemonic. Returns the number of annotations written.
 pub fn write_from_wfdb(base: &Path, out: &Path) -> Result<usize> {
-    use super::annotation;
-    use super::wfdb::Record;
+    use crate::data::formats::annotation;
+    use crate::data::formats::wfdb::Record;
     let record = Record::read(base, None)?;
     let header = &record.header;
     let hea = base.with_extension("hea");

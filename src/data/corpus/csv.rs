@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use super::beats::{Beats, BEAT_LEN};
-use super::rr::{NOMINAL, RR_FEATURES};
+use crate::data::beats::rr::{NOMINAL, RR_FEATURES};
+use crate::data::beats::{Beats, BEAT_LEN};
 use crate::error::{Error, Result};
 
 /// Columns of a row with R–R features: the beat's samples, its R–R features, the label.

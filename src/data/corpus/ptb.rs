@@ -1,14 +1,14 @@
 //! PTB data for myocardial infarction (MI) vs normal: PTB-XL (metadata CSV with `scp_codes` and
 //! `strat_fold`) and the PTB Diagnostic ECG Database (label in each header's "Reason for
-//! admission" comment). Neither has beat annotations, so R peaks come from [`qrs::detect`]; beats
+//! admission" comment). Neither has beat annotations, so R peaks come from [`qrs::detect`](crate::data::signal::qrs::detect); beats
 //! are then cut exactly as for MIT-BIH (lead II at 125 Hz, 187 samples) and labelled by record.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::beats::{extract_detected, BeatMode, Beats};
-use super::dataset::{list_records, read_lead, LoadOptions};
-use super::splits::{self, Split, SplitKind};
+use crate::data::beats::{extract_detected, BeatMode, Beats};
+use crate::data::corpus::dataset::{list_records, read_lead, LoadOptions};
+use crate::data::corpus::splits::{self, Split, SplitKind};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -246,7 +246,7 @@ pub fn ptbdb_records(dir: &Path) -> Result<(Vec<MiRecord>, Vec<String>)> {
     let mut warnings = vec![];
     for name in names {
         let header_path = dir.join(format!("{name}.hea"));
-        let header = super::wfdb::Header::read(&header_path)?;
+        let header = crate::data::formats::wfdb::Header::read(&header_path)?;
         let fields = header.comment_fields();
         let reason = fields
             .get("Reason for admission")
