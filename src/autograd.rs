@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Program, Tensor};
-use crate::ops::conv1d::DeferredFinalize;
-use crate::ops::{add, Op, Recorder};
+use crate::ops::{add, Epilogues, Op, Recorder};
 
 /// A handle to a tensor in a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,17 +129,12 @@ impl<'c> Graph<'c> {
         self.grads[root.0] = Some(seed);
         self.grad_written[root.0] = true;
         let nodes = std::mem::take(&mut self.nodes);
-        // Weight-gradient partials of every op go into one arena, finalized by one dispatch.
-        let deferred_len: usize = nodes
-            .iter()
-            .map(|n| {
-                let shapes: Vec<&[usize]> =
-                    n.inputs.iter().map(|v| self.values[v.0].shape()).collect();
-                n.op.deferred_len(self.ctx, &shapes)
-            })
-            .sum();
-        let mut deferred =
-            (deferred_len > 0).then(|| DeferredFinalize::new(self.ctx, deferred_len));
+        // Ops reserve what they leave for after the backward pass (one dispatch for all).
+        let mut epilogues = Epilogues::default();
+        for n in &nodes {
+            let shapes: Vec<&[usize]> = n.inputs.iter().map(|v| self.values[v.0].shape()).collect();
+            n.op.reserve(self.ctx, &shapes, &mut epilogues);
+        }
         for node in nodes.iter().rev() {
             let Some(grad_out) = self.grad(node.output).cloned() else {
                 continue;
@@ -174,7 +168,7 @@ impl<'c> Graph<'c> {
             let mut rec = Recorder::new(self.ctx, &self.step, &mut self.backward);
             // a gradient that is accumulated right after this op must be final when it is
             if pending.is_empty() {
-                rec.deferred = deferred.as_mut();
+                rec.epilogues = Some(&mut epilogues);
             }
             node.op
                 .backward(&mut rec, &inputs, &node.saved, &grad_out, &dest_refs)?;
@@ -182,9 +176,7 @@ impl<'c> Graph<'c> {
                 add::accumulate(&mut rec, &scratch, &total)?;
             }
         }
-        if let Some(deferred) = deferred {
-            deferred.record(&mut Recorder::new(self.ctx, &self.step, &mut self.backward))?;
-        }
+        epilogues.record(&mut Recorder::new(self.ctx, &self.step, &mut self.backward))?;
         self.nodes = nodes;
         Ok(())
     }

@@ -11,7 +11,7 @@ use crate::data::corpus::splits::SplitKind;
 use crate::data::formats::aami::CLASS_NAMES;
 use crate::error::Result;
 use crate::run::{RunConfig, RunSettings};
-use crate::train::{EpochRecord, FitObserver, Schedule, TrainData};
+use crate::train::{EpochRecord, FitObserver, TrainData};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LossKind {
@@ -133,17 +133,6 @@ pub(super) struct RunArgs {
 }
 
 impl RunArgs {
-    pub(super) fn schedule(&self, out: &Path) -> Schedule {
-        Schedule {
-            out: out.to_path_buf(),
-            epochs: self.epochs,
-            batch: self.batch,
-            seed: self.seed,
-            patience: self.patience,
-            resume: self.resume,
-        }
-    }
-
     /// The settings these flags and `focal`'s give a run's config.json; the command fills in
     /// its own.
     pub(super) fn settings(&self, preset: &str, split: String, focal: &FocalArgs) -> RunSettings {
@@ -201,9 +190,17 @@ impl FitObserver for Console {
     }
 
     fn started(&mut self, run: &RunConfig, out: &Path, [train, val, test]: [usize; 3]) {
+        let network = match (&run.args.from, &run.transferred) {
+            (Some(from), Some(kept)) => format!(
+                "{} ({} tensors transferred, features at {}x the learning rate)",
+                from.display(),
+                kept.len(),
+                run.adam.feature_lr_scale
+            ),
+            _ => run.args.preset.clone(),
+        };
         println!(
-            "{} on {}: {} parameters; {train} train / {val} val / {test} test beats ({} split); run directory {}",
-            run.args.preset,
+            "{network} on {}: {} parameters; {train} train / {val} val / {test} test beats ({} split); run directory {}",
             run.device,
             run.model.param_count(),
             run.args.split,

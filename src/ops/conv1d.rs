@@ -3,7 +3,7 @@
 
 use ndarray::{Array1, Array3};
 
-use super::{expect_ranks, relu, shape_error, Op, Recorder};
+use super::{expect_ranks, relu, shape_error, Epilogue, Epilogues, Op, Recorder};
 use crate::error::Result;
 use crate::gpu::{
     groups_1d, storage_buffer, GpuContext, Kernels, Shader, Tensor, OFFSET_ALIGN_BYTES, WORKGROUP,
@@ -167,7 +167,7 @@ fn weight_grad_splits(kernels: Kernels, p: &Params) -> (u32, u32) {
 
 /// Every kernel choice of one layer, made once, from the adapter's kernel variant and the layer's
 /// shape: the forward pass, the backward passes, and how the weight gradient's reduction is
-/// split. Forward, backward and [`Op::deferred_len`] all read this one plan.
+/// split. Forward, backward and [`Op::reserve`] all read this one plan.
 struct Plan {
     forward: (&'static str, [u32; 3]),
     backward_input: (&'static str, [u32; 3]),
@@ -248,13 +248,11 @@ impl Op for Conv1d {
         Ok(vec![x[0], w[0], p.len_out as usize])
     }
 
-    fn deferred_len(&self, ctx: &GpuContext, inputs: &[&[usize]]) -> usize {
-        match self.params(inputs[0], inputs[1]) {
-            Ok(p) => {
-                let (splits, _) = Plan::new(ctx.kernels, &p, self.relu).splits;
-                partials_len(&p, splits).next_multiple_of(ALIGN_ELEMS)
-            }
-            Err(_) => 0,
+    fn reserve(&self, ctx: &GpuContext, inputs: &[&[usize]], epilogues: &mut Epilogues) {
+        if let Ok(p) = self.params(inputs[0], inputs[1]) {
+            let (splits, _) = Plan::new(ctx.kernels, &p, self.relu).splits;
+            epilogues.get_or_default::<DeferredFinalize>().capacity +=
+                partials_len(&p, splits).next_multiple_of(ALIGN_ELEMS);
         }
     }
 
@@ -334,9 +332,14 @@ impl Op for Conv1d {
         let shape = [splits as usize, p.c_out as usize, cols as usize];
         // into the graph's shared arena (one finalize for all layers) when both gradients go
         // to their own destinations, else into scratch with a finalize of its own
-        let deferred = dw.zip(db).filter(|_| rec.deferred.is_some());
-        let partial = match (&mut rec.deferred, deferred) {
-            (Some(arena), Some(_)) => arena.alloc(&shape),
+        let ctx = rec.ctx;
+        let arena = rec
+            .epilogues
+            .as_deref_mut()
+            .and_then(|e| e.get_mut::<DeferredFinalize>());
+        let deferred = dw.zip(db).filter(|_| arena.is_some());
+        let partial = match (arena, deferred) {
+            (Some(arena), Some(_)) => arena.alloc(ctx, &shape),
             _ => rec.scratch(&shape),
         };
         let (entry, groups) = plan.backward_weight;
@@ -347,7 +350,11 @@ impl Op for Conv1d {
             (8, mask.binding()),
         ];
         rec.push_with(&SHADER, entry, constants, &p, &bindings, groups)?;
-        if let (Some(arena), Some((dw, db))) = (rec.deferred.as_deref_mut(), deferred) {
+        let arena = rec
+            .epilogues
+            .as_deref_mut()
+            .and_then(|e| e.get_mut::<DeferredFinalize>());
+        if let (Some(arena), Some((dw, db))) = (arena, deferred) {
             arena.push(p, partial, dw.clone(), db.clone());
             return Ok(());
         }
@@ -403,11 +410,13 @@ fn partials_len(p: &Params, splits: u32) -> usize {
 const ALIGN_ELEMS: usize = (OFFSET_ALIGN_BYTES / 4) as usize;
 
 /// The weight-gradient partial sums of a whole backward pass in one buffer, so that one
-/// finalize dispatch after the last layer adds them all (instead of one per layer). Each layer's
-/// backward takes a slice with `alloc` and registers it with `push`; the graph calls
-/// [`Self::record`] after the backward pass.
+/// finalize dispatch after the last layer adds them all (instead of one per layer): conv1d's
+/// [`Epilogue`]. Each layer reserves its share ([`Op::reserve`]); its backward takes a slice with
+/// `alloc` and registers it with `push`; the graph records the finalize after the backward pass.
+#[derive(Default)]
 pub struct DeferredFinalize {
-    partials: std::sync::Arc<wgpu::Buffer>,
+    /// Created at the first `alloc`, once every layer has reserved its share.
+    partials: Option<std::sync::Arc<wgpu::Buffer>>,
     capacity: usize,
     used: usize,
     segments: Vec<(Params, Tensor, Tensor, Tensor)>,
@@ -428,25 +437,18 @@ struct Segment {
 }
 
 impl DeferredFinalize {
-    /// An arena of `capacity` f32 (the sum of the graph's [`Op::deferred_len`]).
-    pub fn new(ctx: &GpuContext, capacity: usize) -> Self {
-        let bytes = capacity as u64 * 4;
-        Self {
-            partials: std::sync::Arc::new(storage_buffer(ctx, bytes, "partials")),
-            capacity,
-            used: 0,
-            segments: vec![],
-        }
-    }
-
     /// A zero-filled slice of `shape` for one layer's partial sums.
-    fn alloc(&mut self, shape: &[usize]) -> Tensor {
+    fn alloc(&mut self, ctx: &GpuContext, shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
         assert!(
             self.used + n <= self.capacity,
-            "deferred_len undercounted the partial sums"
+            "reserve undercounted the partial sums"
         );
-        let t = Tensor::view(self.partials.clone(), self.used as u64 * 4, shape);
+        let capacity = self.capacity;
+        let partials = self.partials.get_or_insert_with(|| {
+            std::sync::Arc::new(storage_buffer(ctx, capacity as u64 * 4, "partials"))
+        });
+        let t = Tensor::view(partials.clone(), self.used as u64 * 4, shape);
         self.used += n.next_multiple_of(ALIGN_ELEMS);
         t
     }
@@ -454,11 +456,15 @@ impl DeferredFinalize {
     fn push(&mut self, p: Params, partial: Tensor, dw: Tensor, db: Tensor) {
         self.segments.push((p, partial, dw, db));
     }
+}
 
+impl Epilogue for DeferredFinalize {
     /// Records the finalize: one dispatch when every dw and db lives in one buffer (a model's
     /// flat gradient buffer), else one per layer.
-    pub fn record(self, rec: &mut Recorder) -> Result<()> {
-        let Some((_, _, first_dw, _)) = self.segments.first() else {
+    fn record(self: Box<Self>, rec: &mut Recorder) -> Result<()> {
+        let (Some((_, _, first_dw, _)), Some(all_partials)) =
+            (self.segments.first(), self.partials.clone())
+        else {
             return Ok(());
         };
         let shared = self
@@ -494,7 +500,7 @@ impl DeferredFinalize {
             std::sync::Arc::new(buffer.clone()),
             &[(buffer.size() / 4) as usize],
         );
-        let partials = Tensor::whole(self.partials.clone(), &[self.capacity]);
+        let partials = Tensor::whole(all_partials, &[self.capacity]);
         let params = Params {
             splits: table.len() as u32,
             split_len: total,

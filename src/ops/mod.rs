@@ -46,15 +46,61 @@ impl StepUniform {
     }
 }
 
+/// Work that ops of one kind leave for after the whole backward pass, done for all of them at
+/// once: fewer dispatches than each op finishing its own (conv1d's weight-gradient partial sums
+/// are added up by one dispatch for every layer).
+pub trait Epilogue: std::any::Any {
+    /// Records the deferred work after the backward pass.
+    fn record(self: Box<Self>, rec: &mut Recorder) -> Result<()>;
+}
+
+/// The epilogues of one backward pass, at most one of each type.
+#[derive(Default)]
+pub struct Epilogues(Vec<Box<dyn Epilogue>>);
+
+impl Epilogues {
+    /// The epilogue of type `T`, created with `Default` when it is the first.
+    pub fn get_or_default<T: Epilogue + Default>(&mut self) -> &mut T {
+        let i = match self
+            .0
+            .iter()
+            .position(|e| (**e).type_id() == std::any::TypeId::of::<T>())
+        {
+            Some(i) => i,
+            None => {
+                self.0.push(Box::<T>::default());
+                self.0.len() - 1
+            }
+        };
+        let any: &mut dyn std::any::Any = &mut *self.0[i];
+        any.downcast_mut().expect("type checked")
+    }
+
+    /// The epilogue of type `T`, if an op reserved one.
+    pub fn get_mut<T: Epilogue>(&mut self) -> Option<&mut T> {
+        self.0.iter_mut().find_map(|e| {
+            let any: &mut dyn std::any::Any = &mut **e;
+            any.downcast_mut()
+        })
+    }
+
+    /// Records every epilogue, in the order they were first reserved.
+    pub fn record(self, rec: &mut Recorder) -> Result<()> {
+        for e in self.0 {
+            e.record(rec)?;
+        }
+        Ok(())
+    }
+}
+
 /// Where ops record their dispatches while a graph is being built.
 pub struct Recorder<'a> {
     pub ctx: &'a GpuContext,
     pub step: &'a wgpu::Buffer,
     pub program: &'a mut Program,
-    /// Where a backward pass may leave its weight-gradient partial sums for one finalize
-    /// dispatch after the whole backward pass (see [`conv1d::DeferredFinalize`]); `None` makes
-    /// each op finalize its own.
-    pub deferred: Option<&'a mut conv1d::DeferredFinalize>,
+    /// Work ops may leave for after the whole backward pass, shared by every op of a kind (see
+    /// [`Epilogues`]); `None` makes each op finish its own.
+    pub epilogues: Option<&'a mut Epilogues>,
 }
 
 impl<'a> Recorder<'a> {
@@ -63,7 +109,7 @@ impl<'a> Recorder<'a> {
             ctx,
             step,
             program,
-            deferred: None,
+            epilogues: None,
         }
     }
 
@@ -109,11 +155,9 @@ impl<'a> Recorder<'a> {
 pub trait Op {
     fn name(&self) -> &'static str;
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>>;
-    /// f32 elements of partial sums this op's backward pass would leave in a shared
-    /// [`conv1d::DeferredFinalize`] (the graph sizes it before recording the backward pass).
-    fn deferred_len(&self, _ctx: &GpuContext, _inputs: &[&[usize]]) -> usize {
-        0
-    }
+    /// Called for every node before the backward pass is recorded: an op that leaves work for
+    /// an [`Epilogue`] reserves its share here (e.g. the size of a shared buffer).
+    fn reserve(&self, _ctx: &GpuContext, _inputs: &[&[usize]], _epilogues: &mut Epilogues) {}
     fn forward(
         &self,
         rec: &mut Recorder,

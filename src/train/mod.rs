@@ -25,9 +25,11 @@ use crate::run::{read_json, write_json, RunConfig};
 use crate::trainer::Trainer;
 
 mod heartbeat;
+mod transfer;
 pub use heartbeat::{
     loss_config, model_config, prepare, split_kind, train_heartbeat, Outcome, Prepared, TrainData,
 };
+pub use transfer::{train_mi, MiOutcome, TransferRun};
 
 /// Training beats re-scored in evaluation mode after each epoch for the training-accuracy curve.
 const TRAIN_PROBE: usize = 4096;
