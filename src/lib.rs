@@ -42,6 +42,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod eval;
 #[cfg(feature = "cli")]
 pub mod figures;
 pub mod gpu;

@@ -123,6 +123,16 @@ impl Source {
         }
     }
 
+    /// The --mode flag, if given.
+    pub fn mode_given(&self) -> Option<BeatMode> {
+        self.mode
+    }
+
+    /// The --lead flag, if given.
+    pub fn lead_given(&self) -> Option<&str> {
+        self.lead.as_deref()
+    }
+
     /// How to read records for a network: its preprocessing, with --lead naming the lead in
     /// another database. A --mode that contradicts the checkpoint's is refused.
     pub fn options_for(
@@ -130,20 +140,10 @@ impl Source {
         pre: &Preprocessing,
         checkpoint: &std::path::Path,
     ) -> Result<LoadOptions> {
-        if let Some(mode) = self.mode.filter(|&m| m != pre.beat_mode) {
-            return Err(Error::Config(format!(
-                "--mode {} contradicts {}, whose network was trained on {} beats; leave --mode out",
-                mode.name(),
-                checkpoint.display(),
-                pre.beat_mode.name()
-            )));
-        }
         Ok(LoadOptions {
-            mode: pre.beat_mode,
-            lead: self.lead.clone().unwrap_or_else(|| pre.lead.clone()),
             fallback_to_first: self.fallback_lead,
-            records: None,
             strict: self.strict,
+            ..pre.load_options(self.mode, self.lead.as_deref(), checkpoint)?
         })
     }
 }

@@ -8,12 +8,9 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::data::Source;
-use crate::data::beats::reference::BeatReference;
 use crate::data::beats::Beats;
-use crate::data::corpus::dataset::load_dir;
-use crate::data::corpus::ptb::{self, MiSplit};
-use crate::data::corpus::splits::{self, Split, SplitKind};
 use crate::error::{Error, Result};
+use crate::eval::{select, training_run, EvalSplit, Part, Selection};
 use crate::infer::Classifier;
 use crate::metrics::{
     bootstrap, bootstrap_binary, per_record, per_record_table, record_means, BinaryReport,
@@ -21,25 +18,6 @@ use crate::metrics::{
 };
 use crate::model::Model;
 use crate::preprocessing::Task;
-use crate::run::RunConfig;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum EvalSplit {
-    /// The intra-patient split of the training run (same --seed), random 80/20 by beat.
-    Intra,
-    /// DS1 → DS2 (de Chazal 2004); --part test is DS2.
-    Inter,
-    /// Every annotated beat of every record in --data-dir (any WFDB database, any sampling rate;
-    /// records without --lead fall back to their first signal, with a warning).
-    All,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Part {
-    Train,
-    Val,
-    Test,
-}
 
 #[derive(clap::Args)]
 pub struct EvaluateArgs {
@@ -51,7 +29,7 @@ pub struct EvaluateArgs {
     /// else `all`. Without --data-dir, that run's data directory is used too.
     #[arg(long, value_enum)]
     split: Option<EvalSplit>,
-    /// Part of an intra/inter split to evaluate.
+    /// Part of the split to evaluate.
     #[arg(long, value_enum, default_value = "test")]
     part: Part,
     /// Seed of the split (intra only). Default: the run's seed from config.json, else 1.
@@ -73,118 +51,6 @@ pub struct EvaluateArgs {
     batch: usize,
     #[command(flatten)]
     gpu: super::GpuArgs,
-}
-
-/// The beats `args` selects, with a description for the report.
-fn select_beats(
-    args: &EvaluateArgs,
-    run: Option<&RunConfig>,
-    model: &Model,
-    network: &Path,
-) -> Result<(Beats, String)> {
-    let split = args
-        .split
-        .unwrap_or(match run.map(|r| r.args.split.as_str()) {
-            Some("intra") => EvalSplit::Intra,
-            Some("inter") => EvalSplit::Inter,
-            _ => EvalSplit::All,
-        });
-    let dir = match (args.source.data_dir_given(), run) {
-        (Some(dir), _) => dir.to_path_buf(),
-        (None, Some(r)) => r.data_dir.clone(),
-        _ => args.source.dir()?,
-    };
-    let mut options = args.source.options_for(&model.preprocessing, network)?;
-    // the run's own records: read them as it did
-    if let Some(r) = run.filter(|_| args.source.data_dir_given().is_none()) {
-        options.fallback_to_first |= r.args.fallback_lead;
-    }
-    options.fallback_to_first |= split == EvalSplit::All;
-    let model = &model.config;
-    let mut ds = load_dir(&dir, &options)?;
-    super::report_load(&ds);
-    // before splitting: the median is over each record's own beats
-    model.beat_reference.apply(&mut ds.beats)?;
-    let dir = match model.beat_reference {
-        BeatReference::None => dir.display().to_string(),
-        BeatReference::RecordMedian => format!(
-            "{}, each beat relative to its record's median beat",
-            dir.display()
-        ),
-    };
-    let kind = match split {
-        EvalSplit::All => return Ok((ds.beats, format!("all beats of {dir}"))),
-        EvalSplit::Intra => SplitKind::Intra,
-        EvalSplit::Inter => SplitKind::Inter,
-    };
-    let seed = run_seed(args, run);
-    let parts = splits::split(&ds.beats, kind, 0.2, 0.1, seed);
-    Ok(take_part(
-        args,
-        &ds.beats,
-        &parts,
-        format!("{kind:?} split (seed {seed}) of {dir}"),
-    ))
-}
-
-/// --seed, else the run's, else 1.
-fn run_seed(args: &EvaluateArgs, run: Option<&RunConfig>) -> u64 {
-    args.seed.or_else(|| run.map(|r| r.args.seed)).unwrap_or(1)
-}
-
-/// The --part of a split, described as "<part> part of the <what>".
-fn take_part(args: &EvaluateArgs, beats: &Beats, parts: &Split, what: String) -> (Beats, String) {
-    let indices = match args.part {
-        Part::Train => &parts.train,
-        Part::Val => &parts.val,
-        Part::Test => &parts.test,
-    };
-    (
-        beats.select(indices),
-        format!("{:?} part of the {what}", args.part).to_lowercase(),
-    )
-}
-
-/// PTB beats for a two-class (MI vs normal) model: every beat with `--split all`, else the
-/// run's patient or beat split (its seed, unless --seed).
-fn select_mi_beats(
-    args: &EvaluateArgs,
-    run: Option<&RunConfig>,
-    model: &Model,
-    network: &Path,
-) -> Result<(Beats, String)> {
-    let dir = match (args.source.data_dir_given(), run) {
-        (Some(dir), _) => dir.to_path_buf(),
-        (None, Some(r)) => r.data_dir.clone(),
-        _ => {
-            return Err(Error::Config(format!(
-                "{} has no run directory beside it: give --data-dir (a PTB-XL or PTB folder)",
-                network.display()
-            )))
-        }
-    };
-    let options = args.source.options_for(&model.preprocessing, network)?;
-    let model = &model.config;
-    let mut ds = ptb::load(&dir, &options)?;
-    for w in &ds.warnings {
-        eprintln!("warning: {w}");
-    }
-    model.beat_reference.apply(&mut ds.beats)?;
-    if args.split == Some(EvalSplit::All) {
-        return Ok((ds.beats, format!("all beats of {}", dir.display())));
-    }
-    let kind = match run.map(|r| r.args.split.as_str()) {
-        Some("beat") => MiSplit::Beat,
-        _ => MiSplit::Patient,
-    };
-    let seed = run_seed(args, run);
-    let parts = ptb::split(&ds, kind, seed);
-    Ok(take_part(
-        args,
-        &ds.beats,
-        &parts,
-        format!("{kind:?} split (seed {seed}) of {}", dir.display()),
-    ))
 }
 
 fn print_json(value: &Value) {
@@ -241,13 +107,13 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         .checkpoint
         .clone()
         .unwrap_or_else(|| crate::infer::SHIPPED_MODEL_NAME.into());
-    let run = match &args.network.checkpoint {
-        Some(path) => RunConfig::beside(path)?,
-        None => None,
-    };
     let model = match &args.network.checkpoint {
         Some(path) => Model::load(&ctx, path)?,
         None => Model::from_bytes(&ctx, crate::infer::SHIPPED_MODEL, &network)?,
+    };
+    let run = match &args.network.checkpoint {
+        Some(path) => training_run(&model, path)?,
+        None => None,
     };
     let classes = model.config.classes;
     let mi = model.preprocessing.task == Task::Mi;
@@ -263,11 +129,26 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         network.display(),
         model.preprocessing.describe(&model.config)
     );
-    let (beats, description) = if mi {
-        select_mi_beats(&args, run.as_ref(), &model, &network)?
-    } else {
-        select_beats(&args, run.as_ref(), &model, &network)?
+    let selection = Selection {
+        split: args.split,
+        part: Some(args.part),
+        seed: args.seed,
+        // without a run beside the network: --data-dir, else data/mitdb here
+        data_dir: match (args.source.data_dir_given(), &run, mi) {
+            (Some(dir), _, _) => Some(dir.to_path_buf()),
+            (None, None, false) => Some(args.source.dir()?),
+            (None, _, _) => None,
+        },
+        lead: args.source.lead_given().map(str::to_string),
+        mode: args.source.mode_given(),
+        fallback_lead: args.source.options().fallback_to_first,
+        strict: args.source.options().strict,
     };
+    let selected = select(&model, &network, run.as_ref(), &selection)?;
+    for line in &selected.load_report {
+        eprintln!("{line}");
+    }
+    let (beats, description) = (selected.beats, selected.description);
     if beats.is_empty() {
         return Err(Error::Config(format!(
             "no beats to evaluate in the {description}"

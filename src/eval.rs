@@ -1,0 +1,223 @@
+//! Which beats a network is scored on: the part of its training run's split (re-created from the
+//! run's `config.json`, so `evaluate` reproduces the run's test figures), or every beat of a
+//! database. The beats are cut and referenced as the network's preprocessing says.
+
+use std::path::{Path, PathBuf};
+
+use crate::data::beats::reference::BeatReference;
+use crate::data::beats::{BeatMode, Beats};
+use crate::data::corpus::dataset::{load_dir, LoadOptions};
+use crate::data::corpus::ptb::{self, MiSplit};
+use crate::data::corpus::splits::{self, Split, SplitKind};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::preprocessing::{Preprocessing, Task};
+use crate::run::RunConfig;
+
+/// Which beats of a heartbeat database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum EvalSplit {
+    /// The intra-patient split of the training run (same seed), random 80/20 by beat.
+    Intra,
+    /// DS1 → DS2 (de Chazal 2004); the test part is DS2.
+    Inter,
+    /// Every annotated beat of every record (any WFDB database, any sampling rate; records
+    /// without the lead fall back to their first signal, with a warning).
+    All,
+}
+
+/// A part of a split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Part {
+    Train,
+    Val,
+    Test,
+}
+
+/// What to score a network on; every `None` takes the training run's value (or the default).
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Default: the run's split, else all beats.
+    pub split: Option<EvalSplit>,
+    /// Default: the test part.
+    pub part: Option<Part>,
+    /// Seed of the split. Default: the run's, else 1.
+    pub seed: Option<u64>,
+    /// Default: the run's data folder.
+    pub data_dir: Option<PathBuf>,
+    /// A lead name for another database; default: the network's preference.
+    pub lead: Option<String>,
+    /// Must agree with the network's (a contradiction is refused); default: the network's.
+    pub mode: Option<BeatMode>,
+    /// Read records without the lead from their first signal.
+    pub fallback_lead: bool,
+    /// Any unreadable record or dropped annotation is an error.
+    pub strict: bool,
+}
+
+/// The beats selected, described for a report, with what loading skipped or substituted.
+#[derive(Clone, Debug)]
+pub struct Selected {
+    pub beats: Beats,
+    pub description: String,
+    /// One line per cause, then the line that accounts for every beat annotation.
+    pub load_report: Vec<String>,
+}
+
+impl Preprocessing {
+    /// How to read records for a network with this preprocessing: its beat mode and lead, with
+    /// `lead` naming the lead in another database. A `mode` that contradicts the network's is
+    /// refused, naming both (`network` names the checkpoint).
+    pub fn load_options(
+        &self,
+        mode: Option<BeatMode>,
+        lead: Option<&str>,
+        network: &Path,
+    ) -> Result<LoadOptions> {
+        if let Some(mode) = mode.filter(|&m| m != self.beat_mode) {
+            return Err(Error::Config(format!(
+                "--mode {} contradicts {}, whose network was trained on {} beats; leave --mode out",
+                mode.name(),
+                network.display(),
+                self.beat_mode.name()
+            )));
+        }
+        Ok(LoadOptions {
+            mode: self.beat_mode,
+            lead: lead.map_or_else(|| self.lead.clone(), str::to_string),
+            ..LoadOptions::default()
+        })
+    }
+}
+
+/// The training run beside a checkpoint, when that run trained this network.
+pub fn training_run(model: &Model, checkpoint: &Path) -> Result<Option<RunConfig>> {
+    Ok(RunConfig::beside(checkpoint)?
+        .filter(|run| run.model.param_shapes() == model.config.param_shapes()))
+}
+
+/// The beats `selection` names for `model` (`network` names its checkpoint; `run` is its
+/// training run, if known), cut and referenced as the network takes them.
+pub fn select(
+    model: &Model,
+    network: &Path,
+    run: Option<&RunConfig>,
+    selection: &Selection,
+) -> Result<Selected> {
+    let mut options =
+        model
+            .preprocessing
+            .load_options(selection.mode, selection.lead.as_deref(), network)?;
+    options.fallback_to_first = selection.fallback_lead;
+    options.strict = selection.strict;
+    let dir = match (&selection.data_dir, run) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(r)) => {
+            // the run's own records: read them as it did
+            options.fallback_to_first |= r.args.fallback_lead;
+            r.data_dir.clone()
+        }
+        (None, None) => {
+            return Err(Error::Config(format!(
+                "{} has no training run beside it: give a data folder (--data-dir)",
+                network.display()
+            )))
+        }
+    };
+    let seed = selection.seed.or(run.map(|r| r.args.seed)).unwrap_or(1);
+    let part = selection.part.unwrap_or(Part::Test);
+    let reference = model.config.beat_reference;
+    let relative = match reference {
+        BeatReference::None => String::new(),
+        BeatReference::RecordMedian => ", each beat relative to its record's median beat".into(),
+    };
+    if model.preprocessing.task == Task::Mi {
+        let mut ds = ptb::load(&dir, &options)?;
+        let load_report = ds
+            .warnings
+            .iter()
+            .map(|w| format!("warning: {w}"))
+            .collect();
+        reference.apply(&mut ds.beats)?;
+        let what = format!("{}{relative}", dir.display());
+        if selection.split == Some(EvalSplit::All) {
+            return Ok(Selected {
+                beats: ds.beats,
+                description: format!("all beats of {what}"),
+                load_report,
+            });
+        }
+        let kind = match run.map(|r| r.args.split.as_str()) {
+            Some("beat") => MiSplit::Beat,
+            _ => MiSplit::Patient,
+        };
+        let parts = ptb::split(&ds, kind, seed);
+        let (beats, description) = take_part(
+            &ds.beats,
+            &parts,
+            part,
+            format!("{kind:?} split (seed {seed}) of {what}"),
+        );
+        return Ok(Selected {
+            beats,
+            description,
+            load_report,
+        });
+    }
+    let split = selection
+        .split
+        .unwrap_or(match run.map(|r| r.args.split.as_str()) {
+            Some("intra") => EvalSplit::Intra,
+            Some("inter") => EvalSplit::Inter,
+            _ => EvalSplit::All,
+        });
+    options.fallback_to_first |= split == EvalSplit::All;
+    let mut ds = load_dir(&dir, &options)?;
+    let mut load_report: Vec<String> = ds
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {w}"))
+        .collect();
+    load_report.push(ds.summary());
+    // before splitting: the median is over each record's own beats
+    reference.apply(&mut ds.beats)?;
+    let what = format!("{}{relative}", dir.display());
+    let kind = match split {
+        EvalSplit::All => {
+            return Ok(Selected {
+                beats: ds.beats,
+                description: format!("all beats of {what}"),
+                load_report,
+            })
+        }
+        EvalSplit::Intra => SplitKind::Intra,
+        EvalSplit::Inter => SplitKind::Inter,
+    };
+    let parts = splits::split(&ds.beats, kind, 0.2, 0.1, seed);
+    let (beats, description) = take_part(
+        &ds.beats,
+        &parts,
+        part,
+        format!("{kind:?} split (seed {seed}) of {what}"),
+    );
+    Ok(Selected {
+        beats,
+        description,
+        load_report,
+    })
+}
+
+/// A part of a split, described as "<part> part of the <what>".
+fn take_part(beats: &Beats, parts: &Split, part: Part, what: String) -> (Beats, String) {
+    let indices = match part {
+        Part::Train => &parts.train,
+        Part::Val => &parts.val,
+        Part::Test => &parts.test,
+    };
+    (
+        beats.select(indices),
+        format!("{part:?} part of the {what}").to_lowercase(),
+    )
+}
