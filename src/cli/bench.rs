@@ -5,7 +5,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::gpu::GpuContext;
 use crate::loss::LossConfig;
 use crate::model::{Model, ModelConfig};
 use crate::optim::AdamConfig;
@@ -30,15 +29,8 @@ pub struct BenchArgs {
     /// Steps per timed epoch of the GPU-resident training loop (the way `train` runs).
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// Adapter selector (see `ecgwgpu devices`); defaults to $ECGWGPU_DEVICE, then the fastest.
-    #[arg(long)]
-    device: Option<String>,
-    /// Kernel variant: `cpu` (register blocks, for software Vulkan such as lavapipe), `gpu` (the
-    /// mix that measured fastest on a real GPU: split reductions, tiled input gradient) or
-    /// `tiled` (workgroup-memory tiles throughout). Default: from the adapter type, or
-    /// $ECGWGPU_KERNELS.
-    #[arg(long, value_parser = crate::gpu::Kernels::parse_arg)]
-    kernels: Option<crate::gpu::Kernels>,
+    #[command(flatten)]
+    gpu: super::GpuArgs,
     /// Also time every dispatch of one training step on its own (GPU timestamps where the
     /// adapter has them, else wall clock per submission) and print the breakdown with each
     /// dispatch's workgroup count.
@@ -86,7 +78,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let ctx = GpuContext::new(args.device.as_deref())?.with_kernels(args.kernels);
+    let ctx = args.gpu.context()?;
     let config = ModelConfig::preset(&args.preset)?;
     let per_beat = config.row_len();
     let classes = config.classes;
