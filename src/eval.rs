@@ -175,12 +175,7 @@ pub fn select(
         });
     options.fallback_to_first |= split == EvalSplit::All;
     let mut ds = load_dir(&dir, &options)?;
-    let mut load_report: Vec<String> = ds
-        .warnings
-        .iter()
-        .map(|w| format!("warning: {w}"))
-        .collect();
-    load_report.push(ds.summary());
+    let load_report = ds.report_lines();
     // before splitting: the median is over each record's own beats
     reference.apply(&mut ds.beats)?;
     let what = format!("{}{relative}", dir.display());

@@ -142,6 +142,47 @@ pub struct RunSettings {
     pub freeze_features: bool,
 }
 
+impl Default for RunSettings {
+    /// The paper's recipe: `paper` network, intra-patient split, two-fold focal loss (α 0.25,
+    /// γm 2, γn 0.5), Adam at 1e-4, 25 epochs, batch 32, seed 1.
+    fn default() -> Self {
+        Self {
+            preset: "paper".into(),
+            split: "intra".into(),
+            epochs: 25,
+            batch: 32,
+            lr: 1e-4,
+            seed: 1,
+            patience: 0,
+            resume: false,
+            device: None,
+            kernels: None,
+            out: None,
+            alpha1: 0.25,
+            gamma_m: 2.0,
+            alpha2: 0.25,
+            gamma_n: 0.5,
+            loss: focal(),
+            class_alpha: false,
+            augment: 0,
+            shape_dropout: None,
+            beat_reference: BeatReference::None,
+            rhythm_head: 0,
+            rhythm_copies: 0.0,
+            calibrate: false,
+            train_csv: None,
+            test_csv: None,
+            fallback_lead: false,
+            strict: false,
+            from: None,
+            beats_csv: vec![],
+            head: None,
+            feature_lr_scale: None,
+            freeze_features: false,
+        }
+    }
+}
+
 fn focal() -> String {
     "focal".into()
 }

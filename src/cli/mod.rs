@@ -171,10 +171,9 @@ pub fn peak_memory_mb() -> Option<f64> {
 /// Prints what loading a directory skipped or dropped (one line per cause) and the line that
 /// accounts for every beat annotation, on stderr (also in logs).
 fn report_load(ds: &crate::data::corpus::dataset::Dataset) {
-    for w in &ds.warnings {
-        eprintln!("warning: {w}");
+    for line in ds.report_lines() {
+        eprintln!("{line}");
     }
-    eprintln!("{}", ds.summary());
 }
 
 pub fn run() -> Result<()> {

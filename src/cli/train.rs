@@ -152,23 +152,7 @@ impl RunArgs {
             gamma_m: focal.gamma_m,
             alpha2: focal.alpha2,
             gamma_n: focal.gamma_n,
-            loss: "focal".into(),
-            class_alpha: false,
-            augment: 0,
-            shape_dropout: None,
-            beat_reference: BeatReference::None,
-            rhythm_head: 0,
-            rhythm_copies: 0.0,
-            calibrate: false,
-            train_csv: None,
-            test_csv: None,
-            fallback_lead: false,
-            strict: false,
-            from: None,
-            beats_csv: vec![],
-            head: None,
-            feature_lr_scale: None,
-            freeze_features: false,
+            ..RunSettings::default()
         }
     }
 }

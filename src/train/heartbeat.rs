@@ -156,12 +156,7 @@ pub fn prepare(settings: &RunSettings, config: &ModelConfig, data: &TrainData) -
         }
         TrainData::Records { dir, options } => {
             let mut ds = load_dir(dir, options)?;
-            let mut report: Vec<String> = ds
-                .warnings
-                .iter()
-                .map(|w| format!("warning: {w}"))
-                .collect();
-            report.push(ds.summary());
+            let report = ds.report_lines();
             config.beat_reference.apply(&mut ds.beats)?;
             let split = splits::split(&ds.beats, split_kind, 0.2, 0.1, seed);
             (
@@ -294,14 +289,7 @@ pub fn train_heartbeat(
         transferred: None,
     };
     observer.started(&run_config, out, [train.len(), val.len(), test.len()]);
-    let schedule = Schedule {
-        out: out.to_path_buf(),
-        epochs: settings.epochs,
-        batch: settings.batch,
-        seed: settings.seed,
-        patience: settings.patience,
-        resume: settings.resume,
-    };
+    let schedule = Schedule::of(settings, out);
     fit(
         &mut trainer,
         &train,

@@ -21,7 +21,7 @@ use crate::loss::{self, LossConfig};
 use crate::metrics::{self, Confusion, Report};
 use crate::model::ModelConfig;
 use crate::rng::Rng;
-use crate::run::{read_json, write_json, RunConfig};
+use crate::run::{read_json, write_json, RunConfig, RunSettings};
 use crate::trainer::Trainer;
 
 mod heartbeat;
@@ -60,6 +60,20 @@ pub struct Schedule {
     pub patience: usize,
     /// Continue the run in `out` from its last completed epoch.
     pub resume: bool,
+}
+
+impl Schedule {
+    /// The schedule a run's settings give, into the run directory `out`.
+    pub fn of(settings: &RunSettings, out: &Path) -> Self {
+        Self {
+            out: out.to_path_buf(),
+            epochs: settings.epochs,
+            batch: settings.batch,
+            seed: settings.seed,
+            patience: settings.patience,
+            resume: settings.resume,
+        }
+    }
 }
 
 /// What a run reports as it goes; every method has a default that does nothing.

@@ -275,14 +275,7 @@ pub fn train_mi(
         out,
         [parts.train.len(), parts.val.len(), parts.test.len()],
     );
-    let schedule = Schedule {
-        out: out.to_path_buf(),
-        epochs: settings.epochs,
-        batch: settings.batch,
-        seed: settings.seed,
-        patience: settings.patience,
-        resume: settings.resume,
-    };
+    let schedule = Schedule::of(settings, out);
     fit(
         &mut trainer,
         &parts.train,

@@ -429,6 +429,18 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
 
 impl Dataset {
     /// One line that accounts for every beat annotation of the used records.
+    /// What loading skipped or substituted ("warning: ...", one line per cause), then the
+    /// [`Self::summary`] line.
+    pub fn report_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .warnings
+            .iter()
+            .map(|w| format!("warning: {w}"))
+            .collect();
+        lines.push(self.summary());
+        lines
+    }
+
     pub fn summary(&self) -> String {
         format!(
             "{} of {} records used: {} beats from {} beat annotations ({} too close to a record's \
