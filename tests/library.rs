@@ -340,3 +340,37 @@ fn run_configs_read_typed_and_errors_name_the_file_and_field() {
     let err = RunConfig::read(&dir).err().unwrap().to_string();
     assert!(err.contains("config.json") && err.contains("lead"), "{err}");
 }
+
+#[test]
+fn resume_refuses_a_run_read_differently_and_names_what_changed() {
+    let adam = AdamConfig::default();
+    let before = run_config(&ModelConfig::tiny(), &LossConfig::cross_entropy(5), &adam);
+    let path = Path::new("runs/x/config.json");
+    // what may change on resume
+    let mut later = before.clone();
+    later.args.epochs = 9;
+    later.args.lr = 0.5;
+    later.device = "another adapter".into();
+    later.check_resumable(&before, path).unwrap();
+    // reading the records differently may not
+    for (change, name) in [
+        (
+            (|r: &mut RunConfig| r.args.fallback_lead = true) as fn(&mut RunConfig),
+            "args.fallback_lead = true (was null)",
+        ),
+        (|r| r.args.strict = true, "args.strict = true (was null)"),
+        (|r| r.lead = "II".into(), "lead = \"II\" (was \"MLII\")"),
+    ] {
+        let mut changed = before.clone();
+        change(&mut changed);
+        let err = changed
+            .check_resumable(&before, path)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(name) && err.contains("runs/x/config.json"),
+            "{err}"
+        );
+    }
+}
