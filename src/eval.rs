@@ -10,7 +10,7 @@ use crate::data::corpus::dataset::{load_dir, LoadOptions};
 use crate::data::corpus::ptb::{self, MiSplit};
 use crate::data::corpus::splits::{self, Split, SplitKind};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::ModelConfig;
 use crate::preprocessing::{Preprocessing, Task};
 use crate::run::RunConfig;
 
@@ -92,24 +92,24 @@ impl Preprocessing {
     }
 }
 
-/// The training run beside a checkpoint, when that run trained this network.
-pub fn training_run(model: &Model, checkpoint: &Path) -> Result<Option<RunConfig>> {
+/// The training run beside a checkpoint, when that run trained this network (`config`).
+pub fn training_run(config: &ModelConfig, checkpoint: &Path) -> Result<Option<RunConfig>> {
     Ok(RunConfig::beside(checkpoint)?
-        .filter(|run| run.model.param_shapes() == model.config.param_shapes()))
+        .filter(|run| run.model.param_shapes() == config.param_shapes()))
 }
 
-/// The beats `selection` names for `model` (`network` names its checkpoint; `run` is its
-/// training run, if known), cut and referenced as the network takes them.
+/// The beats `selection` names for a network with `config` and `preprocessing` (`network`
+/// names its checkpoint; `run` is its training run, if known), cut and referenced as the network
+/// takes them.
 pub fn select(
-    model: &Model,
+    config: &ModelConfig,
+    preprocessing: &Preprocessing,
     network: &Path,
     run: Option<&RunConfig>,
     selection: &Selection,
 ) -> Result<Selected> {
     let mut options =
-        model
-            .preprocessing
-            .load_options(selection.mode, selection.lead.as_deref(), network)?;
+        preprocessing.load_options(selection.mode, selection.lead.as_deref(), network)?;
     options.fallback_to_first = selection.fallback_lead;
     options.strict = selection.strict;
     let dir = match (&selection.data_dir, run) {
@@ -128,12 +128,12 @@ pub fn select(
     };
     let seed = selection.seed.or(run.map(|r| r.args.seed)).unwrap_or(1);
     let part = selection.part.unwrap_or(Part::Test);
-    let reference = model.config.beat_reference;
+    let reference = config.beat_reference;
     let relative = match reference {
         BeatReference::None => String::new(),
         BeatReference::RecordMedian => ", each beat relative to its record's median beat".into(),
     };
-    if model.preprocessing.task == Task::Mi {
+    if preprocessing.task == Task::Mi {
         let mut ds = ptb::load(&dir, &options)?;
         let load_report = ds
             .warnings

@@ -70,9 +70,11 @@ pub struct RecordingSummary {
 }
 
 /// A trained network ready to classify: its parameters on the GPU, its preprocessing, no
-/// optimiser state.
+/// optimiser state. An ensemble (several networks of one architecture, e.g. the fold models of
+/// `train --folds`) classifies with the mean of its members' probabilities.
 pub struct Classifier<'c> {
-    trainer: Trainer<'c>,
+    /// The members; their config and preprocessing are the same.
+    members: Vec<Trainer<'c>>,
     /// Beats per inference batch.
     pub batch: usize,
     /// Seconds of signal read, filtered and classified at a time (at least 10).
@@ -80,9 +82,10 @@ pub struct Classifier<'c> {
 }
 
 impl<'c> Classifier<'c> {
-    /// The network in a checkpoint written by `train` or `transfer`.
+    /// The network (or ensemble) in a checkpoint written by `train` or `transfer`.
     pub fn load(ctx: &'c GpuContext, path: &Path) -> Result<Self> {
-        Self::new(ctx, Model::load(ctx, path)?)
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(ctx, &bytes, path)
     }
 
     /// The network shipped with the library ([`SHIPPED_MODEL`]).
@@ -92,24 +95,52 @@ impl<'c> Classifier<'c> {
 
     /// A checkpoint's bytes (`name` stands for the file in errors).
     pub fn from_bytes(ctx: &'c GpuContext, bytes: &[u8], name: &Path) -> Result<Self> {
-        Self::new(ctx, Model::from_bytes(ctx, bytes, name)?)
+        Self::ensemble(ctx, Model::members_from_bytes(ctx, bytes, name)?)
     }
 
     /// A model already on the GPU.
     pub fn new(ctx: &'c GpuContext, model: Model) -> Result<Self> {
+        Self::ensemble(ctx, vec![model])
+    }
+
+    /// Models of one architecture and preprocessing, classifying with their mean probabilities
+    /// (the first one's decision offsets decide).
+    pub fn ensemble(ctx: &'c GpuContext, models: Vec<Model>) -> Result<Self> {
+        let Some(first) = models.first() else {
+            return Err(Error::Config(
+                "a classifier needs at least one network".into(),
+            ));
+        };
+        let (shapes, pre) = (first.config.param_shapes(), first.preprocessing.clone());
+        if models
+            .iter()
+            .any(|m| m.config.param_shapes() != shapes || m.preprocessing != pre)
+        {
+            return Err(Error::Config(
+                "ensemble members differ in architecture or preprocessing".into(),
+            ));
+        }
         Ok(Self {
-            trainer: Trainer::for_inference(ctx, model)?,
+            members: models
+                .into_iter()
+                .map(|m| Trainer::for_inference(ctx, m))
+                .collect::<Result<_>>()?,
             batch: 256,
             chunk_seconds: stream::CHUNK_S,
         })
     }
 
+    /// Networks averaged (1 for a single network).
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
     pub fn config(&self) -> &ModelConfig {
-        &self.trainer.model.config
+        &self.members[0].model.config
     }
 
     pub fn preprocessing(&self) -> &Preprocessing {
-        &self.trainer.model.preprocessing
+        &self.members[0].model.preprocessing
     }
 
     pub fn class_names(&self) -> &[String] {
@@ -130,11 +161,27 @@ impl<'c> Classifier<'c> {
     pub fn probabilities(
         &mut self,
         beats: &Beats,
-        progress: impl FnMut(usize, usize),
+        mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<f32>> {
-        let rows = self.trainer.model.config.input_rows(beats);
-        self.trainer
-            .predict_many_with_progress(&rows, self.batch, progress)
+        let rows = self.config().input_rows(beats).into_owned();
+        let k = self.members.len();
+        let mut mean: Vec<f32> = vec![];
+        // members in order, so the mean is the same on every run
+        for (m, member) in self.members.iter_mut().enumerate() {
+            let probs = member.predict_many_with_progress(&rows, self.batch, |done, total| {
+                progress(m * total + done, k * total)
+            })?;
+            if mean.is_empty() {
+                mean = probs;
+            } else {
+                mean.iter_mut().zip(&probs).for_each(|(a, p)| *a += p);
+            }
+        }
+        if k > 1 {
+            let scale = 1.0 / k as f32;
+            mean.iter_mut().for_each(|p| *p *= scale);
+        }
+        Ok(mean)
     }
 
     /// The decided class of each row of `probabilities`, with the checkpoint's decision offsets.

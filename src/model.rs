@@ -498,6 +498,8 @@ pub fn init_params(config: &ModelConfig, seed: u64) -> Vec<Vec<f32>> {
 
 /// Checkpoint metadata key holding the model config as JSON.
 const MODEL_KEY: &str = "model";
+/// Checkpoint metadata key holding an ensemble's member count.
+const ENSEMBLE_KEY: &str = "ensemble";
 
 impl ModelConfig {
     /// The config saved in a checkpoint's metadata by [`Model::save`], validated; `path` names
@@ -560,10 +562,103 @@ impl Model {
         Self::from_bytes(ctx, &bytes, path)
     }
 
+    /// The networks in a checkpoint: one, or every member of an ensemble written by
+    /// [`Self::save_ensemble`] (its members share the config and preprocessing).
+    pub fn members_from_bytes(ctx: &GpuContext, bytes: &[u8], path: &Path) -> Result<Vec<Self>> {
+        let (tensors, meta) = checkpoint::decode(bytes, path)?;
+        let Some(k) = meta.get(ENSEMBLE_KEY) else {
+            return Ok(vec![Self::from_bytes(ctx, bytes, path)?]);
+        };
+        let k: usize =
+            k.parse().ok().filter(|&k| k > 0).ok_or_else(|| {
+                Error::data(path, ENSEMBLE_KEY, format!("not a member count: {k:?}"))
+            })?;
+        let config = ModelConfig::from_metadata(&meta, path)?;
+        let preprocessing = Preprocessing::of_checkpoint(&meta, &config, path)?;
+        let mut members: Vec<Vec<NamedTensor>> = vec![vec![]; k];
+        for t in tensors {
+            let member = t
+                .name
+                .strip_prefix("member")
+                .and_then(|rest| rest.split_once('.'))
+                .and_then(|(i, name)| Some((i.parse::<usize>().ok()?, name.to_string())))
+                .filter(|(i, _)| *i < k);
+            let Some((i, name)) = member else {
+                return Err(Error::data(
+                    path,
+                    &t.name,
+                    format!("not a tensor of members 0 to {} (memberN.name)", k - 1),
+                ));
+            };
+            members[i].push(NamedTensor { name, ..t });
+        }
+        members
+            .into_iter()
+            .map(|tensors| {
+                let params = ParamStore::new(ctx, &config.param_shapes());
+                params.upload_named(ctx, tensors, path)?;
+                Ok(Self {
+                    config: config.clone(),
+                    preprocessing: preprocessing.clone(),
+                    seed: 0,
+                    params,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes `members` (one architecture) as one checkpoint whose probabilities are their mean
+    /// ([`crate::infer::Classifier`]): tensors `member0.conv1_1.weight`, ...; the config and
+    /// preprocessing are the first member's, with `decision_offsets`.
+    pub fn save_ensemble(
+        ctx: &GpuContext,
+        members: &[Self],
+        decision_offsets: &[f32],
+        path: &Path,
+    ) -> Result<()> {
+        let first = members
+            .first()
+            .ok_or_else(|| Error::Config("an ensemble needs at least one member".into()))?;
+        let config = ModelConfig {
+            decision_offsets: decision_offsets.to_vec(),
+            ..first.config.clone()
+        };
+        let mut tensors = vec![];
+        for (i, m) in members.iter().enumerate() {
+            if m.config.param_shapes() != config.param_shapes() {
+                return Err(Error::Config(format!(
+                    "ensemble member {i} has another architecture than member 0"
+                )));
+            }
+            for t in m.params.download_named(ctx)? {
+                tensors.push(NamedTensor {
+                    name: format!("member{i}.{}", t.name),
+                    ..t
+                });
+            }
+        }
+        let meta = BTreeMap::from([
+            (
+                MODEL_KEY.to_string(),
+                serde_json::to_string(&config).expect("serialisable"),
+            ),
+            (ENSEMBLE_KEY.to_string(), members.len().to_string()),
+            first.preprocessing.to_metadata(&config),
+        ]);
+        checkpoint::save(path, &tensors, &meta)
+    }
+
     /// [`Self::load`] from the bytes of a checkpoint (`path` names it in errors; a checkpoint
     /// written before preprocessing was stored takes it from the config.json beside `path`).
     pub fn from_bytes(ctx: &GpuContext, bytes: &[u8], path: &Path) -> Result<Self> {
         let (tensors, meta) = checkpoint::decode(bytes, path)?;
+        if let Some(k) = meta.get(ENSEMBLE_KEY) {
+            return Err(Error::data(
+                path,
+                ENSEMBLE_KEY,
+                format!("an ensemble of {k} networks: load it with infer::Classifier"),
+            ));
+        }
         let config = ModelConfig::from_metadata(&meta, path)?;
         let preprocessing = Preprocessing::of_checkpoint(&meta, &config, path)?;
         let params = ParamStore::new(ctx, &config.param_shapes());

@@ -117,6 +117,9 @@ pub struct RunSettings {
     pub rhythm_copies: f64,
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub calibrate: bool,
+    /// Patient-grouped cross-validation folds over DS1 (0: none), their models an ensemble.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub folds: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_csv: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +173,7 @@ impl Default for RunSettings {
             rhythm_head: 0,
             rhythm_copies: 0.0,
             calibrate: false,
+            folds: 0,
             train_csv: None,
             test_csv: None,
             fallback_lead: false,

@@ -374,3 +374,50 @@ fn resume_refuses_a_run_read_differently_and_names_what_changed() {
         );
     }
 }
+
+#[test]
+fn an_ensemble_averages_its_members_and_folds_keep_patients_whole() {
+    let (_, val) = beats();
+    let a = Model::new(ctx(), ModelConfig::tiny(), 1).unwrap();
+    let dir = scratch("lib-ensemble");
+    let single = dir.join("a.safetensors");
+    a.save(ctx(), &single, 1).unwrap();
+    let b = Model::new(ctx(), ModelConfig::tiny(), 2).unwrap();
+    let both = dir.join("ab.safetensors");
+    Model::save_ensemble(ctx(), &[a, b], &[], &both).unwrap();
+    let probs = |path: &Path| {
+        let mut clf = Classifier::load(ctx(), path).unwrap();
+        (clf.members(), clf.probabilities(val, |_, _| {}).unwrap())
+    };
+    let (one, p_a) = probs(&single);
+    let b_path = dir.join("b.safetensors");
+    Model::new(ctx(), ModelConfig::tiny(), 2)
+        .unwrap()
+        .save(ctx(), &b_path, 1)
+        .unwrap();
+    let (_, p_b) = probs(&b_path);
+    let (two, p_ab) = probs(&both);
+    assert_eq!((one, two), (1, 2));
+    for ((x, y), m) in p_a.iter().zip(&p_b).zip(&p_ab) {
+        assert!(
+            (m - (x + y) / 2.0).abs() < 1e-6,
+            "{m} vs mean of {x} and {y}"
+        );
+    }
+    // an ensemble is not a single network
+    assert!(Model::load(ctx(), &both).is_err());
+
+    // folds: every record in one fold, the minority classes spread over folds
+    let ds = load_dir(&embedded_dir(), &LoadOptions::default()).unwrap();
+    let folds = splits::patient_folds(&ds.beats, 2, 1);
+    let mut all: Vec<&String> = folds.iter().flatten().collect();
+    all.sort();
+    assert_eq!(all, ["107", "208", "209", "213", "232"]);
+    for f in &folds {
+        let s_beats = (0..ds.beats.len())
+            .filter(|&i| ds.beats.labels[i] == 1 && f.contains(&ds.beats.record[i]))
+            .count();
+        assert!(s_beats > 0, "fold {f:?} has no S beat");
+    }
+    assert_eq!(folds, splits::patient_folds(&ds.beats, 2, 1), "seeded");
+}

@@ -1436,3 +1436,56 @@ fn a_centred_network_is_evaluated_and_predicted_on_centred_beats_without_being_t
         );
     }
 }
+
+#[test]
+fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
+    let out = temp_run("folds");
+    // the embedded DS1 records are 208 and 209: one fold each
+    let run = train_tiny(
+        &out,
+        &[
+            "--epochs",
+            "1",
+            "--split",
+            "inter",
+            "--folds",
+            "2",
+            "--calibrate",
+        ],
+    );
+    assert!(run.status.success(), "{run:?}");
+    let metrics = read_json(&out.join("metrics.json"));
+    assert_eq!(metrics["folds"], serde_json::json!([["208"], ["209"]]));
+    // every DS1 beat predicted once, by the model that did not train on it
+    let oof: Vec<Vec<u64>> =
+        serde_json::from_value(metrics["out_of_fold"]["confusion"].clone()).unwrap();
+    let fold_beats: u64 = ["fold1", "fold2"]
+        .iter()
+        .map(|f| {
+            let c = read_json(&out.join(f).join("config.json"));
+            c["class_counts"]["validation"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(oof.iter().flatten().sum::<u64>(), fold_beats);
+    let (_, meta) = checkpoint::load(&out.join("best.safetensors")).unwrap();
+    assert_eq!(meta["ensemble"], "2");
+    // evaluate re-scores DS2 with the ensemble and its offsets
+    let evaluated = evaluate_json(&out.join("best.safetensors"));
+    assert_eq!(evaluated["confusion"], metrics["confusion"]);
+    assert!(predict(
+        &out.join("best.safetensors"),
+        &embedded_dir().join("232"),
+        &out
+    )
+    .status
+    .success());
+    // cross-validation needs the inter-patient split
+    let refused = train_tiny(&temp_run("folds-intra"), &["--epochs", "1", "--folds", "2"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--split inter"));
+}

@@ -11,12 +11,10 @@ use super::data::Source;
 use crate::data::beats::Beats;
 use crate::error::{Error, Result};
 use crate::eval::{select, training_run, EvalSplit, Part, Selection};
-use crate::infer::Classifier;
 use crate::metrics::{
     bootstrap, bootstrap_binary, per_record, per_record_table, record_means, BinaryReport,
     Confusion,
 };
-use crate::model::Model;
 use crate::preprocessing::Task;
 
 #[derive(clap::Args)]
@@ -107,16 +105,15 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         .checkpoint
         .clone()
         .unwrap_or_else(|| crate::infer::SHIPPED_MODEL_NAME.into());
-    let model = match &args.network.checkpoint {
-        Some(path) => Model::load(&ctx, path)?,
-        None => Model::from_bytes(&ctx, crate::infer::SHIPPED_MODEL, &network)?,
-    };
+    let (mut clf, _) = args.network.classifier(&ctx)?;
+    clf.batch = args.batch;
+    let (config, preprocessing) = (clf.config().clone(), clf.preprocessing().clone());
     let run = match &args.network.checkpoint {
-        Some(path) => training_run(&model, path)?,
+        Some(path) => training_run(&config, path)?,
         None => None,
     };
-    let classes = model.config.classes;
-    let mi = model.preprocessing.task == Task::Mi;
+    let classes = config.classes;
+    let mi = preprocessing.task == Task::Mi;
     if mi && args.per_record {
         return Err(Error::Config(
             "--per-record is for heartbeat-class models; an MI model's report already has \
@@ -125,9 +122,13 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         ));
     }
     eprintln!(
-        "network: {} ({})",
+        "network: {}{} ({})",
         network.display(),
-        model.preprocessing.describe(&model.config)
+        match clf.members() {
+            1 => String::new(),
+            k => format!(", an ensemble of {k}"),
+        },
+        preprocessing.describe(&config)
     );
     let selection = Selection {
         split: args.split,
@@ -144,7 +145,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         fallback_lead: args.source.options().fallback_to_first,
         strict: args.source.options().strict,
     };
-    let selected = select(&model, &network, run.as_ref(), &selection)?;
+    let selected = select(&config, &preprocessing, &network, run.as_ref(), &selection)?;
     for line in &selected.load_report {
         eprintln!("{line}");
     }
@@ -155,9 +156,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         )));
     }
     crate::loss::check_labels(&beats.labels, classes)?;
-    let names = model.preprocessing.class_names.clone();
-    let mut clf = Classifier::new(&ctx, model)?;
-    clf.batch = args.batch;
+    let names = preprocessing.class_names.clone();
     let mut lines = super::ProgressLines::new("scoring", "beats", 0.05);
     let probs = clf.probabilities(&beats, |done, total| lines.update(done, total))?;
     if mi {

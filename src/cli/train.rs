@@ -74,6 +74,14 @@ pub struct TrainArgs {
     /// and still call them too rarely. metrics.json keeps the test figures without them too.
     #[arg(long)]
     calibrate: bool,
+    /// Patient-grouped cross-validation on DS1 (with --split inter): this many folds of whole
+    /// records, a model trained per fold (in DIR/fold1, ...), every DS1 beat predicted by the
+    /// model that did not train on it; --calibrate chooses the decision offsets on those
+    /// out-of-fold predictions (all of DS1's patients). The fold models are saved as one
+    /// ensemble (DIR/best.safetensors: mean probabilities), which evaluate, predict and the
+    /// library load like any checkpoint; the test figures are the ensemble's on DS2.
+    #[arg(long, default_value_t = 0)]
+    folds: usize,
     /// Train on beats from a CSV in the common layout (187 samples + label per row, e.g. Kaggle's
     /// mitbih_train.csv) instead of WFDB records; 10 % of it (stratified) becomes validation.
     #[arg(long, requires = "test_csv", conflicts_with = "data_dir")]
@@ -244,6 +252,63 @@ impl FitObserver for Console {
     }
 }
 
+/// `train --folds K`: cross-validation on DS1's patients, the fold models' ensemble on DS2.
+fn folds(
+    ctx: &crate::gpu::GpuContext,
+    args: &TrainArgs,
+    settings: &RunSettings,
+    data: &TrainData,
+    out: &Path,
+) -> Result<()> {
+    let folds = crate::train::train_folds(ctx, settings, data, out, &mut Console::default())?;
+    for (i, f) in folds.folds.iter().enumerate() {
+        println!("fold {}: records {}", i + 1, f.join(" "));
+    }
+    println!(
+        "\nout of fold on DS1 ({} folds of patients), plain argmax\n{}",
+        folds.folds.len(),
+        folds.oof.table()
+    );
+    if let Some(r) = &folds.oof_calibrated {
+        println!(
+            "out of fold on DS1, decision offsets {}\n{}",
+            offsets_line(&folds.test.decision_offsets),
+            r.table()
+        );
+    }
+    if let Some(r) = &folds.test.uncalibrated {
+        println!(
+            "\ntest, the ensemble without the decision offsets\n{}",
+            r.table()
+        );
+    }
+    println!(
+        "\ntest, the ensemble of {} fold models{}, loss {:.4}\n{}",
+        folds.folds.len(),
+        if args.calibrate {
+            ", decision offsets"
+        } else {
+            ""
+        },
+        folds.test.test_loss,
+        folds.test.report.table()
+    );
+    for path in super::figures::write_all(out)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// "N +0.00, S +0.50, ..."
+fn offsets_line(offsets: &[f32]) -> String {
+    CLASS_NAMES
+        .iter()
+        .zip(offsets)
+        .map(|(n, o)| format!("{n} {o:+.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn run(args: TrainArgs) -> Result<()> {
     let split = match args.split {
         SplitKind::Intra => "intra",
@@ -262,6 +327,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         rhythm_head: args.rhythm_head,
         rhythm_copies: args.rhythm_copies,
         calibrate: args.calibrate,
+        folds: args.folds,
         train_csv: args.train_csv.clone(),
         test_csv: args.test_csv.clone(),
         ..args.run.settings(&args.preset, split.into(), &args.focal)
@@ -288,17 +354,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )
     });
     let ctx = args.run.gpu.context()?;
+    if args.folds > 0 {
+        return folds(&ctx, &args, &settings, &data, &out);
+    }
     let outcome =
         crate::train::train_heartbeat(&ctx, &settings, &data, &out, &mut Console::default())?;
     if let Some((before, after)) = outcome.calibration {
         println!(
             "decision offsets chosen on the validation beats: {} (validation macro-F1 {before:.3} → {after:.3})",
-            CLASS_NAMES
-                .iter()
-                .zip(&outcome.decision_offsets)
-                .map(|(n, o)| format!("{n} {o:+.2}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            offsets_line(&outcome.decision_offsets)
         );
     }
     if let Some(before) = &outcome.uncalibrated {

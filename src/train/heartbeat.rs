@@ -180,19 +180,7 @@ pub fn prepare(settings: &RunSettings, config: &ModelConfig, data: &TrainData) -
             classes,
         });
     }
-    let with_copies;
-    let shaped = match settings.rhythm_copies {
-        0.0 => &original,
-        f => {
-            let (n, s) = (AamiClass::N.label(), AamiClass::S.label());
-            with_copies = augment::median_shape_copies(&original, &[n, s], f, seed);
-            &with_copies
-        }
-    };
-    let train = match settings.augment {
-        0 => shaped.clone(),
-        target => augment::balance(shaped, target, classes, seed),
-    };
+    let train = training_part(settings, &original, classes);
     if train.is_empty() || val.is_empty() || test.is_empty() {
         return Err(Error::Config(format!(
             "{split_kind:?} split of {} gives {} train, {} validation, {} test beats: all must be non-empty",
@@ -210,6 +198,25 @@ pub fn prepare(settings: &RunSettings, config: &ModelConfig, data: &TrainData) -
         source,
         load_report,
     })
+}
+
+/// The training beats of a run: `original` with the rhythm copies and augmentation `settings`
+/// ask for (seeded).
+pub(super) fn training_part(settings: &RunSettings, original: &Beats, classes: usize) -> Beats {
+    let seed = settings.seed;
+    let with_copies;
+    let shaped = match settings.rhythm_copies {
+        0.0 => original,
+        f => {
+            let (n, s) = (AamiClass::N.label(), AamiClass::S.label());
+            with_copies = augment::median_shape_copies(original, &[n, s], f, seed);
+            &with_copies
+        }
+    };
+    match settings.augment {
+        0 => shaped.clone(),
+        target => augment::balance(shaped, target, classes, seed),
+    }
 }
 
 /// Trains a heartbeat classifier as `settings` says on `data` into the run directory `out`
@@ -327,7 +334,11 @@ pub fn train_heartbeat(
 }
 
 /// `metrics.json`: the test figures (with the offsets), and without them for calibrated runs.
-fn write_metrics(out: &std::path::Path, split: &str, o: &Outcome) -> Result<()> {
+pub(super) fn write_metrics(
+    out: &std::path::Path,
+    split: &str,
+    o: &Outcome,
+) -> Result<serde_json::Value> {
     let r = &o.report;
     let mut metrics = serde_json::json!({
         "split": split,
@@ -348,5 +359,6 @@ fn write_metrics(out: &std::path::Path, split: &str, o: &Outcome) -> Result<()> 
             "confusion": before.confusion,
         });
     }
-    write_json(&out.join("metrics.json"), &metrics)
+    write_json(&out.join("metrics.json"), &metrics)?;
+    Ok(metrics)
 }

@@ -24,8 +24,10 @@ use crate::rng::Rng;
 use crate::run::{read_json, write_json, RunConfig, RunSettings};
 use crate::trainer::Trainer;
 
+mod folds;
 mod heartbeat;
 mod transfer;
+pub use folds::{train_folds, FoldsOutcome};
 pub use heartbeat::{
     loss_config, model_config, prepare, split_kind, train_heartbeat, Outcome, Prepared, TrainData,
 };

@@ -199,3 +199,66 @@ pub const KEEP_IN_TRAINING: f64 = 0.5;
 pub const VAL_CLASS_SHARE: f64 = 0.1;
 /// Classes with fewer DS1 beats (Q: 8) get no minimum: no record-level choice could give them one.
 pub const VAL_CLASS_MIN_BEATS: usize = 100;
+
+/// `k` folds of whole records (patients) for cross-validation: the record names of each fold.
+/// Records are dealt rarest class first, each to the fold holding the fewest beats of that class
+/// (ties: the fewest beats in all), largest holders first, so every fold holds every class where
+/// the records allow; records without a minority class then fill the smallest folds. Ties between
+/// records are broken in a seeded order.
+pub fn patient_folds(beats: &Beats, k: usize, seed: u64) -> Vec<Vec<String>> {
+    let mut records: Vec<&str> = vec![];
+    for r in &beats.record {
+        if !records.contains(&r.as_str()) {
+            records.push(r);
+        }
+    }
+    Rng::new(seed ^ 0xF01D).shuffle(&mut records);
+    let classes = beats.labels.iter().max().map_or(0, |&m| m as usize + 1);
+    let place: std::collections::HashMap<&str, usize> =
+        records.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+    let mut counts = vec![vec![0usize; classes]; records.len()];
+    for (r, &l) in beats.record.iter().zip(&beats.labels) {
+        counts[place[r.as_str()]][l as usize] += 1;
+    }
+    let total: Vec<usize> = (0..classes)
+        .map(|c| counts.iter().map(|r| r[c]).sum())
+        .collect();
+    let mut order: Vec<usize> = (0..classes).filter(|&c| total[c] > 0).collect();
+    order.sort_by_key(|&c| total[c]);
+    let k = k.max(1);
+    let (mut folds, mut fold_counts) = (vec![vec![]; k], vec![vec![0usize; classes]; k]);
+    let mut assigned = vec![false; records.len()];
+    let mut assign =
+        |r: usize, class: Option<usize>, folds: &mut Vec<Vec<String>>, assigned: &mut Vec<bool>| {
+            let size = |f: usize| fold_counts[f].iter().sum::<usize>();
+            let f = (0..k)
+                .min_by_key(|&f| (class.map_or(0, |c| fold_counts[f][c]), size(f)))
+                .expect("k ≥ 1");
+            for (c, n) in counts[r].iter().enumerate() {
+                fold_counts[f][c] += n;
+            }
+            folds[f].push(records[r].to_string());
+            assigned[r] = true;
+        };
+    // the majority class last: it is everywhere, so it only balances sizes
+    for &class in &order[..order.len().saturating_sub(1)] {
+        let mut holders: Vec<usize> = (0..records.len())
+            .filter(|&r| counts[r][class] > 0)
+            .collect();
+        holders.sort_by_key(|&r| std::cmp::Reverse(counts[r][class]));
+        for r in holders {
+            if !assigned[r] {
+                assign(r, Some(class), &mut folds, &mut assigned);
+            }
+        }
+    }
+    let mut rest: Vec<usize> = (0..records.len()).filter(|&r| !assigned[r]).collect();
+    rest.sort_by_key(|&r| std::cmp::Reverse(counts[r].iter().sum::<usize>()));
+    for r in rest {
+        assign(r, None, &mut folds, &mut assigned);
+    }
+    for f in &mut folds {
+        f.sort();
+    }
+    folds
+}

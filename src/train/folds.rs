@@ -1,0 +1,247 @@
+//! Patient-grouped cross-validation on DS1 (`train --folds K`): whole records in each fold, every
+//! DS1 beat predicted by the fold model that did not train on it (out of fold), decision offsets
+//! chosen on those predictions (all of DS1's patients, not a few held out), and the K fold models
+//! saved as one ensemble whose mean probabilities classify DS2.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::json;
+
+use super::heartbeat::{training_part, write_metrics};
+use super::{fit, loss_config, model_config, probabilities, split_kind, FitObserver, Outcome};
+use super::{Schedule, TrainData};
+use crate::data::corpus::dataset::load_dir;
+use crate::data::corpus::splits::{self, patient_folds, SplitKind};
+use crate::data::formats::aami::{AamiClass, CLASS_NAMES};
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::infer::Classifier;
+use crate::loss::{self};
+use crate::metrics::{self, Confusion, Report};
+use crate::model::Model;
+use crate::optim::AdamConfig;
+use crate::preprocessing::Task;
+use crate::run::{write_json, BeatModeName, RunConfig, RunSettings};
+use crate::trainer::Trainer;
+
+/// What cross-validation gave.
+#[derive(Clone, Debug)]
+pub struct FoldsOutcome {
+    /// The records of each fold.
+    pub folds: Vec<Vec<String>>,
+    /// Out-of-fold figures on DS1: plain argmax, and with the offsets when calibrated.
+    pub oof: Report,
+    pub oof_calibrated: Option<Report>,
+    /// The ensemble on DS2 (with the offsets when calibrated).
+    pub test: Outcome,
+}
+
+/// Trains `settings.folds` fold models on DS1's records (`settings.split` must be `inter`),
+/// into `out/fold1`, `out/fold2`, ... (each a run directory, resumable), then writes the ensemble
+/// to `out/best.safetensors`, `out/config.json` and `out/metrics.json` (DS2, and the out-of-fold
+/// figures).
+pub fn train_folds(
+    ctx: &GpuContext,
+    settings: &RunSettings,
+    data: &TrainData,
+    out: &Path,
+    observer: &mut dyn FitObserver,
+) -> Result<FoldsOutcome> {
+    let k = settings.folds;
+    let config = model_config(settings)?;
+    let TrainData::Records { dir, options } = data else {
+        return Err(Error::Config(
+            "--folds groups records (patients): give --data-dir, not CSV files".into(),
+        ));
+    };
+    if split_kind(settings)? != SplitKind::Inter || k < 2 {
+        return Err(Error::Config(format!(
+            "--folds {k}: cross-validation is over DS1's patients; use --split inter and at \
+             least 2 folds"
+        )));
+    }
+    let classes = config.classes;
+    let mut ds = load_dir(dir, options)?;
+    observer.loaded(&ds.report_lines());
+    config.beat_reference.apply(&mut ds.beats)?;
+    let parts = splits::split(&ds.beats, SplitKind::Inter, 0.2, 0.1, settings.seed);
+    let mut ds1: Vec<usize> = parts.train.iter().chain(&parts.val).copied().collect();
+    ds1.sort_unstable();
+    let (pool, test) = (ds.beats.select(&ds1), ds.beats.select(&parts.test));
+    let folds = patient_folds(&pool, k, settings.seed);
+    let mut oof = vec![0f32; pool.len() * classes];
+    let mut members = vec![];
+    for (i, fold) in folds.iter().enumerate() {
+        let (held, kept): (Vec<usize>, Vec<usize>) =
+            (0..pool.len()).partition(|&b| fold.contains(&pool.record[b]));
+        let (original, val) = (pool.select(&kept), pool.select(&held));
+        let train = training_part(settings, &original, classes);
+        if val.is_empty() || train.is_empty() {
+            return Err(Error::Config(format!(
+                "fold {} of {k} has {} training and {} validation beats: fewer folds",
+                i + 1,
+                train.len(),
+                val.len()
+            )));
+        }
+        let loss = loss_config(
+            settings,
+            &original.class_counts(classes),
+            settings.class_alpha,
+        )?;
+        let adam = AdamConfig {
+            lr: settings.lr,
+            ..Default::default()
+        };
+        let fold_seed = settings.seed + i as u64;
+        let mut model = Model::new(ctx, config.clone(), fold_seed)?;
+        model.preprocessing.beat_mode = options.mode;
+        model.preprocessing.lead = options.lead.clone();
+        let mut trainer = Trainer::new(ctx, model, loss.clone(), adam.clone())?;
+        let fold_dir = out.join(format!("fold{}", i + 1));
+        let fold_settings = RunSettings {
+            seed: fold_seed,
+            folds: 0,
+            // a fold that never started begins afresh
+            resume: settings.resume && fold_dir.join("resume.safetensors").is_file(),
+            fallback_lead: options.fallback_to_first,
+            strict: options.strict,
+            ..settings.clone()
+        };
+        let run = RunConfig {
+            task: Task::Heartbeat,
+            args: fold_settings.clone(),
+            data_dir: dir.clone(),
+            mode: BeatModeName(options.mode),
+            lead: options.lead.clone(),
+            model: config.clone(),
+            loss: loss.clone(),
+            adam,
+            device: ctx.describe(),
+            class_counts: BTreeMap::from([
+                (
+                    "train_before_augmentation".into(),
+                    original.class_counts(classes),
+                ),
+                ("train".into(), train.class_counts(classes)),
+                ("validation".into(), val.class_counts(classes)),
+                ("test".into(), vec![0; classes]),
+            ]),
+            class_names: vec![],
+            validation: Some(format!(
+                "fold {} of {k} of DS1's records: {}",
+                i + 1,
+                fold.join(" ")
+            )),
+            records: None,
+            transferred: None,
+        };
+        observer.started(&run, &fold_dir, [train.len(), val.len(), 0]);
+        let schedule = Schedule::of(&fold_settings, &fold_dir);
+        fit(
+            &mut trainer,
+            &train,
+            &val,
+            &loss,
+            &CLASS_NAMES,
+            &schedule,
+            &run,
+            observer,
+        )?;
+        let probs = probabilities(&mut trainer, &val)?;
+        for (j, &b) in held.iter().enumerate() {
+            oof[b * classes..(b + 1) * classes]
+                .copy_from_slice(&probs[j * classes..(j + 1) * classes]);
+        }
+        members.push(trainer.model);
+    }
+
+    let report = |probs: &[f32], labels: &[u32], offsets: &[f32]| {
+        let predicted = metrics::decide(probs, classes, offsets);
+        Confusion::new(labels, &predicted, classes).report(&CLASS_NAMES)
+    };
+    let oof_report = report(&oof, &pool.labels, &[]);
+    let offsets = match settings.calibrate {
+        true => {
+            let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
+            metrics::choose_offsets(&oof, &pool.labels, classes, &tuned)
+        }
+        false => vec![],
+    };
+    let oof_calibrated = settings
+        .calibrate
+        .then(|| report(&oof, &pool.labels, &offsets));
+    let best = out.join("best.safetensors");
+    Model::save_ensemble(ctx, &members, &offsets, &best)?;
+    drop(members);
+
+    let loss = loss_config(settings, &pool.class_counts(classes), settings.class_alpha)?;
+    let run = RunConfig {
+        task: Task::Heartbeat,
+        args: RunSettings {
+            fallback_lead: options.fallback_to_first,
+            strict: options.strict,
+            ..settings.clone()
+        },
+        data_dir: dir.clone(),
+        mode: BeatModeName(options.mode),
+        lead: options.lead.clone(),
+        model: config.clone(),
+        loss: loss.clone(),
+        adam: AdamConfig {
+            lr: settings.lr,
+            ..Default::default()
+        },
+        device: ctx.describe(),
+        class_counts: BTreeMap::from([
+            ("train_before_augmentation".into(), pool.class_counts(classes)),
+            ("train".into(), pool.class_counts(classes)),
+            ("validation".into(), pool.class_counts(classes)),
+            ("test".into(), test.class_counts(classes)),
+        ]),
+        class_names: vec![],
+        validation: Some(format!(
+            "out of fold: {k} folds of whole DS1 records, each predicted by the model that did not train on it"
+        )),
+        records: None,
+        transferred: None,
+    };
+    run.write(out)?;
+
+    let mut clf = Classifier::load(ctx, &best)?;
+    let probs = clf.probabilities(&test, |_, _| {})?;
+    let decided = clf.decide(&probs);
+    let test_report = Confusion::new(&test.labels, &decided, classes).report(&CLASS_NAMES);
+    let outcome = Outcome {
+        test_beats: test.len(),
+        test_loss: loss::mean_from_probs(&loss, &probs, &test.labels),
+        report: test_report,
+        uncalibrated: settings
+            .calibrate
+            .then(|| report(&probs, &test.labels, &[])),
+        calibration: None,
+        decision_offsets: offsets,
+    };
+    let mut metrics = write_metrics(out, &settings.split, &outcome)?;
+    let summary = |r: &Report| {
+        json!({
+            "accuracy": r.accuracy,
+            "macro_f1": r.macro_f1,
+            "classes": r.classes,
+            "confusion": r.confusion,
+        })
+    };
+    metrics["folds"] = json!(folds);
+    metrics["out_of_fold"] = summary(&oof_report);
+    if let Some(r) = &oof_calibrated {
+        metrics["out_of_fold_calibrated"] = summary(r);
+    }
+    write_json(&out.join("metrics.json"), &metrics)?;
+    Ok(FoldsOutcome {
+        folds,
+        oof: oof_report,
+        oof_calibrated,
+        test: outcome,
+    })
+}
