@@ -117,6 +117,9 @@ pub struct RunSettings {
     pub rhythm_copies: f64,
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub calibrate: bool,
+    /// Class-balanced epochs (`train::balanced_order`) instead of each beat once.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub balanced_batches: bool,
     /// Patient-grouped cross-validation folds over DS1 (0: none), their models an ensemble.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub folds: usize,
@@ -173,6 +176,7 @@ impl Default for RunSettings {
             rhythm_head: 0,
             rhythm_copies: 0.0,
             calibrate: false,
+            balanced_batches: false,
             folds: 0,
             train_csv: None,
             test_csv: None,

@@ -88,6 +88,7 @@ fn fit(
         seed: 1,
         patience,
         resume,
+        balanced: false,
     };
     let run = run_config(&config, &loss, &adam);
     train::fit(
@@ -420,4 +421,31 @@ fn an_ensemble_averages_its_members_and_folds_keep_patients_whole() {
         assert!(s_beats > 0, "fold {f:?} has no S beat");
     }
     assert_eq!(folds, splits::patient_folds(&ds.beats, 2, 1), "seeded");
+}
+
+#[test]
+fn a_balanced_epoch_shares_its_draws_among_the_classes() {
+    // 900 N, 150 V, 5 Q: Q keeps its 5 beats, N and V get half of the rest each
+    let labels: Vec<u32> = (0..1055)
+        .map(|i| match i {
+            0..900 => 0,
+            900..1050 => 2,
+            _ => 4,
+        })
+        .collect();
+    let order = train::balanced_order(&labels, 1, 3);
+    assert_eq!(order.len(), labels.len());
+    let count = |c: u32| order.iter().filter(|&&i| labels[i] == c).count();
+    assert_eq!((count(0), count(2), count(4)), (525, 525, 5));
+    // every V beat drawn 3 or 4 times: whole passes before repeats
+    let mut times = vec![0usize; labels.len()];
+    order.iter().for_each(|&i| times[i] += 1);
+    assert!(times[900..1050].iter().all(|&t| t == 3 || t == 4));
+    assert!(times[..900].iter().all(|&t| t <= 1));
+    assert_eq!(order, train::balanced_order(&labels, 1, 3), "seeded");
+    assert_ne!(
+        order,
+        train::balanced_order(&labels, 1, 4),
+        "a fresh order per epoch"
+    );
 }

@@ -74,6 +74,11 @@ pub struct TrainArgs {
     /// and still call them too rarely. metrics.json keeps the test figures without them too.
     #[arg(long)]
     calibrate: bool,
+    /// Class-balanced epochs: each epoch draws as many beats as the training part holds, shared
+    /// equally among the classes with at least 100 beats (rarer classes keep their own beats,
+    /// once each), instead of every beat once.
+    #[arg(long)]
+    balanced_batches: bool,
     /// Patient-grouped cross-validation on DS1 (with --split inter): this many folds of whole
     /// records, a model trained per fold (in DIR/fold1, ...), every DS1 beat predicted by the
     /// model that did not train on it; --calibrate chooses the decision offsets on those
@@ -328,6 +333,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         rhythm_copies: args.rhythm_copies,
         calibrate: args.calibrate,
         folds: args.folds,
+        balanced_batches: args.balanced_batches,
         train_csv: args.train_csv.clone(),
         test_csv: args.test_csv.clone(),
         ..args.run.settings(&args.preset, split.into(), &args.focal)

@@ -62,6 +62,8 @@ pub struct Schedule {
     pub patience: usize,
     /// Continue the run in `out` from its last completed epoch.
     pub resume: bool,
+    /// Draw each epoch's beats class-balanced ([`balanced_order`]) instead of each beat once.
+    pub balanced: bool,
 }
 
 impl Schedule {
@@ -74,6 +76,7 @@ impl Schedule {
             seed: settings.seed,
             patience: settings.patience,
             resume: settings.resume,
+            balanced: settings.balanced_batches,
         }
     }
 }
@@ -204,7 +207,10 @@ pub fn fit(
             observer.early_stop(schedule.patience);
             break;
         }
-        let order = epoch_order(train.len(), schedule.seed, epoch);
+        let order = match schedule.balanced {
+            true => balanced_order(&train.labels, schedule.seed, epoch),
+            false => epoch_order(train.len(), schedule.seed, epoch),
+        };
         observer.epoch_started(epoch, schedule.epochs, order.len());
         let start = Instant::now();
         let stopped = |e: Error| match e {
@@ -365,6 +371,50 @@ fn load_resume_state(trainer: &mut Trainer, path: &Path) -> Result<Progress> {
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     Rng::new(seed ^ 0x5EED ^ ((epoch as u64) << 40)).shuffle(&mut order);
+    order
+}
+
+/// Classes with fewer training beats than this keep their own frequency in a balanced epoch:
+/// repeating a handful of beats thousands of times teaches their noise.
+pub const BALANCE_MIN_BEATS: usize = 100;
+
+/// A class-balanced epoch over beats labelled `labels`: as many draws as beats, shared equally
+/// among the classes with at least [`BALANCE_MIN_BEATS`] beats (after the rarer classes' own
+/// beats, once each); within a class its beats are drawn in seeded shuffles, one after another,
+/// so every beat of a class is drawn before any is drawn again. The whole is shuffled.
+pub fn balanced_order(labels: &[u32], seed: u64, epoch: usize) -> Vec<usize> {
+    let n = labels.len();
+    let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
+    let mut members: Vec<Vec<usize>> = vec![vec![]; classes];
+    for (i, &l) in labels.iter().enumerate() {
+        members[l as usize].push(i);
+    }
+    let mut rng = Rng::new(seed ^ 0xBA1A ^ ((epoch as u64) << 40));
+    let mut order = Vec::with_capacity(n);
+    let (big, small): (Vec<usize>, Vec<usize>) = (0..classes)
+        .filter(|&c| !members[c].is_empty())
+        .partition(|&c| members[c].len() >= BALANCE_MIN_BEATS);
+    for &c in &small {
+        order.extend_from_slice(&members[c]);
+    }
+    let share = (n - order.len()) / big.len().max(1);
+    for (k, &c) in big.iter().enumerate() {
+        // the last class takes the remainder, so the epoch has exactly n draws
+        let quota = if k + 1 == big.len() {
+            n - order.len()
+        } else {
+            share
+        };
+        let mut drawn = 0;
+        while drawn < quota {
+            let mut pass = members[c].clone();
+            rng.shuffle(&mut pass);
+            let take = pass.len().min(quota - drawn);
+            order.extend_from_slice(&pass[..take]);
+            drawn += take;
+        }
+    }
+    rng.shuffle(&mut order);
     order
 }
 
