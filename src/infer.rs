@@ -163,7 +163,9 @@ impl<'c> Classifier<'c> {
         beats: &Beats,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<f32>> {
-        let rows = self.config().input_rows(beats).into_owned();
+        // the config is cloned (not the rows) so that the members can be borrowed mutably
+        let config = self.config().clone();
+        let rows = config.input_rows(beats);
         let k = self.members.len();
         let mut mean: Vec<f32> = vec![];
         // members in order, so the mean is the same on every run

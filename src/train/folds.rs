@@ -3,13 +3,12 @@
 //! chosen on those predictions (all of DS1's patients, not a few held out), and the K fold models
 //! saved as one ensemble whose mean probabilities classify DS2.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::json;
 
-use super::heartbeat::{training_part, write_metrics};
-use super::{fit, loss_config, model_config, probabilities, split_kind, FitObserver, Outcome};
+use super::heartbeat::{new_trainer, run_config, training_part, write_metrics};
+use super::{fit, model_config, probabilities, split_kind, FitObserver, Outcome};
 use super::{Schedule, TrainData};
 use crate::data::corpus::dataset::load_dir;
 use crate::data::corpus::splits::{self, patient_folds, SplitKind};
@@ -20,10 +19,7 @@ use crate::infer::Classifier;
 use crate::loss::{self};
 use crate::metrics::{self, Confusion, Report};
 use crate::model::Model;
-use crate::optim::AdamConfig;
-use crate::preprocessing::Task;
-use crate::run::{write_json, BeatModeName, RunConfig, RunSettings};
-use crate::trainer::Trainer;
+use crate::run::{write_json, RunSettings};
 
 /// What cross-validation gave.
 #[derive(Clone, Debug)]
@@ -85,58 +81,27 @@ pub fn train_folds(
                 val.len()
             )));
         }
-        let loss = loss_config(
-            settings,
-            &original.class_counts(classes),
-            settings.class_alpha,
-        )?;
-        let adam = AdamConfig {
-            lr: settings.lr,
-            ..Default::default()
-        };
-        let fold_seed = settings.seed + i as u64;
-        let mut model = Model::new(ctx, config.clone(), fold_seed)?;
-        model.preprocessing.beat_mode = options.mode;
-        model.preprocessing.lead = options.lead.clone();
-        let mut trainer = Trainer::new(ctx, model, loss.clone(), adam.clone())?;
         let fold_dir = out.join(format!("fold{}", i + 1));
         let fold_settings = RunSettings {
-            seed: fold_seed,
+            seed: settings.seed + i as u64,
             folds: 0,
             // a fold that never started begins afresh
             resume: settings.resume && fold_dir.join("resume.safetensors").is_file(),
-            fallback_lead: options.fallback_to_first,
-            strict: options.strict,
             ..settings.clone()
         };
-        let run = RunConfig {
-            task: Task::Heartbeat,
-            args: fold_settings.clone(),
-            data_dir: dir.clone(),
-            mode: BeatModeName(options.mode),
-            lead: options.lead.clone(),
-            model: config.clone(),
-            loss: loss.clone(),
-            adam,
-            device: ctx.describe(),
-            class_counts: BTreeMap::from([
-                (
-                    "train_before_augmentation".into(),
-                    original.class_counts(classes),
-                ),
-                ("train".into(), train.class_counts(classes)),
-                ("validation".into(), val.class_counts(classes)),
-                ("test".into(), vec![0; classes]),
-            ]),
-            class_names: vec![],
-            validation: Some(format!(
-                "fold {} of {k} of DS1's records: {}",
-                i + 1,
-                fold.join(" ")
-            )),
-            records: None,
-            transferred: None,
-        };
+        let counts = [&original, &train, &val].map(|b| b.class_counts(classes));
+        let [before, train_counts, val_counts] = counts;
+        let run = run_config(
+            ctx,
+            &fold_settings,
+            options,
+            dir.clone(),
+            &config,
+            [before, train_counts, val_counts, vec![0; classes]],
+            format!("fold {} of {k} of DS1's records: {}", i + 1, fold.join(" ")),
+        )?;
+        let (loss, fold_settings) = (run.loss.clone(), run.args.clone());
+        let mut trainer = new_trainer(ctx, &run)?;
         observer.started(&run, &fold_dir, [train.len(), val.len(), 0]);
         let schedule = Schedule::of(&fold_settings, &fold_dir);
         fit(
@@ -176,37 +141,24 @@ pub fn train_folds(
     Model::save_ensemble(ctx, &members, &offsets, &best)?;
     drop(members);
 
-    let loss = loss_config(settings, &pool.class_counts(classes), settings.class_alpha)?;
-    let run = RunConfig {
-        task: Task::Heartbeat,
-        args: RunSettings {
-            fallback_lead: options.fallback_to_first,
-            strict: options.strict,
-            ..settings.clone()
-        },
-        data_dir: dir.clone(),
-        mode: BeatModeName(options.mode),
-        lead: options.lead.clone(),
-        model: config.clone(),
-        loss: loss.clone(),
-        adam: AdamConfig {
-            lr: settings.lr,
-            ..Default::default()
-        },
-        device: ctx.describe(),
-        class_counts: BTreeMap::from([
-            ("train_before_augmentation".into(), pool.class_counts(classes)),
-            ("train".into(), pool.class_counts(classes)),
-            ("validation".into(), pool.class_counts(classes)),
-            ("test".into(), test.class_counts(classes)),
-        ]),
-        class_names: vec![],
-        validation: Some(format!(
+    let pool_counts = pool.class_counts(classes);
+    let run = run_config(
+        ctx,
+        settings,
+        options,
+        dir.clone(),
+        &config,
+        [
+            pool_counts.clone(),
+            pool_counts.clone(),
+            pool_counts,
+            test.class_counts(classes),
+        ],
+        format!(
             "out of fold: {k} folds of whole DS1 records, each predicted by the model that did not train on it"
-        )),
-        records: None,
-        transferred: None,
-    };
+        ),
+    )?;
+    let loss = run.loss.clone();
     run.write(out)?;
 
     let mut clf = Classifier::load(ctx, &best)?;

@@ -2,7 +2,6 @@
 //! beats, split them, add rhythm copies and augmentation to the training part, train with
 //! [`fit`](super::fit), calibrate, score the test part and write `metrics.json`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -219,6 +218,54 @@ pub(super) fn training_part(settings: &RunSettings, original: &Beats, classes: u
     }
 }
 
+/// The config.json of a heartbeat run (or fold) with `settings`, reading records as `options`
+/// say: the loss from the training part's class counts before augmentation (`counts`: before
+/// augmentation, training, validation, test), Adam at the settings' rate.
+pub(super) fn run_config(
+    ctx: &GpuContext,
+    settings: &RunSettings,
+    options: &LoadOptions,
+    data_dir: PathBuf,
+    config: &ModelConfig,
+    counts: [Vec<usize>; 4],
+    validation: String,
+) -> Result<RunConfig> {
+    let loss = loss_config(settings, &counts[0], settings.class_alpha)?;
+    let names = ["train_before_augmentation", "train", "validation", "test"];
+    Ok(RunConfig {
+        task: Task::Heartbeat,
+        args: RunSettings {
+            fallback_lead: options.fallback_to_first,
+            strict: options.strict,
+            ..settings.clone()
+        },
+        data_dir,
+        mode: BeatModeName(options.mode),
+        lead: options.lead.clone(),
+        model: config.clone(),
+        loss,
+        adam: AdamConfig {
+            lr: settings.lr,
+            ..Default::default()
+        },
+        device: ctx.describe(),
+        class_counts: names.map(String::from).into_iter().zip(counts).collect(),
+        class_names: vec![],
+        validation: Some(validation),
+        records: None,
+        transferred: None,
+    })
+}
+
+/// A fresh network and its trainer for the run `run` describes: initialised under the run's
+/// seed, its preprocessing the run's beat mode and lead.
+pub(super) fn new_trainer<'c>(ctx: &'c GpuContext, run: &RunConfig) -> Result<Trainer<'c>> {
+    let mut model = Model::new(ctx, run.model.clone(), run.args.seed)?;
+    model.preprocessing.beat_mode = run.mode.0;
+    model.preprocessing.lead = run.lead.clone();
+    Trainer::new(ctx, model, run.loss.clone(), run.adam.clone())
+}
+
 /// Trains a heartbeat classifier as `settings` says on `data` into the run directory `out`
 /// (created), calibrates it when asked, scores the test part with the best-validation
 /// parameters and writes `metrics.json`. `observer` hears of every step (see [`FitObserver`]).
@@ -241,32 +288,11 @@ pub fn train_heartbeat(
         ..
     } = prepared;
     let classes = config.classes;
-    let loss = loss_config(
-        settings,
-        &original.class_counts(classes),
-        settings.class_alpha,
-    )?;
-    let adam = AdamConfig {
-        lr: settings.lr,
-        ..Default::default()
-    };
     let options = match data {
         TrainData::Records { options, .. } => options.clone(),
         TrainData::Csv { .. } => LoadOptions::default(),
     };
-    let mut model = Model::new(ctx, config.clone(), settings.seed)?;
-    model.preprocessing.beat_mode = options.mode;
-    model.preprocessing.lead = options.lead.clone();
-    let mut trainer = Trainer::new(ctx, model, loss.clone(), adam.clone())?;
-    let counts = BTreeMap::from([
-        (
-            "train_before_augmentation".to_string(),
-            original.class_counts(classes),
-        ),
-        ("train".to_string(), train.class_counts(classes)),
-        ("validation".to_string(), val.class_counts(classes)),
-        ("test".to_string(), test.class_counts(classes)),
-    ]);
+    let counts = [&original, &train, &val, &test].map(|b| b.class_counts(classes));
     let validation = match (data, split_kind(settings)?) {
         (TrainData::Csv { .. }, _) | (_, SplitKind::Intra) => {
             "10 % of the training beats, stratified by class"
@@ -275,26 +301,17 @@ pub fn train_heartbeat(
             "whole DS1 records held out (10 % of DS1's beats and of each class's with 100 or more, within 20 %), each class keeping half in training"
         }
     };
-    let run_config = RunConfig {
-        task: Task::Heartbeat,
-        args: RunSettings {
-            fallback_lead: options.fallback_to_first,
-            strict: options.strict,
-            ..settings.clone()
-        },
-        data_dir: source,
-        mode: BeatModeName(options.mode),
-        lead: options.lead.clone(),
-        model: config.clone(),
-        loss: loss.clone(),
-        adam,
-        device: ctx.describe(),
-        class_counts: counts,
-        class_names: vec![],
-        validation: Some(validation.into()),
-        records: None,
-        transferred: None,
-    };
+    let run_config = run_config(
+        ctx,
+        settings,
+        &options,
+        source,
+        &config,
+        counts,
+        validation.into(),
+    )?;
+    let loss = run_config.loss.clone();
+    let mut trainer = new_trainer(ctx, &run_config)?;
     observer.started(&run_config, out, [train.len(), val.len(), test.len()]);
     let schedule = Schedule::of(settings, out);
     fit(
