@@ -12,15 +12,16 @@
 use std::path::Path;
 
 use crate::data::beats::reference::{relative, BeatReference, MedianBeat};
-use crate::data::beats::rr::Rhythm;
+use crate::data::beats::rr::{Rhythm, RR_FEATURES};
 use crate::data::beats::stream;
 use crate::data::beats::{Beats, BEAT_LEN};
 use crate::data::corpus::dataset::LoadOptions;
 use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::Annotation;
+use crate::data::formats::files::Disk;
 use crate::data::recording::{self, LeadSource, MemoryLead, Recording};
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
+use crate::gpu::{block_on, GpuContext};
 use crate::model::{Model, ModelConfig};
 use crate::preprocessing::Preprocessing;
 use crate::trainer::Trainer;
@@ -161,6 +162,15 @@ impl<'c> Classifier<'c> {
     pub fn probabilities(
         &mut self,
         beats: &Beats,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<f32>> {
+        block_on(self.probabilities_async(beats, progress))
+    }
+
+    /// [`Self::probabilities`] as a future (the only way in a browser).
+    pub async fn probabilities_async(
+        &mut self,
+        beats: &Beats,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<f32>> {
         // the config is cloned (not the rows) so that the members can be borrowed mutably
@@ -170,9 +180,11 @@ impl<'c> Classifier<'c> {
         let mut mean: Vec<f32> = vec![];
         // members in order, so the mean is the same on every run
         for (m, member) in self.members.iter_mut().enumerate() {
-            let probs = member.predict_many_with_progress(&rows, self.batch, |done, total| {
-                progress(m * total + done, k * total)
-            })?;
+            let probs = member
+                .predict_many_async(&rows, self.batch, |done, total| {
+                    progress(m * total + done, k * total)
+                })
+                .await?;
             if mean.is_empty() {
                 mean = probs;
             } else {
@@ -197,10 +209,19 @@ impl<'c> Classifier<'c> {
         beats: &Beats,
         annotated: bool,
     ) -> Result<Vec<ClassifiedBeat>> {
+        block_on(self.classify_beats_async(beats, annotated))
+    }
+
+    /// [`Self::classify_beats`] as a future (the only way in a browser).
+    pub async fn classify_beats_async(
+        &mut self,
+        beats: &Beats,
+        annotated: bool,
+    ) -> Result<Vec<ClassifiedBeat>> {
         if beats.is_empty() {
             return Ok(vec![]);
         }
-        let probs = self.probabilities(beats, |_, _| {})?;
+        let probs = self.probabilities_async(beats, |_, _| {}).await?;
         let decided = self.decide(&probs);
         let classes = self.config().classes;
         Ok(decided
@@ -251,12 +272,7 @@ impl<'c> Classifier<'c> {
         each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
         progress: impl FnMut(Stage, usize, usize),
     ) -> Result<RecordingSummary> {
-        let opts = LoadOptions {
-            fallback_to_first: true,
-            ..self.load_options()
-        };
-        let rec = recording::open(path, &opts.lead, opts.fallback_to_first)?
-            .expect("fallback_to_first always yields a lead");
+        let rec = recording::open_any(&Disk, path, &self.preprocessing().lead)?;
         self.classify_recording(rec, each, progress)
     }
 
@@ -285,14 +301,103 @@ impl<'c> Classifier<'c> {
         mut each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
         mut progress: impl FnMut(Stage, usize, usize),
     ) -> Result<RecordingSummary> {
+        let annotated = annotations.is_some();
+        let mut counts = vec![0usize; self.config().classes];
+        let mut done = 0;
+        let cutter = self.cutter()?;
+        let (not_cut, total) = cutter.cut(lead, annotations, name, &mut progress, |beats| {
+            let classified = self.classify_beats(&beats, annotated)?;
+            for b in &classified {
+                counts[b.class as usize] += 1;
+            }
+            done += classified.len();
+            each(&classified)?;
+            Ok(done)
+        })?;
+        progress(Stage::Classifying, done, total);
+        Ok(RecordingSummary {
+            beats: done,
+            counts,
+            annotated,
+            not_cut,
+        })
+    }
+
+    /// Every beat of a recording cut as the network takes them (its annotated beats, or those
+    /// the QRS detector finds), held in memory for [`Self::classify_beats_async`]: the browser's
+    /// path, where the recording is in memory anyway and a read cannot block.
+    pub fn cut_recording(
+        &self,
+        mut rec: Recording,
+        mut progress: impl FnMut(Stage, usize, usize),
+    ) -> Result<CutRecording> {
+        let annotations = rec.annotations.take();
+        let annotated = annotations.is_some();
+        let mut beats = Beats::default();
+        let (not_cut, _) = self.cutter()?.cut(
+            rec.lead.as_mut(),
+            annotations,
+            &rec.name,
+            &mut progress,
+            |b| {
+                beats.extend(&b);
+                Ok(beats.len())
+            },
+        )?;
+        Ok(CutRecording {
+            beats,
+            annotated,
+            not_cut: not_cut + rec.dropped_beats,
+        })
+    }
+
+    fn cutter(&self) -> Result<Cutter> {
         let chunk = self.chunk_seconds;
         if !(chunk >= 10.0 && chunk.is_finite()) {
             return Err(Error::Config(format!(
                 "chunk of {chunk} s: give at least 10 (one normalisation window)"
             )));
         }
+        Ok(Cutter {
+            chunk,
+            mode: self.preprocessing().beat_mode,
+            reference: self.config().beat_reference,
+        })
+    }
+}
+
+/// A recording's beats, cut and referenced as its network takes them ([`Classifier::cut_recording`]).
+#[derive(Clone, Debug, Default)]
+pub struct CutRecording {
+    pub beats: Beats,
+    /// Whether the R peaks came from the recording's annotations (else the QRS detector).
+    pub annotated: bool,
+    /// Beats that could not be cut: too close to the recording's edge, or past its end.
+    pub not_cut: usize,
+}
+
+/// The preprocessing half of the pipeline: R peaks (annotations or the QRS detector), beats cut
+/// a chunk at a time, each measured against the record's median beat when the network was
+/// trained so.
+struct Cutter {
+    chunk: f64,
+    mode: crate::data::beats::BeatMode,
+    reference: BeatReference,
+}
+
+impl Cutter {
+    /// Cuts the beats of `lead`, handing each chunk's to `each` (which returns the beats
+    /// handled so far, for progress). Returns the beats that could not be cut and the total.
+    fn cut(
+        &self,
+        lead: &mut dyn LeadSource,
+        annotations: Option<Vec<Annotation>>,
+        name: &str,
+        progress: &mut dyn FnMut(Stage, usize, usize),
+        mut each: impl FnMut(Beats) -> Result<usize>,
+    ) -> Result<(usize, usize)> {
+        let (chunk, mode) = (self.chunk, self.mode);
         let len = lead.len();
-        let annotated = annotations.is_some();
         let annotations = match annotations {
             Some(a) => a,
             None => stream::detect(lead, chunk, |done| progress(Stage::Detecting, done, len))?,
@@ -301,8 +406,7 @@ impl<'c> Classifier<'c> {
             .iter()
             .filter(|a| AamiClass::from_code(a.code).is_some())
             .count();
-        let mode = self.preprocessing().beat_mode;
-        let median = match self.config().beat_reference {
+        let median = match self.reference {
             BeatReference::None => None,
             BeatReference::RecordMedian => {
                 let mut median = MedianBeat::default();
@@ -314,8 +418,6 @@ impl<'c> Classifier<'c> {
                 median.median()
             }
         };
-        let mut counts = vec![0usize; self.config().classes];
-        let mut done = 0;
         let not_cut = stream::beats(lead, &annotations, mode, name, chunk, |mut beats, _| {
             if let Some(median) = &median {
                 beats
@@ -323,20 +425,39 @@ impl<'c> Classifier<'c> {
                     .chunks_mut(BEAT_LEN)
                     .for_each(|b| relative(b, median));
             }
-            let classified = self.classify_beats(&beats, annotated)?;
-            for b in &classified {
-                counts[b.class as usize] += 1;
-            }
-            done += classified.len();
-            each(&classified)?;
+            let done = each(beats)?;
             progress(Stage::Classifying, done, total);
             Ok(())
         })?;
-        Ok(RecordingSummary {
-            beats: done,
-            counts,
-            annotated,
-            not_cut,
-        })
+        Ok((not_cut, total))
     }
+}
+
+/// The CSV's header line: the R peak's sample, the reference and predicted class, a probability
+/// per class, and the beat's R–R features (seconds and ratios to the record's mean).
+pub fn csv_header(names: &[String]) -> String {
+    let probs: Vec<String> = names.iter().map(|n| format!("p_{n}")).collect();
+    format!(
+        "sample,annotated,predicted,{},{}\n",
+        probs.join(","),
+        RR_FEATURES.join(",")
+    )
+}
+
+/// The CSV rows of classified beats (what `predict` writes, and the web page's download).
+pub fn csv_rows(beats: &[ClassifiedBeat], names: &[String]) -> String {
+    let mut text = String::new();
+    for b in beats {
+        let probs: Vec<String> = b.probabilities.iter().map(|v| format!("{v:.6}")).collect();
+        let rr: Vec<String> = b.rhythm.iter().map(|v| format!("{v:.4}")).collect();
+        let reference = b.reference.map_or("", |r| names[r as usize].as_str());
+        text += &format!(
+            "{},{reference},{},{},{}\n",
+            b.sample,
+            names[b.class as usize],
+            probs.join(","),
+            rr.join(",")
+        );
+    }
+    text
 }

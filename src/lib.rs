@@ -35,6 +35,14 @@
 //! [`infer`] (a network with its [`preprocessing`], classifying beats, signals and recordings).
 //! [`data`] reads recordings and cuts beats; [`run`] is the run directory's typed files. The
 //! command line (`cli`, with `figures`) sits on top, behind the default feature `cli`.
+//!
+//! The library also builds for `wasm32-unknown-unknown` (WebGPU; the page in `web/`): there
+//! every GPU read is awaited (`*_async`), files come from memory
+//! ([`data::formats::files::MemoryFiles`]), and records load on the page's one thread.
+
+// In a browser wgpu's handles are neither Send nor Sync (one thread); the Arcs that share them
+// natively are harmless there.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 pub mod autograd;
 pub mod checkpoint;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{map_and_read, map_and_read_after, DispatchTime, GpuContext, Program, Tensor};
+use crate::gpu::{
+    block_on, map_and_read, map_and_read_async, DispatchTime, GpuContext, Program, Tensor,
+};
 use crate::loss::{FocalLoss, LossConfig};
 use crate::model::Model;
 use crate::ops::{gather, softmax, Recorder, StepUniform};
@@ -393,6 +395,16 @@ impl<'c> Trainer<'c> {
         &mut self,
         x: &[f32],
         batch: usize,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<f32>> {
+        block_on(self.predict_many_async(x, batch, progress))
+    }
+
+    /// [`Self::predict_many_with_progress`] as a future (the only way in a browser).
+    pub async fn predict_many_async(
+        &mut self,
+        x: &[f32],
+        batch: usize,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<f32>> {
         const IN_FLIGHT: usize = 4;
@@ -447,7 +459,8 @@ impl<'c> Trainer<'c> {
                 progress(done, total);
             }
         }
-        let probs = bytemuck::pod_collect_to_vec(&map_and_read(ctx, &out, total_bytes)?);
+        let probs =
+            bytemuck::pod_collect_to_vec(&map_and_read_async(ctx, &out, total_bytes, None).await?);
         progress(total, total);
         Ok(probs)
     }
@@ -491,6 +504,16 @@ impl<'c> Trainer<'c> {
         &mut self,
         order: &[usize],
         batch: usize,
+        progress: impl FnMut(usize, &[f32]),
+    ) -> Result<Vec<f32>> {
+        block_on(self.train_epoch_async(order, batch, progress))
+    }
+
+    /// [`Self::train_epoch`] as a future (the only way in a browser).
+    pub async fn train_epoch_async(
+        &mut self,
+        order: &[usize],
+        batch: usize,
         mut progress: impl FnMut(usize, &[f32]),
     ) -> Result<Vec<f32>> {
         let ctx = self.ctx;
@@ -528,7 +551,7 @@ impl<'c> Trainer<'c> {
         // chunk i, then reads chunk i's losses. Each of the two slots has its own step table,
         // loss log and readback buffer, reused only once its previous chunk has been read.
         let mut in_flight: Option<Flight> = None;
-        let mut last_read = std::time::Instant::now();
+        let mut last_read = Stopwatch::start();
         loop {
             let next = if submitted < steps.len() {
                 let chunk = &steps[submitted..(submitted + chunk_len).min(steps.len())];
@@ -547,8 +570,8 @@ impl<'c> Trainer<'c> {
                 continue;
             };
             let bytes = flight.steps as u64 * 4;
-            let read =
-                map_and_read_after(ctx, &self.slots[flight.slot].staging, bytes, flight.index)?;
+            let staging = &self.slots[flight.slot].staging;
+            let read = map_and_read_async(ctx, staging, bytes, Some(flight.index)).await?;
             let chunk_losses: Vec<f32> = bytemuck::pod_collect_to_vec(&read);
             if let Some(k) = chunk_losses.iter().position(|l| !l.is_finite()) {
                 return Err(non_finite_loss(flight.first + k as u32));
@@ -556,10 +579,10 @@ impl<'c> Trainer<'c> {
             losses.extend(chunk_losses);
             let beats = steps[..losses.len()].iter().map(|s| s.1).sum();
             progress(beats, &losses);
-            if last_read.elapsed().as_secs_f64() < TARGET_SUBMIT_SECONDS {
+            if last_read.seconds() < TARGET_SUBMIT_SECONDS {
                 chunk_len = (chunk_len * 2).min(MAX_STEPS_PER_SUBMIT);
             }
-            last_read = std::time::Instant::now();
+            last_read = Stopwatch::start();
             in_flight = next;
         }
         Ok(losses)
@@ -656,5 +679,32 @@ impl<'c> Trainer<'c> {
         self.ensure_train_plan(batch)?;
         let plan = &self.train_plans[&batch];
         Ok(plan.graph.forward.len() + plan.loss_program.len() + plan.graph.backward.len() + adam)
+    }
+}
+
+/// Seconds since a point, where the platform has a clock: a browser's wasm has no
+/// `std::time::Instant`, and there it reads 0 (the submission chunks then grow to their cap).
+struct Stopwatch {
+    #[cfg(not(target_arch = "wasm32"))]
+    start: std::time::Instant,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self {
+            #[cfg(not(target_arch = "wasm32"))]
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn seconds(&self) -> f64 {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.start.elapsed().as_secs_f64()
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            0.0
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The library as a Rust program uses it: `train::fit` (exact resume, NaN stop, early stopping,
 //! calibration), `infer::Classifier` (a signal, a recording, the shipped model), checkpoints
-//! that carry their preprocessing, and the typed run directory.
+//! that carry their preprocessing, the typed run directory, and recordings held in memory and
+//! classified through the awaited path a browser takes.
 
 mod common;
 
@@ -9,9 +10,12 @@ use std::sync::OnceLock;
 
 use common::{ctx, embedded_dir, scratch};
 use ecgwgpu::data::beats::{BeatMode, Beats};
-use ecgwgpu::data::corpus::dataset::{load_dir, LoadOptions};
+use ecgwgpu::data::corpus::dataset::{load_dir, load_from, LoadOptions};
 use ecgwgpu::data::corpus::splits::{self, SplitKind};
+use ecgwgpu::data::formats::files::MemoryFiles;
+use ecgwgpu::data::recording;
 use ecgwgpu::error::Error;
+use ecgwgpu::gpu::block_on;
 use ecgwgpu::infer::Classifier;
 use ecgwgpu::loss::LossConfig;
 use ecgwgpu::model::{Model, ModelConfig};
@@ -447,5 +451,121 @@ fn a_balanced_epoch_shares_its_draws_among_the_classes() {
         order,
         train::balanced_order(&labels, 1, 4),
         "a fresh order per epoch"
+    );
+}
+
+/// The files of embedded record `name` in memory, as a web page hands them over.
+fn in_memory(name: &str) -> MemoryFiles {
+    let mut files = MemoryFiles::new();
+    for ext in ["hea", "dat", "atr"] {
+        let file = format!("{name}.{ext}");
+        files.insert(&file, std::fs::read(embedded_dir().join(&file)).unwrap());
+    }
+    files
+}
+
+#[test]
+fn a_recording_in_memory_classifies_as_on_disk_through_the_awaited_path() {
+    let mut clf = Classifier::shipped(ctx()).unwrap();
+    let mut on_disk = vec![];
+    clf.classify_file(
+        &embedded_dir().join("208"),
+        |b| {
+            on_disk.extend_from_slice(b);
+            Ok(())
+        },
+        |_, _, _| {},
+    )
+    .unwrap();
+
+    // the browser's path: files in memory, every beat cut, one awaited classification
+    let files = in_memory("208");
+    let rec = recording::open_any(&files, Path::new("208"), "MLII").unwrap();
+    let cut = clf.cut_recording(rec, |_, _, _| {}).unwrap();
+    assert!(cut.annotated);
+    let awaited = block_on(clf.classify_beats_async(&cut.beats, true)).unwrap();
+    assert_eq!(awaited.len(), on_disk.len());
+    for (a, d) in awaited.iter().zip(&on_disk) {
+        assert_eq!(
+            (a.sample, a.class, a.reference),
+            (d.sample, d.class, d.reference)
+        );
+        for (p, q) in a.probabilities.iter().zip(&d.probabilities) {
+            assert!((p - q).abs() < 1e-5, "beat at {}: {p} vs {q}", a.sample);
+        }
+    }
+
+    // a corpus from memory loads the beats a folder on disk gives
+    let opts = LoadOptions {
+        records: Some(vec!["208".into()]),
+        ..LoadOptions::default()
+    };
+    let disk = load_dir(&embedded_dir(), &opts).unwrap();
+    let memory = load_from(&files, Path::new(""), &["208".into()], &opts).unwrap();
+    assert_eq!(memory.beats.labels, disk.beats.labels);
+    assert_eq!(memory.beats.x, disk.beats.x);
+}
+
+#[test]
+fn files_missing_from_memory_and_signal_less_edf_files_are_named_errors() {
+    let mut files = in_memory("208");
+    files.insert("208.dat", vec![0; 1000]);
+    let err = recording::open_any(&files, Path::new("208"), "MLII")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("208.dat") && err.contains("ends early"),
+        "{err}"
+    );
+
+    let mut header_only = MemoryFiles::new();
+    header_only.insert(
+        "208.hea",
+        std::fs::read(embedded_dir().join("208.hea")).unwrap(),
+    );
+    let err = recording::open_any(&header_only, Path::new("208"), "MLII")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("208.dat"), "{err}");
+
+    // an EDF+ file whose one signal is its annotations: nothing to classify
+    let field = |s: &str, n: usize| format!("{s:<n$}");
+    let header = [
+        field("0", 8),
+        field("X X X X", 80),
+        field("Startdate 01-JAN-2001 X X X", 80),
+        field("01.01.01", 8),
+        field("00.00.00", 8),
+        field("512", 8),
+        field("EDF+C", 44),
+        field("1", 8),
+        field("1", 8),
+        field("1", 4),
+        field("EDF Annotations", 16),
+        field("", 80),
+        field("", 8),
+        field("-1", 8),
+        field("1", 8),
+        field("-32768", 8),
+        field("32767", 8),
+        field("", 80),
+        field("30", 8),
+        field("", 32),
+    ]
+    .concat();
+    let mut bytes = header.into_bytes();
+    bytes.extend_from_slice(b"+0\x14\x14\0");
+    bytes.resize(512 + 60, 0);
+    let mut edf = MemoryFiles::new();
+    edf.insert("notes.edf", bytes);
+    let err = recording::open_any(&edf, Path::new("notes.edf"), "MLII")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("notes.edf") && err.contains("annotations only"),
+        "{err}"
     );
 }

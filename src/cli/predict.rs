@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use super::data::Source;
 use crate::data::beats::reference::BeatReference;
-use crate::data::beats::rr::RR_FEATURES;
 use crate::data::beats::stream;
 use crate::data::corpus::csv;
 use crate::data::corpus::dataset::{list_records, LoadOptions};
@@ -20,7 +19,7 @@ use crate::data::formats::annotation::{self, Annotation};
 use crate::data::recording::{self, Recording};
 use crate::data::write_atomic;
 use crate::error::{Error, Result};
-use crate::infer::{ClassifiedBeat, Classifier};
+use crate::infer::{csv_header, csv_rows, Classifier};
 
 #[derive(clap::Args)]
 pub struct PredictArgs {
@@ -66,35 +65,6 @@ pub struct PredictArgs {
     chunk_seconds: f64,
     #[command(flatten)]
     gpu: super::GpuArgs,
-}
-
-/// The CSV's header line: the R peak's sample, the reference and predicted class, a probability
-/// per class, and the beat's R–R features (seconds and ratios to the record's mean).
-fn csv_header(names: &[String]) -> String {
-    let probs: Vec<String> = names.iter().map(|n| format!("p_{n}")).collect();
-    format!(
-        "sample,annotated,predicted,{},{}\n",
-        probs.join(","),
-        RR_FEATURES.join(",")
-    )
-}
-
-/// The CSV rows of classified beats.
-fn csv_rows(beats: &[ClassifiedBeat], names: &[String]) -> String {
-    let mut text = String::new();
-    for b in beats {
-        let probs: Vec<String> = b.probabilities.iter().map(|v| format!("{v:.6}")).collect();
-        let rr: Vec<String> = b.rhythm.iter().map(|v| format!("{v:.4}")).collect();
-        let reference = b.reference.map_or("", |r| names[r as usize].as_str());
-        text += &format!(
-            "{},{reference},{},{},{}\n",
-            b.sample,
-            names[b.class as usize],
-            probs.join(","),
-            rr.join(",")
-        );
-    }
-    text
 }
 
 /// A predicted label as a WFDB annotation. Models with other classes than AAMI's five write

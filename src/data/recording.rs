@@ -3,14 +3,14 @@
 //! WFDB record (any of the signal formats `wfdb.rs` reads) or an EDF/EDF+ file, each with its
 //! beat annotations when it has them (`.atr`, or EDF+ annotations named by WFDB mnemonics).
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::SeekFrom;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::{self, Annotation};
 use crate::data::formats::edf::EdfHeader;
+use crate::data::formats::files::{Disk, Files, ReadSeek};
 use crate::data::formats::wfdb::{bytes_for, decode, FileLayout, Header, SignalSpec};
 use crate::error::{Error, Result};
 
@@ -48,7 +48,7 @@ impl LeadSource for MemoryLead<'_> {
 /// One signal of a WFDB record, decoded from its signal file a range of frames at a time.
 pub struct WfdbLead {
     path: PathBuf,
-    file: File,
+    file: Box<dyn ReadSeek + Send>,
     file_len: u64,
     layout: FileLayout,
     /// The signal's place within each frame of its file.
@@ -60,14 +60,18 @@ pub struct WfdbLead {
 impl WfdbLead {
     /// Opens signal `signal` of record `base` (a path without extension).
     pub fn open(base: &Path, header: &Header, signal: usize) -> Result<Self> {
+        Self::open_in(&Disk, base, header, signal)
+    }
+
+    /// [`Self::open`] from `files`.
+    pub fn open_in(files: &dyn Files, base: &Path, header: &Header, signal: usize) -> Result<Self> {
         let spec = &header.signals[signal];
         let dir = base.parent().unwrap_or(Path::new("."));
         let path = dir.join(&spec.file);
         let members: Vec<usize> = (0..header.signals.len())
             .filter(|&i| header.signals[i].file == spec.file)
             .collect();
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let file_len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let (file, file_len) = files.open(&path)?;
         let layout = FileLayout::new(&path, header, &members, file_len)?;
         Ok(Self {
             member: members.iter().position(|&i| i == signal).unwrap_or(0),
@@ -117,16 +121,26 @@ impl LeadSource for WfdbLead {
 /// One ordinary signal of an EDF/EDF+ file, read a range of data records at a time.
 pub struct EdfLead {
     path: PathBuf,
-    file: File,
+    file: Box<dyn ReadSeek + Send>,
     header: EdfHeader,
     signal: usize,
 }
 
 impl EdfLead {
     pub fn open(path: &Path, header: EdfHeader, signal: usize) -> Result<Self> {
+        Self::open_in(&Disk, path, header, signal)
+    }
+
+    /// [`Self::open`] from `files`.
+    pub fn open_in(
+        files: &dyn Files,
+        path: &Path,
+        header: EdfHeader,
+        signal: usize,
+    ) -> Result<Self> {
         Ok(Self {
             path: path.to_path_buf(),
-            file: File::open(path).map_err(|e| Error::io(path, e))?,
+            file: files.open(path)?.0,
             header,
             signal,
         })
@@ -178,11 +192,20 @@ impl LeadSource for EdfLead {
 /// The EDF+ annotations of a file, read a block of data records at a time: (onset in seconds,
 /// text), without the records' time-keeping entries.
 pub fn edf_annotations(path: &Path, header: &EdfHeader) -> Result<Vec<(f64, String)>> {
+    edf_annotations_in(&Disk, path, header)
+}
+
+/// [`edf_annotations`] from `files`.
+pub fn edf_annotations_in(
+    files: &dyn Files,
+    path: &Path,
+    header: &EdfHeader,
+) -> Result<Vec<(f64, String)>> {
     let mut out = vec![];
     if !header.signals.iter().any(|s| s.is_annotations()) {
         return Ok(out);
     }
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let (mut file, _) = files.open(path)?;
     let size = header.record_bytes();
     let block = (4 << 20) / size.max(1) + 1;
     file.seek(SeekFrom::Start(header.header_bytes as u64))
@@ -208,7 +231,16 @@ pub fn edf_annotations(path: &Path, header: &EdfHeader) -> Result<Vec<(f64, Stri
 /// The EDF+ annotations of a file that are WFDB mnemonics, as (onset in seconds, annotation
 /// code): how an EDF+ file labels its beats (`data to-edf` writes them so).
 pub fn edf_annotation_codes(path: &Path, header: &EdfHeader) -> Result<Vec<(f64, u8)>> {
-    Ok(edf_annotations(path, header)?
+    edf_annotation_codes_in(&Disk, path, header)
+}
+
+/// [`edf_annotation_codes`] from `files`.
+pub fn edf_annotation_codes_in(
+    files: &dyn Files,
+    path: &Path,
+    header: &EdfHeader,
+) -> Result<Vec<(f64, u8)>> {
+    Ok(edf_annotations_in(files, path, header)?
         .into_iter()
         .filter_map(|(onset, text)| Some((onset, annotation::code_from_mnemonic(&text)?)))
         .collect())
@@ -274,15 +306,37 @@ pub fn open(
     lead: &str,
     fallback_to_first: bool,
 ) -> Result<std::result::Result<Recording, Vec<String>>> {
+    open_in(&Disk, path, lead, fallback_to_first)
+}
+
+/// Opens `path` at the first of `lead` it has, else its first signal (`Recording::fallback`
+/// says so); an error when it has no signal at all (an EDF+ file of annotations only).
+pub fn open_any(files: &dyn Files, path: &Path, lead: &str) -> Result<Recording> {
+    open_in(files, path, lead, true)?.map_err(|_| {
+        Error::data(
+            path,
+            "signals",
+            "no signal to read: the file holds annotations only",
+        )
+    })
+}
+
+/// [`open`] from `files` (e.g. [`crate::data::formats::files::MemoryFiles`]).
+pub fn open_in(
+    files: &dyn Files,
+    path: &Path,
+    lead: &str,
+    fallback_to_first: bool,
+) -> Result<std::result::Result<Recording, Vec<String>>> {
     if is_edf(path) {
-        return open_edf(path, lead, fallback_to_first);
+        return open_edf(files, path, lead, fallback_to_first);
     }
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::data(path, "path", "expected a record path such as dir/100"))?
         .to_string();
-    let header = Header::read(&path.with_extension("hea"))?;
+    let header = Header::read_in(files, &path.with_extension("hea"))?;
     let signals: Vec<(usize, &str)> = header
         .signals
         .iter()
@@ -294,10 +348,10 @@ pub fn open(
         LeadChoice::Fallback(i, used) => (i, Some(used)),
         LeadChoice::Missing(have) => return Ok(Err(have)),
     };
-    let lead = WfdbLead::open(path, &header, signal)?;
+    let lead = WfdbLead::open_in(files, path, &header, signal)?;
     let atr = path.with_extension("atr");
-    let all = if atr.is_file() {
-        Some(annotation::read(&atr)?)
+    let all = if files.is_file(&atr) {
+        Some(annotation::read_in(files, &atr)?)
     } else {
         None
     };
@@ -311,11 +365,12 @@ pub fn open(
 }
 
 fn open_edf(
+    files: &dyn Files,
     path: &Path,
     lead: &str,
     fallback_to_first: bool,
 ) -> Result<std::result::Result<Recording, Vec<String>>> {
-    let header = EdfHeader::read(path)?;
+    let header = EdfHeader::read_in(files, path)?;
     let name = path
         .file_stem()
         .and_then(|n| n.to_str())
@@ -336,14 +391,14 @@ fn open_edf(
     let fs = header.fs(signal);
     let label = header.signals[signal].label.clone();
     // EDF+ beat labels: annotations named by a WFDB mnemonic that is a beat
-    let annotations: Vec<Annotation> = edf_annotation_codes(path, &header)?
+    let annotations: Vec<Annotation> = edf_annotation_codes_in(files, path, &header)?
         .into_iter()
         .map(|(onset, code)| Annotation::new((onset * fs).round().max(0.0) as u64, code))
         .collect();
     let has_beats = annotations
         .iter()
         .any(|a| AamiClass::from_code(a.code).is_some());
-    let lead = EdfLead::open(path, header, signal)?;
+    let lead = EdfLead::open_in(files, path, header, signal)?;
     Ok(Ok(Recording::new(
         name,
         Box::new(lead),

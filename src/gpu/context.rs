@@ -83,6 +83,8 @@ pub struct GpuContext {
     /// Bytes of storage buffers created so far (tensors are allocated once per batch size and
     /// reused, so this is the engine's GPU memory footprint).
     storage_bytes: std::sync::atomic::AtomicU64,
+    /// Validation errors reported outside an error scope (see [`Self::take_error`]).
+    errors: Arc<Mutex<Option<String>>>,
 }
 
 impl GpuContext {
@@ -91,11 +93,17 @@ impl GpuContext {
     /// `integrated`, `cpu`); a number picks by index in the list `ecgwgpu devices` prints.
     /// Without a selector the fastest kind available wins: discrete > integrated > virtual > CPU.
     pub fn new(selector: Option<&str>) -> Result<Self> {
+        super::block_on(Self::new_async(selector))
+    }
+
+    /// [`Self::new`] as a future: in a browser the adapter and device arrive asynchronously,
+    /// and the device gets WebGPU's default limits, which every WebGPU browser grants.
+    pub async fn new_async(selector: Option<&str>) -> Result<Self> {
         let env_selector = std::env::var(DEVICE_ENV).ok().filter(|s| !s.is_empty());
         let selector = selector.map(str::to_owned).or(env_selector);
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let adapters = adapters(&instance).await;
         let tried: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
         let chosen = match &selector {
             Some(sel) => pick_by_selector(adapters, sel),
@@ -108,31 +116,50 @@ impl GpuContext {
             tried,
         })?;
         let info = adapter.get_info();
-        let limits = adapter.limits();
+        let limits = if cfg!(target_arch = "wasm32") {
+            wgpu::Limits::default()
+        } else {
+            adapter.limits()
+        };
         check_limits(&info, &limits)?;
         let kernels = match std::env::var(KERNELS_ENV).ok().filter(|s| !s.is_empty()) {
             Some(v) => v.parse()?,
             None => Kernels::for_adapter(info.device_type),
         };
         // Pass-level timestamps are enough: the breakdown puts each dispatch in its own pass.
-        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+            && !cfg!(target_arch = "wasm32");
         let required_features = if timestamps {
             wgpu::Features::TIMESTAMP_QUERY
         } else {
             wgpu::Features::empty()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("ecgwgpu"),
-            required_features,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::DeviceRequest {
-            adapter: info.name.clone(),
-            reason: e.to_string(),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("ecgwgpu"),
+                required_features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::DeviceRequest {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let errors = Arc::new(Mutex::new(None));
+        #[cfg(target_arch = "wasm32")]
+        {
+            // No error scope can be awaited inside a synchronous call in a browser: validation
+            // errors land here, and the next read returns the first of them as an error.
+            let sink = errors.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut slot) = sink.lock() {
+                    slot.get_or_insert(e.to_string());
+                }
+            }));
+        }
         Ok(Self {
             device,
             queue,
@@ -142,7 +169,17 @@ impl GpuContext {
             timestamps,
             pipelines: Mutex::new(HashMap::new()),
             storage_bytes: Default::default(),
+            errors,
         })
+    }
+
+    /// The first GPU validation error not yet reported, as an error (browser builds; natively
+    /// each call checks its own error scope).
+    pub fn take_error(&self) -> Result<()> {
+        match self.errors.lock().ok().and_then(|mut e| e.take()) {
+            Some(reason) => Err(Error::Gpu(reason)),
+            None => Ok(()),
+        }
     }
 
     /// Bytes of storage buffers created on this context so far.
@@ -157,10 +194,11 @@ impl GpuContext {
     }
 
     /// Lists every adapter wgpu can see, one line each, in selector-index order.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn list_adapters() -> Vec<String> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        pollster::block_on(adapters(&instance))
             .iter()
             .enumerate()
             .map(|(i, a)| format!("{i}: {}", describe(&a.get_info())))
@@ -201,7 +239,7 @@ impl GpuContext {
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = ErrorScope::push(&self.device);
         let source = format!("{PRELUDE}\n{}", shader.source);
         let module = self
             .device
@@ -223,7 +261,7 @@ impl GpuContext {
                 },
                 cache: None,
             });
-        if let Some(err) = pollster::block_on(scope.pop()) {
+        if let Some(err) = scope.pop() {
             return Err(Error::Shader {
                 shader: shader.name.into(),
                 entry: entry.into(),
@@ -244,6 +282,58 @@ impl GpuContext {
     }
 }
 
+/// Every adapter wgpu can see; in a browser the one WebGPU gives (it lists none).
+async fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    if cfg!(target_arch = "wasm32") {
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        };
+        instance
+            .request_adapter(&options)
+            .await
+            .into_iter()
+            .collect()
+    } else {
+        instance.enumerate_adapters(wgpu::Backends::all()).await
+    }
+}
+
+/// A validation error scope around one call, checked synchronously. In a browser a scope can
+/// only be awaited, so there it is not pushed, and errors go to [`GpuContext::take_error`].
+pub(crate) struct ErrorScope {
+    #[cfg(not(target_arch = "wasm32"))]
+    guard: wgpu::ErrorScopeGuard,
+}
+
+impl ErrorScope {
+    pub fn push(device: &wgpu::Device) -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            Self {
+                guard: device.push_error_scope(wgpu::ErrorFilter::Validation),
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = device;
+            Self {}
+        }
+    }
+
+    /// The error raised inside the scope, if any.
+    pub fn pop(self) -> Option<wgpu::Error> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            pollster::block_on(self.guard.pop())
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            None
+        }
+    }
+}
+
 /// A WGSL source file from `shaders/`, compiled lazily per entry point.
 pub struct Shader {
     pub name: &'static str,
@@ -251,7 +341,12 @@ pub struct Shader {
 }
 
 fn describe(info: &wgpu::AdapterInfo) -> String {
-    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
+    // browsers may keep the adapter's name to themselves
+    let name = match info.name.as_str() {
+        "" => "unnamed adapter",
+        name => name,
+    };
+    format!("{name} ({:?}, {:?})", info.backend, info.device_type)
 }
 
 fn type_rank(t: wgpu::DeviceType) -> u8 {

@@ -205,13 +205,13 @@ impl GpuContext {
         );
         // A binding that does not match the shader is a validation error: catch it as an
         // error value instead of wgpu's default panic.
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = super::context::ErrorScope::push(&self.device);
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(entry),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        if let Some(err) = pollster::block_on(scope.pop()) {
+        if let Some(err) = scope.pop() {
             return Err(Error::Gpu(format!(
                 "binding {}.{entry}: {err}",
                 shader.name

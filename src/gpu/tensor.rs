@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ndarray::{ArrayD, IxDyn};
 
+use super::wait::{block_on, Slot};
 use super::GpuContext;
 use crate::error::{Error, Result};
 
@@ -136,6 +137,14 @@ impl Tensor {
         Ok(out)
     }
 
+    /// [`Self::read`] as a future (the only way to read back in a browser).
+    pub async fn read_async(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let bytes = read_bytes_async(ctx, &self.buffer, self.offset, self.size_bytes()).await?;
+        let mut out: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        out.truncate(self.numel());
+        Ok(out)
+    }
+
     /// Downloads into an ndarray of the tensor's shape.
     pub fn to_array(&self, ctx: &GpuContext) -> Result<ArrayD<f32>> {
         ArrayD::from_shape_vec(IxDyn(&self.shape), self.read(ctx)?)
@@ -165,6 +174,16 @@ pub fn read_bytes(
     offset: u64,
     bytes: u64,
 ) -> Result<Vec<u8>> {
+    block_on(read_bytes_async(ctx, buffer, offset, bytes))
+}
+
+/// [`read_bytes`] as a future (the only way to read back in a browser).
+pub async fn read_bytes_async(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    bytes: u64,
+) -> Result<Vec<u8>> {
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
         size: bytes,
@@ -174,12 +193,12 @@ pub fn read_bytes(
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
     encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
     ctx.queue.submit([encoder.finish()]);
-    map_and_read(ctx, &staging, bytes)
+    map_and_read_async(ctx, &staging, bytes, None).await
 }
 
 /// Maps a MAP_READ buffer (after its copy was submitted), returns its first `bytes` and unmaps it.
 pub fn map_and_read(ctx: &GpuContext, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-    map_and_wait(ctx, staging, bytes, None)
+    block_on(map_and_read_async(ctx, staging, bytes, None))
 }
 
 /// [`map_and_read`] that waits only for submission `index` (later ones keep running).
@@ -189,28 +208,30 @@ pub fn map_and_read_after(
     bytes: u64,
     index: wgpu::SubmissionIndex,
 ) -> Result<Vec<u8>> {
-    map_and_wait(ctx, staging, bytes, Some(index))
+    block_on(map_and_read_async(ctx, staging, bytes, Some(index)))
 }
 
-fn map_and_wait(
+/// Maps `staging` and copies out its first `bytes`. Natively the wait is `device.poll` (only
+/// for submission `index` when given) and the future is ready at once; in a browser the map
+/// completes when the GPU has done the work, while the page's event loop runs.
+pub async fn map_and_read_async(
     ctx: &GpuContext,
     staging: &wgpu::Buffer,
     bytes: u64,
     index: Option<wgpu::SubmissionIndex>,
 ) -> Result<Vec<u8>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
-        let _ = tx.send(r);
-    });
+    let mapped = Slot::new();
+    let fill = mapped.clone();
+    staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| fill.fill(r));
     ctx.device
         .poll(wgpu::PollType::Wait {
             submission_index: index,
             timeout: None,
         })
         .map_err(|e| Error::Gpu(e.to_string()))?;
-    rx.recv()
-        .map_err(|e| Error::Gpu(e.to_string()))?
-        .map_err(|e| Error::Gpu(e.to_string()))?;
+    let status = mapped.await?;
+    ctx.take_error()?;
+    status.map_err(|e| Error::Gpu(e.to_string()))?;
     let data = staging
         .get_mapped_range(..bytes)
         .map_err(|e| Error::Gpu(e.to_string()))?

@@ -7,6 +7,7 @@ use crate::data::beats::stream;
 use crate::data::beats::{BeatMode, Beats};
 use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::{self, Annotation};
+use crate::data::formats::files::{Disk, Files};
 use crate::data::recording;
 use crate::data::signal::qrs;
 use crate::error::{Error, Result};
@@ -168,9 +169,9 @@ enum Outcome {
 
 /// Reads one record (`name`: a WFDB record, or an `.edf` file in `dir`) a chunk at a time (see
 /// [`stream`]): memory holds its beats, not its signal.
-fn load_record(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
+fn load_record(files: &dyn Files, dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
     let path = dir.join(name);
-    let mut rec = match recording::open(&path, &opts.lead, opts.fallback_to_first)? {
+    let mut rec = match recording::open_in(files, &path, &opts.lead, opts.fallback_to_first)? {
         Ok(rec) => rec,
         Err(have) => return Ok(Outcome::NoLead(have)),
     };
@@ -315,27 +316,46 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
         Some(r) => r.clone(),
         None => list_records(dir)?,
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(names.len())
-        .max(1);
-    let chunk = names.len().div_ceil(threads);
-    let results: Vec<Vec<(String, Result<Outcome>)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = names
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|n| (n.clone(), load_record(dir, n, opts)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("loader thread panicked"))
+    load_from(&Disk, dir, &names, opts)
+}
+
+/// Loads records `names` of `dir` from `files` (e.g. records dropped on a web page and held in
+/// memory): [`load_dir`] without listing a directory. `opts.records` is not consulted.
+pub fn load_from(
+    files: &dyn Files,
+    dir: &Path,
+    names: &[String],
+    opts: &LoadOptions,
+) -> Result<Dataset> {
+    let load = |part: &[String]| -> Vec<(String, Result<Outcome>)> {
+        part.iter()
+            .map(|n| (n.clone(), load_record(files, dir, n, opts)))
             .collect()
-    });
+    };
+    // a browser has one thread
+    let threads = if cfg!(target_arch = "wasm32") {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(names.len())
+            .max(1)
+    };
+    let results: Vec<Vec<(String, Result<Outcome>)>> = if threads == 1 {
+        vec![load(names)]
+    } else {
+        let chunk = names.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| s.spawn(move || load(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("loader thread panicked"))
+                .collect()
+        })
+    };
     let mut ds = Dataset {
         records_total: names.len(),
         ..Default::default()

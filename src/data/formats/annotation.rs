@@ -132,8 +132,12 @@ fn last_annotation<'a>(
 
 /// Reads `path` (e.g. `mitdb/100.atr`).
 pub fn read(path: &Path) -> Result<Vec<Annotation>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(&bytes, path)
+    read_in(&super::files::Disk, path)
+}
+
+/// [`read`] from `files`.
+pub fn read_in(files: &dyn super::files::Files, path: &Path) -> Result<Vec<Annotation>> {
+    parse(&files.read(path)?, path)
 }
 
 /// Encodes annotations (sorted by sample) in MIT format, ending with the zero word.

@@ -126,9 +126,12 @@ impl EdfHeader {
 
     /// Reads the header of `path` only (for reading its data records piece by piece).
     pub fn read(path: &Path) -> Result<Self> {
-        use std::io::Read;
-        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        Self::read_in(&super::files::Disk, path)
+    }
+
+    /// [`Self::read`] from `files`.
+    pub fn read_in(files: &dyn super::files::Files, path: &Path) -> Result<Self> {
+        let (mut file, len) = files.open(path)?;
         let mut bytes = vec![0u8; 256.min(len as usize)];
         file.read_exact(&mut bytes)
             .map_err(|e| Error::io(path, e))?;

@@ -149,7 +149,13 @@ impl Header {
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::read_in(&super::files::Disk, path)
+    }
+
+    /// [`Self::read`] from `files`.
+    pub fn read_in(files: &dyn super::files::Files, path: &Path) -> Result<Self> {
+        let text = String::from_utf8(files.read(path)?)
+            .map_err(|_| Error::data(path, "header", "not UTF-8 text"))?;
         Self::parse(&text, path)
     }
 
