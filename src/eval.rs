@@ -216,3 +216,69 @@ fn take_part(beats: &Beats, parts: &Split, part: Part, what: String) -> (Beats, 
         format!("{part:?} part of the {what}").to_lowercase(),
     )
 }
+
+/// DS1 as a `train --folds` run saw it, with an out-of-fold prediction for every beat: each
+/// fold's records classified by the ensemble member that did not train on them.
+pub struct OutOfFold {
+    /// DS1's beats (the training and validation parts of the run's inter split).
+    pub beats: Beats,
+    /// `[beats, classes]`, row-major.
+    pub probabilities: Vec<f32>,
+}
+
+/// The out-of-fold predictions of the fold ensemble `checkpoint` (see [`OutOfFold`]), from its
+/// run's `config.json` and the folds its `metrics.json` lists (in member order). `batch` is the
+/// inference batch.
+pub fn out_of_fold(
+    ctx: &crate::gpu::GpuContext,
+    checkpoint: &Path,
+    batch: usize,
+) -> Result<OutOfFold> {
+    let bytes = std::fs::read(checkpoint).map_err(|e| Error::io(checkpoint, e))?;
+    let members = crate::model::Model::members_from_bytes(ctx, &bytes, checkpoint)?;
+    let config = members[0].config.clone();
+    let preprocessing = members[0].preprocessing.clone();
+    let not_folds = || {
+        Error::Config(format!(
+            "{} is not a `train --folds` ensemble with its run beside it",
+            checkpoint.display()
+        ))
+    };
+    let run = training_run(&config, checkpoint)?.ok_or_else(not_folds)?;
+    let metrics_path = checkpoint.with_file_name("metrics.json");
+    let text = std::fs::read_to_string(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let metrics: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::data(&metrics_path, "json", e.to_string()))?;
+    let folds: Vec<Vec<String>> = serde_json::from_value(metrics["folds"].clone())
+        .map_err(|e| Error::data(&metrics_path, "folds", e.to_string()))?;
+    if folds.len() != members.len() || run.args.split != "inter" {
+        return Err(not_folds());
+    }
+    let mut options = preprocessing.load_options(None, None, checkpoint)?;
+    options.fallback_to_first = run.args.fallback_lead;
+    options.strict = run.args.strict;
+    let mut ds = load_dir(&run.data_dir, &options)?;
+    config.beat_reference.apply(&mut ds.beats)?;
+    let parts = splits::split(&ds.beats, SplitKind::Inter, 0.2, 0.1, run.args.seed);
+    let mut ds1: Vec<usize> = parts.train.iter().chain(&parts.val).copied().collect();
+    ds1.sort_unstable();
+    let beats = ds.beats.select(&ds1);
+    let classes = config.classes;
+    let mut probabilities = vec![0f32; beats.len() * classes];
+    for (member, fold) in members.into_iter().zip(&folds) {
+        let held: Vec<usize> = (0..beats.len())
+            .filter(|&b| fold.contains(&beats.record[b]))
+            .collect();
+        let mut clf = crate::infer::Classifier::new(ctx, member)?;
+        clf.batch = batch;
+        let probs = clf.probabilities(&beats.select(&held), |_, _| {})?;
+        for (j, &b) in held.iter().enumerate() {
+            probabilities[b * classes..(b + 1) * classes]
+                .copy_from_slice(&probs[j * classes..(j + 1) * classes]);
+        }
+    }
+    Ok(OutOfFold {
+        beats,
+        probabilities,
+    })
+}

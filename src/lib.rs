@@ -44,6 +44,7 @@
 // natively are harmless there.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+pub mod adapt;
 pub mod autograd;
 pub mod checkpoint;
 #[cfg(feature = "cli")]

@@ -1477,6 +1477,36 @@ fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
     // evaluate re-scores DS2 with the ensemble and its offsets
     let evaluated = evaluate_json(&out.join("best.safetensors"));
     assert_eq!(evaluated["confusion"], metrics["confusion"]);
+    // --adapt re-creates the out-of-fold predictions from the fold models (the same figures as
+    // training wrote) and chooses the per-record adaptation on them, never on DS2
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["evaluate", "--json", "--adapt", "--checkpoint"])
+        .arg(out.join("best.safetensors"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let adapted: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let a = &adapted["adaptation"];
+    let unadapted = a["oof_macro_f1_unadapted"].as_f64().unwrap();
+    let trained = metrics["out_of_fold_calibrated"]["macro_f1"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (unadapted - trained).abs() < 1e-6,
+        "{unadapted} vs {trained}"
+    );
+    assert_eq!(a["adaptation"]["train_priors"].as_array().unwrap().len(), 5);
+    let best = a["oof_macro_f1_by_strength"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(a["oof_report"]["macro_f1"].as_f64().unwrap(), best);
+    assert_eq!(
+        adapted["beats"], evaluated["beats"],
+        "the same DS2 beats, decided after adaptation"
+    );
     assert!(predict(
         &out.join("best.safetensors"),
         &embedded_dir().join("232"),

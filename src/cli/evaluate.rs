@@ -8,7 +8,9 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::data::Source;
+use crate::adapt::PriorAdaptation;
 use crate::data::beats::Beats;
+use crate::data::formats::aami::AamiClass;
 use crate::error::{Error, Result};
 use crate::eval::{select, training_run, EvalSplit, Part, Selection};
 use crate::metrics::{
@@ -41,6 +43,12 @@ pub struct EvaluateArgs {
     /// MI model's report is per record already.
     #[arg(long)]
     per_record: bool,
+    /// Adapt the network's outputs to each record's own class mix, without labels (EM on the
+    /// record's unlabelled beats, `ecgwgpu::adapt`). Needs a `train --folds` ensemble with its
+    /// run: the training priors, the prior's strength and the decision offsets are chosen on its
+    /// out-of-fold predictions of DS1, never on the beats evaluated.
+    #[arg(long)]
+    adapt: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -163,7 +171,19 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         report_mi(&args, &network, &beats, &probs, &description);
         return Ok(());
     }
-    let predicted = clf.decide(&probs);
+    let (predicted, adaptation) = if args.adapt {
+        let mut probs = probs;
+        let own = config.decision_offsets.clone();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let chosen = choose_adaptation(&ctx, &network, args.batch, &refs, &own)?;
+        chosen
+            .adaptation
+            .adapt_records(&mut probs, &beats.record, classes);
+        let predicted = crate::metrics::decide(&probs, classes, &chosen.offsets);
+        (predicted, Some(chosen))
+    } else {
+        (clf.decide(&probs), None)
+    };
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let report = Confusion::new(&beats.labels, &predicted, classes).report(&names);
     let intervals = (args.bootstrap > 0).then(|| {
@@ -204,6 +224,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             "aami": aami,
             "ci95": intervals,
             "per_record": records,
+            "adaptation": adaptation,
         });
         print_json(&out);
     } else {
@@ -213,6 +234,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             beats.len(),
             report.table()
         );
+        if let Some(a) = &adaptation {
+            println!("{}", a.describe());
+        }
         if let Some(i) = intervals {
             println!("{}", i.table());
         }
@@ -225,3 +249,96 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Per-record adaptation as chosen on a fold ensemble's out-of-fold predictions of DS1.
+#[derive(serde::Serialize)]
+struct ChosenAdaptation {
+    adaptation: PriorAdaptation,
+    /// Decision offsets chosen on the adapted out-of-fold probabilities.
+    offsets: Vec<f32>,
+    /// Out-of-fold macro-F1 (validation) with the checkpoint's own offsets, unadapted.
+    oof_macro_f1_unadapted: f64,
+    /// Out-of-fold macro-F1 for each strength tried, adapted and calibrated.
+    oof_macro_f1_by_strength: Vec<(f64, f64)>,
+    oof_report: crate::metrics::Report,
+}
+
+impl ChosenAdaptation {
+    fn describe(&self) -> String {
+        let tried: Vec<String> = self
+            .oof_macro_f1_by_strength
+            .iter()
+            .map(|(s, f)| format!("{s} → {f:.3}"))
+            .collect();
+        let aami = |c: &str| {
+            self.oof_report
+                .classes
+                .iter()
+                .find(|m| m.class == c)
+                .map_or(String::new(), |m| {
+                    format!("{c} Se {:.3} +P {:.3}", m.recall, m.precision)
+                })
+        };
+        format!(
+            "adapted to each record's class mix (EM, prior strength {} beats), chosen on DS1 out \
+             of fold: macro-F1 {:.3} unadapted, by strength {}; adapted out of fold: accuracy \
+             {:.4}, {}, {}",
+            self.adaptation.strength,
+            self.oof_macro_f1_unadapted,
+            tried.join(", "),
+            self.oof_report.accuracy,
+            aami("S"),
+            aami("V")
+        ) + if self.oof_report.macro_f1 < self.oof_macro_f1_unadapted {
+            "\nvalidation prefers the unadapted network: these figures are for comparison"
+        } else {
+            ""
+        }
+    }
+}
+
+/// Chooses the prior strength and the decision offsets on the out-of-fold predictions of the
+/// fold ensemble `network` (validation: DS1's patients, each scored by a model that did not
+/// train on them).
+fn choose_adaptation(
+    ctx: &crate::gpu::GpuContext,
+    network: &Path,
+    batch: usize,
+    names: &[&str],
+    own: &[f32],
+) -> Result<ChosenAdaptation> {
+    eprintln!("adaptation: out-of-fold predictions of DS1 from the fold models");
+    let oof = crate::eval::out_of_fold(ctx, network, batch)?;
+    let classes = names.len();
+    let labels = &oof.beats.labels;
+    let report = |probs: &[f32], offsets: &[f32]| {
+        let predicted = crate::metrics::decide(probs, classes, offsets);
+        Confusion::new(labels, &predicted, classes).report(names)
+    };
+    let unadapted = report(&oof.probabilities, own).macro_f1;
+    let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
+    let mut best: Option<(f64, PriorAdaptation, Vec<f32>, crate::metrics::Report)> = None;
+    let mut tried = vec![];
+    for strength in ADAPT_STRENGTHS {
+        let adaptation = PriorAdaptation::from_probabilities(&oof.probabilities, classes, strength);
+        let mut probs = oof.probabilities.clone();
+        adaptation.adapt_records(&mut probs, &oof.beats.record, classes);
+        let offsets = crate::metrics::choose_offsets(&probs, labels, classes, &tuned);
+        let r = report(&probs, &offsets);
+        tried.push((strength, r.macro_f1));
+        if best.as_ref().is_none_or(|b| r.macro_f1 > b.0) {
+            best = Some((r.macro_f1, adaptation, offsets, r));
+        }
+    }
+    let (_, adaptation, offsets, oof_report) = best.expect("strengths tried");
+    Ok(ChosenAdaptation {
+        adaptation,
+        offsets,
+        oof_macro_f1_unadapted: unadapted,
+        oof_macro_f1_by_strength: tried,
+        oof_report,
+    })
+}
+
+/// Prior strengths (pseudo-beats) tried: from maximum likelihood to nearly no adaptation.
+const ADAPT_STRENGTHS: [f64; 5] = [0.0, 30.0, 100.0, 300.0, 1000.0];

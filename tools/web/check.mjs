@@ -83,6 +83,11 @@ const native = lines.slice(1).map((l) => l.split(','));
 // The page's beats against the native CSV: the largest probability difference, the fraction
 // of beats with the same decision.
 function compare(page) {
+  // the downloadable CSV: the native columns, bar the probabilities' last digit
+  const csv = page.csv.trim().split('\n').map((l) => l.split(','));
+  const sameCsv = csv.length === lines.length
+    && csv.every((row, i) => i === 0 ? row.join() === head.join()
+      : row.every((v, c) => probCols.includes(c) || v === native[i - 1][c]));
   const k = page.class_names.length;
   let maxDiff = native.length === page.samples.length ? 0 : Infinity;
   let same = 0;
@@ -94,7 +99,11 @@ function compare(page) {
     });
     if (row[2] === page.class_names[page.classes[b]]) same += 1;
   }
-  return { max_prob_diff: maxDiff, same_decisions: same / Math.max(native.length, page.samples.length, 1) };
+  return {
+    max_prob_diff: maxDiff,
+    same_decisions: same / Math.max(native.length, page.samples.length, 1),
+    csv_matches_native: sameCsv,
+  };
 }
 
 // The kernel variants a real GPU gets (workgroup-memory tiles), on WebGPU's default limits:
@@ -152,8 +161,12 @@ for (const [name, files] of Object.entries(badInputs)) {
       catch { return document.getElementById('message').textContent; } })()`);
 }
 
-// Training: a few epochs of the tiny network on the embedded records.
+// Training: a few epochs of the tiny network on the embedded records, then classifying with it.
 const trained = await evaluate('ecgwgpu.trainEmbedded(2, 3000, 1)');
+const withTrained = await evaluate(`(async () => {
+    document.getElementById('use-trained').checked = true;
+    const r = await ecgwgpu.classifyEmbedded('${RECORD}');
+    return { model: r.model, beats: r.samples.length, accuracy: r.accuracy }; })()`);
 
 // The record with the shipped model: the page's probabilities against the native CSV.
 await evaluate("document.getElementById('use-trained').checked = false");
@@ -172,6 +185,7 @@ const result = {
   train_loss_first: trained.epoch_loss[0],
   train_loss_last: trained.epoch_loss[trained.epoch_loss.length - 1],
   train_beats: trained.beats,
+  trained_classified: withTrained,
   load_ms: Math.round(ready.load_ms),
   classify_ms: Math.round(page.classify_ms),
   train_ms: Math.round(trained.train_ms),

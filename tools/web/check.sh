@@ -3,7 +3,8 @@
 # (SwiftShader): classifies an embedded record and compares it beat by beat with the native
 # engine, feeds it bad files, trains the tiny network, and takes web/screenshot.png. Prints one
 # JSON line (web/check.json keeps it) and fails when a target is missed:
-#   probabilities within 1e-4 of native, >= 99.9 % same decisions, the loss goes down,
+#   probabilities within 1e-4 of native, >= 99.9 % same decisions, the CSV predict writes,
+#   the loss goes down and the trained network classifies,
 #   the wasm under 5 MB compressed, every bad file shown as a message, nothing fetched
 #   from another origin.
 set -euo pipefail
@@ -72,6 +73,8 @@ r = json.loads(sys.argv[1])
 fail = []
 if not r["max_prob_diff"] <= 1e-4: fail.append(f"probabilities differ from native by {r['max_prob_diff']}")
 if r["same_decisions"] < 0.999: fail.append(f"same decisions for only {r['same_decisions']:.4f} of the beats")
+if not r["csv_matches_native"]: fail.append("the page's CSV differs from predict's (beyond the probabilities' last digit)")
+if r["trained_classified"]["beats"] != r["beats"]: fail.append(f"the trained network classified {r['trained_classified']}")
 if r["beats"] != r["native_beats"]: fail.append(f"{r['beats']} beats, native {r['native_beats']}")
 if not r["train_loss_last"] < r["train_loss_first"]: fail.append("training did not lower the loss")
 if r["wasm_gzip_bytes"] >= 5 << 20: fail.append("the wasm is over 5 MB compressed")
