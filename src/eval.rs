@@ -224,6 +224,8 @@ pub struct OutOfFold {
     pub beats: Beats,
     /// `[beats, classes]`, row-major.
     pub probabilities: Vec<f32>,
+    /// The records of each fold, in member order.
+    pub folds: Vec<Vec<String>>,
 }
 
 /// The out-of-fold predictions of the fold ensemble `checkpoint` (see [`OutOfFold`]), from its
@@ -280,5 +282,6 @@ pub fn out_of_fold(
     Ok(OutOfFold {
         beats,
         probabilities,
+        folds,
     })
 }

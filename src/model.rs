@@ -106,18 +106,33 @@ impl ModelConfig {
         }
     }
 
+    /// The paper's depth (six pairs) at a quarter of its width: a network that trains on the
+    /// whole of DS1 in minutes on CPU cores (lavapipe), for runs that do not get a GPU.
+    pub fn mid() -> Self {
+        Self {
+            pair_channels: vec![8, 8, 16, 16, 32, 32],
+            dense: 32,
+            ..Self::paper()
+        }
+    }
+
     pub fn preset(name: &str) -> Result<Self> {
         let rr = crate::data::beats::rr::RR_FEATURES.len();
         match name {
             "paper" => Ok(Self::paper()),
             "paper-rr" => Ok(Self::paper_rr()),
+            "mid" => Ok(Self::mid()),
+            "mid-rr" => Ok(Self {
+                rr_features: rr,
+                ..Self::mid()
+            }),
             "tiny" => Ok(Self::tiny()),
             "tiny-rr" => Ok(Self {
                 rr_features: rr,
                 ..Self::tiny()
             }),
             other => Err(Error::Config(format!(
-                "unknown preset '{other}' (known: paper, paper-rr, tiny, tiny-rr)"
+                "unknown preset '{other}' (known: paper, paper-rr, mid, mid-rr, tiny, tiny-rr)"
             ))),
         }
     }

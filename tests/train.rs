@@ -1507,6 +1507,23 @@ fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
         adapted["beats"], evaluated["beats"],
         "the same DS2 beats, decided after adaptation"
     );
+    // --out-of-fold scores DS1 as training did, fold by fold
+    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["evaluate", "--json", "--out-of-fold", "--checkpoint"])
+        .arg(out.join("best.safetensors"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let oof: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        oof["confusion"],
+        metrics["out_of_fold_calibrated"]["confusion"]
+    );
+    let per_fold = oof["per_fold"]["figures"].as_array().unwrap();
+    assert_eq!(per_fold[0][0], "accuracy");
+    assert_eq!(per_fold[0][1].as_array().unwrap().len(), 2);
+    let auc = oof["s_vs_n_auc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auc), "{auc}");
     assert!(predict(
         &out.join("best.safetensors"),
         &embedded_dir().join("232"),

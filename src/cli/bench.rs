@@ -13,7 +13,7 @@ use crate::trainer::Trainer;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Model preset: `paper` or `tiny`.
+    /// Model preset: `paper`, `paper-rr`, `mid`, `mid-rr`, `tiny` or `tiny-rr`.
     #[arg(long, default_value = "paper")]
     preset: String,
     /// Training batch size.

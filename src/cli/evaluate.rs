@@ -49,6 +49,11 @@ pub struct EvaluateArgs {
     /// out-of-fold predictions of DS1, never on the beats evaluated.
     #[arg(long)]
     adapt: bool,
+    /// Score a `train --folds` ensemble on DS1 out of fold instead (each fold's records by the
+    /// member that did not train on them; the validation its offsets were chosen on), with the
+    /// figures of each fold: mean (range).
+    #[arg(long, conflicts_with_all = ["adapt", "split", "data_dir"])]
+    out_of_fold: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -153,11 +158,23 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         fallback_lead: args.source.options().fallback_to_first,
         strict: args.source.options().strict,
     };
-    let selected = select(&config, &preprocessing, &network, run.as_ref(), &selection)?;
-    for line in &selected.load_report {
-        eprintln!("{line}");
-    }
-    let (beats, description) = (selected.beats, selected.description);
+    let mut folds = None;
+    let (beats, description, probs) = if args.out_of_fold {
+        let oof = crate::eval::out_of_fold(&ctx, &network, args.batch)?;
+        let description = format!(
+            "DS1 out of fold: each of {} folds' records scored by the member that did not \
+             train on them",
+            oof.folds.len()
+        );
+        folds = Some(oof.folds);
+        (oof.beats, description, Some(oof.probabilities))
+    } else {
+        let selected = select(&config, &preprocessing, &network, run.as_ref(), &selection)?;
+        for line in &selected.load_report {
+            eprintln!("{line}");
+        }
+        (selected.beats, selected.description, None)
+    };
     if beats.is_empty() {
         return Err(Error::Config(format!(
             "no beats to evaluate in the {description}"
@@ -166,13 +183,16 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     crate::loss::check_labels(&beats.labels, classes)?;
     let names = preprocessing.class_names.clone();
     let mut lines = super::ProgressLines::new("scoring", "beats", 0.05);
-    let probs = clf.probabilities(&beats, |done, total| lines.update(done, total))?;
+    let probs = match probs {
+        Some(p) => p,
+        None => clf.probabilities(&beats, |done, total| lines.update(done, total))?,
+    };
     if mi {
         report_mi(&args, &network, &beats, &probs, &description);
         return Ok(());
     }
+    let mut probs = probs;
     let (predicted, adaptation) = if args.adapt {
-        let mut probs = probs;
         let own = config.decision_offsets.clone();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let chosen = choose_adaptation(&ctx, &network, args.batch, &refs, &own)?;
@@ -186,6 +206,8 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     };
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let report = Confusion::new(&beats.labels, &predicted, classes).report(&names);
+    let s_vs_n_auc = s_vs_n_auc(&probs, &beats.labels, &names);
+    let per_fold = folds.map(|f| FoldFigures::of(&f, &beats, &predicted, &names));
     let intervals = (args.bootstrap > 0).then(|| {
         bootstrap(
             &beats.labels,
@@ -225,6 +247,8 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             "ci95": intervals,
             "per_record": records,
             "adaptation": adaptation,
+            "s_vs_n_auc": s_vs_n_auc,
+            "per_fold": per_fold,
         });
         print_json(&out);
     } else {
@@ -234,6 +258,12 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             beats.len(),
             report.table()
         );
+        if let Some(auc) = s_vs_n_auc {
+            println!("S-vs-N AUC {auc:.3} (the S probability ranking S beats above N beats)");
+        }
+        if let Some(f) = &per_fold {
+            println!("{}", f.table());
+        }
         if let Some(a) = &adaptation {
             println!("{}", a.describe());
         }
@@ -342,3 +372,89 @@ fn choose_adaptation(
 
 /// Prior strengths (pseudo-beats) tried: from maximum likelihood to nearly no adaptation.
 const ADAPT_STRENGTHS: [f64; 5] = [0.0, 30.0, 100.0, 300.0, 1000.0];
+
+/// How well the S probability ranks S beats above N beats (AUC over the beats labelled N or S;
+/// `None` without both classes).
+fn s_vs_n_auc(probs: &[f32], labels: &[u32], names: &[&str]) -> Option<f64> {
+    let (n, s) = (
+        names.iter().position(|&c| c == "N")?,
+        names.iter().position(|&c| c == "S")?,
+    );
+    let k = names.len();
+    let (scores, positive): (Vec<f64>, Vec<bool>) = labels
+        .iter()
+        .enumerate()
+        .filter(|(_, &l)| l as usize == n || l as usize == s)
+        .map(|(i, &l)| (f64::from(probs[i * k + s]), l as usize == s))
+        .unzip();
+    (positive.iter().any(|&p| p) && positive.iter().any(|&p| !p))
+        .then(|| crate::metrics::auroc(&scores, &positive))
+}
+
+/// Each fold's figures on its own records, out of fold: mean and range across folds.
+#[derive(serde::Serialize)]
+struct FoldFigures {
+    /// (figure, value per fold).
+    figures: Vec<(String, Vec<f64>)>,
+}
+
+impl FoldFigures {
+    fn of(folds: &[Vec<String>], beats: &Beats, predicted: &[u32], names: &[&str]) -> Self {
+        let classes = names.len();
+        let reports: Vec<crate::metrics::Report> = folds
+            .iter()
+            .map(|fold| {
+                let mine: Vec<usize> = (0..beats.len())
+                    .filter(|&b| fold.contains(&beats.record[b]))
+                    .collect();
+                let labels: Vec<u32> = mine.iter().map(|&b| beats.labels[b]).collect();
+                let decided: Vec<u32> = mine.iter().map(|&b| predicted[b]).collect();
+                Confusion::new(&labels, &decided, classes).report(names)
+            })
+            .collect();
+        let class =
+            |r: &crate::metrics::Report, c: &str| r.classes.iter().find(|m| m.class == c).cloned();
+        let mut figures = vec![
+            (
+                "accuracy".to_string(),
+                reports.iter().map(|r| r.accuracy).collect(),
+            ),
+            (
+                "macro F1".to_string(),
+                reports.iter().map(|r| r.macro_f1).collect(),
+            ),
+        ];
+        for c in ["S", "V"] {
+            if reports.iter().all(|r| class(r, c).is_some()) {
+                figures.push((
+                    format!("{c} Se"),
+                    reports
+                        .iter()
+                        .map(|r| class(r, c).map_or(0.0, |m| m.recall))
+                        .collect(),
+                ));
+                figures.push((
+                    format!("{c} +P"),
+                    reports
+                        .iter()
+                        .map(|r| class(r, c).map_or(0.0, |m| m.precision))
+                        .collect(),
+                ));
+            }
+        }
+        Self { figures }
+    }
+
+    fn table(&self) -> String {
+        let mut out = String::from("per fold, mean (range)\n");
+        for (name, values) in &self.figures {
+            let n = values.len().max(1) as f64;
+            let mean = values.iter().sum::<f64>() / n;
+            let (lo, hi) = values
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            out += &format!("  {name:<9} {mean:.3} ({lo:.3}–{hi:.3})\n");
+        }
+        out.trim_end().to_string()
+    }
+}

@@ -5,6 +5,7 @@ mod data;
 mod evaluate;
 mod figures;
 mod predict;
+mod serve;
 mod train;
 mod transfer;
 
@@ -53,10 +54,13 @@ enum Command {
     Data(data::DataCommand),
     /// Measure training-step and inference throughput (beats/s) of a preset on random beats.
     Bench(bench::BenchArgs),
+    /// Serve the built web page (web/dist, from `bash tools/web/build.sh`) on 127.0.0.1, to open
+    /// in a browser with WebGPU.
+    Serve(serve::ServeArgs),
     /// Print a model preset's layers, parameter count and forward FLOPs per beat.
     Model {
         /// Preset: `paper` (the paper's listing, 408,357 parameters), `paper-rr` (with the rhythm
-        /// stream), `tiny` or `tiny-rr` (tests).
+        /// stream), `mid` or `mid-rr` (six pairs at a quarter width), `tiny` or `tiny-rr` (tests).
         #[arg(long, default_value = "paper")]
         preset: String,
     },
@@ -188,6 +192,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Bench(args) => bench::run(args)?,
+        Command::Serve(args) => serve::run(args)?,
         Command::Data(command) => data::run(command)?,
         Command::Train(args) => train::run(*args)?,
         Command::Transfer(args) => transfer::run(*args)?,

@@ -26,8 +26,9 @@ pub struct TrainArgs {
     #[command(flatten)]
     source: Source,
     /// Model preset: `paper` (408,357 parameters), `paper-rr` (the dual-stream network: the
-    /// paper's plus the beat's eight R–R features joined before Dense_1), or `tiny` / `tiny-rr`
-    /// (fast, for trying things out).
+    /// paper's plus the beat's eight R–R features joined before Dense_1), `mid` / `mid-rr` (the
+    /// paper's six pairs at a quarter of its width, 26,125 parameters with R–R: trains on all of
+    /// DS1 in minutes without a GPU), or `tiny` / `tiny-rr` (fast, for trying things out).
     #[arg(long, default_value = "paper")]
     preset: String,
     /// `intra`: random 80/20 by beat (the paper's setting); `inter`: DS1 → DS2 (new patients).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the web page into web/dist: the engine compiled to wasm (web/ crate), its JavaScript
-# bindings, the page's files, and the embedded MIT-BIH records. Serve web/dist with any static
-# file server (e.g. `python3 -m http.server -d web/dist`); nothing is fetched from elsewhere.
+# bindings, the page's files, and the embedded MIT-BIH records. Serve web/dist with
+# `ecgwgpu serve` or any static file server; the page fetches nothing from elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -34,10 +34,13 @@ trap cleanup EXIT
 cargo build --bin ecgwgpu >&2
 target/debug/ecgwgpu predict --record data/mitdb/208 --out-dir "$tmp" >&2
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-http_port=$(free_port)
-python3 -m http.server --bind 127.0.0.1 --directory web/dist "$http_port" >"$tmp/http.log" 2>&1 &
+# the page served as a user serves it
+target/debug/ecgwgpu serve --dir web/dist --port 0 >"$tmp/serve.log" 2>&1 &
 server=$!
+for _ in $(seq 100); do grep -q 'http://' "$tmp/serve.log" && break; sleep 0.1; done
+page=$(grep -o 'http://[0-9.:]*/' "$tmp/serve.log" | head -1)
+[ -n "$page" ] || { echo "error: ecgwgpu serve did not start: $(cat "$tmp/serve.log")" >&2; exit 1; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 devtools_port=$(free_port)
 # no background traffic: this machine's network is closed, and the page must need none
 chromium --headless=new --no-sandbox --disable-gpu-sandbox --no-first-run \
@@ -48,7 +51,7 @@ chromium --headless=new --no-sandbox --disable-gpu-sandbox --no-first-run \
 browser=$!
 
 if ! json=$(timeout 900 node --experimental-websocket --no-warnings tools/web/check.mjs \
-    "$devtools_port" "http://127.0.0.1:$http_port/index.html" "$tmp/208_pred.csv" web/screenshot.png); then
+    "$devtools_port" "${page}index.html" "$tmp/208_pred.csv" web/screenshot.png); then
     echo "error: the page check failed; Chromium's log:" >&2
     tail -20 "$tmp/chromium.log" >&2
     exit 1
