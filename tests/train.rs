@@ -487,9 +487,15 @@ fn read_json(path: &Path) -> serde_json::Value {
 
 /// `ecgwgpu evaluate --json --checkpoint CHECKPOINT` (the beats of the run beside it).
 fn evaluate_json(checkpoint: &Path) -> serde_json::Value {
+    evaluate_json_with(checkpoint, &[])
+}
+
+/// `evaluate --json` with more flags.
+fn evaluate_json_with(checkpoint: &Path, flags: &[&str]) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
         .args(["evaluate", "--json", "--checkpoint"])
         .arg(checkpoint)
+        .args(flags)
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
@@ -1479,13 +1485,7 @@ fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
     assert_eq!(evaluated["confusion"], metrics["confusion"]);
     // --adapt re-creates the out-of-fold predictions from the fold models (the same figures as
     // training wrote) and chooses the per-record adaptation on them, never on DS2
-    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
-        .args(["evaluate", "--json", "--adapt", "--checkpoint"])
-        .arg(out.join("best.safetensors"))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let adapted: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let adapted = evaluate_json_with(&out.join("best.safetensors"), &["--adapt"]);
     let a = &adapted["adaptation"];
     let unadapted = a["oof_macro_f1_unadapted"].as_f64().unwrap();
     let trained = metrics["out_of_fold_calibrated"]["macro_f1"]
@@ -1508,13 +1508,7 @@ fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
         "the same DS2 beats, decided after adaptation"
     );
     // --out-of-fold scores DS1 as training did, fold by fold
-    let output = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
-        .args(["evaluate", "--json", "--out-of-fold", "--checkpoint"])
-        .arg(out.join("best.safetensors"))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let oof: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let oof = evaluate_json_with(&out.join("best.safetensors"), &["--out-of-fold"]);
     assert_eq!(
         oof["confusion"],
         metrics["out_of_fold_calibrated"]["confusion"]

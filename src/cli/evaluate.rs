@@ -259,7 +259,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             report.table()
         );
         if let Some(auc) = s_vs_n_auc {
-            println!("S-vs-N AUC {auc:.3} (the S probability ranking S beats above N beats)");
+            println!("S-vs-N AUC {auc:.3} (log(p_S / p_N) ranking S beats above N beats)");
         }
         if let Some(f) = &per_fold {
             println!("{}", f.table());
@@ -373,8 +373,8 @@ fn choose_adaptation(
 /// Prior strengths (pseudo-beats) tried: from maximum likelihood to nearly no adaptation.
 const ADAPT_STRENGTHS: [f64; 5] = [0.0, 30.0, 100.0, 300.0, 1000.0];
 
-/// How well the S probability ranks S beats above N beats (AUC over the beats labelled N or S;
-/// `None` without both classes).
+/// How well the network ranks S beats above N beats: the AUC of log(p_S / p_N) over the beats
+/// labelled N or S, as `tools/rank_auc.py` computes it (`None` without both classes).
 fn s_vs_n_auc(probs: &[f32], labels: &[u32], names: &[&str]) -> Option<f64> {
     let (n, s) = (
         names.iter().position(|&c| c == "N")?,
@@ -385,7 +385,10 @@ fn s_vs_n_auc(probs: &[f32], labels: &[u32], names: &[&str]) -> Option<f64> {
         .iter()
         .enumerate()
         .filter(|(_, &l)| l as usize == n || l as usize == s)
-        .map(|(i, &l)| (f64::from(probs[i * k + s]), l as usize == s))
+        .map(|(i, &l)| {
+            let p = |c: usize| f64::from(probs[i * k + c]).max(1e-30).ln();
+            (p(s) - p(n), l as usize == s)
+        })
         .unzip();
     (positive.iter().any(|&p| p) && positive.iter().any(|&p| !p))
         .then(|| crate::metrics::auroc(&scores, &positive))

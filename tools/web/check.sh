@@ -30,8 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The native engine's CSV for the same record (the binary `cargo test` builds).
-cargo build --bin ecgwgpu >&2
+# The native engine's CSV for the same record, from the binary `cargo test` builds (built the
+# same way here, so that after `cargo test` nothing is compiled again).
+cargo test --no-run --test serve >&2
 target/debug/ecgwgpu predict --record data/mitdb/208 --out-dir "$tmp" >&2
 
 # the page served as a user serves it
