@@ -57,6 +57,7 @@ async function evaluate(expression) {
 }
 
 await send('Network.enable');
+await send('DOM.enable');
 await send('Runtime.enable');
 await send('Page.enable');
 await send('Emulation.setDeviceMetricsOverride', { width: 1300, height: 1500, deviceScaleFactor: 1, mobile: false });
@@ -161,6 +162,27 @@ for (const [name, files] of Object.entries(badInputs)) {
       catch { return document.getElementById('message').textContent; } })()`);
 }
 
+// A user's own files through the page's file input (as if chosen or dropped): a WFDB record,
+// then an EDF+ file. `files` are paths on this machine.
+async function chooseFiles(files) {
+  const { root } = await send('DOM.getDocument');
+  const { nodeId } = await send('DOM.querySelector', { nodeId: root.nodeId, selector: '#files' });
+  await evaluate("document.getElementById('summary').textContent = ''");
+  await send('DOM.setFileInputFiles', { nodeId, files });
+  for (let i = 0; i < 300; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const shown = await evaluate(`({ summary: document.getElementById('summary').textContent,
+      message: document.getElementById('message').hidden ? '' : document.getElementById('message').textContent })`);
+    if (shown.summary || shown.message.startsWith('Could not')) return shown;
+  }
+  return { summary: '', message: 'timed out' };
+}
+const here = process.cwd();
+const ownFiles = {
+  wfdb: await chooseFiles(['hea', 'dat', 'atr'].map((e) => `${here}/data/mitdb/209.${e}`)),
+  edf: await chooseFiles([`${here}/data/edf/208-10s-pyedflib.edf`]),
+};
+
 // Training: a few epochs of the tiny network on the embedded records, then classifying with it.
 const trained = await evaluate('ecgwgpu.trainEmbedded(2, 3000, 1)');
 const withTrained = await evaluate(`(async () => {
@@ -189,6 +211,7 @@ const result = {
   load_ms: Math.round(ready.load_ms),
   classify_ms: Math.round(page.classify_ms),
   train_ms: Math.round(trained.train_ms),
+  own_files: ownFiles,
   bad_input: bad,
   no_webgpu_message: noWebGpu,
   variants,

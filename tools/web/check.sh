@@ -82,6 +82,8 @@ if r["trained_classified"]["beats"] != r["beats"]: fail.append(f"the trained net
 if r["beats"] != r["native_beats"]: fail.append(f"{r['beats']} beats, native {r['native_beats']}")
 if not r["train_loss_last"] < r["train_loss_first"]: fail.append("training did not lower the loss")
 if r["wasm_gzip_bytes"] >= 5 << 20: fail.append("the wasm is over 5 MB compressed")
+for name, shown in r["own_files"].items():
+    if not shown["summary"]: fail.append(f"own {name} file through the file input: {shown}")
 for name, shown in r["bad_input"].items():
     if shown == "accepted" or not shown.strip(): fail.append(f"bad input '{name}' showed no message")
 for name, v in r["variants"].items():
