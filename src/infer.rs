@@ -28,9 +28,9 @@ use crate::trainer::Trainer;
 
 /// The network shipped with the library: chosen on validation patients, never on the test
 /// database (see `models/README.md`).
-pub const SHIPPED_MODEL: &[u8] = include_bytes!("../models/tiny-rr-ds1.safetensors");
+pub const SHIPPED_MODEL: &[u8] = include_bytes!("../models/mid-rr-ds1-folds5.safetensors");
 /// The name the shipped model goes by in messages and reports.
-pub const SHIPPED_MODEL_NAME: &str = "models/tiny-rr-ds1.safetensors (shipped)";
+pub const SHIPPED_MODEL_NAME: &str = "models/mid-rr-ds1-folds5.safetensors (shipped)";
 
 /// One classified beat.
 #[derive(Clone, Debug, PartialEq)]
