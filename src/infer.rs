@@ -199,8 +199,15 @@ impl<'c> Classifier<'c> {
     }
 
     /// The decided class of each row of `probabilities`, with the checkpoint's decision offsets.
+    /// The rhythm gate is not applied: it needs the beats ([`Self::decide_beats`]).
     pub fn decide(&self, probabilities: &[f32]) -> Vec<u32> {
         self.config().decide(probabilities)
+    }
+
+    /// The decided class of each of `beats` from its row of `probabilities`: the checkpoint's
+    /// offsets, then its irregular-rhythm gate (see [`ModelConfig::irregular_gate`]).
+    pub fn decide_beats(&self, probabilities: &[f32], beats: &Beats) -> Vec<u32> {
+        self.config().decide_beats(probabilities, &beats.rr)
     }
 
     /// Classifies beats already cut (and referenced) as the network takes them.
@@ -222,7 +229,7 @@ impl<'c> Classifier<'c> {
             return Ok(vec![]);
         }
         let probs = self.probabilities_async(beats, |_, _| {}).await?;
-        let decided = self.decide(&probs);
+        let decided = self.decide_beats(&probs, beats);
         let classes = self.config().classes;
         Ok(decided
             .iter()

@@ -578,3 +578,69 @@ pub fn record_means(records: &[String], labels: &[u32], scores: &[f64]) -> (Vec<
         .map(|&(sum, n, label)| (label, sum / n as f64))
         .unzip()
 }
+
+/// Where a beat's R–R features keep the local irregularity ([`crate::data::beats::rr`]).
+pub const IRREGULARITY: usize = 7;
+
+/// Turns S decisions (AAMI label 1) into N (label 0) where the rhythm around the beat is
+/// irregular beyond `threshold`: in atrial fibrillation every beat looks premature, and AAMI
+/// labels those beats N.
+pub fn gate_irregular(
+    decided: &mut [u32],
+    rhythm: &[crate::data::beats::rr::Rhythm],
+    threshold: f32,
+) {
+    use crate::data::formats::aami::AamiClass;
+    let (n, s) = (AamiClass::N.label(), AamiClass::S.label());
+    for (d, rr) in decided.iter_mut().zip(rhythm) {
+        if *d == s && rr[IRREGULARITY] > threshold {
+            *d = n;
+        }
+    }
+}
+
+/// Irregularity thresholds [`choose_irregular_gate`] tries: the median change between
+/// successive R–R intervals around a beat, as a fraction of the local mean R–R.
+pub const GATE_THRESHOLDS: [f32; 8] = [0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3];
+
+/// The irregular-rhythm gate that validation prefers.
+#[derive(Clone, Debug, Serialize)]
+pub struct GateChoice {
+    /// `None`: validation is best without a gate.
+    pub threshold: Option<f32>,
+    pub macro_f1_ungated: f64,
+    /// (threshold, macro-F1) for each threshold tried.
+    pub macro_f1_by_threshold: Vec<(f32, f64)>,
+    /// The report at the chosen threshold (ungated when none).
+    pub report: Report,
+}
+
+/// Chooses the gate's threshold on validation beats (`decided` with their `labels` and
+/// `rhythm`): the highest macro-F1, no gate unless one beats it.
+pub fn choose_irregular_gate(
+    decided: &[u32],
+    labels: &[u32],
+    rhythm: &[crate::data::beats::rr::Rhythm],
+    names: &[&str],
+) -> GateChoice {
+    let classes = names.len();
+    let report = |d: &[u32]| Confusion::new(labels, d, classes).report(names);
+    let ungated = report(decided);
+    let (mut best_f1, mut threshold, mut best) = (ungated.macro_f1, None, ungated.clone());
+    let mut tried = vec![];
+    for t in GATE_THRESHOLDS {
+        let mut gated = decided.to_vec();
+        gate_irregular(&mut gated, rhythm, t);
+        let r = report(&gated);
+        tried.push((t, r.macro_f1));
+        if r.macro_f1 > best_f1 {
+            (best_f1, threshold, best) = (r.macro_f1, Some(t), r);
+        }
+    }
+    GateChoice {
+        threshold,
+        macro_f1_ungated: ungated.macro_f1,
+        macro_f1_by_threshold: tried,
+        report: best,
+    }
+}

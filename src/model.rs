@@ -65,6 +65,11 @@ pub struct ModelConfig {
     /// plain argmax. Every tool decides with [`Self::decide`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decision_offsets: Vec<f32>,
+    /// An S decision becomes N where the rhythm around the beat is irregular beyond this (the
+    /// R–R features' local irregularity): atrial fibrillation, whose beats AAMI labels N, makes
+    /// N beats look premature. Chosen out of fold (`ecgwgpu calibrate`); `None`: no gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irregular_gate: Option<f32>,
 }
 
 impl ModelConfig {
@@ -85,6 +90,7 @@ impl ModelConfig {
             beat_reference: BeatReference::None,
             rhythm_head: 0,
             decision_offsets: vec![],
+            irregular_gate: None,
         }
     }
 
@@ -148,6 +154,20 @@ impl ModelConfig {
     /// The class of each row of `probs` (`[n, classes]`), with the decision offsets.
     pub fn decide(&self, probs: &[f32]) -> Vec<u32> {
         crate::metrics::decide(probs, self.classes, &self.decision_offsets)
+    }
+
+    /// [`Self::decide`] for beats with their R–R features (`rhythm`, one per row), then the
+    /// irregular-rhythm gate when the network has one.
+    pub fn decide_beats(
+        &self,
+        probs: &[f32],
+        rhythm: &[crate::data::beats::rr::Rhythm],
+    ) -> Vec<u32> {
+        let mut decided = self.decide(probs);
+        if let Some(threshold) = self.irregular_gate {
+            crate::metrics::gate_irregular(&mut decided, rhythm, threshold);
+        }
+        decided
     }
 
     /// Values per input row: the beat's samples, then its rhythm features.

@@ -569,3 +569,29 @@ fn files_missing_from_memory_and_signal_less_edf_files_are_named_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn the_irregular_rhythm_gate_turns_s_into_n_only_where_the_rhythm_is_irregular() {
+    use ecgwgpu::metrics::{choose_irregular_gate, gate_irregular, IRREGULARITY};
+    let rhythm = |irregularity: f32| {
+        let mut r = [0.0f32; 8];
+        r[IRREGULARITY] = irregularity;
+        r
+    };
+    // N, S, S, V decided; the second S sits in an irregular stretch
+    let mut decided = vec![0, 1, 1, 2];
+    let rr = [rhythm(0.3), rhythm(0.02), rhythm(0.3), rhythm(0.3)];
+    gate_irregular(&mut decided, &rr, 0.1);
+    assert_eq!(decided, [0, 1, 0, 2]);
+    // chosen on labels: the irregular "S" calls are N beats, so a gate wins
+    let labels = [0, 1, 0, 2];
+    let choice = choose_irregular_gate(&[0, 1, 1, 2], &labels, &rr, &NAMES);
+    assert!(choice.threshold.is_some_and(|t| t < 0.3), "{choice:?}");
+    assert!(choice.report.macro_f1 > choice.macro_f1_ungated);
+    // where they are S beats, no gate
+    let labels = [0, 1, 1, 2];
+    assert_eq!(
+        choose_irregular_gate(&[0, 1, 1, 2], &labels, &rr, &NAMES).threshold,
+        None
+    );
+}

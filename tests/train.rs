@@ -1507,6 +1507,25 @@ fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
         adapted["beats"], evaluated["beats"],
         "the same DS2 beats, decided after adaptation"
     );
+    // calibrate writes the ensemble with the irregular-rhythm gate chosen out of fold; the
+    // written network decides as evaluate --gate-irregular does on the original
+    let calibrated = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["calibrate", "--checkpoint"])
+        .arg(out.join("best.safetensors"))
+        .arg("--out")
+        .arg(out.join("gated.safetensors"))
+        .output()
+        .unwrap();
+    assert!(calibrated.status.success(), "{calibrated:?}");
+    let gated = evaluate_json(&out.join("gated.safetensors"));
+    let gated_here = evaluate_json_with(&out.join("best.safetensors"), &["--gate-irregular"]);
+    assert_eq!(gated["confusion"], gated_here["confusion"]);
+    let (_, meta) = checkpoint::load(&out.join("gated.safetensors")).unwrap();
+    let model: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
+    assert_eq!(
+        model["irregular_gate"],
+        gated_here["irregular_gate"]["threshold"]
+    );
     // --out-of-fold scores DS1 as training did, fold by fold
     let oof = evaluate_json_with(&out.join("best.safetensors"), &["--out-of-fold"]);
     assert_eq!(

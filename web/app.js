@@ -142,8 +142,9 @@ function drawTrace() {
   let lo = Infinity, hi = -Infinity;
   for (let i = from; i < to; i++) { lo = Math.min(lo, r.signal[i]); hi = Math.max(hi, r.signal[i]); }
   if (!(hi > lo)) { hi = lo + 1; }
-  const top = 38, bottom = h - 24;
-  const x = (i) => ((i - from) / (WINDOW_S * r.fs)) * w;
+  // a left margin holds the row labels, so that no beat's letter is covered
+  const top = 38, bottom = h - 24, margin = 70;
+  const x = (i) => margin + ((i - from) / (WINDOW_S * r.fs)) * (w - margin);
   const y = (v) => bottom - ((v - lo) / (hi - lo)) * (bottom - top);
   // one-second grid
   g.strokeStyle = '#eef0f3'; g.lineWidth = 1;
@@ -172,7 +173,7 @@ function drawTrace() {
     }
   }
   g.textAlign = 'left'; g.fillStyle = '#5b6575'; g.font = '12px system-ui, sans-serif';
-  g.fillText('decided', 4, 12);
+  g.fillText('decided', 4, 20);
   if (r.annotated) g.fillText('reference', 4, h - 6);
 }
 

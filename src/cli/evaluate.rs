@@ -49,10 +49,15 @@ pub struct EvaluateArgs {
     /// out-of-fold predictions of DS1, never on the beats evaluated.
     #[arg(long)]
     adapt: bool,
+    /// Call N, not S, a beat whose R–R intervals are irregular around it (atrial fibrillation,
+    /// where AAMI labels beats N): above an irregularity threshold chosen on a `train --folds`
+    /// ensemble's out-of-fold predictions of DS1, never on the beats evaluated.
+    #[arg(long, conflicts_with = "adapt")]
+    gate_irregular: bool,
     /// Score a `train --folds` ensemble on DS1 out of fold instead (each fold's records by the
     /// member that did not train on them; the validation its offsets were chosen on), with the
     /// figures of each fold: mean (range).
-    #[arg(long, conflicts_with_all = ["adapt", "split", "data_dir"])]
+    #[arg(long, conflicts_with_all = ["adapt", "gate_irregular", "split", "data_dir"])]
     out_of_fold: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
@@ -201,8 +206,21 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             .adapt_records(&mut probs, &beats.record, classes);
         let predicted = crate::metrics::decide(&probs, classes, &chosen.offsets);
         (predicted, Some(chosen))
-    } else {
+    } else if args.gate_irregular {
         (clf.decide(&probs), None)
+    } else {
+        (config.decide_beats(&probs, &beats.rr), None)
+    };
+    let mut predicted = predicted;
+    let gate = if args.gate_irregular {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let chosen = choose_gate(&ctx, &network, args.batch, &refs, &config.decision_offsets)?;
+        if let Some(threshold) = chosen.threshold {
+            crate::metrics::gate_irregular(&mut predicted, &beats.rr, threshold);
+        }
+        Some(ChosenGate(chosen))
+    } else {
+        None
     };
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let report = Confusion::new(&beats.labels, &predicted, classes).report(&names);
@@ -247,6 +265,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             "ci95": intervals,
             "per_record": records,
             "adaptation": adaptation,
+            "irregular_gate": gate,
             "s_vs_n_auc": s_vs_n_auc,
             "per_fold": per_fold,
         });
@@ -266,6 +285,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         }
         if let Some(a) = &adaptation {
             println!("{}", a.describe());
+        }
+        if let Some(g) = &gate {
+            println!("{}", g.describe());
         }
         if let Some(i) = intervals {
             println!("{}", i.table());
@@ -460,4 +482,55 @@ impl FoldFigures {
         }
         out.trim_end().to_string()
     }
+}
+
+/// The irregular-rhythm gate as chosen on a fold ensemble's out-of-fold predictions of DS1.
+#[derive(serde::Serialize)]
+struct ChosenGate(crate::metrics::GateChoice);
+
+impl ChosenGate {
+    fn describe(&self) -> String {
+        let g = &self.0;
+        let tried: Vec<String> = g
+            .macro_f1_by_threshold
+            .iter()
+            .map(|(t, f)| format!("{t} → {f:.3}"))
+            .collect();
+        let s = g.report.classes.iter().find(|m| m.class == "S");
+        format!(
+            "irregular-rhythm gate chosen on DS1 out of fold: {}; macro-F1 {:.3} ungated, by \
+             threshold {}; out of fold with it: accuracy {:.4}{}",
+            g.threshold
+                .map_or("none (validation prefers no gate)".into(), |t| format!(
+                    "S becomes N above irregularity {t}"
+                )),
+            g.macro_f1_ungated,
+            tried.join(", "),
+            g.report.accuracy,
+            s.map_or(String::new(), |m| format!(
+                ", S Se {:.3} +P {:.3}",
+                m.recall, m.precision
+            ))
+        )
+    }
+}
+
+/// Chooses the irregular-rhythm gate on the out-of-fold predictions of the fold ensemble
+/// `network`, decided with its offsets `own`.
+pub(super) fn choose_gate(
+    ctx: &crate::gpu::GpuContext,
+    network: &Path,
+    batch: usize,
+    names: &[&str],
+    own: &[f32],
+) -> Result<crate::metrics::GateChoice> {
+    eprintln!("irregular-rhythm gate: out-of-fold predictions of DS1 from the fold models");
+    let oof = crate::eval::out_of_fold(ctx, network, batch)?;
+    let decided = crate::metrics::decide(&oof.probabilities, names.len(), own);
+    Ok(crate::metrics::choose_irregular_gate(
+        &decided,
+        &oof.beats.labels,
+        &oof.beats.rr,
+        names,
+    ))
 }

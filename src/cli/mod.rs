@@ -1,6 +1,7 @@
 //! The `ecgwgpu` command line.
 
 mod bench;
+mod calibrate;
 mod data;
 mod evaluate;
 mod figures;
@@ -54,6 +55,9 @@ enum Command {
     Data(data::DataCommand),
     /// Measure training-step and inference throughput (beats/s) of a preset on random beats.
     Bench(bench::BenchArgs),
+    /// Re-choose a fold ensemble's decision rule (the irregular-rhythm gate) on its out-of-fold
+    /// predictions of DS1, without retraining, and write the ensemble with it.
+    Calibrate(calibrate::CalibrateArgs),
     /// Serve the built web page (web/dist, from `bash tools/web/build.sh`) on 127.0.0.1, to open
     /// in a browser with WebGPU.
     Serve(serve::ServeArgs),
@@ -193,6 +197,7 @@ pub fn run() -> Result<()> {
         }
         Command::Bench(args) => bench::run(args)?,
         Command::Serve(args) => serve::run(args)?,
+        Command::Calibrate(args) => calibrate::run(args)?,
         Command::Data(command) => data::run(command)?,
         Command::Train(args) => train::run(*args)?,
         Command::Transfer(args) => transfer::run(*args)?,

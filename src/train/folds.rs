@@ -163,7 +163,7 @@ pub fn train_folds(
 
     let mut clf = Classifier::load(ctx, &best)?;
     let probs = clf.probabilities(&test, |_, _| {})?;
-    let decided = clf.decide(&probs);
+    let decided = clf.config().decide_beats(&probs, &test.rr);
     let test_report = Confusion::new(&test.labels, &decided, classes).report(&CLASS_NAMES);
     let outcome = Outcome {
         test_beats: test.len(),

@@ -129,7 +129,7 @@ pub fn score(
     loss: &LossConfig,
     names: &[&str],
 ) -> (f64, Report) {
-    let predicted = config.decide(probs);
+    let predicted = config.decide_beats(probs, &beats.rr);
     let report = Confusion::new(&beats.labels, &predicted, config.classes).report(names);
     (loss::mean_from_probs(loss, probs, &beats.labels), report)
 }
