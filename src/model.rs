@@ -539,6 +539,16 @@ const ENSEMBLE_KEY: &str = "ensemble";
 impl ModelConfig {
     /// The config saved in a checkpoint's metadata by [`Model::save`], validated; `path` names
     /// the checkpoint in errors.
+    /// Writes this config into checkpoint metadata (`meta`), replacing the one there: how a
+    /// decision rule re-chosen after training (`ecgwgpu calibrate`) reaches the file without
+    /// touching its tensors.
+    pub fn write_metadata(&self, meta: &mut BTreeMap<String, String>) {
+        meta.insert(
+            MODEL_KEY.to_string(),
+            serde_json::to_string(self).expect("serialisable"),
+        );
+    }
+
     pub fn from_metadata(meta: &BTreeMap<String, String>, path: &Path) -> Result<Self> {
         let text = meta.get(MODEL_KEY).ok_or_else(|| {
             Error::data(

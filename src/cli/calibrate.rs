@@ -5,8 +5,10 @@
 
 use std::path::PathBuf;
 
+use crate::checkpoint;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::ModelConfig;
+use crate::preprocessing::Preprocessing;
 
 #[derive(clap::Args)]
 pub struct CalibrateArgs {
@@ -25,38 +27,20 @@ pub struct CalibrateArgs {
 
 pub fn run(args: CalibrateArgs) -> Result<()> {
     let ctx = args.gpu.context()?;
-    let bytes = std::fs::read(&args.checkpoint).map_err(|e| Error::io(&args.checkpoint, e))?;
-    let mut members = Model::members_from_bytes(&ctx, &bytes, &args.checkpoint)?;
-    let (names, offsets) = (
-        members[0].preprocessing.class_names.clone(),
-        members[0].config.decision_offsets.clone(),
-    );
+    let path = &args.checkpoint;
+    // the tensors are copied as they are: only the decision rule in the metadata changes
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (tensors, mut meta) = checkpoint::decode(&bytes, path)?;
+    let mut config = ModelConfig::from_metadata(&meta, path)?;
+    let names = Preprocessing::of_checkpoint(&meta, &config, path)?.class_names;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let choice = super::evaluate::choose_gate(&ctx, &args.checkpoint, args.batch, &refs, &offsets)?;
-    for m in &mut members {
-        m.config.irregular_gate = choice.threshold;
-    }
-    Model::save_ensemble(&ctx, &members, &offsets, &args.out)?;
-    let tried: Vec<String> = choice
-        .macro_f1_by_threshold
-        .iter()
-        .map(|(t, f)| format!("{t} → {f:.3}"))
-        .collect();
-    println!(
-        "out of fold: macro-F1 {:.3} without a gate; by irregularity threshold {}",
-        choice.macro_f1_ungated,
-        tried.join(", ")
-    );
-    match choice.threshold {
-        Some(t) => println!(
-            "wrote {} with the gate at {t} (out-of-fold macro-F1 {:.3})",
-            args.out.display(),
-            choice.report.macro_f1
-        ),
-        None => println!(
-            "wrote {} without a gate: validation prefers none",
-            args.out.display()
-        ),
-    }
+    let choice =
+        super::evaluate::choose_gate(&ctx, path, args.batch, &refs, &config.decision_offsets)?;
+    config.irregular_gate = choice.threshold;
+    config.write_metadata(&mut meta);
+    checkpoint::save(&args.out, &tensors, &meta)?;
+    let chosen = super::evaluate::ChosenGate(choice);
+    println!("{}", chosen.describe());
+    println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -197,32 +197,26 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         return Ok(());
     }
     let mut probs = probs;
-    let (predicted, adaptation) = if args.adapt {
-        let own = config.decision_offsets.clone();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let chosen = choose_adaptation(&ctx, &network, args.batch, &refs, &own)?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let own = &config.decision_offsets;
+    // the checkpoint's decision rule, or one chosen out of fold (--adapt, --gate-irregular)
+    let (predicted, adaptation, gate) = if args.adapt {
+        let chosen = choose_adaptation(&ctx, &network, args.batch, &names, own)?;
         chosen
             .adaptation
             .adapt_records(&mut probs, &beats.record, classes);
         let predicted = crate::metrics::decide(&probs, classes, &chosen.offsets);
-        (predicted, Some(chosen))
+        (predicted, Some(chosen), None)
     } else if args.gate_irregular {
-        (clf.decide(&probs), None)
-    } else {
-        (config.decide_beats(&probs, &beats.rr), None)
-    };
-    let mut predicted = predicted;
-    let gate = if args.gate_irregular {
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let chosen = choose_gate(&ctx, &network, args.batch, &refs, &config.decision_offsets)?;
+        let chosen = choose_gate(&ctx, &network, args.batch, &names, own)?;
+        let mut predicted = crate::metrics::decide(&probs, classes, own);
         if let Some(threshold) = chosen.threshold {
             crate::metrics::gate_irregular(&mut predicted, &beats.rr, threshold);
         }
-        Some(ChosenGate(chosen))
+        (predicted, None, Some(ChosenGate(chosen)))
     } else {
-        None
+        (config.decide_beats(&probs, &beats.rr), None, None)
     };
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let report = Confusion::new(&beats.labels, &predicted, classes).report(&names);
     let s_vs_n_auc = s_vs_n_auc(&probs, &beats.labels, &names);
     let per_fold = folds.map(|f| FoldFigures::of(&f, &beats, &predicted, &names));
@@ -486,10 +480,10 @@ impl FoldFigures {
 
 /// The irregular-rhythm gate as chosen on a fold ensemble's out-of-fold predictions of DS1.
 #[derive(serde::Serialize)]
-struct ChosenGate(crate::metrics::GateChoice);
+pub(super) struct ChosenGate(pub crate::metrics::GateChoice);
 
 impl ChosenGate {
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         let g = &self.0;
         let tried: Vec<String> = g
             .macro_f1_by_threshold

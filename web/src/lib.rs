@@ -288,10 +288,9 @@ async fn classify(
         .for_each(|b| counts[b.class as usize] += 1);
     let decided: Vec<u32> = classified.iter().map(|b| b.class).collect();
     let confusion = annotated.then(|| Confusion::new(&beats.labels, &decided, classes));
-    let accuracy = confusion.as_ref().map(|c| {
-        let right: usize = (0..classes).map(|k| c.counts[k][k]).sum();
-        right as f64 / c.total().max(1) as f64
-    });
+    let accuracy = confusion
+        .as_ref()
+        .map(|c| c.correct() as f64 / c.total().max(1) as f64);
     let out = Classified {
         record,
         lead,
