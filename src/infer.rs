@@ -11,6 +11,7 @@
 
 use std::path::Path;
 
+use crate::adapt::clusters::{self, ClusterSmoothing, Features};
 use crate::data::beats::reference::{relative, BeatReference, MedianBeat};
 use crate::data::beats::rr::{Rhythm, RR_FEATURES};
 use crate::data::beats::stream;
@@ -199,18 +200,21 @@ impl<'c> Classifier<'c> {
     }
 
     /// The decided class of each row of `probabilities`, with the checkpoint's decision offsets.
-    /// The rhythm gate is not applied: it needs the beats ([`Self::decide_beats`]).
+    /// Neither the rhythm gate nor the record clusters are applied: they need the beats
+    /// ([`Self::decide_records`]).
     pub fn decide(&self, probabilities: &[f32]) -> Vec<u32> {
         self.config().decide(probabilities)
     }
 
-    /// The decided class of each of `beats` from its row of `probabilities`: the checkpoint's
-    /// offsets, then its irregular-rhythm gate (see [`ModelConfig::irregular_gate`]).
-    pub fn decide_beats(&self, probabilities: &[f32], beats: &Beats) -> Vec<u32> {
-        self.config().decide_beats(probabilities, &beats.rr)
+    /// The decided class of each of `beats` (whole records) from its row of `probabilities`:
+    /// the checkpoint's whole rule ([`ModelConfig::decide_records`]). With record clusters,
+    /// `probabilities` are smoothed in place: they are what was decided on.
+    pub fn decide_records(&self, probabilities: &mut [f32], beats: &Beats) -> Vec<u32> {
+        self.config().decide_records(probabilities, beats)
     }
 
-    /// Classifies beats already cut (and referenced) as the network takes them.
+    /// Classifies beats already cut (and referenced) as the network takes them. A network with
+    /// record clusters groups each record's beats together: give it whole records.
     pub fn classify_beats(
         &mut self,
         beats: &Beats,
@@ -228,8 +232,8 @@ impl<'c> Classifier<'c> {
         if beats.is_empty() {
             return Ok(vec![]);
         }
-        let probs = self.probabilities_async(beats, |_, _| {}).await?;
-        let decided = self.decide_beats(&probs, beats);
+        let mut probs = self.probabilities_async(beats, |_, _| {}).await?;
+        let decided = self.decide_records(&mut probs, beats);
         let classes = self.config().classes;
         Ok(decided
             .iter()
@@ -312,7 +316,17 @@ impl<'c> Classifier<'c> {
         let mut counts = vec![0usize; self.config().classes];
         let mut done = 0;
         let cutter = self.cutter()?;
+        // with record clusters a beat's class depends on the whole record: its beats are held
+        // (a few dozen numbers each, not their samples) and decided once it is cut
+        let clusters = self.config().record_clusters;
+        let mut held = Held::default();
         let (not_cut, total) = cutter.cut(lead, annotations, name, &mut progress, |beats| {
+            if let Some(c) = &clusters {
+                let probs = self.probabilities(&beats, |_, _| {})?;
+                held.push(&beats, probs, c.rhythm_weight);
+                done += beats.len();
+                return Ok(done);
+            }
             let classified = self.classify_beats(&beats, annotated)?;
             for b in &classified {
                 counts[b.class as usize] += 1;
@@ -321,6 +335,13 @@ impl<'c> Classifier<'c> {
             each(&classified)?;
             Ok(done)
         })?;
+        if let Some(c) = &clusters {
+            let classified = held.decide(self.config(), c, annotated);
+            for b in &classified {
+                counts[b.class as usize] += 1;
+            }
+            each(&classified)?;
+        }
         progress(Stage::Classifying, done, total);
         Ok(RecordingSummary {
             beats: done,
@@ -370,6 +391,55 @@ impl<'c> Classifier<'c> {
             mode: self.preprocessing().beat_mode,
             reference: self.config().beat_reference,
         })
+    }
+}
+
+/// One recording's beats held for its record clusters: what deciding needs, not the samples.
+#[derive(Default)]
+struct Held {
+    probs: Vec<f32>,
+    features: Vec<Features>,
+    rhythm: Vec<Rhythm>,
+    sample: Vec<u64>,
+    labels: Vec<u32>,
+}
+
+impl Held {
+    fn push(&mut self, beats: &Beats, probs: Vec<f32>, rhythm_weight: f64) {
+        for i in 0..beats.len() {
+            self.features.push(clusters::features(
+                beats.beat(i),
+                &beats.rr[i],
+                rhythm_weight,
+            ));
+        }
+        self.probs.extend(probs);
+        self.rhythm.extend_from_slice(&beats.rr);
+        self.sample.extend_from_slice(&beats.sample);
+        self.labels.extend_from_slice(&beats.labels);
+    }
+
+    /// The record's beats decided with `config`'s rule, `smoothing` its record clusters.
+    fn decide(
+        mut self,
+        config: &ModelConfig,
+        smoothing: &ClusterSmoothing,
+        annotated: bool,
+    ) -> Vec<ClassifiedBeat> {
+        let classes = config.classes;
+        smoothing.smooth_record(&self.features, &mut self.probs, classes);
+        let decided = config.decide_beats(&self.probs, &self.rhythm);
+        decided
+            .iter()
+            .enumerate()
+            .map(|(i, &class)| ClassifiedBeat {
+                sample: self.sample[i],
+                class,
+                reference: annotated.then(|| self.labels[i]),
+                probabilities: self.probs[i * classes..(i + 1) * classes].to_vec(),
+                rhythm: self.rhythm[i],
+            })
+            .collect()
     }
 }
 

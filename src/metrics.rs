@@ -579,8 +579,10 @@ pub fn record_means(records: &[String], labels: &[u32], scores: &[f64]) -> (Vec<
         .unzip()
 }
 
-/// Where a beat's R–R features keep the local irregularity ([`crate::data::beats::rr`]).
-pub const IRREGULARITY: usize = 7;
+/// Where a beat's R–R features keep the rhythm irregularity, the wide-window one
+/// ([`crate::data::beats::rr::RHYTHM_HALF_WINDOW`]): atrial fibrillation is irregular for
+/// minutes, while a run of ectopic beats or a pause disturbs the ten-interval window only.
+pub const IRREGULARITY: usize = 8;
 
 /// Turns S decisions (AAMI label 1) into N (label 0) where the rhythm around the beat is
 /// irregular beyond `threshold`: in atrial fibrillation every beat looks premature, and AAMI
@@ -600,7 +602,7 @@ pub fn gate_irregular(
 }
 
 /// Irregularity thresholds [`choose_irregular_gate`] tries: the median change between
-/// successive R–R intervals around a beat, as a fraction of the local mean R–R.
+/// successive R–R intervals around a beat, as a fraction of their mean.
 pub const GATE_THRESHOLDS: [f32; 8] = [0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3];
 
 /// The irregular-rhythm gate that validation prefers.

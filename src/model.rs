@@ -9,9 +9,11 @@ use std::sync::Arc;
 use ndarray::{Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
 use serde::{Deserialize, Serialize};
 
+use crate::adapt::ClusterSmoothing;
 use crate::autograd::{Graph, Var};
 use crate::checkpoint::{self, NamedTensor};
 use crate::data::beats::reference::BeatReference;
+use crate::data::beats::Beats;
 use crate::error::{Error, Result};
 use crate::gpu::{storage_buffer, GpuContext, Tensor, OFFSET_ALIGN_BYTES};
 use crate::ops::add::Add;
@@ -66,10 +68,36 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decision_offsets: Vec<f32>,
     /// An S decision becomes N where the rhythm around the beat is irregular beyond this (the
-    /// R–R features' local irregularity): atrial fibrillation, whose beats AAMI labels N, makes
-    /// N beats look premature. Chosen out of fold (`ecgwgpu calibrate`); `None`: no gate.
+    /// R–R features' rhythm irregularity, over about a minute): atrial fibrillation, whose beats
+    /// AAMI labels N, makes N beats look premature. Chosen out of fold (`ecgwgpu calibrate`);
+    /// `None`: no gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irregular_gate: Option<f32>,
+    /// Each record's probabilities are smoothed over its groups of beats before the decision
+    /// ([`crate::adapt::clusters`]). Chosen out of fold (`ecgwgpu calibrate`); `None`: not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_clusters: Option<ClusterSmoothing>,
+}
+
+/// What turns a network's probabilities into classes beyond its argmax, chosen on validation
+/// and kept in its checkpoint's [`ModelConfig`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DecisionRule {
+    pub offsets: Vec<f32>,
+    pub irregular_gate: Option<f32>,
+    pub record_clusters: Option<ClusterSmoothing>,
+}
+
+impl DecisionRule {
+    /// `config` with this rule.
+    pub fn apply(&self, config: &ModelConfig) -> ModelConfig {
+        ModelConfig {
+            decision_offsets: self.offsets.clone(),
+            irregular_gate: self.irregular_gate,
+            record_clusters: self.record_clusters,
+            ..config.clone()
+        }
+    }
 }
 
 impl ModelConfig {
@@ -91,6 +119,7 @@ impl ModelConfig {
             rhythm_head: 0,
             decision_offsets: vec![],
             irregular_gate: None,
+            record_clusters: None,
         }
     }
 
@@ -98,7 +127,7 @@ impl ModelConfig {
     /// conv features before Dense_1 (1,024 more weights).
     pub fn paper_rr() -> Self {
         Self {
-            rr_features: crate::data::beats::rr::RR_FEATURES.len(),
+            rr_features: crate::data::beats::rr::NETWORK_RR_FEATURES,
             ..Self::paper()
         }
     }
@@ -123,7 +152,7 @@ impl ModelConfig {
     }
 
     pub fn preset(name: &str) -> Result<Self> {
-        let rr = crate::data::beats::rr::RR_FEATURES.len();
+        let rr = crate::data::beats::rr::NETWORK_RR_FEATURES;
         match name {
             "paper" => Ok(Self::paper()),
             "paper-rr" => Ok(Self::paper_rr()),
@@ -168,6 +197,16 @@ impl ModelConfig {
             crate::metrics::gate_irregular(&mut decided, rhythm, threshold);
         }
         decided
+    }
+
+    /// The whole decision rule for the beats of whole records (`beats`, one row of `probs`
+    /// each): `probs` smoothed in place over each record's groups of beats when the network has
+    /// record clusters, then [`Self::decide_beats`].
+    pub fn decide_records(&self, probs: &mut [f32], beats: &Beats) -> Vec<u32> {
+        if let Some(clusters) = &self.record_clusters {
+            clusters.smooth_records(beats, probs, self.classes);
+        }
+        self.decide_beats(probs, &beats.rr)
     }
 
     /// Values per input row: the beat's samples, then its rhythm features.
@@ -654,20 +693,18 @@ impl Model {
 
     /// Writes `members` (one architecture) as one checkpoint whose probabilities are their mean
     /// ([`crate::infer::Classifier`]): tensors `member0.conv1_1.weight`, ...; the config and
-    /// preprocessing are the first member's, with `decision_offsets`.
+    /// preprocessing are the first member's, with the decision rule of `rule` (its offsets,
+    /// gate and record clusters).
     pub fn save_ensemble(
         ctx: &GpuContext,
         members: &[Self],
-        decision_offsets: &[f32],
+        rule: &DecisionRule,
         path: &Path,
     ) -> Result<()> {
         let first = members
             .first()
             .ok_or_else(|| Error::Config("an ensemble needs at least one member".into()))?;
-        let config = ModelConfig {
-            decision_offsets: decision_offsets.to_vec(),
-            ..first.config.clone()
-        };
+        let config = rule.apply(&first.config);
         let mut tensors = vec![];
         for (i, m) in members.iter().enumerate() {
             if m.config.param_shapes() != config.param_shapes() {

@@ -432,6 +432,14 @@ fn csv_round_trip_and_bad_rows() {
         (some.labels.clone(), some.x.clone(), some.rr.clone())
     );
     let line = |n: usize| vec!["0.5"; n].join(",");
+    // rows written with the first seven or eight R–R features get the nominal rest
+    for kept in [7, 8] {
+        std::fs::write(&path, format!("{},1\n", line(187 + kept))).unwrap();
+        let rr = csv::read(&path).unwrap().rr[0];
+        let nominal = ecgwgpu::data::beats::rr::NOMINAL;
+        assert_eq!(rr[..kept], [0.5; 8][..kept]);
+        assert_eq!(rr[kept..], nominal[kept..]);
+    }
     let cases = [
         (
             format!("{},1\n{},2\n", line(187), line(186)),
@@ -454,8 +462,8 @@ fn csv_round_trip_and_bad_rows() {
             "189 columns, expected 188",
         ),
         (
-            format!("{},1,0\n", line(195)),
-            "row 1, column 197",
+            format!("{},1,0\n", line(196)),
+            "row 1, column 198",
             "too many columns",
         ),
     ];
@@ -1089,13 +1097,28 @@ fn rr_features_match_hand_computed_values() {
         })
         .collect();
     assert!(rr_features(&irregular, 100.0).iter().all(|b| b[7] > 0.1));
+    assert!(rr_features(&irregular, 100.0).iter().all(|b| b[8] > 0.1));
+
+    // rhythm irregularity: the same over 30 intervals each side, over their mean. In the short
+    // record every interval is in beat 3's window: the same changes, over the record's mean.
+    close(f[3][8], 0.2 / record, "beat 3 rhythm irregularity");
+    // pauses and early beats for six intervals in a regular rhythm: irregular in the local
+    // window, not in the rhythm (the wide median passes over seven changes among fifty-nine)
+    let mut disturbed: Vec<u64> = vec![0];
+    for k in 0..100usize {
+        let interval = [250, 60, 150, 60, 200, 60].get(k.wrapping_sub(50)).copied();
+        disturbed.push(disturbed[k] + interval.unwrap_or(100));
+    }
+    let d = rr_features(&disturbed, 100.0);
+    assert!(d[53][7] > 0.5, "local irregularity: {}", d[53][7]);
+    assert_eq!(d[53][8], 0.0, "rhythm irregularity");
 
     let one = rr_features(&[500], 360.0);
     assert_eq!(one.len(), 1);
     for (k, &v) in one[0].iter().enumerate() {
         let want = match k {
             0..4 => NOMINAL_RR_S,
-            7 => 0.0,
+            7 | 8 => 0.0,
             _ => 1.0,
         };
         close(v, want, "one-beat record");

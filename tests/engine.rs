@@ -395,6 +395,7 @@ fn only_the_dual_stream_network_learns_a_rhythm_only_task() {
                 post / record,
                 1.0,
                 0.05,
+                0.05,
             ]
             .map(|v| v as f32);
             beats.push(&shape, u32::from(premature), ("synthetic", i as u64), rr);

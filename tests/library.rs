@@ -389,7 +389,7 @@ fn an_ensemble_averages_its_members_and_folds_keep_patients_whole() {
     a.save(ctx(), &single, 1).unwrap();
     let b = Model::new(ctx(), ModelConfig::tiny(), 2).unwrap();
     let both = dir.join("ab.safetensors");
-    Model::save_ensemble(ctx(), &[a, b], &[], &both).unwrap();
+    Model::save_ensemble(ctx(), &[a, b], &Default::default(), &both).unwrap();
     let probs = |path: &Path| {
         let mut clf = Classifier::load(ctx(), path).unwrap();
         (clf.members(), clf.probabilities(val, |_, _| {}).unwrap())
@@ -485,6 +485,12 @@ fn a_recording_in_memory_classifies_as_on_disk_through_the_awaited_path() {
     assert!(cut.annotated);
     let awaited = block_on(clf.classify_beats_async(&cut.beats, true)).unwrap();
     assert_eq!(awaited.len(), on_disk.len());
+    // the shipped rule smooths each record over its groups of beats, which the streamed path
+    // holds until the record is cut: without the smoothing some beats decide otherwise
+    assert!(clf.config().record_clusters.is_some());
+    let raw = clf.probabilities(&cut.beats, |_, _| {}).unwrap();
+    let unsmoothed = clf.config().decide_beats(&raw, &cut.beats.rr);
+    assert!(unsmoothed.iter().zip(&on_disk).any(|(u, d)| *u != d.class));
     for (a, d) in awaited.iter().zip(&on_disk) {
         assert_eq!(
             (a.sample, a.class, a.reference),
@@ -574,7 +580,7 @@ fn files_missing_from_memory_and_signal_less_edf_files_are_named_errors() {
 fn the_irregular_rhythm_gate_turns_s_into_n_only_where_the_rhythm_is_irregular() {
     use ecgwgpu::metrics::{choose_irregular_gate, gate_irregular, IRREGULARITY};
     let rhythm = |irregularity: f32| {
-        let mut r = [0.0f32; 8];
+        let mut r = ecgwgpu::data::beats::rr::NOMINAL;
         r[IRREGULARITY] = irregularity;
         r
     };

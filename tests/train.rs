@@ -638,7 +638,7 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
         let p: f32 = row[3..8].iter().map(|v| v.parse::<f32>().unwrap()).sum();
         assert!((p - 1.0).abs() < 1e-4, "probabilities sum to 1: {row:?}");
         // then the beat's R–R features: pre-RR in seconds, and its ratio to the record's mean
-        assert_eq!(row.len(), 8 + 8, "{row:?}");
+        assert_eq!(row.len(), 8 + 9, "{row:?}");
         let (pre, record_rr, ratio) = (
             row[8].parse::<f32>().unwrap(),
             row[11].parse::<f32>().unwrap(),
@@ -1061,7 +1061,8 @@ fn dual_stream_model_trains_evaluates_and_predicts() {
     assert_eq!(evaluated["beats"].as_u64().unwrap() as usize, at_250.len());
     assert_eq!(at_360.len(), at_250.len());
     for (i, (a, b)) in at_360.iter().zip(&at_250).enumerate() {
-        assert_eq!(a[8], b[8], "beat {i}: label");
+        // nine R–R features, then the label
+        assert_eq!(a[9], b[9], "beat {i}: label");
         for k in 0..4 {
             assert!(
                 (a[k] - b[k]).abs() <= 0.0041,
@@ -1480,6 +1481,25 @@ fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
     assert_eq!(oof.iter().flatten().sum::<u64>(), fold_beats);
     let (_, meta) = checkpoint::load(&out.join("best.safetensors")).unwrap();
     assert_eq!(meta["ensemble"], "2");
+    // --calibrate also chose the irregular-rhythm gate out of fold and wrote it in
+    let trained_model: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
+    let chosen = &metrics["irregular_gate"];
+    assert!(chosen["macro_f1_by_threshold"].as_array().unwrap().len() > 1);
+    // thresholds compared as numbers: the metadata keeps an f32's shortest text
+    let same_gate = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => (x - y).abs() < 1e-6,
+        _ => a.is_null() && b.is_null(),
+    };
+    assert!(same_gate(
+        &trained_model["irregular_gate"],
+        &chosen["threshold"]
+    ));
+    let clusters = &metrics["record_clusters"];
+    assert_eq!(
+        clusters["macro_f1_by_setting"].as_array().unwrap().len(),
+        24
+    );
+    assert_eq!(trained_model["record_clusters"], clusters["smoothing"]);
     // evaluate re-scores DS2 with the ensemble and its offsets
     let evaluated = evaluate_json(&out.join("best.safetensors"));
     assert_eq!(evaluated["confusion"], metrics["confusion"]);
@@ -1507,8 +1527,9 @@ fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
         adapted["beats"], evaluated["beats"],
         "the same DS2 beats, decided after adaptation"
     );
-    // calibrate writes the ensemble with the irregular-rhythm gate chosen out of fold; the
-    // written network decides as evaluate --gate-irregular does on the original
+    // calibrate re-chooses the rule out of fold (the gate, then the record clusters): the same
+    // choice as training made, so the written network decides as the trained one; the gate is
+    // the one evaluate --gate-irregular chooses
     let calibrated = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
         .args(["calibrate", "--checkpoint"])
         .arg(out.join("best.safetensors"))
@@ -1518,20 +1539,43 @@ fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
         .unwrap();
     assert!(calibrated.status.success(), "{calibrated:?}");
     let gated = evaluate_json(&out.join("gated.safetensors"));
+    assert_eq!(gated["confusion"], evaluated["confusion"]);
     let gated_here = evaluate_json_with(&out.join("best.safetensors"), &["--gate-irregular"]);
-    assert_eq!(gated["confusion"], gated_here["confusion"]);
     let (_, meta) = checkpoint::load(&out.join("gated.safetensors")).unwrap();
     let model: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
-    assert_eq!(
-        model["irregular_gate"],
-        gated_here["irregular_gate"]["threshold"]
+    assert!(same_gate(
+        &model["irregular_gate"],
+        &gated_here["irregular_gate"]["threshold"]
+    ));
+    assert!(same_gate(&model["irregular_gate"], &chosen["threshold"]));
+    assert_eq!(model["record_clusters"], trained_model["record_clusters"]);
+    // --out-of-fold scores DS1 as training did, fold by fold; --beats writes every beat it
+    // scored, whose columns re-score to the same confusion
+    let beats_csv = out.join("oof-beats.csv");
+    let oof = evaluate_json_with(
+        &out.join("best.safetensors"),
+        &["--out-of-fold", "--beats", beats_csv.to_str().unwrap()],
     );
-    // --out-of-fold scores DS1 as training did, fold by fold
-    let oof = evaluate_json_with(&out.join("best.safetensors"), &["--out-of-fold"]);
     assert_eq!(
         oof["confusion"],
         metrics["out_of_fold_calibrated"]["confusion"]
     );
+    let text = std::fs::read_to_string(&beats_csv).unwrap();
+    let mut rows = text.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    assert_eq!(header[..4], ["record", "sample", "annotated", "predicted"]);
+    assert_eq!(header.last(), Some(&"rhythm_irregularity"));
+    let class = |name: &str| ["N", "S", "V", "F", "Q"].iter().position(|&c| c == name);
+    let mut confusion = vec![vec![0u64; 5]; 5];
+    let mut records = std::collections::BTreeSet::new();
+    for row in rows {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert_eq!(cells.len(), header.len(), "{row}");
+        records.insert(cells[0].to_string());
+        confusion[class(cells[2]).unwrap()][class(cells[3]).unwrap()] += 1;
+    }
+    assert_eq!(serde_json::json!(confusion), oof["confusion"]);
+    assert_eq!(records.into_iter().collect::<Vec<_>>(), ["208", "209"]);
     let per_fold = oof["per_fold"]["figures"].as_array().unwrap();
     assert_eq!(per_fold[0][0], "accuracy");
     assert_eq!(per_fold[0][1].as_array().unwrap().len(), 2);

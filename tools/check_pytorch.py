@@ -96,7 +96,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         beats_csv = os.path.join(tmp, "beats.csv")
-        # a dual-stream model needs each beat's R-R features: 187 samples, 7 features, label
+        # a dual-stream model needs each beat's R-R features: 187 samples, the R-R features, label
         export = [args.ecgwgpu, "data", "export", "--out", beats_csv] + (["--rr"] if rr_features else [])
         if args.data_dir:
             export += ["--data-dir", args.data_dir]

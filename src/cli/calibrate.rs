@@ -1,7 +1,8 @@
 //! `ecgwgpu calibrate`: re-chooses a fold ensemble's decision rule on its out-of-fold
-//! predictions of DS1, without retraining, and writes the ensemble with it. Today the rule is
-//! the irregular-rhythm gate (an S decision becomes N where the rhythm around the beat is
-//! irregular, as in atrial fibrillation); the decision offsets are kept.
+//! predictions of DS1, without retraining, and writes the ensemble with it: the irregular-rhythm
+//! gate (an S decision becomes N where the rhythm around the beat is irregular, as in atrial
+//! fibrillation), then the record clusters (each record's probabilities smoothed over its groups
+//! of beats). The decision offsets are kept. `train --folds --calibrate` makes the same choice.
 
 use std::path::PathBuf;
 
@@ -15,7 +16,7 @@ pub struct CalibrateArgs {
     /// A `train --folds` ensemble with its run beside it (config.json, metrics.json).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Where to write the ensemble with the chosen gate (written atomically).
+    /// Where to write the ensemble with the chosen rule (written atomically).
     #[arg(long)]
     out: PathBuf,
     /// Beats per inference batch.
@@ -34,13 +35,47 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     let mut config = ModelConfig::from_metadata(&meta, path)?;
     let names = Preprocessing::of_checkpoint(&meta, &config, path)?.class_names;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let choice =
-        super::evaluate::choose_gate(&ctx, path, args.batch, &refs, &config.decision_offsets)?;
-    config.irregular_gate = choice.threshold;
+    eprintln!("decision rule: out-of-fold predictions of DS1 from the fold models");
+    let oof = crate::eval::out_of_fold(&ctx, path, args.batch)?;
+    let offsets = config.decision_offsets.clone();
+    let choice = crate::train::choose_rule(&oof.beats, &oof.probabilities, offsets, &refs);
+    config = choice.rule.apply(&config);
     config.write_metadata(&mut meta);
     checkpoint::save(&args.out, &tensors, &meta)?;
-    let chosen = super::evaluate::ChosenGate(choice);
-    println!("{}", chosen.describe());
+    println!("{}", super::evaluate::ChosenGate(choice.gate).describe());
+    println!("{}", describe_clusters(&choice.clusters));
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// The record clusters chosen, what was tried and the out-of-fold figures with them.
+pub(super) fn describe_clusters(c: &crate::adapt::clusters::ClusterChoice) -> String {
+    let tried: Vec<String> = c
+        .macro_f1_by_setting
+        .iter()
+        .map(|(s, f)| format!("{}/{}/{} → {f:.3}", s.clusters, s.rhythm_weight, s.weight))
+        .collect();
+    let aami = |name: &str| {
+        c.report
+            .classes
+            .iter()
+            .find(|m| m.class == name)
+            .map_or(String::new(), |m| {
+                format!(", {name} Se {:.3} +P {:.3}", m.recall, m.precision)
+            })
+    };
+    format!(
+        "record clusters chosen on DS1 out of fold: {}; macro-F1 {:.3} without, by groups/rhythm \
+         weight/pull {}; out of fold with the whole rule: accuracy {:.4}{}{}",
+        c.smoothing
+            .map_or("none (validation prefers none)".into(), |s| format!(
+                "{} groups per record, rhythm weight {}, pull {}",
+                s.clusters, s.rhythm_weight, s.weight
+            )),
+        c.macro_f1_plain,
+        tried.join(", "),
+        c.report.accuracy,
+        aami("S"),
+        aami("V")
+    )
 }

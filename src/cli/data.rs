@@ -49,9 +49,9 @@ pub enum DataCommand {
         /// Seed of the split.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Also write each beat's eight R–R features (pre, post, local and record R–R in seconds,
-        /// the first three as ratios to the record's, then the local irregularity) between the
-        /// samples and the label.
+        /// Also write each beat's nine R–R features (pre, post, local and record R–R in seconds,
+        /// the first three as ratios to the record's, then the local irregularity and the rhythm
+        /// irregularity over 60 intervals) between the samples and the label.
         #[arg(long)]
         rr: bool,
         /// Write each beat relative to its record's median beat (`record-median`), as a network

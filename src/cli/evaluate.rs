@@ -49,9 +49,10 @@ pub struct EvaluateArgs {
     /// out-of-fold predictions of DS1, never on the beats evaluated.
     #[arg(long)]
     adapt: bool,
-    /// Call N, not S, a beat whose R–R intervals are irregular around it (atrial fibrillation,
-    /// where AAMI labels beats N): above an irregularity threshold chosen on a `train --folds`
-    /// ensemble's out-of-fold predictions of DS1, never on the beats evaluated.
+    /// Call N, not S, a beat in an irregular rhythm (atrial fibrillation, where AAMI labels beats
+    /// N; the R–R features' rhythm irregularity, over 60 intervals around the beat): above a
+    /// threshold chosen on a `train --folds` ensemble's out-of-fold predictions of DS1, never on
+    /// the beats evaluated.
     #[arg(long, conflicts_with = "adapt")]
     gate_irregular: bool,
     /// Score a `train --folds` ensemble on DS1 out of fold instead (each fold's records by the
@@ -59,6 +60,11 @@ pub struct EvaluateArgs {
     /// figures of each fold: mean (range).
     #[arg(long, conflicts_with_all = ["adapt", "gate_irregular", "split", "data_dir"])]
     out_of_fold: bool,
+    /// Also write every scored beat to this CSV file: its record, then `predict`'s columns
+    /// (sample, annotated and decided class, the probabilities, the R–R features), so the
+    /// figures can be re-scored or analysed with other tools.
+    #[arg(long, value_name = "FILE")]
+    beats: Option<std::path::PathBuf>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -201,7 +207,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let own = &config.decision_offsets;
     // the checkpoint's decision rule, or one chosen out of fold (--adapt, --gate-irregular)
     let (predicted, adaptation, gate) = if args.adapt {
-        let chosen = choose_adaptation(&ctx, &network, args.batch, &names, own)?;
+        let chosen = choose_adaptation(&ctx, &network, args.batch, &names, &config)?;
         chosen
             .adaptation
             .adapt_records(&mut probs, &beats.record, classes);
@@ -215,8 +221,12 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         }
         (predicted, None, Some(ChosenGate(chosen)))
     } else {
-        (config.decide_beats(&probs, &beats.rr), None, None)
+        (config.decide_records(&mut probs, &beats), None, None)
     };
+    if let Some(path) = &args.beats {
+        write_beats(path, &beats, &probs, &predicted, &preprocessing.class_names)?;
+        eprintln!("beats: {} rows in {}", beats.len(), path.display());
+    }
     let report = Confusion::new(&beats.labels, &predicted, classes).report(&names);
     let s_vs_n_auc = s_vs_n_auc(&probs, &beats.labels, &names);
     let per_fold = folds.map(|f| FoldFigures::of(&f, &beats, &predicted, &names));
@@ -296,13 +306,40 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
+/// Writes each beat as a row of `predict`'s CSV with its record in front (atomically).
+fn write_beats(
+    path: &Path,
+    beats: &Beats,
+    probs: &[f32],
+    predicted: &[u32],
+    names: &[String],
+) -> Result<()> {
+    let classes = names.len();
+    let mut text = format!("record,{}", crate::infer::csv_header(names));
+    for (i, row) in probs.chunks(classes).enumerate() {
+        let beat = crate::infer::ClassifiedBeat {
+            sample: beats.sample[i],
+            class: predicted[i],
+            reference: Some(beats.labels[i]),
+            probabilities: row.to_vec(),
+            rhythm: beats.rr[i],
+        };
+        text += &format!(
+            "{},{}",
+            beats.record[i],
+            crate::infer::csv_rows(std::slice::from_ref(&beat), names)
+        );
+    }
+    crate::data::write_atomic(path, text.as_bytes())
+}
+
 /// Per-record adaptation as chosen on a fold ensemble's out-of-fold predictions of DS1.
 #[derive(serde::Serialize)]
 struct ChosenAdaptation {
     adaptation: PriorAdaptation,
     /// Decision offsets chosen on the adapted out-of-fold probabilities.
     offsets: Vec<f32>,
-    /// Out-of-fold macro-F1 (validation) with the checkpoint's own offsets, unadapted.
+    /// Out-of-fold macro-F1 (validation) with the checkpoint's own rule (offsets, gate), unadapted.
     oof_macro_f1_unadapted: f64,
     /// Out-of-fold macro-F1 for each strength tried, adapted and calibrated.
     oof_macro_f1_by_strength: Vec<(f64, f64)>,
@@ -351,7 +388,7 @@ fn choose_adaptation(
     network: &Path,
     batch: usize,
     names: &[&str],
-    own: &[f32],
+    own: &crate::model::ModelConfig,
 ) -> Result<ChosenAdaptation> {
     eprintln!("adaptation: out-of-fold predictions of DS1 from the fold models");
     let oof = crate::eval::out_of_fold(ctx, network, batch)?;
@@ -361,7 +398,10 @@ fn choose_adaptation(
         let predicted = crate::metrics::decide(probs, classes, offsets);
         Confusion::new(labels, &predicted, classes).report(names)
     };
-    let unadapted = report(&oof.probabilities, own).macro_f1;
+    let own_rule = own.decide_records(&mut oof.probabilities.clone(), &oof.beats);
+    let unadapted = Confusion::new(labels, &own_rule, classes)
+        .report(names)
+        .macro_f1;
     let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
     let mut best: Option<(f64, PriorAdaptation, Vec<f32>, crate::metrics::Report)> = None;
     let mut tried = vec![];
@@ -496,7 +536,7 @@ impl ChosenGate {
              threshold {}; out of fold with it: accuracy {:.4}{}",
             g.threshold
                 .map_or("none (validation prefers no gate)".into(), |t| format!(
-                    "S becomes N above irregularity {t}"
+                    "S becomes N above rhythm irregularity {t}"
                 )),
             g.macro_f1_ungated,
             tried.join(", "),
@@ -511,7 +551,7 @@ impl ChosenGate {
 
 /// Chooses the irregular-rhythm gate on the out-of-fold predictions of the fold ensemble
 /// `network`, decided with its offsets `own`.
-pub(super) fn choose_gate(
+fn choose_gate(
     ctx: &crate::gpu::GpuContext,
     network: &Path,
     batch: usize,

@@ -82,8 +82,9 @@ pub struct TrainArgs {
     balanced_batches: bool,
     /// Patient-grouped cross-validation on DS1 (with --split inter): this many folds of whole
     /// records, a model trained per fold (in DIR/fold1, ...), every DS1 beat predicted by the
-    /// model that did not train on it; --calibrate chooses the decision offsets on those
-    /// out-of-fold predictions (all of DS1's patients). The fold models are saved as one
+    /// model that did not train on it; --calibrate chooses the decision offsets and the
+    /// irregular-rhythm gate (S becomes N in an irregular rhythm such as atrial fibrillation) on
+    /// those out-of-fold predictions (all of DS1's patients). The fold models are saved as one
     /// ensemble (DIR/best.safetensors: mean probabilities), which evaluate, predict and the
     /// library load like any checkpoint; the test figures are the ensemble's on DS2.
     #[arg(long, default_value_t = 0)]
@@ -277,8 +278,20 @@ fn folds(
     );
     if let Some(r) = &folds.oof_calibrated {
         println!(
-            "out of fold on DS1, decision offsets {}\n{}",
+            "out of fold on DS1, decision offsets {}, irregular-rhythm gate {}, record clusters \
+             {}\n{}",
             offsets_line(&folds.test.decision_offsets),
+            folds
+                .rule
+                .irregular_gate
+                .map_or("none".into(), |t| format!("above {t}")),
+            folds
+                .rule
+                .record_clusters
+                .map_or("none".into(), |c| format!(
+                    "{} per record, rhythm weight {}, pull {}",
+                    c.clusters, c.rhythm_weight, c.weight
+                )),
             r.table()
         );
     }
@@ -292,7 +305,7 @@ fn folds(
         "\ntest, the ensemble of {} fold models{}, loss {:.4}\n{}",
         folds.folds.len(),
         if args.calibrate {
-            ", decision offsets"
+            ", the decision rule chosen out of fold"
         } else {
             ""
         },

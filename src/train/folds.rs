@@ -1,7 +1,8 @@
 //! Patient-grouped cross-validation on DS1 (`train --folds K`): whole records in each fold, every
-//! DS1 beat predicted by the fold model that did not train on it (out of fold), decision offsets
-//! chosen on those predictions (all of DS1's patients, not a few held out), and the K fold models
-//! saved as one ensemble whose mean probabilities classify DS2.
+//! DS1 beat predicted by the fold model that did not train on it (out of fold), the decision rule
+//! (offsets, irregular-rhythm gate, record clusters) chosen on those predictions (all of DS1's
+//! patients, not a few held out), and the K fold models saved as one ensemble whose mean
+//! probabilities classify DS2.
 
 use std::path::Path;
 
@@ -10,6 +11,8 @@ use serde_json::json;
 use super::heartbeat::{new_trainer, run_config, training_part, write_metrics};
 use super::{fit, model_config, probabilities, split_kind, FitObserver, Outcome};
 use super::{Schedule, TrainData};
+use crate::adapt::clusters;
+use crate::data::beats::Beats;
 use crate::data::corpus::dataset::load_dir;
 use crate::data::corpus::splits::{self, patient_folds, SplitKind};
 use crate::data::formats::aami::{AamiClass, CLASS_NAMES};
@@ -18,7 +21,7 @@ use crate::gpu::GpuContext;
 use crate::infer::Classifier;
 use crate::loss::{self};
 use crate::metrics::{self, Confusion, Report};
-use crate::model::Model;
+use crate::model::{DecisionRule, Model};
 use crate::run::{write_json, RunSettings};
 
 /// What cross-validation gave.
@@ -26,9 +29,13 @@ use crate::run::{write_json, RunSettings};
 pub struct FoldsOutcome {
     /// The records of each fold.
     pub folds: Vec<Vec<String>>,
-    /// Out-of-fold figures on DS1: plain argmax, and with the offsets when calibrated.
+    /// Out-of-fold figures on DS1: plain argmax, and with the offsets and the gate when
+    /// calibrated.
     pub oof: Report,
     pub oof_calibrated: Option<Report>,
+    /// The decision rule chosen out of fold (offsets, gate, record clusters; empty when not
+    /// calibrated).
+    pub rule: DecisionRule,
     /// The ensemble on DS2 (with the offsets when calibrated).
     pub test: Outcome,
 }
@@ -134,11 +141,21 @@ pub fn train_folds(
         }
         false => vec![],
     };
-    let oof_calibrated = settings
+    // then the irregular-rhythm gate and the record clusters, each chosen on the same
+    // predictions with the rule chosen before it
+    let choices = settings
         .calibrate
-        .then(|| report(&oof, &pool.labels, &offsets));
+        .then(|| choose_rule(&pool, &oof, offsets.clone(), &CLASS_NAMES));
+    let rule = choices.as_ref().map_or_else(
+        || DecisionRule {
+            offsets,
+            ..DecisionRule::default()
+        },
+        |c| c.rule.clone(),
+    );
+    let oof_calibrated = choices.as_ref().map(|c| c.clusters.report.clone());
     let best = out.join("best.safetensors");
-    Model::save_ensemble(ctx, &members, &offsets, &best)?;
+    Model::save_ensemble(ctx, &members, &rule, &best)?;
     drop(members);
 
     let pool_counts = pool.class_counts(classes);
@@ -163,7 +180,8 @@ pub fn train_folds(
 
     let mut clf = Classifier::load(ctx, &best)?;
     let probs = clf.probabilities(&test, |_, _| {})?;
-    let decided = clf.config().decide_beats(&probs, &test.rr);
+    let mut decided_from = probs.clone();
+    let decided = clf.config().decide_records(&mut decided_from, &test);
     let test_report = Confusion::new(&test.labels, &decided, classes).report(&CLASS_NAMES);
     let outcome = Outcome {
         test_beats: test.len(),
@@ -173,7 +191,7 @@ pub fn train_folds(
             .calibrate
             .then(|| report(&probs, &test.labels, &[])),
         calibration: None,
-        decision_offsets: offsets,
+        decision_offsets: rule.offsets.clone(),
     };
     let mut metrics = write_metrics(out, &settings.split, &outcome)?;
     let summary = |r: &Report| {
@@ -189,11 +207,69 @@ pub fn train_folds(
     if let Some(r) = &oof_calibrated {
         metrics["out_of_fold_calibrated"] = summary(r);
     }
+    if let Some(RuleChoice {
+        gate: g,
+        clusters: c,
+        ..
+    }) = &choices
+    {
+        metrics["irregular_gate"] = json!({
+            "threshold": g.threshold,
+            "macro_f1_ungated": g.macro_f1_ungated,
+            "macro_f1_by_threshold": g.macro_f1_by_threshold,
+        });
+        metrics["record_clusters"] = json!({
+            "smoothing": c.smoothing,
+            "macro_f1_plain": c.macro_f1_plain,
+            "macro_f1_by_setting": c.macro_f1_by_setting,
+        });
+    }
     write_json(&out.join("metrics.json"), &metrics)?;
     Ok(FoldsOutcome {
         folds,
         oof: oof_report,
         oof_calibrated,
+        rule,
         test: outcome,
     })
+}
+
+/// The rule chosen after the offsets, with what each choice tried.
+#[derive(Clone, Debug)]
+pub struct RuleChoice {
+    pub gate: metrics::GateChoice,
+    pub clusters: clusters::ClusterChoice,
+    /// The offsets given, the gate and the record clusters chosen.
+    pub rule: DecisionRule,
+}
+
+/// Chooses the rest of the decision rule on validation beats (`beats` whole records, `probs`
+/// the network's out-of-fold outputs for them), given its decision `offsets`: the
+/// irregular-rhythm gate, then the record clusters with that gate, each the highest macro-F1.
+pub fn choose_rule(beats: &Beats, probs: &[f32], offsets: Vec<f32>, names: &[&str]) -> RuleChoice {
+    let classes = names.len();
+    let decided = metrics::decide(probs, classes, &offsets);
+    let gate = metrics::choose_irregular_gate(&decided, &beats.labels, &beats.rr, names);
+    let gated = DecisionRule {
+        offsets,
+        irregular_gate: gate.threshold,
+        record_clusters: None,
+    };
+    let decide = |p: &[f32]| {
+        let mut d = metrics::decide(p, classes, &gated.offsets);
+        if let Some(t) = gated.irregular_gate {
+            metrics::gate_irregular(&mut d, &beats.rr, t);
+        }
+        d
+    };
+    let clusters = clusters::choose(beats, probs, names, decide);
+    let rule = DecisionRule {
+        record_clusters: clusters.smoothing,
+        ..gated
+    };
+    RuleChoice {
+        gate,
+        clusters,
+        rule,
+    }
 }

@@ -27,7 +27,7 @@ use crate::trainer::Trainer;
 mod folds;
 mod heartbeat;
 mod transfer;
-pub use folds::{train_folds, FoldsOutcome};
+pub use folds::{choose_rule, train_folds, FoldsOutcome, RuleChoice};
 pub use heartbeat::{
     loss_config, model_config, prepare, split_kind, train_heartbeat, Outcome, Prepared, TrainData,
 };

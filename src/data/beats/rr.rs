@@ -11,6 +11,13 @@
 //! fibrillation is not, and that fibrillation is labelled N: the irregularity tells the two
 //! apart. The median ignores the two large changes that one premature beat itself makes.
 //!
+//! The ninth feature is the same irregularity over a wide window ([`RHYTHM_HALF_WINDOW`] intervals
+//! each side, about a minute): the rhythm the beat sits in. Atrial fibrillation stays irregular
+//! for minutes; a run of ectopic beats or a pause makes a few large changes that the wide median
+//! passes over, where the ten-interval one does not. The networks read the first
+//! [`NETWORK_RR_FEATURES`]; the irregular-rhythm gate reads the ninth
+//! ([`crate::model::ModelConfig::irregular_gate`]).
+//!
 //! Edges and gaps: the first beat has no pre-RR and the last no post-RR; each takes the other
 //! side's interval. An interval longer than [`GAP_S`] (a signal dropout or a stretch without
 //! annotated beats) is not a heartbeat interval: it counts as missing on both sides and is left
@@ -26,10 +33,15 @@ pub const NOMINAL: Rhythm = [
     1.0,
     1.0,
     0.0,
+    0.0,
 ];
 
 /// Number of R–R features per beat.
-pub const RR_LEN: usize = 8;
+pub const RR_LEN: usize = 9;
+
+/// The features a dual-stream network reads: all but the wide-window irregularity, which only the
+/// irregular-rhythm gate uses (networks trained before it existed read these eight).
+pub const NETWORK_RR_FEATURES: usize = 8;
 
 /// A beat's R–R features, in the order of [`RR_FEATURES`].
 pub type Rhythm = [f32; RR_LEN];
@@ -44,12 +56,16 @@ pub const RR_FEATURES: [&str; RR_LEN] = [
     "post_rr_ratio",
     "local_rr_ratio",
     "local_irregularity",
+    "rhythm_irregularity",
 ];
 
 /// Longer R–R intervals are gaps, not beats (the slowest plausible rhythm is ~20 bpm).
 pub const GAP_S: f64 = 3.0;
 /// Beats on each side whose intervals make the local mean (10 surrounding beats).
 pub const LOCAL_HALF_WINDOW: usize = 5;
+/// Intervals on each side for the rhythm irregularity (60 intervals: AF detectors that work on
+/// R–R intervals alone look at windows of about 50 beats, Tateno & Glass 2001).
+pub const RHYTHM_HALF_WINDOW: usize = 30;
 /// The rhythm assumed where a record has no usable interval (75 bpm).
 pub const NOMINAL_RR_S: f64 = 0.8;
 
@@ -77,24 +93,13 @@ pub fn rr_features(peaks: &[u64], fs: f64) -> Vec<Rhythm> {
             let after = intervals.get(i).copied().flatten();
             let pre = before.or(after).unwrap_or(record);
             let post = after.or(before).unwrap_or(record);
-            let lo = i.saturating_sub(LOCAL_HALF_WINDOW);
-            let hi = (i + LOCAL_HALF_WINDOW).min(intervals.len());
-            let near: Vec<f64> = intervals[lo.min(hi)..hi]
-                .iter()
-                .flatten()
-                .copied()
-                .collect();
-            let local = if near.is_empty() {
-                record
-            } else {
-                near.iter().sum::<f64>() / near.len() as f64
-            };
-            // changes between successive usable intervals of the same window
-            let changes: Vec<f64> = intervals[lo.min(hi)..hi]
-                .windows(2)
-                .filter_map(|w| Some((w[1]? - w[0]?).abs()))
-                .collect();
-            let irregularity = median(changes).map_or(0.0, |m| m / local);
+            let local_window = window(&intervals, i, LOCAL_HALF_WINDOW);
+            let local = mean(local_window).unwrap_or(record);
+            let irregularity = median_change(local_window).map_or(0.0, |m| m / local);
+            let rhythm_window = window(&intervals, i, RHYTHM_HALF_WINDOW);
+            let rhythm_irregularity = median_change(rhythm_window)
+                .zip(mean(rhythm_window))
+                .map_or(0.0, |(m, mean)| m / mean);
             [
                 pre as f32,
                 post as f32,
@@ -104,9 +109,32 @@ pub fn rr_features(peaks: &[u64], fs: f64) -> Vec<Rhythm> {
                 (post / record) as f32,
                 (local / record) as f32,
                 irregularity as f32,
+                rhythm_irregularity as f32,
             ]
         })
         .collect()
+}
+
+/// The intervals within `half` of beat `i` on each side (interval k lies between beats k, k + 1).
+fn window(intervals: &[Option<f64>], i: usize, half: usize) -> &[Option<f64>] {
+    let hi = (i + half).min(intervals.len());
+    &intervals[i.saturating_sub(half).min(hi)..hi]
+}
+
+/// The mean of the usable intervals; `None` when there is none.
+fn mean(window: &[Option<f64>]) -> Option<f64> {
+    let usable: Vec<f64> = window.iter().flatten().copied().collect();
+    (!usable.is_empty()).then(|| usable.iter().sum::<f64>() / usable.len() as f64)
+}
+
+/// The median change between successive usable intervals; `None` when no two are adjacent.
+fn median_change(window: &[Option<f64>]) -> Option<f64> {
+    median(
+        window
+            .windows(2)
+            .filter_map(|w| Some((w[1]? - w[0]?).abs()))
+            .collect(),
+    )
 }
 
 /// The middle value (the mean of the middle two for an even count); `None` when empty.

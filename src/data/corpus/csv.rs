@@ -12,13 +12,14 @@ use crate::error::{Error, Result};
 
 /// Columns of a row with R–R features: the beat's samples, its R–R features, the label.
 pub const RR_COLUMNS: usize = BEAT_LEN + RR_FEATURES.len() + 1;
-/// Columns of a row written before the local irregularity feature: seven R–R features.
-pub const RR7_COLUMNS: usize = RR_COLUMNS - 1;
+/// Columns of rows written before the irregularity features: seven or eight R–R features.
+pub const RR7_COLUMNS: usize = RR_COLUMNS - 2;
+pub const RR8_COLUMNS: usize = RR_COLUMNS - 1;
 
 /// Reads a CSV of 187 sample columns plus a label column, or of 187 samples, the R–R features
 /// ([`RR_FEATURES`], as `data export --rr` writes them) and a label. Beats without R–R columns
-/// get the nominal rhythm; rows with the first seven features only (written before the eighth
-/// existed) get its nominal value.
+/// get the nominal rhythm; rows with the first seven or eight features only (written before the
+/// others existed) get the nominal values of the rest.
 pub fn read(path: &Path) -> Result<Beats> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut beats = Beats::default();
@@ -51,12 +52,12 @@ pub fn read(path: &Path) -> Result<Beats> {
             }
             row.push(v);
         }
-        if ![BEAT_LEN + 1, RR7_COLUMNS, RR_COLUMNS].contains(&row.len()) {
+        if ![BEAT_LEN + 1, RR7_COLUMNS, RR8_COLUMNS, RR_COLUMNS].contains(&row.len()) {
             return Err(Error::data(
                 path,
                 format!("row {line_no}"),
                 format!(
-                    "{} columns, expected {} (187 samples and a label) or {RR_COLUMNS} (with the {} R–R features; {RR7_COLUMNS} with the first seven)",
+                    "{} columns, expected {} (187 samples and a label) or {RR_COLUMNS} (with the {} R–R features; {RR7_COLUMNS} or {RR8_COLUMNS} with the first seven or eight)",
                     row.len(),
                     BEAT_LEN + 1,
                     RR_FEATURES.len()

@@ -1,12 +1,8 @@
-//! Adapting a classifier to each patient without labels: the record's own class mix.
-//!
-//! A network trained on DS1 carries DS1's class mix in its outputs. A new patient's mix is
-//! different: most records hold no S beat at all, and a few hold hundreds. The EM of Saerens,
-//! Latinne & Decaestecker (2002, "Adjusting the outputs of a classifier to new a priori
-//! probabilities") estimates a record's class priors from its unlabelled beats and re-weights
-//! each beat's probabilities by new prior / training prior. Here the estimate is a MAP one: the
-//! training priors act as `strength` pseudo-beats, so a short record cannot drive a class to
-//! zero on a handful of beats. The state is one record's probabilities, never the database's.
+//! The record's class mix. The EM of Saerens, Latinne & Decaestecker (2002, "Adjusting the
+//! outputs of a classifier to new a priori probabilities") estimates a record's class priors from
+//! its unlabelled beats and re-weights each beat's probabilities by new prior / training prior.
+//! Here the estimate is a MAP one: the training priors act as `strength` pseudo-beats, so a short
+//! record cannot drive a class to zero on a handful of beats.
 
 use serde::{Deserialize, Serialize};
 
