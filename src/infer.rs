@@ -234,18 +234,14 @@ impl<'c> Classifier<'c> {
         }
         let mut probs = self.probabilities_async(beats, |_, _| {}).await?;
         let decided = self.decide_records(&mut probs, beats);
-        let classes = self.config().classes;
-        Ok(decided
-            .iter()
-            .enumerate()
-            .map(|(i, &class)| ClassifiedBeat {
-                sample: beats.sample[i],
-                class,
-                reference: annotated.then(|| beats.labels[i]),
-                probabilities: probs[i * classes..(i + 1) * classes].to_vec(),
-                rhythm: beats.rr[i],
-            })
-            .collect())
+        let labels = annotated.then_some(beats.labels.as_slice());
+        Ok(classified(
+            &decided,
+            &probs,
+            &beats.sample,
+            labels,
+            &beats.rr,
+        ))
     }
 
     /// Classifies every beat of one lead held in memory (`samples` at `fs` Hz, in physical units
@@ -336,11 +332,12 @@ impl<'c> Classifier<'c> {
             Ok(done)
         })?;
         if let Some(c) = &clusters {
-            let classified = held.decide(self.config(), c, annotated);
-            for b in &classified {
-                counts[b.class as usize] += 1;
-            }
-            each(&classified)?;
+            held.decide(self.config(), c, annotated, |classified| {
+                for b in classified {
+                    counts[b.class as usize] += 1;
+                }
+                each(classified)
+            })?;
         }
         progress(Stage::Classifying, done, total);
         Ok(RecordingSummary {
@@ -419,28 +416,64 @@ impl Held {
         self.labels.extend_from_slice(&beats.labels);
     }
 
-    /// The record's beats decided with `config`'s rule, `smoothing` its record clusters.
+    /// Decides the record's beats with `config`'s rule (`smoothing` its record clusters) and
+    /// hands them to `each` [`EMIT`] at a time, so that they are never all built at once.
     fn decide(
-        mut self,
+        self,
         config: &ModelConfig,
         smoothing: &ClusterSmoothing,
         annotated: bool,
-    ) -> Vec<ClassifiedBeat> {
+        mut each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
+    ) -> Result<()> {
+        let Held {
+            mut probs,
+            features,
+            rhythm,
+            sample,
+            labels,
+        } = self;
         let classes = config.classes;
-        smoothing.smooth_record(&self.features, &mut self.probs, classes);
-        let decided = config.decide_beats(&self.probs, &self.rhythm);
-        decided
-            .iter()
-            .enumerate()
-            .map(|(i, &class)| ClassifiedBeat {
-                sample: self.sample[i],
-                class,
-                reference: annotated.then(|| self.labels[i]),
-                probabilities: self.probs[i * classes..(i + 1) * classes].to_vec(),
-                rhythm: self.rhythm[i],
-            })
-            .collect()
+        smoothing.smooth_record(&features, &mut probs, classes);
+        drop(features);
+        let decided = config.decide_beats(&probs, &rhythm);
+        for start in (0..decided.len()).step_by(EMIT) {
+            let end = (start + EMIT).min(decided.len());
+            each(&classified(
+                &decided[start..end],
+                &probs[start * classes..end * classes],
+                &sample[start..end],
+                annotated.then(|| &labels[start..end]),
+                &rhythm[start..end],
+            ))?;
+        }
+        Ok(())
     }
+}
+
+/// Beats handed over at a time once a record's clusters have decided them.
+const EMIT: usize = 4096;
+
+/// Beats as [`ClassifiedBeat`]s: their decided classes, the probabilities decided from
+/// (`[n, classes]`), R-peak samples, reference labels when annotated, and R–R features.
+fn classified(
+    decided: &[u32],
+    probs: &[f32],
+    sample: &[u64],
+    labels: Option<&[u32]>,
+    rhythm: &[Rhythm],
+) -> Vec<ClassifiedBeat> {
+    let classes = probs.len() / decided.len().max(1);
+    decided
+        .iter()
+        .enumerate()
+        .map(|(i, &class)| ClassifiedBeat {
+            sample: sample[i],
+            class,
+            reference: labels.map(|l| l[i]),
+            probabilities: probs[i * classes..(i + 1) * classes].to_vec(),
+            rhythm: rhythm[i],
+        })
+        .collect()
 }
 
 /// A recording's beats, cut and referenced as its network takes them ([`Classifier::cut_recording`]).

@@ -33,8 +33,9 @@
 //! forward + backward + CPU reference) → [`autograd`] (the tape) → [`model`], [`loss`],
 //! [`optim`] → [`trainer`] (the step API) → [`train`] (the epoch loop: [`train::fit`]) and
 //! [`infer`] (a network with its [`preprocessing`], classifying beats, signals and recordings).
-//! [`data`] reads recordings and cuts beats; [`run`] is the run directory's typed files. The
-//! command line (`cli`, with `figures`) sits on top, behind the default feature `cli`.
+//! [`data`] reads recordings and cuts beats; [`run`] is the run directory's typed files;
+//! [`adapt`] adapts a network's decisions to each patient without labels. The command line
+//! (`cli`, with `figures`) sits on top, behind the default feature `cli`.
 //!
 //! The library also builds for `wasm32-unknown-unknown` (WebGPU; the page in `web/`): there
 //! every GPU read is awaited (`*_async`), files come from memory

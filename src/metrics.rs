@@ -129,6 +129,17 @@ impl Confusion {
 }
 
 impl Report {
+    /// "S Se 0.669 +P 0.800" for class `name` (AAMI's sensitivity and positive predictivity);
+    /// empty when the report has no such class.
+    pub fn se_ppv(&self, name: &str) -> String {
+        self.classes
+            .iter()
+            .find(|m| m.class == name)
+            .map_or(String::new(), |m| {
+                format!("{name} Se {:.3} +P {:.3}", m.recall, m.precision)
+            })
+    }
+
     /// The paper's Table 1 layout followed by the confusion matrix.
     pub fn table(&self) -> String {
         let mut s = format!(

@@ -55,18 +55,9 @@ pub(super) fn describe_clusters(c: &crate::adapt::clusters::ClusterChoice) -> St
         .iter()
         .map(|(s, f)| format!("{}/{}/{} → {f:.3}", s.clusters, s.rhythm_weight, s.weight))
         .collect();
-    let aami = |name: &str| {
-        c.report
-            .classes
-            .iter()
-            .find(|m| m.class == name)
-            .map_or(String::new(), |m| {
-                format!(", {name} Se {:.3} +P {:.3}", m.recall, m.precision)
-            })
-    };
     format!(
         "record clusters chosen on DS1 out of fold: {}; macro-F1 {:.3} without, by groups/rhythm \
-         weight/pull {}; out of fold with the whole rule: accuracy {:.4}{}{}",
+         weight/pull {}; out of fold with the whole rule: accuracy {:.4}, {}, {}",
         c.smoothing
             .map_or("none (validation prefers none)".into(), |s| format!(
                 "{} groups per record, rhythm weight {}, pull {}",
@@ -75,7 +66,7 @@ pub(super) fn describe_clusters(c: &crate::adapt::clusters::ClusterChoice) -> St
         c.macro_f1_plain,
         tried.join(", "),
         c.report.accuracy,
-        aami("S"),
-        aami("V")
+        c.report.se_ppv("S"),
+        c.report.se_ppv("V")
     )
 }

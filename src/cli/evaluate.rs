@@ -353,15 +353,6 @@ impl ChosenAdaptation {
             .iter()
             .map(|(s, f)| format!("{s} → {f:.3}"))
             .collect();
-        let aami = |c: &str| {
-            self.oof_report
-                .classes
-                .iter()
-                .find(|m| m.class == c)
-                .map_or(String::new(), |m| {
-                    format!("{c} Se {:.3} +P {:.3}", m.recall, m.precision)
-                })
-        };
         format!(
             "adapted to each record's class mix (EM, prior strength {} beats), chosen on DS1 out \
              of fold: macro-F1 {:.3} unadapted, by strength {}; adapted out of fold: accuracy \
@@ -370,8 +361,8 @@ impl ChosenAdaptation {
             self.oof_macro_f1_unadapted,
             tried.join(", "),
             self.oof_report.accuracy,
-            aami("S"),
-            aami("V")
+            self.oof_report.se_ppv("S"),
+            self.oof_report.se_ppv("V")
         ) + if self.oof_report.macro_f1 < self.oof_macro_f1_unadapted {
             "\nvalidation prefers the unadapted network: these figures are for comparison"
         } else {
@@ -530,10 +521,9 @@ impl ChosenGate {
             .iter()
             .map(|(t, f)| format!("{t} → {f:.3}"))
             .collect();
-        let s = g.report.classes.iter().find(|m| m.class == "S");
         format!(
             "irregular-rhythm gate chosen on DS1 out of fold: {}; macro-F1 {:.3} ungated, by \
-             threshold {}; out of fold with it: accuracy {:.4}{}",
+             threshold {}; out of fold with it: accuracy {:.4}, {}",
             g.threshold
                 .map_or("none (validation prefers no gate)".into(), |t| format!(
                     "S becomes N above rhythm irregularity {t}"
@@ -541,10 +531,7 @@ impl ChosenGate {
             g.macro_f1_ungated,
             tried.join(", "),
             g.report.accuracy,
-            s.map_or(String::new(), |m| format!(
-                ", S Se {:.3} +P {:.3}",
-                m.recall, m.precision
-            ))
+            g.report.se_ppv("S")
         )
     }
 }
