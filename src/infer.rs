@@ -403,13 +403,11 @@ struct Held {
 
 impl Held {
     fn push(&mut self, beats: &Beats, probs: Vec<f32>, rhythm_weight: f64) {
-        for i in 0..beats.len() {
-            self.features.push(clusters::features(
-                beats.beat(i),
-                &beats.rr[i],
-                rhythm_weight,
-            ));
-        }
+        self.features.extend(clusters::beat_features(
+            beats,
+            0..beats.len(),
+            rhythm_weight,
+        ));
         self.probs.extend(probs);
         self.rhythm.extend_from_slice(&beats.rr);
         self.sample.extend_from_slice(&beats.sample);

@@ -612,9 +612,42 @@ pub fn gate_irregular(
     }
 }
 
+/// [`decide`] with `offsets`, then [`gate_irregular`] at `gate` when there is one: a
+/// network's rule for beats with their R–R features (`rhythm`, one per row of `probs`).
+pub fn decide_gated(
+    probs: &[f32],
+    classes: usize,
+    offsets: &[f32],
+    gate: Option<f32>,
+    rhythm: &[crate::data::beats::rr::Rhythm],
+) -> Vec<u32> {
+    let mut decided = decide(probs, classes, offsets);
+    if let Some(threshold) = gate {
+        gate_irregular(&mut decided, rhythm, threshold);
+    }
+    decided
+}
+
 /// Irregularity thresholds [`choose_irregular_gate`] tries: the median change between
 /// successive R–R intervals around a beat, as a fraction of their mean.
 pub const GATE_THRESHOLDS: [f32; 8] = [0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3];
+
+/// The setting with the highest validation macro-F1 among `tried` (each with its report), and
+/// none unless it beats `plain` (the rule without it); with each setting's macro-F1 and the
+/// report to keep. How each part of a decision rule after the offsets is chosen.
+pub fn best_setting<S: Copy>(
+    plain: &Report,
+    tried: impl IntoIterator<Item = (S, Report)>,
+) -> (Option<S>, Vec<(S, f64)>, Report) {
+    let (mut chosen, mut best, mut scores) = (None, plain.clone(), vec![]);
+    for (setting, report) in tried {
+        scores.push((setting, report.macro_f1));
+        if report.macro_f1 > best.macro_f1 {
+            (chosen, best) = (Some(setting), report);
+        }
+    }
+    (chosen, scores, best)
+}
 
 /// The irregular-rhythm gate that validation prefers.
 #[derive(Clone, Debug, Serialize)]
@@ -639,17 +672,14 @@ pub fn choose_irregular_gate(
     let classes = names.len();
     let report = |d: &[u32]| Confusion::new(labels, d, classes).report(names);
     let ungated = report(decided);
-    let (mut best_f1, mut threshold, mut best) = (ungated.macro_f1, None, ungated.clone());
-    let mut tried = vec![];
-    for t in GATE_THRESHOLDS {
-        let mut gated = decided.to_vec();
-        gate_irregular(&mut gated, rhythm, t);
-        let r = report(&gated);
-        tried.push((t, r.macro_f1));
-        if r.macro_f1 > best_f1 {
-            (best_f1, threshold, best) = (r.macro_f1, Some(t), r);
-        }
-    }
+    let (threshold, tried, best) = best_setting(
+        &ungated,
+        GATE_THRESHOLDS.map(|t| {
+            let mut gated = decided.to_vec();
+            gate_irregular(&mut gated, rhythm, t);
+            (t, report(&gated))
+        }),
+    );
     GateChoice {
         threshold,
         macro_f1_ungated: ungated.macro_f1,

@@ -69,12 +69,13 @@ pub struct ModelConfig {
     pub decision_offsets: Vec<f32>,
     /// An S decision becomes N where the rhythm around the beat is irregular beyond this (the
     /// R–R features' rhythm irregularity, over about a minute): atrial fibrillation, whose beats
-    /// AAMI labels N, makes N beats look premature. Chosen out of fold (`ecgwgpu calibrate`);
-    /// `None`: no gate.
+    /// AAMI labels N, makes N beats look premature. Chosen out of fold (`train --folds
+    /// --calibrate`, `ecgwgpu calibrate`); `None`: no gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irregular_gate: Option<f32>,
     /// Each record's probabilities are smoothed over its groups of beats before the decision
-    /// ([`crate::adapt::clusters`]). Chosen out of fold (`ecgwgpu calibrate`); `None`: not.
+    /// ([`crate::adapt::clusters`]). Chosen out of fold (`train --folds --calibrate`, `ecgwgpu
+    /// calibrate`); `None`: not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_clusters: Option<ClusterSmoothing>,
 }
@@ -192,11 +193,13 @@ impl ModelConfig {
         probs: &[f32],
         rhythm: &[crate::data::beats::rr::Rhythm],
     ) -> Vec<u32> {
-        let mut decided = self.decide(probs);
-        if let Some(threshold) = self.irregular_gate {
-            crate::metrics::gate_irregular(&mut decided, rhythm, threshold);
-        }
-        decided
+        crate::metrics::decide_gated(
+            probs,
+            self.classes,
+            &self.decision_offsets,
+            self.irregular_gate,
+            rhythm,
+        )
     }
 
     /// The whole decision rule for the beats of whole records (`beats`, one row of `probs`
@@ -576,11 +579,9 @@ const MODEL_KEY: &str = "model";
 const ENSEMBLE_KEY: &str = "ensemble";
 
 impl ModelConfig {
-    /// The config saved in a checkpoint's metadata by [`Model::save`], validated; `path` names
-    /// the checkpoint in errors.
-    /// Writes this config into checkpoint metadata (`meta`), replacing the one there: how a
-    /// decision rule re-chosen after training (`ecgwgpu calibrate`) reaches the file without
-    /// touching its tensors.
+    /// Writes this config into checkpoint metadata (`meta`), replacing the one there: what
+    /// [`Model::save`] and [`Model::save_ensemble`] store, and how a decision rule re-chosen
+    /// after training (`ecgwgpu calibrate`) reaches the file without touching its tensors.
     pub fn write_metadata(&self, meta: &mut BTreeMap<String, String>) {
         meta.insert(
             MODEL_KEY.to_string(),
@@ -588,6 +589,8 @@ impl ModelConfig {
         );
     }
 
+    /// The config saved in a checkpoint's metadata by [`Model::save`], validated; `path` names
+    /// the checkpoint in errors.
     pub fn from_metadata(meta: &BTreeMap<String, String>, path: &Path) -> Result<Self> {
         let text = meta.get(MODEL_KEY).ok_or_else(|| {
             Error::data(
@@ -719,14 +722,11 @@ impl Model {
                 });
             }
         }
-        let meta = BTreeMap::from([
-            (
-                MODEL_KEY.to_string(),
-                serde_json::to_string(&config).expect("serialisable"),
-            ),
+        let mut meta = BTreeMap::from([
             (ENSEMBLE_KEY.to_string(), members.len().to_string()),
             first.preprocessing.to_metadata(&config),
         ]);
+        config.write_metadata(&mut meta);
         checkpoint::save(path, &tensors, &meta)
     }
 
@@ -802,14 +802,11 @@ impl Model {
     /// Writes the parameters (PyTorch names and layouts) with the config and `epoch` as metadata,
     /// atomically.
     pub fn save(&self, ctx: &GpuContext, path: &Path, epoch: usize) -> Result<()> {
-        let meta = BTreeMap::from([
-            (
-                MODEL_KEY.to_string(),
-                serde_json::to_string(&self.config).expect("serialisable"),
-            ),
+        let mut meta = BTreeMap::from([
             ("epoch".to_string(), epoch.to_string()),
             self.preprocessing.to_metadata(&self.config),
         ]);
+        self.config.write_metadata(&mut meta);
         checkpoint::save(path, &self.params.download_named(ctx)?, &meta)
     }
 

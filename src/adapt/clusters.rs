@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::beats::rr::Rhythm;
 use crate::data::beats::{Beats, BEAT_LEN};
-use crate::metrics::{Confusion, Report};
+use crate::metrics::{best_setting, Confusion, Report};
 use crate::rng::Rng;
 
 /// Samples per shape block (187 = 17 × 11).
@@ -65,6 +65,17 @@ pub fn features(beat: &[f32], rr: &Rhythm, rhythm_weight: f64) -> Features {
     f[SHAPE_BLOCKS + 1] = rhythm_weight * ratio(post, local);
     f[SHAPE_BLOCKS + 2] = rhythm_weight * ratio(pre, record);
     f
+}
+
+/// [`features`] of the beats of `beats` at `rows`.
+pub fn beat_features(
+    beats: &Beats,
+    rows: impl IntoIterator<Item = usize>,
+    rhythm_weight: f64,
+) -> Vec<Features> {
+    rows.into_iter()
+        .map(|i| features(beats.beat(i), &beats.rr[i], rhythm_weight))
+        .collect()
 }
 
 /// The group of each point: k-means++ (seeded) then Lloyd's iterations; `k` is capped at the
@@ -173,10 +184,7 @@ impl ClusterSmoothing {
     /// without a record (read from a CSV) are left as they are: their patients are unknown.
     pub fn smooth_records(&self, beats: &Beats, probs: &mut [f32], classes: usize) {
         for rows in record_rows(beats).values() {
-            let f: Vec<Features> = rows
-                .iter()
-                .map(|&i| features(beats.beat(i), &beats.rr[i], self.rhythm_weight))
-                .collect();
+            let f = beat_features(beats, rows.iter().copied(), self.rhythm_weight);
             let mut mine = gather(probs, rows, classes);
             self.smooth_record(&f, &mut mine, classes);
             scatter(&mine, probs, rows, classes);
@@ -232,7 +240,6 @@ pub fn choose(
     let classes = names.len();
     let report = |p: &[f32]| Confusion::new(&beats.labels, &decide(p), classes).report(names);
     let plain = report(probs);
-    let (mut best_f1, mut smoothing, mut best) = (plain.macro_f1, None, plain.clone());
     let mut tried = vec![];
     let records = record_rows(beats);
     for clusters in CLUSTERS {
@@ -241,10 +248,7 @@ pub fn choose(
             let groups: Vec<(&Vec<usize>, Vec<usize>)> = records
                 .values()
                 .map(|rows| {
-                    let f: Vec<Features> = rows
-                        .iter()
-                        .map(|&i| features(beats.beat(i), &beats.rr[i], rhythm_weight))
-                        .collect();
+                    let f = beat_features(beats, rows.iter().copied(), rhythm_weight);
                     (rows, kmeans(&f, clusters))
                 })
                 .collect();
@@ -260,14 +264,11 @@ pub fn choose(
                     rhythm_weight,
                     weight,
                 };
-                let r = report(&smoothed);
-                tried.push((setting, r.macro_f1));
-                if r.macro_f1 > best_f1 {
-                    (best_f1, smoothing, best) = (r.macro_f1, Some(setting), r);
-                }
+                tried.push((setting, report(&smoothed)));
             }
         }
     }
+    let (smoothing, tried, best) = best_setting(&plain, tried);
     ClusterChoice {
         smoothing,
         macro_f1_plain: plain.macro_f1,

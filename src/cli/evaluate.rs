@@ -215,10 +215,8 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         (predicted, Some(chosen), None)
     } else if args.gate_irregular {
         let chosen = choose_gate(&ctx, &network, args.batch, &names, own)?;
-        let mut predicted = crate::metrics::decide(&probs, classes, own);
-        if let Some(threshold) = chosen.threshold {
-            crate::metrics::gate_irregular(&mut predicted, &beats.rr, threshold);
-        }
+        let predicted =
+            crate::metrics::decide_gated(&probs, classes, own, chosen.threshold, &beats.rr);
         (predicted, None, Some(ChosenGate(chosen)))
     } else {
         (config.decide_records(&mut probs, &beats), None, None)
@@ -339,7 +337,7 @@ struct ChosenAdaptation {
     adaptation: PriorAdaptation,
     /// Decision offsets chosen on the adapted out-of-fold probabilities.
     offsets: Vec<f32>,
-    /// Out-of-fold macro-F1 (validation) with the checkpoint's own rule (offsets, gate), unadapted.
+    /// Out-of-fold macro-F1 (validation) with the checkpoint's own rule, unadapted.
     oof_macro_f1_unadapted: f64,
     /// Out-of-fold macro-F1 for each strength tried, adapted and calibrated.
     oof_macro_f1_by_strength: Vec<(f64, f64)>,

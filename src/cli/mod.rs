@@ -55,8 +55,9 @@ enum Command {
     Data(data::DataCommand),
     /// Measure training-step and inference throughput (beats/s) of a preset on random beats.
     Bench(bench::BenchArgs),
-    /// Re-choose a fold ensemble's decision rule (the irregular-rhythm gate) on its out-of-fold
-    /// predictions of DS1, without retraining, and write the ensemble with it.
+    /// Re-choose a fold ensemble's decision rule (the irregular-rhythm gate, the record
+    /// clusters) on its out-of-fold predictions of DS1, without retraining, and write the
+    /// ensemble with it.
     Calibrate(calibrate::CalibrateArgs),
     /// Serve the built web page (web/dist, from `bash tools/web/build.sh`) on 127.0.0.1, to open
     /// in a browser with WebGPU.

@@ -82,8 +82,9 @@ pub struct TrainArgs {
     balanced_batches: bool,
     /// Patient-grouped cross-validation on DS1 (with --split inter): this many folds of whole
     /// records, a model trained per fold (in DIR/fold1, ...), every DS1 beat predicted by the
-    /// model that did not train on it; --calibrate chooses the decision offsets and the
-    /// irregular-rhythm gate (S becomes N in an irregular rhythm such as atrial fibrillation) on
+    /// model that did not train on it; --calibrate chooses the decision offsets, the
+    /// irregular-rhythm gate (S becomes N in an irregular rhythm such as atrial fibrillation) and
+    /// the record clusters (each recording's beats grouped by shape and timing share a class) on
     /// those out-of-fold predictions (all of DS1's patients). The fold models are saved as one
     /// ensemble (DIR/best.safetensors: mean probabilities), which evaluate, predict and the
     /// library load like any checkpoint; the test figures are the ensemble's on DS2.

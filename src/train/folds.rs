@@ -29,14 +29,13 @@ use crate::run::{write_json, RunSettings};
 pub struct FoldsOutcome {
     /// The records of each fold.
     pub folds: Vec<Vec<String>>,
-    /// Out-of-fold figures on DS1: plain argmax, and with the offsets and the gate when
-    /// calibrated.
+    /// Out-of-fold figures on DS1: plain argmax, and with the whole rule when calibrated.
     pub oof: Report,
     pub oof_calibrated: Option<Report>,
     /// The decision rule chosen out of fold (offsets, gate, record clusters; empty when not
     /// calibrated).
     pub rule: DecisionRule,
-    /// The ensemble on DS2 (with the offsets when calibrated).
+    /// The ensemble on DS2 (with its rule when calibrated).
     pub test: Outcome,
 }
 
@@ -250,22 +249,13 @@ pub fn choose_rule(beats: &Beats, probs: &[f32], offsets: Vec<f32>, names: &[&st
     let classes = names.len();
     let decided = metrics::decide(probs, classes, &offsets);
     let gate = metrics::choose_irregular_gate(&decided, &beats.labels, &beats.rr, names);
-    let gated = DecisionRule {
+    let clusters = clusters::choose(beats, probs, names, |p| {
+        metrics::decide_gated(p, classes, &offsets, gate.threshold, &beats.rr)
+    });
+    let rule = DecisionRule {
         offsets,
         irregular_gate: gate.threshold,
-        record_clusters: None,
-    };
-    let decide = |p: &[f32]| {
-        let mut d = metrics::decide(p, classes, &gated.offsets);
-        if let Some(t) = gated.irregular_gate {
-            metrics::gate_irregular(&mut d, &beats.rr, t);
-        }
-        d
-    };
-    let clusters = clusters::choose(beats, probs, names, decide);
-    let rule = DecisionRule {
         record_clusters: clusters.smoothing,
-        ..gated
     };
     RuleChoice {
         gate,
