@@ -217,15 +217,27 @@ fn take_part(beats: &Beats, parts: &Split, part: Part, what: String) -> (Beats, 
     )
 }
 
-/// DS1 as a `train --folds` run saw it, with an out-of-fold prediction for every beat: each
-/// fold's records classified by the ensemble member that did not train on them.
+/// DS1 as a `train --folds` run saw it, with an out-of-fold prediction for every beat: the mean
+/// of the ensemble members that did not train on its record (one per fold ensemble; several
+/// when fold ensembles of other seeds were combined, see [`crate::train::combine_ensembles`]).
 pub struct OutOfFold {
     /// DS1's beats (the training and validation parts of the run's inter split).
     pub beats: Beats,
     /// `[beats, classes]`, row-major.
     pub probabilities: Vec<f32>,
-    /// The records of each fold, in member order.
+    /// The records each member held out, in member order.
     pub folds: Vec<Vec<String>>,
+}
+
+/// The records each member of the fold ensemble `checkpoint` held out, in member order, from
+/// the `metrics.json` beside it.
+pub fn member_folds(checkpoint: &Path) -> Result<Vec<Vec<String>>> {
+    let metrics_path = checkpoint.with_file_name("metrics.json");
+    let text = std::fs::read_to_string(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let metrics: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::data(&metrics_path, "json", e.to_string()))?;
+    serde_json::from_value(metrics["folds"].clone())
+        .map_err(|e| Error::data(&metrics_path, "folds", e.to_string()))
 }
 
 /// The out-of-fold predictions of the fold ensemble `checkpoint` (see [`OutOfFold`]), from its
@@ -247,12 +259,7 @@ pub fn out_of_fold(
         ))
     };
     let run = training_run(&config, checkpoint)?.ok_or_else(not_folds)?;
-    let metrics_path = checkpoint.with_file_name("metrics.json");
-    let text = std::fs::read_to_string(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-    let metrics: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::data(&metrics_path, "json", e.to_string()))?;
-    let folds: Vec<Vec<String>> = serde_json::from_value(metrics["folds"].clone())
-        .map_err(|e| Error::data(&metrics_path, "folds", e.to_string()))?;
+    let folds = member_folds(checkpoint)?;
     if folds.len() != members.len() || run.args.split != "inter" {
         return Err(not_folds());
     }
@@ -266,19 +273,44 @@ pub fn out_of_fold(
     ds1.sort_unstable();
     let beats = ds.beats.select(&ds1);
     let classes = config.classes;
-    let mut probabilities = vec![0f32; beats.len() * classes];
-    for (member, fold) in members.into_iter().zip(&folds) {
+    let mut sums = vec![0f64; beats.len() * classes];
+    let mut counts = vec![0u32; beats.len()];
+    let total = members.len();
+    for (i, (member, fold)) in members.into_iter().zip(&folds).enumerate() {
         let held: Vec<usize> = (0..beats.len())
             .filter(|&b| fold.contains(&beats.record[b]))
             .collect();
+        eprintln!(
+            "out of fold: member {} of {total}, {} beats of {} records",
+            i + 1,
+            held.len(),
+            fold.len()
+        );
         let mut clf = crate::infer::Classifier::new(ctx, member)?;
         clf.batch = batch;
         let probs = clf.probabilities(&beats.select(&held), |_, _| {})?;
         for (j, &b) in held.iter().enumerate() {
-            probabilities[b * classes..(b + 1) * classes]
-                .copy_from_slice(&probs[j * classes..(j + 1) * classes]);
+            counts[b] += 1;
+            for (s, &p) in sums[b * classes..(b + 1) * classes]
+                .iter_mut()
+                .zip(&probs[j * classes..(j + 1) * classes])
+            {
+                *s += f64::from(p);
+            }
         }
     }
+    if let Some(b) = counts.iter().position(|&c| c == 0) {
+        return Err(Error::Config(format!(
+            "{}: record {} is in no member's fold, so it has no out-of-fold prediction",
+            checkpoint.display(),
+            beats.record[b]
+        )));
+    }
+    let probabilities = sums
+        .chunks(classes)
+        .zip(&counts)
+        .flat_map(|(row, &n)| row.iter().map(move |&s| (s / f64::from(n)) as f32))
+        .collect();
     Ok(OutOfFold {
         beats,
         probabilities,

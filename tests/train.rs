@@ -1593,3 +1593,75 @@ fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--split inter"));
 }
+
+#[test]
+fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
+    let runs = [temp_run("seed-a"), temp_run("seed-b")];
+    for (run, seed) in runs.iter().zip(["1", "2"]) {
+        let flags = [
+            "--epochs", "1", "--split", "inter", "--folds", "2", "--seed", seed,
+        ];
+        let trained = train_tiny(run, &flags);
+        assert!(trained.status.success(), "{trained:?}");
+    }
+    let out = temp_run("seeds");
+    let combine = |checkpoints: &[&Path]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"));
+        command.arg("ensemble");
+        for c in checkpoints {
+            command.arg("--checkpoint").arg(c);
+        }
+        command.arg("--out").arg(&out).output().unwrap()
+    };
+    let [a, b] = runs.map(|r| r.join("best.safetensors"));
+    let combined = combine(&[&a, &b]);
+    assert!(combined.status.success(), "{combined:?}");
+    let best = out.join("best.safetensors");
+    let (_, meta) = checkpoint::load(&best).unwrap();
+    assert_eq!(meta["ensemble"], "4");
+    // each DS1 beat out of fold is the mean of the two members (one per seed) that did not
+    // train on its record
+    let ctx = common::ctx();
+    let [oof_a, oof_b, oof] =
+        [&a, &b, &best].map(|c| ecgwgpu::eval::out_of_fold(ctx, c, 256).unwrap());
+    assert_eq!(oof.folds.len(), 4);
+    assert_eq!(oof.beats.labels, oof_a.beats.labels);
+    for ((&m, &x), &y) in oof
+        .probabilities
+        .iter()
+        .zip(&oof_a.probabilities)
+        .zip(&oof_b.probabilities)
+    {
+        assert!((m - (x + y) / 2.0).abs() < 1e-6, "{m} vs mean of {x}, {y}");
+    }
+    assert_ne!(oof_a.probabilities, oof_b.probabilities, "the seeds differ");
+    // the rule is chosen anew on those predictions and written into the combined file; evaluate
+    // re-scores DS1 out of fold to the figures the choice reported, and DS2 from the run beside it
+    let metrics = read_json(&out.join("metrics.json"));
+    assert_eq!(metrics["folds"].as_array().unwrap().len(), 4);
+    let model: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
+    assert_eq!(model["decision_offsets"], metrics["decision_offsets"]);
+    assert_eq!(
+        model["record_clusters"],
+        metrics["record_clusters"]["smoothing"]
+    );
+    let rescored = evaluate_json_with(&best, &["--out-of-fold"]);
+    assert_eq!(
+        rescored["confusion"],
+        metrics["out_of_fold_calibrated"]["confusion"]
+    );
+    let ds2 = evaluate_json(&best);
+    assert!(ds2["beats"].as_u64().unwrap() > 0);
+    // one ensemble, or one whose records differ, is refused with its name
+    let one = combine(&[&a]);
+    assert!(!one.status.success());
+    let plain = temp_run("plain");
+    assert!(train_tiny(&plain, &["--epochs", "1"]).status.success());
+    let refused = combine(&[&a, &plain.join("best.safetensors")]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("plain") && stderr.contains("ensemble"),
+        "{stderr}"
+    );
+}

@@ -172,12 +172,33 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let mut folds = None;
     let (beats, description, probs) = if args.out_of_fold {
         let oof = crate::eval::out_of_fold(&ctx, &network, args.batch)?;
-        let description = format!(
-            "DS1 out of fold: each of {} folds' records scored by the member that did not \
-             train on them",
-            oof.folds.len()
-        );
-        folds = Some(oof.folds);
+        // combined seeds hold each fold once per seed: figures per distinct fold
+        let mut distinct: Vec<Vec<String>> = vec![];
+        for fold in &oof.folds {
+            let mut fold = fold.clone();
+            fold.sort();
+            if !distinct.contains(&fold) {
+                distinct.push(fold);
+            }
+        }
+        let description = match oof.folds.len() / distinct.len().max(1) {
+            1 => format!(
+                "DS1 out of fold: each of {} folds' records scored by the member that did not \
+                 train on them",
+                oof.folds.len()
+            ),
+            _ => format!(
+                "DS1 out of fold: each record scored by the mean of the members ({} in all) \
+                 that did not train on it; figures over {} distinct folds",
+                oof.folds.len(),
+                distinct.len()
+            ),
+        };
+        folds = Some(if distinct.len() < oof.folds.len() {
+            distinct
+        } else {
+            oof.folds
+        });
         (oof.beats, description, Some(oof.probabilities))
     } else {
         let selected = select(&config, &preprocessing, &network, run.as_ref(), &selection)?;

@@ -3,6 +3,7 @@
 mod bench;
 mod calibrate;
 mod data;
+mod ensemble;
 mod evaluate;
 mod figures;
 mod predict;
@@ -59,6 +60,9 @@ enum Command {
     /// clusters) on its out-of-fold predictions of DS1, without retraining, and write the
     /// ensemble with it.
     Calibrate(calibrate::CalibrateArgs),
+    /// Combine `train --folds` ensembles of several seeds into one, with the whole decision rule
+    /// (offsets, irregular-rhythm gate, record clusters) chosen anew on DS1 out of fold.
+    Ensemble(ensemble::EnsembleArgs),
     /// Serve the built web page (web/dist, from `bash tools/web/build.sh`) on 127.0.0.1, to open
     /// in a browser with WebGPU.
     Serve(serve::ServeArgs),
@@ -199,6 +203,7 @@ pub fn run() -> Result<()> {
         Command::Bench(args) => bench::run(args)?,
         Command::Serve(args) => serve::run(args)?,
         Command::Calibrate(args) => calibrate::run(args)?,
+        Command::Ensemble(args) => ensemble::run(args)?,
         Command::Data(command) => data::run(command)?,
         Command::Train(args) => train::run(*args)?,
         Command::Transfer(args) => transfer::run(*args)?,

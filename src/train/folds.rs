@@ -133,25 +133,12 @@ pub fn train_folds(
         Confusion::new(labels, &predicted, classes).report(&CLASS_NAMES)
     };
     let oof_report = report(&oof, &pool.labels, &[]);
-    let offsets = match settings.calibrate {
-        true => {
-            let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
-            metrics::choose_offsets(&oof, &pool.labels, classes, &tuned)
-        }
-        false => vec![],
-    };
-    // then the irregular-rhythm gate and the record clusters, each chosen on the same
-    // predictions with the rule chosen before it
     let choices = settings
         .calibrate
-        .then(|| choose_rule(&pool, &oof, offsets.clone(), &CLASS_NAMES));
-    let rule = choices.as_ref().map_or_else(
-        || DecisionRule {
-            offsets,
-            ..DecisionRule::default()
-        },
-        |c| c.rule.clone(),
-    );
+        .then(|| choose_whole_rule(&pool, &oof, &CLASS_NAMES));
+    let rule = choices
+        .as_ref()
+        .map_or_else(DecisionRule::default, |c| c.rule.clone());
     let oof_calibrated = choices.as_ref().map(|c| c.clusters.report.clone());
     let best = out.join("best.safetensors");
     Model::save_ensemble(ctx, &members, &rule, &best)?;
@@ -193,36 +180,8 @@ pub fn train_folds(
         decision_offsets: rule.offsets.clone(),
     };
     let mut metrics = write_metrics(out, &settings.split, &outcome)?;
-    let summary = |r: &Report| {
-        json!({
-            "accuracy": r.accuracy,
-            "macro_f1": r.macro_f1,
-            "classes": r.classes,
-            "confusion": r.confusion,
-        })
-    };
     metrics["folds"] = json!(folds);
-    metrics["out_of_fold"] = summary(&oof_report);
-    if let Some(r) = &oof_calibrated {
-        metrics["out_of_fold_calibrated"] = summary(r);
-    }
-    if let Some(RuleChoice {
-        gate: g,
-        clusters: c,
-        ..
-    }) = &choices
-    {
-        metrics["irregular_gate"] = json!({
-            "threshold": g.threshold,
-            "macro_f1_ungated": g.macro_f1_ungated,
-            "macro_f1_by_threshold": g.macro_f1_by_threshold,
-        });
-        metrics["record_clusters"] = json!({
-            "smoothing": c.smoothing,
-            "macro_f1_plain": c.macro_f1_plain,
-            "macro_f1_by_setting": c.macro_f1_by_setting,
-        });
-    }
+    record_out_of_fold(&mut metrics, &oof_report, choices.as_ref());
     write_json(&out.join("metrics.json"), &metrics)?;
     Ok(FoldsOutcome {
         folds,
@@ -231,6 +190,53 @@ pub fn train_folds(
         rule,
         test: outcome,
     })
+}
+
+/// Writes the out-of-fold figures into a fold ensemble's `metrics.json` value: plain argmax
+/// (`plain`), and with the whole rule and what each of its choices tried (`choice`), when one
+/// was made.
+pub(super) fn record_out_of_fold(
+    metrics: &mut serde_json::Value,
+    plain: &Report,
+    choice: Option<&RuleChoice>,
+) {
+    let summary = |r: &Report| {
+        json!({
+            "accuracy": r.accuracy,
+            "macro_f1": r.macro_f1,
+            "classes": r.classes,
+            "confusion": r.confusion,
+        })
+    };
+    metrics["out_of_fold"] = summary(plain);
+    let Some(RuleChoice {
+        gate: g,
+        clusters: c,
+        ..
+    }) = choice
+    else {
+        return;
+    };
+    metrics["out_of_fold_calibrated"] = summary(&c.report);
+    metrics["irregular_gate"] = json!({
+        "threshold": g.threshold,
+        "macro_f1_ungated": g.macro_f1_ungated,
+        "macro_f1_by_threshold": g.macro_f1_by_threshold,
+    });
+    metrics["record_clusters"] = json!({
+        "smoothing": c.smoothing,
+        "macro_f1_plain": c.macro_f1_plain,
+        "macro_f1_by_setting": c.macro_f1_by_setting,
+    });
+}
+
+/// Chooses the whole decision rule of heartbeat classes on out-of-fold predictions (`beats`
+/// whole records, `probs` their probabilities): the S, V and F offsets, then the rest as
+/// [`choose_rule`] does.
+pub fn choose_whole_rule(beats: &Beats, probs: &[f32], names: &[&str]) -> RuleChoice {
+    let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
+    let offsets = metrics::choose_offsets(probs, &beats.labels, names.len(), &tuned);
+    choose_rule(beats, probs, offsets, names)
 }
 
 /// The rule chosen after the offsets, with what each choice tried.

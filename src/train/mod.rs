@@ -24,10 +24,12 @@ use crate::rng::Rng;
 use crate::run::{read_json, write_json, RunConfig, RunSettings};
 use crate::trainer::Trainer;
 
+mod combine;
 mod folds;
 mod heartbeat;
 mod transfer;
-pub use folds::{choose_rule, train_folds, FoldsOutcome, RuleChoice};
+pub use combine::{combine_ensembles, Combined};
+pub use folds::{choose_rule, choose_whole_rule, train_folds, FoldsOutcome, RuleChoice};
 pub use heartbeat::{
     loss_config, model_config, prepare, split_kind, train_heartbeat, Outcome, Prepared, TrainData,
 };
