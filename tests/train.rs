@@ -1605,18 +1605,29 @@ fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
         assert!(trained.status.success(), "{trained:?}");
     }
     let out = temp_run("seeds");
-    let combine = |checkpoints: &[&Path]| {
+    let combine_into = |checkpoints: &[&Path], out: &Path| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"));
         command.arg("ensemble");
         for c in checkpoints {
             command.arg("--checkpoint").arg(c);
         }
-        command.arg("--out").arg(&out).output().unwrap()
+        command.arg("--out").arg(out).output().unwrap()
     };
-    let [a, b] = runs.map(|r| r.join("best.safetensors"));
+    let combine = |checkpoints: &[&Path]| combine_into(checkpoints, &out);
+    let [a, b] = runs.clone().map(|r| r.join("best.safetensors"));
     let combined = combine(&[&a, &b]);
     assert!(combined.status.success(), "{combined:?}");
     let best = out.join("best.safetensors");
+    // the members without their rule were a working file
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".safetensors")).count(),
+        1,
+        "{names:?}"
+    );
     let (_, meta) = checkpoint::load(&best).unwrap();
     assert_eq!(meta["ensemble"], "4");
     // each DS1 beat out of fold is the mean of the two members (one per seed) that did not
@@ -1663,5 +1674,16 @@ fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
     assert!(
         stderr.contains("plain") && stderr.contains("ensemble"),
         "{stderr}"
+    );
+    // nor is an input's own run directory written over
+    let over = combine_into(&[&a, &b], &runs[0]);
+    assert!(!over.status.success());
+    assert!(String::from_utf8_lossy(&over.stderr).contains("output directory"));
+    assert_eq!(
+        read_json(&runs[0].join("metrics.json"))["folds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
     );
 }

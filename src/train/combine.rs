@@ -44,6 +44,18 @@ pub fn combine_ensembles(
             "combining needs at least two fold ensembles".into(),
         ));
     }
+    // the inputs' run files sit beside them: writing over one would lose it
+    let out_dir = std::fs::canonicalize(out).ok();
+    for path in checkpoints {
+        let dir = path.parent().and_then(|d| std::fs::canonicalize(d).ok());
+        if dir.is_some() && dir == out_dir {
+            return Err(Error::Config(format!(
+                "{} is in the output directory {}: give another --out",
+                path.display(),
+                out.display()
+            )));
+        }
+    }
     let mut members: Vec<Model> = vec![];
     let mut folds = vec![];
     let mut first_run = None;
@@ -101,20 +113,21 @@ pub fn combine_ensembles(
         "folds": folds,
     });
     write_json(&out.join("metrics.json"), &metrics)?;
-    // first without a rule: out of fold reads the members, then the rule is chosen on them
-    let best = out.join("best.safetensors");
-    Model::save_ensemble(ctx, &members, &DecisionRule::default(), &best)?;
+    // first without a rule, under a name no tool takes for the result: out of fold reads the
+    // members from it, then the rule is chosen on them
+    let unchosen = out.join("members-without-rule.safetensors");
+    Model::save_ensemble(ctx, &members, &DecisionRule::default(), &unchosen)?;
     drop(members);
-    let oof = out_of_fold(ctx, &best, batch)?;
+    let oof = out_of_fold(ctx, &unchosen, batch)?;
     let classes = CLASS_NAMES.len();
     let plain_decided = metrics::decide(&oof.probabilities, classes, &[]);
     let plain = Confusion::new(&oof.beats.labels, &plain_decided, classes).report(&CLASS_NAMES);
     let choice = choose_whole_rule(&oof.beats, &oof.probabilities, &CLASS_NAMES);
-    let bytes = std::fs::read(&best).map_err(|e| Error::io(&best, e))?;
-    let (tensors, mut meta) = crate::checkpoint::decode(&bytes, &best)?;
-    let config = crate::model::ModelConfig::from_metadata(&meta, &best)?;
+    let (tensors, mut meta) = crate::checkpoint::load(&unchosen)?;
+    let config = crate::model::ModelConfig::from_metadata(&meta, &unchosen)?;
     choice.rule.apply(&config).write_metadata(&mut meta);
-    crate::checkpoint::save(&best, &tensors, &meta)?;
+    crate::checkpoint::save(&out.join("best.safetensors"), &tensors, &meta)?;
+    std::fs::remove_file(&unchosen).map_err(|e| Error::io(&unchosen, e))?;
     metrics["decision_offsets"] = json!(choice.rule.offsets);
     record_out_of_fold(&mut metrics, &plain, Some(&choice));
     write_json(&out.join("metrics.json"), &metrics)?;
