@@ -242,11 +242,12 @@ pub fn member_folds(checkpoint: &Path) -> Result<Vec<Vec<String>>> {
 
 /// The out-of-fold predictions of the fold ensemble `checkpoint` (see [`OutOfFold`]), from its
 /// run's `config.json` and the folds its `metrics.json` lists (in member order). `batch` is the
-/// inference batch.
+/// inference batch; `progress` gets the members done and their number after each.
 pub fn out_of_fold(
     ctx: &crate::gpu::GpuContext,
     checkpoint: &Path,
     batch: usize,
+    mut progress: impl FnMut(usize, usize),
 ) -> Result<OutOfFold> {
     let bytes = std::fs::read(checkpoint).map_err(|e| Error::io(checkpoint, e))?;
     let members = crate::model::Model::members_from_bytes(ctx, &bytes, checkpoint)?;
@@ -280,12 +281,6 @@ pub fn out_of_fold(
         let held: Vec<usize> = (0..beats.len())
             .filter(|&b| fold.contains(&beats.record[b]))
             .collect();
-        eprintln!(
-            "out of fold: member {} of {total}, {} beats of {} records",
-            i + 1,
-            held.len(),
-            fold.len()
-        );
         let mut clf = crate::infer::Classifier::new(ctx, member)?;
         clf.batch = batch;
         let probs = clf.probabilities(&beats.select(&held), |_, _| {})?;
@@ -298,6 +293,7 @@ pub fn out_of_fold(
                 *s += f64::from(p);
             }
         }
+        progress(i + 1, total);
     }
     if let Some(b) = counts.iter().position(|&c| c == 0) {
         return Err(Error::Config(format!(

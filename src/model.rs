@@ -576,7 +576,7 @@ pub fn init_params(config: &ModelConfig, seed: u64) -> Vec<Vec<f32>> {
 /// Checkpoint metadata key holding the model config as JSON.
 const MODEL_KEY: &str = "model";
 /// Checkpoint metadata: the number of members of an ensemble (absent for one network).
-pub(crate) const ENSEMBLE_KEY: &str = "ensemble";
+const ENSEMBLE_KEY: &str = "ensemble";
 
 impl ModelConfig {
     /// Writes this config into checkpoint metadata (`meta`), replacing the one there: what

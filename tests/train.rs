@@ -1634,7 +1634,7 @@ fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
     // train on its record
     let ctx = common::ctx();
     let [oof_a, oof_b, oof] =
-        [&a, &b, &best].map(|c| ecgwgpu::eval::out_of_fold(ctx, c, 256).unwrap());
+        [&a, &b, &best].map(|c| ecgwgpu::eval::out_of_fold(ctx, c, 256, |_, _| {}).unwrap());
     assert_eq!(oof.folds.len(), 4);
     assert_eq!(oof.beats.labels, oof_a.beats.labels);
     for ((&m, &x), &y) in oof

@@ -36,7 +36,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     let names = Preprocessing::of_checkpoint(&meta, &config, path)?.class_names;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     eprintln!("decision rule: out-of-fold predictions of DS1 from the fold models");
-    let oof = crate::eval::out_of_fold(&ctx, path, args.batch)?;
+    let oof = crate::eval::out_of_fold(&ctx, path, args.batch, super::member_progress)?;
     let offsets = config.decision_offsets.clone();
     let choice = crate::train::choose_rule(&oof.beats, &oof.probabilities, offsets, &refs);
     config = choice.rule.apply(&config);

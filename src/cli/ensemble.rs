@@ -24,7 +24,13 @@ pub struct EnsembleArgs {
 
 pub fn run(args: EnsembleArgs) -> Result<()> {
     let ctx = args.gpu.context()?;
-    let combined = crate::train::combine_ensembles(&ctx, &args.checkpoints, &args.out, args.batch)?;
+    let combined = crate::train::combine_ensembles(
+        &ctx,
+        &args.checkpoints,
+        &args.out,
+        args.batch,
+        super::member_progress,
+    )?;
     let c = &combined.choice;
     println!(
         "{} members; out of fold on DS1 (each beat the mean of the members that did not train \

@@ -171,7 +171,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     };
     let mut folds = None;
     let (beats, description, probs) = if args.out_of_fold {
-        let oof = crate::eval::out_of_fold(&ctx, &network, args.batch)?;
+        let oof = crate::eval::out_of_fold(&ctx, &network, args.batch, super::member_progress)?;
         // combined seeds hold each fold once per seed: figures per distinct fold
         let mut distinct: Vec<Vec<String>> = vec![];
         for fold in &oof.folds {
@@ -401,7 +401,7 @@ fn choose_adaptation(
     own: &crate::model::ModelConfig,
 ) -> Result<ChosenAdaptation> {
     eprintln!("adaptation: out-of-fold predictions of DS1 from the fold models");
-    let oof = crate::eval::out_of_fold(ctx, network, batch)?;
+    let oof = crate::eval::out_of_fold(ctx, network, batch, super::member_progress)?;
     let classes = names.len();
     let labels = &oof.beats.labels;
     let report = |probs: &[f32], offsets: &[f32]| {
@@ -565,7 +565,7 @@ fn choose_gate(
     own: &[f32],
 ) -> Result<crate::metrics::GateChoice> {
     eprintln!("irregular-rhythm gate: out-of-fold predictions of DS1 from the fold models");
-    let oof = crate::eval::out_of_fold(ctx, network, batch)?;
+    let oof = crate::eval::out_of_fold(ctx, network, batch, super::member_progress)?;
     let decided = crate::metrics::decide(&oof.probabilities, names.len(), own);
     Ok(crate::metrics::choose_irregular_gate(
         &decided,

@@ -82,6 +82,11 @@ pub(crate) fn default_data_dir(name: &str) -> std::path::PathBuf {
     std::path::Path::new("data").join(name)
 }
 
+/// Progress of out-of-fold predictions, one line per ensemble member done.
+pub(crate) fn member_progress(done: usize, members: usize) {
+    eprintln!("out of fold: {done} of {members} members have classified their held-out records");
+}
+
 /// The adapter and kernel flags, shared by every command that runs the network.
 #[derive(clap::Args)]
 pub(crate) struct GpuArgs {

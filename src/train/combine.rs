@@ -32,12 +32,14 @@ pub struct Combined {
 /// Combines the `train --folds` ensembles `checkpoints` (one architecture and preprocessing,
 /// trained on the same records) into `out/best.safetensors`, with `out/config.json` (the first
 /// run's, so `evaluate` finds DS2) and `out/metrics.json` (folds, out-of-fold figures, what the
-/// rule's choices tried). `batch` is the inference batch.
+/// rule's choices tried). `batch` is the inference batch; `progress` gets the members that
+/// have classified their held-out records, and the number of members.
 pub fn combine_ensembles(
     ctx: &GpuContext,
     checkpoints: &[PathBuf],
     out: &Path,
     batch: usize,
+    progress: impl FnMut(usize, usize),
 ) -> Result<Combined> {
     if checkpoints.len() < 2 {
         return Err(Error::Config(
@@ -118,7 +120,7 @@ pub fn combine_ensembles(
     let unchosen = out.join("members-without-rule.safetensors");
     Model::save_ensemble(ctx, &members, &DecisionRule::default(), &unchosen)?;
     drop(members);
-    let oof = out_of_fold(ctx, &unchosen, batch)?;
+    let oof = out_of_fold(ctx, &unchosen, batch, progress)?;
     let classes = CLASS_NAMES.len();
     let plain_decided = metrics::decide(&oof.probabilities, classes, &[]);
     let plain = Confusion::new(&oof.beats.labels, &plain_decided, classes).report(&CLASS_NAMES);
