@@ -23,7 +23,7 @@ use crate::data::formats::files::Disk;
 use crate::data::recording::{self, LeadSource, MemoryLead, Recording};
 use crate::error::{Error, Result};
 use crate::gpu::{block_on, GpuContext};
-use crate::model::{Model, ModelConfig};
+use crate::model::{Model, ModelConfig, ParamStore};
 use crate::preprocessing::Preprocessing;
 use crate::trainer::Trainer;
 
@@ -75,8 +75,13 @@ pub struct RecordingSummary {
 /// optimiser state. An ensemble (several networks of one architecture, e.g. the fold models of
 /// `train --folds`) classifies with the mean of its members' probabilities.
 pub struct Classifier<'c> {
-    /// The members; their config and preprocessing are the same.
-    members: Vec<Trainer<'c>>,
+    /// Runs the network. In an ensemble, each member's parameters are copied into its parameter
+    /// buffer in turn, so that one set of activations serves every member: memory does not grow
+    /// with the members (fifteen networks with their own activations took 580 MB where five
+    /// took 254 MB).
+    runner: Trainer<'c>,
+    /// An ensemble's members' parameters, in order (empty for one network: the runner's own).
+    members: Vec<ParamStore>,
     /// Beats per inference batch.
     pub batch: usize,
     /// Seconds of signal read, filtered and classified at a time (at least 10).
@@ -122,11 +127,22 @@ impl<'c> Classifier<'c> {
                 "ensemble members differ in architecture or preprocessing".into(),
             ));
         }
+        let mut models = models;
+        let (runner, members) = match models.len() {
+            1 => (models.remove(0), vec![]),
+            _ => {
+                let runner = Model {
+                    config: models[0].config.clone(),
+                    preprocessing: pre,
+                    seed: 0,
+                    params: ParamStore::new(ctx, &shapes),
+                };
+                (runner, models.into_iter().map(|m| m.params).collect())
+            }
+        };
         Ok(Self {
-            members: models
-                .into_iter()
-                .map(|m| Trainer::for_inference(ctx, m))
-                .collect::<Result<_>>()?,
+            runner: Trainer::for_inference(ctx, runner)?,
+            members,
             batch: 256,
             chunk_seconds: stream::CHUNK_S,
         })
@@ -134,15 +150,15 @@ impl<'c> Classifier<'c> {
 
     /// Networks averaged (1 for a single network).
     pub fn members(&self) -> usize {
-        self.members.len()
+        self.members.len().max(1)
     }
 
     pub fn config(&self) -> &ModelConfig {
-        &self.members[0].model.config
+        &self.runner.model.config
     }
 
     pub fn preprocessing(&self) -> &Preprocessing {
-        &self.members[0].model.preprocessing
+        &self.runner.model.preprocessing
     }
 
     pub fn class_names(&self) -> &[String] {
@@ -177,11 +193,21 @@ impl<'c> Classifier<'c> {
         // the config is cloned (not the rows) so that the members can be borrowed mutably
         let config = self.config().clone();
         let rows = config.input_rows(beats);
-        let k = self.members.len();
+        let k = self.members();
         let mut mean: Vec<f32> = vec![];
         // members in order, so the mean is the same on every run
-        for (m, member) in self.members.iter_mut().enumerate() {
-            let probs = member
+        for m in 0..k {
+            if let Some(params) = self.members.get(m) {
+                // queued before the member's batches: they read its parameters
+                let ctx = self.runner.ctx();
+                let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                let bytes = params.values.numel() as u64 * 4;
+                let runner = self.runner.model.params.values.buffer();
+                encoder.copy_buffer_to_buffer(params.values.buffer(), 0, runner, 0, bytes);
+                ctx.queue.submit([encoder.finish()]);
+            }
+            let probs = self
+                .runner
                 .predict_many_async(&rows, self.batch, |done, total| {
                     progress(m * total + done, k * total)
                 })

@@ -9,7 +9,12 @@ use crate::error::Result;
 pub struct EnsembleArgs {
     /// A `train --folds` ensemble with its run beside it; give two or more (other seeds of one
     /// recipe, trained on the same records).
-    #[arg(long = "checkpoint", value_name = "CHECKPOINT", required = true, num_args = 1)]
+    #[arg(
+        long = "checkpoint",
+        value_name = "CHECKPOINT",
+        required = true,
+        num_args = 1
+    )]
     checkpoints: Vec<PathBuf>,
     /// Directory for the combined ensemble: best.safetensors, config.json (the first run's, so
     /// `evaluate` scores DS2), metrics.json (out-of-fold figures, what the rule tried).

@@ -169,7 +169,8 @@ async function chooseFiles(files) {
   const { nodeId } = await send('DOM.querySelector', { nodeId: root.nodeId, selector: '#files' });
   await evaluate("document.getElementById('summary').textContent = ''");
   await send('DOM.setFileInputFiles', { nodeId, files });
-  for (let i = 0; i < 300; i++) {
+  // the shipped model is fifteen networks: a recording takes about a minute on SwiftShader
+  for (let i = 0; i < 3000; i++) {
     await new Promise((r) => setTimeout(r, 100));
     const shown = await evaluate(`({ summary: document.getElementById('summary').textContent,
       message: document.getElementById('message').hidden ? '' : document.getElementById('message').textContent })`);

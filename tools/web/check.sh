@@ -51,7 +51,7 @@ chromium --headless=new --no-sandbox --disable-gpu-sandbox --no-first-run \
     about:blank >"$tmp/chromium.log" 2>&1 &
 browser=$!
 
-if ! json=$(timeout 900 node --experimental-websocket --no-warnings tools/web/check.mjs \
+if ! json=$(timeout 1800 node --experimental-websocket --no-warnings tools/web/check.mjs \
     "$devtools_port" "${page}index.html" "$tmp/208_pred.csv" web/screenshot.png); then
     echo "error: the page check failed; Chromium's log:" >&2
     tail -20 "$tmp/chromium.log" >&2
