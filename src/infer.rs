@@ -190,7 +190,7 @@ impl<'c> Classifier<'c> {
         beats: &Beats,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<f32>> {
-        // the config is cloned (not the rows) so that the members can be borrowed mutably
+        // the config is cloned (not the rows) so that the runner can be borrowed mutably
         let config = self.config().clone();
         let rows = config.input_rows(beats);
         let k = self.members();

@@ -99,6 +99,20 @@ impl DecisionRule {
             ..config.clone()
         }
     }
+
+    /// Writes the checkpoint read from `from` (its `tensors` and `meta`, one network or an
+    /// ensemble) to `to` with this rule in its config: the tensors are copied as they are.
+    pub fn save_checkpoint(
+        &self,
+        tensors: &[NamedTensor],
+        mut meta: BTreeMap<String, String>,
+        from: &Path,
+        to: &Path,
+    ) -> Result<()> {
+        let config = ModelConfig::from_metadata(&meta, from)?;
+        self.apply(&config).write_metadata(&mut meta);
+        checkpoint::save(to, tensors, &meta)
+    }
 }
 
 impl ModelConfig {

@@ -31,17 +31,17 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     let path = &args.checkpoint;
     // the tensors are copied as they are: only the decision rule in the metadata changes
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (tensors, mut meta) = checkpoint::decode(&bytes, path)?;
-    let mut config = ModelConfig::from_metadata(&meta, path)?;
+    let (tensors, meta) = checkpoint::decode(&bytes, path)?;
+    let config = ModelConfig::from_metadata(&meta, path)?;
     let names = Preprocessing::of_checkpoint(&meta, &config, path)?.class_names;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     eprintln!("decision rule: out-of-fold predictions of DS1 from the fold models");
     let oof = crate::eval::out_of_fold(&ctx, path, args.batch, super::member_progress)?;
     let offsets = config.decision_offsets.clone();
     let choice = crate::train::choose_rule(&oof.beats, &oof.probabilities, offsets, &refs);
-    config = choice.rule.apply(&config);
-    config.write_metadata(&mut meta);
-    checkpoint::save(&args.out, &tensors, &meta)?;
+    choice
+        .rule
+        .save_checkpoint(&tensors, meta, path, &args.out)?;
     println!("{}", super::evaluate::ChosenGate(choice.gate).describe());
     println!("{}", describe_clusters(&choice.clusters));
     println!("wrote {}", args.out.display());

@@ -181,24 +181,21 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
                 distinct.push(fold);
             }
         }
-        let description = match oof.folds.len() / distinct.len().max(1) {
-            1 => format!(
+        let description = match distinct.len() == oof.folds.len() {
+            true => format!(
                 "DS1 out of fold: each of {} folds' records scored by the member that did not \
                  train on them",
                 oof.folds.len()
             ),
-            _ => format!(
+            false => format!(
                 "DS1 out of fold: each record scored by the mean of the members ({} in all) \
                  that did not train on it; figures over {} distinct folds",
                 oof.folds.len(),
                 distinct.len()
             ),
         };
-        folds = Some(if distinct.len() < oof.folds.len() {
-            distinct
-        } else {
-            oof.folds
-        });
+        // a fold's figures read which records it holds, not their order
+        folds = Some(distinct);
         (oof.beats, description, Some(oof.probabilities))
     } else {
         let selected = select(&config, &preprocessing, &network, run.as_ref(), &selection)?;

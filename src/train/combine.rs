@@ -125,10 +125,11 @@ pub fn combine_ensembles(
     let plain_decided = metrics::decide(&oof.probabilities, classes, &[]);
     let plain = Confusion::new(&oof.beats.labels, &plain_decided, classes).report(&CLASS_NAMES);
     let choice = choose_whole_rule(&oof.beats, &oof.probabilities, &CLASS_NAMES);
-    let (tensors, mut meta) = crate::checkpoint::load(&unchosen)?;
-    let config = crate::model::ModelConfig::from_metadata(&meta, &unchosen)?;
-    choice.rule.apply(&config).write_metadata(&mut meta);
-    crate::checkpoint::save(&out.join("best.safetensors"), &tensors, &meta)?;
+    let (tensors, meta) = crate::checkpoint::load(&unchosen)?;
+    let best = out.join("best.safetensors");
+    choice
+        .rule
+        .save_checkpoint(&tensors, meta, &unchosen, &best)?;
     std::fs::remove_file(&unchosen).map_err(|e| Error::io(&unchosen, e))?;
     metrics["decision_offsets"] = json!(choice.rule.offsets);
     record_out_of_fold(&mut metrics, &plain, Some(&choice));
