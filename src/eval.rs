@@ -9,6 +9,7 @@ use crate::data::beats::{BeatMode, Beats};
 use crate::data::corpus::dataset::{load_dir, LoadOptions};
 use crate::data::corpus::ptb::{self, MiSplit};
 use crate::data::corpus::splits::{self, Split, SplitKind};
+use crate::data::signal::acquisition::Acquisition;
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::preprocessing::{Preprocessing, Task};
@@ -55,6 +56,10 @@ pub struct Selection {
     pub fallback_lead: bool,
     /// Any unreadable record or dropped annotation is an error.
     pub strict: bool,
+    /// Each record as another device would have taken it (rate, noise).
+    pub acquisition: Acquisition,
+    /// Beats where the QRS detector finds them (see [`LoadOptions::detect`]).
+    pub detect: bool,
 }
 
 /// The beats selected, described for a report, with what loading skipped or substituted.
@@ -112,6 +117,8 @@ pub fn select(
         preprocessing.load_options(selection.mode, selection.lead.as_deref(), network)?;
     options.fallback_to_first = selection.fallback_lead;
     options.strict = selection.strict;
+    options.acquisition = selection.acquisition;
+    options.detect = selection.detect;
     let dir = match (&selection.data_dir, run) {
         (Some(dir), _) => dir.clone(),
         (None, Some(r)) => {

@@ -1704,3 +1704,169 @@ fn detection_and_lead_reading_take_edf_like_wfdb() {
     let (none, warning) = ecgwgpu::data::corpus::dataset::read_lead(&dir, "208.edf", &v9).unwrap();
     assert!(none.is_none() && warning.unwrap().contains("MLII"));
 }
+
+/// A recording "from another device": resampled with its annotations moved to the nearest new
+/// sample, noise seeded by the seed and the record's name (the same twice, another seed another
+/// noise) at the level asked for; the identity changes nothing.
+#[test]
+fn acquisition_resamples_adds_seeded_noise_and_moves_annotations() {
+    use ecgwgpu::data::recording;
+    use ecgwgpu::data::signal::acquisition::{Acquisition, NoiseLevel};
+    let path = embedded_dir().join("208");
+    let open = || recording::open(&path, "MLII", false).unwrap().unwrap();
+    let read = |mut r: recording::Recording| {
+        let n = r.lead.len();
+        (
+            r.lead.read(0..n).unwrap(),
+            r.lead.fs(),
+            r.annotations.take().unwrap(),
+        )
+    };
+    let (clean, fs, annotations) = read(open());
+    let (same, same_fs, same_annotations) = read(Acquisition::default().apply(open()).unwrap());
+    assert!(same == clean && same_fs == fs && same_annotations == annotations);
+
+    let at = |rate: f64, noise: NoiseLevel, seed: u64| {
+        let acquisition = Acquisition {
+            rate: Some(rate),
+            noise: noise.noise(),
+            seed,
+        };
+        read(acquisition.apply(open()).unwrap())
+    };
+    let (quiet, fs_128, moved) = at(128.0, NoiseLevel::None, 1);
+    assert_eq!(fs_128, 128.0);
+    assert_eq!(quiet, resample(&clean, 360.0, 128.0));
+    assert_eq!(moved.len(), annotations.len());
+    for (a, b) in annotations.iter().zip(&moved) {
+        assert_eq!(b.sample, (a.sample as f64 * 128.0 / 360.0).round() as u64);
+        assert_eq!(a.code, b.code);
+    }
+    let (noisy, _, _) = at(128.0, NoiseLevel::Typical, 1);
+    let (again, _, _) = at(128.0, NoiseLevel::Typical, 1);
+    let (other, _, _) = at(128.0, NoiseLevel::Typical, 2);
+    let (strong, _, _) = at(128.0, NoiseLevel::Strong, 1);
+    assert!(noisy == again, "the same seed gives the same noise");
+    assert!(noisy != other, "another seed gives other noise");
+    let rms = |x: &[f32]| {
+        let d: Vec<f64> = x
+            .iter()
+            .zip(&quiet)
+            .map(|(a, b)| f64::from(a - b))
+            .collect();
+        (d.iter().map(|v| v * v).sum::<f64>() / d.len() as f64).sqrt()
+    };
+    // typical: baseline 0.15 mV peak (four sinusoids), mains and EMG 0.02 mV; strong about 2.7×
+    let (typical_rms, strong_rms) = (rms(&noisy), rms(&strong));
+    assert!(
+        (0.02..0.15).contains(&typical_rms),
+        "typical noise RMS {typical_rms} mV"
+    );
+    assert!(
+        strong_rms > 2.0 * typical_rms,
+        "strong {strong_rms} vs typical {typical_rms} mV"
+    );
+}
+
+/// `LoadOptions::detect`: beats where the QRS detector finds them, each with the class of the
+/// reference beat within 150 ms or none; every reference beat is accounted for, and a record
+/// without annotations is read with all its beats unreferenced.
+#[test]
+fn detected_beats_take_the_reference_class_within_the_window() {
+    use ecgwgpu::data::beats::NO_REFERENCE;
+    let dir = scratch("detected");
+    copy_record(&dir, "208");
+    copy_record(&dir, "213");
+    std::fs::remove_file(dir.join("213.atr")).unwrap();
+    let opts = LoadOptions {
+        detect: true,
+        ..LoadOptions::default()
+    };
+    let ds = load_dir(&dir, &opts).unwrap();
+    assert!(ds.skipped.is_empty(), "{:?}", ds.skipped);
+    let of = |record: &str| -> Vec<usize> {
+        (0..ds.beats.len())
+            .filter(|&b| ds.beats.record[b] == record)
+            .collect()
+    };
+    // 213 has no annotations: every beat detected, none referenced
+    let r213 = of("213");
+    assert!(r213.len() > 3000, "213: {} beats", r213.len());
+    assert!(r213.iter().all(|&b| ds.beats.labels[b] == NO_REFERENCE));
+    // 208: nearly every reference beat found, with its class
+    let r208 = of("208");
+    let reference = annotation::read(&dir.join("208.atr")).unwrap();
+    let beats: Vec<&Annotation> = reference
+        .iter()
+        .filter(|a| AamiClass::from_code(a.code).is_some())
+        .collect();
+    let referenced: Vec<usize> = r208
+        .iter()
+        .copied()
+        .filter(|&b| ds.beats.labels[b] != NO_REFERENCE)
+        .collect();
+    assert!(
+        referenced.len() * 100 >= beats.len() * 97,
+        "{} of {} reference beats detected",
+        referenced.len(),
+        beats.len()
+    );
+    for &b in &referenced {
+        let s = ds.beats.sample[b];
+        let near = beats.iter().min_by_key(|a| a.sample.abs_diff(s)).unwrap();
+        assert!(
+            near.sample.abs_diff(s) <= 54,
+            "beat at {s}: nearest reference {}",
+            near.sample
+        );
+        assert_eq!(
+            ds.beats.labels[b],
+            AamiClass::from_code(near.code).unwrap().label(),
+            "beat at {s}"
+        );
+    }
+    let unreferenced = ds
+        .beats
+        .labels
+        .iter()
+        .filter(|&&l| l == NO_REFERENCE)
+        .count();
+    assert_eq!(ds.unreferenced, unreferenced);
+    assert_eq!(ds.beat_annotations, beats.len());
+    assert_eq!(
+        ds.beats.len() - ds.unreferenced + ds.beats_at_edges + ds.beats_past_end,
+        ds.beat_annotations
+    );
+    assert!(
+        ds.summary().contains("found by the QRS detector"),
+        "{}",
+        ds.summary()
+    );
+    // without detection the record without annotations is an error naming its .atr
+    let plain = load_dir(&dir, &LoadOptions::default()).unwrap();
+    assert_eq!(plain.skipped.len(), 1);
+    assert!(
+        plain.skipped[0].1.contains("213.atr"),
+        "{:?}",
+        plain.skipped
+    );
+}
+
+/// A database with a folder per patient and no RECORDS list (PhysioNet's PTB Diagnostic layout)
+/// lists its records one folder down.
+#[test]
+fn records_one_folder_down_are_listed() {
+    use ecgwgpu::data::corpus::dataset::list_records;
+    let dir = scratch("nested");
+    for (patient, record) in [("patient001", "208"), ("patient002", "232")] {
+        std::fs::create_dir_all(dir.join(patient)).unwrap();
+        copy_record(&dir.join(patient), record);
+    }
+    assert_eq!(
+        list_records(&dir).unwrap(),
+        ["patient001/208", "patient002/232"]
+    );
+    let ds = load_dir(&dir, &LoadOptions::default()).unwrap();
+    assert_eq!(ds.per_record.len(), 2);
+    assert_eq!(ds.per_record[0].0, "patient001/208");
+}

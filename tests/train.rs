@@ -1687,3 +1687,74 @@ fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
         2
     );
 }
+
+/// `evaluate --resample --noise --detect`: the shipped model on recordings "from another
+/// device", beats from the QRS detector; a record without annotations is classified and its
+/// beats counted, not scored. Bad combinations are refused before any work.
+#[test]
+fn evaluate_reads_records_as_another_device_would() {
+    let dir = temp_run("other-device");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, with_atr) in [("232", true), ("107", false)] {
+        let exts: &[&str] = if with_atr {
+            &["hea", "dat", "atr"]
+        } else {
+            &["hea", "dat"]
+        };
+        for ext in exts {
+            std::fs::copy(
+                embedded_dir().join(format!("{name}.{ext}")),
+                dir.join(format!("{name}.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    let evaluate = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+            .args(["evaluate", "--json", "--data-dir"])
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = evaluate(&[
+        "--split",
+        "all",
+        "--resample",
+        "250",
+        "--noise",
+        "typical",
+        "--detect",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let selection = report["selection"].as_str().unwrap();
+    assert!(
+        selection.contains("resampled to 250 Hz") && selection.contains("QRS detector"),
+        "{selection}"
+    );
+    // 232's 1,780 reference beats, nearly all found; 107's beats have no reference
+    let scored = report["beats"].as_u64().unwrap();
+    assert!((1700..=1780).contains(&scored), "{scored} beats scored");
+    let unreferenced = &report["unreferenced"];
+    let per_record = unreferenced["per_record"].as_array().unwrap();
+    assert_eq!(per_record[0][0], "107", "{unreferenced}");
+    assert!(per_record[0][1].as_u64().unwrap() > 2000, "{unreferenced}");
+    let decided: u64 = unreferenced["decided"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(decided, unreferenced["beats"].as_u64().unwrap());
+
+    for (bad, says) in [
+        (&["--split", "all", "--resample", "10"][..], "--resample 10"),
+        (&["--detect", "--split", "intra"][..], "--split inter"),
+    ] {
+        let output = evaluate(bad);
+        assert!(!output.status.success(), "{bad:?} accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{bad:?}: {stderr}");
+    }
+}

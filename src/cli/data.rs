@@ -120,6 +120,7 @@ impl Source {
             fallback_to_first: self.fallback_lead,
             records: None,
             strict: self.strict,
+            ..LoadOptions::default()
         }
     }
 

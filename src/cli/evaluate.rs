@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use super::data::Source;
 use crate::adapt::PriorAdaptation;
-use crate::data::beats::Beats;
+use crate::data::beats::{Beats, NO_REFERENCE};
 use crate::data::formats::aami::AamiClass;
+use crate::data::signal::acquisition::{Acquisition, NoiseLevel};
 use crate::error::{Error, Result};
 use crate::eval::{select, training_run, EvalSplit, Part, Selection};
 use crate::metrics::{
@@ -65,6 +66,25 @@ pub struct EvaluateArgs {
     /// figures can be re-scored or analysed with other tools.
     #[arg(long, value_name = "FILE")]
     beats: Option<std::path::PathBuf>,
+    /// Read each record as a device at this rate (Hz) would have recorded it: resampled before
+    /// the pipeline (which then resamples to the network's 125 Hz), annotations moved with it.
+    /// With --noise, a check on recordings from other hardware.
+    #[arg(long, value_name = "HZ")]
+    resample: Option<f64>,
+    /// Add noise to each record before --resample: baseline wander, mains hum and muscle (EMG)
+    /// noise at a named level (see the values), seeded by --noise-seed and the record's name.
+    #[arg(long, value_enum, default_value = "none")]
+    noise: NoiseLevel,
+    /// Seed of --noise.
+    #[arg(long, default_value_t = 1)]
+    noise_seed: u64,
+    /// Cut beats where the built-in QRS detector finds them, as for a recording without
+    /// annotations, instead of at the reference annotations. Each detected beat is scored
+    /// against the reference beat within 150 ms; detected beats without one (and every beat of
+    /// a record without annotations, which is then read too) are classified and counted per
+    /// class but not scored.
+    #[arg(long)]
+    detect: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -168,7 +188,26 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         mode: args.source.mode_given(),
         fallback_lead: args.source.options().fallback_to_first,
         strict: args.source.options().strict,
+        acquisition: Acquisition {
+            rate: args.resample,
+            noise: args.noise.noise(),
+            seed: args.noise_seed,
+        },
+        detect: args.detect,
     };
+    if let Some(rate) = args.resample.filter(|&r| !(r.is_finite() && r >= 50.0)) {
+        return Err(Error::Config(format!(
+            "--resample {rate}: give a sampling rate of at least 50 Hz"
+        )));
+    }
+    let altered = !selection.acquisition.is_identity() || selection.detect;
+    if altered && (mi || args.out_of_fold || args.split == Some(EvalSplit::Intra)) {
+        return Err(Error::Config(
+            "--resample, --noise and --detect read whole records: use them with --split inter \
+             or all, for a heartbeat model"
+                .into(),
+        ));
+    }
     let mut folds = None;
     let (beats, description, probs) = if args.out_of_fold {
         let oof = crate::eval::out_of_fold(&ctx, &network, args.batch, super::member_progress)?;
@@ -202,14 +241,27 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         for line in &selected.load_report {
             eprintln!("{line}");
         }
-        (selected.beats, selected.description, None)
+        let mut description = selected.description;
+        if !selection.acquisition.is_identity() {
+            description += &format!("; {}", selection.acquisition.describe());
+        }
+        if selection.detect {
+            description += "; beats found by the QRS detector";
+        }
+        (selected.beats, description, None)
     };
     if beats.is_empty() {
         return Err(Error::Config(format!(
             "no beats to evaluate in the {description}"
         )));
     }
-    crate::loss::check_labels(&beats.labels, classes)?;
+    let referenced: Vec<u32> = beats
+        .labels
+        .iter()
+        .copied()
+        .filter(|&l| l != NO_REFERENCE)
+        .collect();
+    crate::loss::check_labels(&referenced, classes)?;
     let names = preprocessing.class_names.clone();
     let mut lines = super::ProgressLines::new("scoring", "beats", 0.05);
     let probs = match probs {
@@ -242,6 +294,39 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     if let Some(path) = &args.beats {
         write_beats(path, &beats, &probs, &predicted, &preprocessing.class_names)?;
         eprintln!("beats: {} rows in {}", beats.len(), path.display());
+    }
+    // detected beats without a reference beat are decided (above, among their record's beats)
+    // and counted, not scored
+    let unreferenced = Unreferenced::of(&beats, &predicted, &names);
+    let (beats, probs, predicted) = match unreferenced.beats {
+        0 => (beats, probs, predicted),
+        _ => {
+            let keep: Vec<usize> = (0..beats.len())
+                .filter(|&b| beats.labels[b] != NO_REFERENCE)
+                .collect();
+            let probs = keep
+                .iter()
+                .flat_map(|&b| probs[b * classes..(b + 1) * classes].to_vec())
+                .collect::<Vec<f32>>();
+            let predicted = keep.iter().map(|&b| predicted[b]).collect::<Vec<u32>>();
+            (beats.select(&keep), probs, predicted)
+        }
+    };
+    if beats.is_empty() {
+        if args.json {
+            print_json(&json!({
+                "checkpoint": network,
+                "selection": description,
+                "unreferenced": unreferenced,
+            }));
+        } else {
+            println!(
+                "{} on {description}\n{}",
+                network.display(),
+                unreferenced.describe()
+            );
+        }
+        return Ok(());
     }
     let report = Confusion::new(&beats.labels, &predicted, classes).report(&names);
     let s_vs_n_auc = s_vs_n_auc(&probs, &beats.labels, &names);
@@ -288,6 +373,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             "irregular_gate": gate,
             "s_vs_n_auc": s_vs_n_auc,
             "per_fold": per_fold,
+            "unreferenced": (unreferenced.beats > 0).then_some(&unreferenced),
         });
         print_json(&out);
     } else {
@@ -299,6 +385,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         );
         if let Some(auc) = s_vs_n_auc {
             println!("S-vs-N AUC {auc:.3} (log(p_S / p_N) ranking S beats above N beats)");
+        }
+        if unreferenced.beats > 0 {
+            println!("{}", unreferenced.describe());
         }
         if let Some(f) = &per_fold {
             println!("{}", f.table());
@@ -322,6 +411,54 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
+/// The beats without a reference class (found by the QRS detector where the recording has no
+/// beat annotation): how many, and what they were called.
+#[derive(serde::Serialize)]
+struct Unreferenced {
+    beats: usize,
+    /// (class, beats decided so) for every class.
+    decided: Vec<(String, usize)>,
+    /// (record, beats without a reference) for every record that has some.
+    per_record: Vec<(String, usize)>,
+}
+
+impl Unreferenced {
+    fn of(beats: &Beats, predicted: &[u32], names: &[&str]) -> Self {
+        let mut decided: Vec<(String, usize)> = names.iter().map(|n| (n.to_string(), 0)).collect();
+        let mut per_record: Vec<(String, usize)> = vec![];
+        for b in (0..beats.len()).filter(|&b| beats.labels[b] == NO_REFERENCE) {
+            decided[predicted[b] as usize].1 += 1;
+            match per_record.last_mut() {
+                Some((r, n)) if *r == beats.record[b] => *n += 1,
+                _ => per_record.push((beats.record[b].clone(), 1)),
+            }
+        }
+        Self {
+            beats: decided.iter().map(|d| d.1).sum(),
+            decided,
+            per_record,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let classes: Vec<String> = self
+            .decided
+            .iter()
+            .map(|(c, n)| {
+                format!(
+                    "{c} {n} ({:.1} %)",
+                    100.0 * *n as f64 / self.beats.max(1) as f64
+                )
+            })
+            .collect();
+        format!(
+            "{} detected beats without a reference beat (not scored), decided as: {}",
+            self.beats,
+            classes.join(", ")
+        )
+    }
+}
+
 /// Writes each beat as a row of `predict`'s CSV with its record in front (atomically).
 fn write_beats(
     path: &Path,
@@ -336,7 +473,7 @@ fn write_beats(
         let beat = crate::infer::ClassifiedBeat {
             sample: beats.sample[i],
             class: predicted[i],
-            reference: Some(beats.labels[i]),
+            reference: (beats.labels[i] != NO_REFERENCE).then_some(beats.labels[i]),
             probabilities: row.to_vec(),
             rhythm: beats.rr[i],
         };

@@ -58,6 +58,7 @@ fn run_beats(config: &RunConfig) -> Result<Beats> {
         fallback_to_first: config.args.fallback_lead,
         records: None,
         strict: false,
+        ..LoadOptions::default()
     };
     Ok(load_dir(source, &options)?.beats)
 }

@@ -45,6 +45,25 @@ impl LeadSource for MemoryLead<'_> {
     }
 }
 
+/// A lead held in memory and owned: a recording transformed whole (see
+/// [`crate::data::signal::acquisition`]), or a caller's own array.
+pub struct OwnedLead {
+    pub signal: Vec<f32>,
+    pub fs: f64,
+}
+
+impl LeadSource for OwnedLead {
+    fn fs(&self) -> f64 {
+        self.fs
+    }
+    fn len(&self) -> usize {
+        self.signal.len()
+    }
+    fn read(&mut self, range: Range<usize>) -> Result<Vec<f32>> {
+        Ok(self.signal[range].to_vec())
+    }
+}
+
 /// One signal of a WFDB record, decoded from its signal file a range of frames at a time.
 pub struct WfdbLead {
     path: PathBuf,

@@ -37,6 +37,10 @@ impl BeatMode {
     }
 }
 
+/// The label of a beat without a reference class: one the QRS detector found where the
+/// recording has no beat annotation (see [`crate::data::corpus::dataset::LoadOptions::detect`]).
+pub const NO_REFERENCE: u32 = u32::MAX;
+
 /// Beats as a row-major `[n, 187]` array with labels and provenance.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Beats {

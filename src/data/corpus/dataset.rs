@@ -4,11 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::beats::stream;
-use crate::data::beats::{BeatMode, Beats};
+use crate::data::beats::{BeatMode, Beats, NO_REFERENCE};
 use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::{self, Annotation};
 use crate::data::formats::files::{Disk, Files};
 use crate::data::recording;
+use crate::data::signal::acquisition::Acquisition;
 use crate::data::signal::qrs;
 use crate::error::{Error, Result};
 
@@ -24,6 +25,14 @@ pub struct LoadOptions {
     pub records: Option<Vec<String>>,
     /// Any skipped record or dropped annotation is an error instead of a line in the summary.
     pub strict: bool,
+    /// Each record as another device would have taken it (rate, noise); the default changes
+    /// nothing.
+    pub acquisition: Acquisition,
+    /// Cut beats where the QRS detector finds them, as a user without annotations would, not at
+    /// the reference annotations. A detected beat takes the class of the reference beat within
+    /// [`qrs::MATCH_WINDOW_S`], else [`NO_REFERENCE`]; records without annotations are read too,
+    /// all their beats without a reference.
+    pub detect: bool,
 }
 
 impl Default for LoadOptions {
@@ -34,6 +43,8 @@ impl Default for LoadOptions {
             fallback_to_first: false,
             records: None,
             strict: false,
+            acquisition: Acquisition::default(),
+            detect: false,
         }
     }
 }
@@ -57,11 +68,14 @@ pub struct Dataset {
     pub beat_annotations: usize,
     pub beats_past_end: usize,
     pub beats_at_edges: usize,
+    /// Beats the QRS detector found with no reference beat near them ([`LoadOptions::detect`];
+    /// labelled [`NO_REFERENCE`], counted in `beats` but not in `beat_annotations`).
+    pub unreferenced: usize,
 }
 
 /// Record names in `dir`: its `RECORDS` file when present, else every `*.hea` and every `*.edf`
 /// (by its file name, e.g. `holter1.edf`; one beside a WFDB record of the same name is that
-/// record converted and is left out), sorted.
+/// record converted and is left out), else the records one folder down, sorted.
 pub fn list_records(dir: &Path) -> Result<Vec<String>> {
     let records_file = dir.join("RECORDS");
     let mut names: Vec<String> = if records_file.is_file() {
@@ -93,6 +107,10 @@ pub fn list_records(dir: &Path) -> Result<Vec<String>> {
             .cloned()
             .collect();
         v.extend(edf);
+        if v.is_empty() {
+            // one folder per patient, as PhysioNet lays out the PTB Diagnostic database
+            v = nested_records(dir)?;
+        }
         v.sort();
         v
     };
@@ -103,6 +121,35 @@ pub fn list_records(dir: &Path) -> Result<Vec<String>> {
             "directory",
             "no records found (expected .hea or .edf files, or a RECORDS list)",
         ));
+    }
+    Ok(names)
+}
+
+/// The WFDB records one folder down (`patient001/s0010_re`), for a database with a folder per
+/// patient and no `RECORDS` list.
+fn nested_records(dir: &Path) -> Result<Vec<String>> {
+    let mut names = vec![];
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let (Ok(kind), Some(sub)) = (
+            entry.file_type(),
+            entry.file_name().to_str().map(String::from),
+        ) else {
+            continue;
+        };
+        if !kind.is_dir() {
+            continue;
+        }
+        let inner = std::fs::read_dir(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        for file in inner.filter_map(|e| e.ok()) {
+            if let Some(stem) = file
+                .file_name()
+                .to_str()
+                .and_then(|f| f.strip_suffix(".hea"))
+            {
+                names.push(format!("{sub}/{stem}"));
+            }
+        }
     }
     Ok(names)
 }
@@ -161,8 +208,11 @@ enum Outcome {
         /// Annotations past the signal's end, and how many of them were beats.
         dropped: usize,
         dropped_beats: usize,
-        /// Beat annotations inside the signal that gave no beat (edges).
+        /// Beat annotations inside the signal that gave no beat (edges; with
+        /// [`LoadOptions::detect`], also the reference beats the detector missed).
         at_edges: usize,
+        /// Detected beats without a reference beat ([`LoadOptions::detect`]).
+        unreferenced: usize,
     },
     NoLead(Vec<String>),
 }
@@ -172,9 +222,12 @@ enum Outcome {
 fn load_record(files: &dyn Files, dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
     let path = dir.join(name);
     let mut rec = match recording::open_in(files, &path, &opts.lead, opts.fallback_to_first)? {
-        Ok(rec) => rec,
+        Ok(rec) => opts.acquisition.apply(rec)?,
         Err(have) => return Ok(Outcome::NoLead(have)),
     };
+    if opts.detect {
+        return load_detected(rec, opts.mode);
+    }
     let Some(annotations) = rec.annotations.take() else {
         return Err(if recording::is_edf(&path) {
             Error::data(
@@ -219,6 +272,78 @@ fn load_record(files: &dyn Files, dir: &Path, name: &str, opts: &LoadOptions) ->
         dropped: rec.dropped,
         dropped_beats: rec.dropped_beats,
         at_edges,
+        unreferenced: 0,
+    })
+}
+
+/// [`load_record`] with the beats where the QRS detector finds them (see
+/// [`LoadOptions::detect`]): a detected beat takes the class of the reference beat annotation
+/// nearest to it within [`qrs::MATCH_WINDOW_S`], else [`NO_REFERENCE`]. Reference beats the
+/// detector missed count as beats at the edges (no beat was cut for them).
+fn load_detected(mut rec: recording::Recording, mode: BeatMode) -> Result<Outcome> {
+    let fs = rec.lead.fs();
+    let detected = stream::detect(rec.lead.as_mut(), stream::CHUNK_S, |_| {})?;
+    let reference: Vec<(u64, u8)> = rec
+        .annotations
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| AamiClass::from_code(a.code).is_some())
+        .map(|a| (a.sample, a.code))
+        .collect();
+    let window = (qrs::MATCH_WINDOW_S * fs).round() as u64;
+    // each detected peak takes the nearest reference beat within the window, each reference
+    // beat serving one peak at most
+    let mut taken = vec![false; reference.len()];
+    let mut unreferenced = std::collections::HashSet::new();
+    let mut peaks = Vec::with_capacity(detected.len());
+    for mut a in detected {
+        let at = reference.partition_point(|r| r.0 < a.sample);
+        let nearest = [at.checked_sub(1), Some(at)]
+            .into_iter()
+            .flatten()
+            .filter(|&k| k < reference.len() && !taken[k])
+            .filter(|&k| reference[k].0.abs_diff(a.sample) <= window)
+            .min_by_key(|&k| reference[k].0.abs_diff(a.sample));
+        match nearest {
+            Some(k) => {
+                taken[k] = true;
+                a.code = reference[k].1;
+            }
+            None => {
+                unreferenced.insert(a.sample);
+            }
+        }
+        peaks.push(a);
+    }
+    let mut beats = Beats::default();
+    let at_edges = stream::beats(
+        rec.lead.as_mut(),
+        &peaks,
+        mode,
+        &rec.name,
+        stream::CHUNK_S,
+        |b, _| {
+            beats.extend(&b);
+            Ok(())
+        },
+    )?;
+    let _ = at_edges; // detected peaks too close to an edge: no reference beat is lost by them
+    let mut without = 0;
+    for (label, sample) in beats.labels.iter_mut().zip(&beats.sample) {
+        if unreferenced.contains(sample) {
+            *label = NO_REFERENCE;
+            without += 1;
+        }
+    }
+    Ok(Outcome::Used {
+        // reference beats without a beat: missed by the detector, or cut too close to an edge
+        at_edges: reference.len() - (beats.len() - without),
+        unreferenced: without,
+        beats,
+        fallback: rec.fallback,
+        dropped: rec.dropped,
+        dropped_beats: rec.dropped_beats,
     })
 }
 
@@ -369,8 +494,10 @@ pub fn load_from(
                 dropped,
                 dropped_beats,
                 at_edges,
+                unreferenced,
             }) => {
-                ds.beat_annotations += beats.len() + dropped_beats + at_edges;
+                ds.beat_annotations += beats.len() - unreferenced + dropped_beats + at_edges;
+                ds.unreferenced += unreferenced;
                 ds.beats_past_end += dropped_beats;
                 ds.beats_at_edges += at_edges;
                 if let Some(used) = fallback {
@@ -381,7 +508,7 @@ pub fn load_from(
                     ds.dropped_annotations.push((name.clone(), dropped));
                 }
                 let mut counts = [0usize; 5];
-                for &l in &beats.labels {
+                for &l in beats.labels.iter().filter(|&&l| l != NO_REFERENCE) {
                     counts[l as usize] += 1;
                 }
                 ds.per_record.push((name, counts));
@@ -462,6 +589,22 @@ impl Dataset {
     }
 
     pub fn summary(&self) -> String {
+        if self.unreferenced > 0 || self.beats.labels.contains(&NO_REFERENCE) {
+            return format!(
+                "{} of {} records used: {} beats found by the QRS detector, {} of them at one of \
+                 {} reference beat annotations, {} without a reference beat; {} reference beats \
+                 without a detected beat (missed, or too close to a record's edge), {} past the \
+                 end of the signal",
+                self.records_total - self.skipped.len(),
+                self.records_total,
+                self.beats.len(),
+                self.beats.len() - self.unreferenced,
+                self.beat_annotations,
+                self.unreferenced,
+                self.beats_at_edges,
+                self.beats_past_end
+            );
+        }
         format!(
             "{} of {} records used: {} beats from {} beat annotations ({} too close to a record's \
              edge, {} past the end of the signal)",

@@ -289,6 +289,7 @@ pub fn default_options(mode: BeatMode) -> LoadOptions {
         fallback_to_first: false,
         records: None,
         strict: false,
+        ..LoadOptions::default()
     }
 }
 

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::beats::Beats;
+use crate::data::beats::{Beats, NO_REFERENCE};
 use crate::rng::Rng;
 
 pub const DS1: [&str; 22] = [
@@ -41,6 +41,16 @@ pub struct Split {
     pub test: Vec<usize>,
 }
 
+/// Classes present: one past the highest reference label (beats without one do not count).
+fn class_count(beats: &Beats) -> usize {
+    beats
+        .labels
+        .iter()
+        .filter(|&&l| l != NO_REFERENCE)
+        .max()
+        .map_or(0, |&m| m as usize + 1)
+}
+
 /// Splits `indices` per class: a `frac` share of each class (rounded) goes to the second list.
 fn stratified(
     beats: &Beats,
@@ -48,12 +58,7 @@ fn stratified(
     frac: f64,
     rng: &mut Rng,
 ) -> (Vec<usize>, Vec<usize>) {
-    let classes = beats
-        .labels
-        .iter()
-        .copied()
-        .max()
-        .map_or(0, |m| m as usize + 1);
+    let classes = class_count(beats);
     let (mut keep, mut take) = (vec![], vec![]);
     for class in 0..classes as u32 {
         let mut members: Vec<usize> = indices
@@ -119,12 +124,12 @@ fn held_out_records<'a>(
         }
     }
     rng.shuffle(&mut records);
-    let classes = beats.labels.iter().max().map_or(0, |&m| m as usize + 1);
+    let classes = class_count(beats);
     // each record's beats per class, counted once (in the seeded order of `records`)
     let place: std::collections::HashMap<&str, usize> =
         records.iter().enumerate().map(|(k, &r)| (r, k)).collect();
     let mut counts = vec![vec![0usize; classes]; records.len()];
-    for &i in pool {
+    for &i in pool.iter().filter(|&&i| beats.labels[i] != NO_REFERENCE) {
         counts[place[beats.record[i].as_str()]][beats.labels[i] as usize] += 1;
     }
     let total: Vec<usize> = (0..classes)
@@ -213,12 +218,14 @@ pub fn patient_folds(beats: &Beats, k: usize, seed: u64) -> Vec<Vec<String>> {
         }
     }
     Rng::new(seed ^ 0xF01D).shuffle(&mut records);
-    let classes = beats.labels.iter().max().map_or(0, |&m| m as usize + 1);
+    let classes = class_count(beats);
     let place: std::collections::HashMap<&str, usize> =
         records.iter().enumerate().map(|(i, &r)| (r, i)).collect();
     let mut counts = vec![vec![0usize; classes]; records.len()];
     for (r, &l) in beats.record.iter().zip(&beats.labels) {
-        counts[place[r.as_str()]][l as usize] += 1;
+        if l != NO_REFERENCE {
+            counts[place[r.as_str()]][l as usize] += 1;
+        }
     }
     let total: Vec<usize> = (0..classes)
         .map(|c| counts.iter().map(|r| r[c]).sum())

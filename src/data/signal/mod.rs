@@ -1,5 +1,7 @@
 //! Signal processing on one lead: resampling to the network's rate and the QRS detector that
-//! finds beats in a recording without annotations.
+//! finds beats in a recording without annotations, and a recording as another device would
+//! have taken it (`acquisition`).
 
+pub mod acquisition;
 pub mod qrs;
 pub mod resample;
