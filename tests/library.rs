@@ -232,6 +232,27 @@ fn the_shipped_model_classifies_a_signal_as_it_classifies_the_recording() {
         let sum: f32 = b.probabilities.iter().sum();
         assert!((sum - 1.0).abs() < 1e-4, "{:?}", b.probabilities);
     }
+    // confidence: the decided class's probability over the next; near ties are counted, and
+    // the beats decided with confidence are decided right more often than the near ties
+    let low = annotated
+        .iter()
+        .filter(|b| b.confidence() < ecgwgpu::infer::LOW_CONFIDENCE)
+        .count();
+    assert_eq!(summary.low_confidence, low);
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+    let right = |sure: bool| {
+        let of: Vec<_> = annotated
+            .iter()
+            .filter(|b| (b.confidence() >= ecgwgpu::infer::LOW_CONFIDENCE) == sure)
+            .collect();
+        of.iter().filter(|b| b.reference == Some(b.class)).count() as f64 / of.len() as f64
+    };
+    assert!(
+        right(true) > right(false),
+        "{} vs {}",
+        right(true),
+        right(false)
+    );
 
     // The same lead in memory, and streamed from a file without annotations: the same beats.
     let dir = scratch("lib-signal");
@@ -600,4 +621,34 @@ fn the_irregular_rhythm_gate_turns_s_into_n_only_where_the_rhythm_is_irregular()
         choose_irregular_gate(&[0, 1, 1, 2], &labels, &rr, &NAMES).threshold,
         None
     );
+}
+
+/// A beat's confidence is the decided class's probability minus the highest other one (0 when
+/// the rule decided against the most probable class); a recording warns when its lead is not
+/// the network's or when over a third of its beats are near ties.
+#[test]
+fn confidence_and_recording_warnings() {
+    use ecgwgpu::infer::{recording_warnings, ClassifiedBeat};
+    let beat = |class: u32, probabilities: Vec<f32>| ClassifiedBeat {
+        sample: 0,
+        class,
+        reference: None,
+        probabilities,
+        rhythm: ecgwgpu::data::beats::rr::NOMINAL,
+    };
+    assert!((beat(0, vec![0.9, 0.05, 0.05, 0.0, 0.0]).confidence() - 0.85).abs() < 1e-6);
+    assert!((beat(2, vec![0.3, 0.0, 0.5, 0.2, 0.0]).confidence() - 0.2).abs() < 1e-6);
+    assert_eq!(beat(1, vec![0.6, 0.4, 0.0, 0.0, 0.0]).confidence(), 0.0);
+    let pre = Preprocessing::for_task(Task::Heartbeat, 5);
+    assert!(recording_warnings(&pre, "MLII", 100, 10).is_empty());
+    let other_lead = recording_warnings(&pre, "V1", 100, 10);
+    assert_eq!(other_lead.len(), 1);
+    assert!(other_lead[0].contains("'V1'"), "{other_lead:?}");
+    let unsure = recording_warnings(&pre, "mlii", 90, 31);
+    assert_eq!(unsure.len(), 1);
+    assert!(
+        unsure[0].contains("34 % of the beats (31 of 90)"),
+        "{unsure:?}"
+    );
+    assert!(recording_warnings(&pre, "MLII", 0, 0).is_empty());
 }

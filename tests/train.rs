@@ -1564,7 +1564,7 @@ fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
     let mut rows = text.lines();
     let header: Vec<&str> = rows.next().unwrap().split(',').collect();
     assert_eq!(header[..4], ["record", "sample", "annotated", "predicted"]);
-    assert_eq!(header.last(), Some(&"rhythm_irregularity"));
+    assert_eq!(header.last(), Some(&"confidence"));
     let class = |name: &str| ["N", "S", "V", "F", "Q"].iter().position(|&c| c == name);
     let mut confusion = vec![vec![0u64; 5]; 5];
     let mut records = std::collections::BTreeSet::new();

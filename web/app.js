@@ -113,7 +113,7 @@ function render() {
   const acc = r.accuracy == null ? '' : `, ${(100 * r.accuracy).toFixed(1)} % agree with the reference`;
   const source = r.annotated ? 'at the annotated R peaks' : 'at R peaks found by the QRS detector';
   $('summary').textContent = `${r.record}, lead ${r.lead} (${r.fs} Hz): ${r.samples.length} beats `
-    + `${source}${acc}. Model: ${r.model}.`
+    + `${source}${acc}, ${r.low_confidence} of them near ties (confidence below 0.5). Model: ${r.model}.`
     + (r.not_cut ? ` ${r.not_cut} beats too close to an edge were not classified.` : '');
   const secs = r.signal.length / r.fs;
   const scroll = $('scroll');

@@ -202,6 +202,9 @@ fn classify_recording(
         }
         written.push(atr_path.display().to_string());
     }
+    for warning in &summary.warnings {
+        eprintln!("warning: {name}: {warning}");
+    }
     Ok(Classified {
         beats: summary.beats,
         counts: summary.counts,

@@ -54,6 +54,8 @@ struct Classified {
     /// Row-major `[beats, classes]`.
     probabilities: Vec<f32>,
     counts: Vec<usize>,
+    /// Beats whose decision is a near tie (confidence below `infer::LOW_CONFIDENCE`).
+    low_confidence: usize,
     /// `confusion[truth][predicted]` when the recording has reference annotations.
     confusion: Option<Vec<Vec<usize>>>,
     accuracy: Option<f64>,
@@ -286,6 +288,16 @@ async fn classify(
     classified
         .iter()
         .for_each(|b| counts[b.class as usize] += 1);
+    let low_confidence = classified
+        .iter()
+        .filter(|b| b.confidence() < ecgwgpu::infer::LOW_CONFIDENCE)
+        .count();
+    warnings.extend(ecgwgpu::infer::recording_warnings(
+        clf.preprocessing(),
+        &lead,
+        classified.len(),
+        low_confidence,
+    ));
     let decided: Vec<u32> = classified.iter().map(|b| b.class).collect();
     let confusion = annotated.then(|| Confusion::new(&beats.labels, &decided, classes));
     let accuracy = confusion
@@ -309,6 +321,7 @@ async fn classify(
             .flat_map(|b| b.probabilities.iter().copied())
             .collect(),
         counts,
+        low_confidence,
         confusion: confusion.map(|c| c.counts),
         accuracy,
         csv: csv_header(&names) + &csv_rows(&classified, &names),
