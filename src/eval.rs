@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::data::beats::reference::BeatReference;
 use crate::data::beats::{BeatMode, Beats};
-use crate::data::corpus::dataset::{load_dir, LoadOptions};
+use crate::data::corpus::dataset::{load_dir, patient, LoadOptions};
 use crate::data::corpus::ptb::{self, MiSplit};
 use crate::data::corpus::splits::{self, Split, SplitKind};
 use crate::data::signal::acquisition::Acquisition;
@@ -286,7 +286,7 @@ pub fn out_of_fold(
     let total = members.len();
     for (i, (member, fold)) in members.into_iter().zip(&folds).enumerate() {
         let held: Vec<usize> = (0..beats.len())
-            .filter(|&b| fold.contains(&beats.record[b]))
+            .filter(|&b| fold.iter().any(|r| r == patient(&beats.record[b])))
             .collect();
         let mut clf = crate::infer::Classifier::new(ctx, member)?;
         clf.batch = batch;

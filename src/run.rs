@@ -133,6 +133,10 @@ pub struct RunSettings {
     /// Any unreadable record or dropped annotation stopped the run.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub strict: bool,
+    /// Other leads each record was also read at, as views of the same patient
+    /// ([`crate::data::corpus::dataset::LoadOptions::views`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<String>,
     // --- `transfer`
     /// The MIT-BIH checkpoint fine-tuned (none: trained from scratch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +186,7 @@ impl Default for RunSettings {
             test_csv: None,
             fallback_lead: false,
             strict: false,
+            views: vec![],
             from: None,
             beats_csv: vec![],
             head: None,

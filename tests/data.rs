@@ -1870,3 +1870,78 @@ fn records_one_folder_down_are_listed() {
     assert_eq!(ds.per_record.len(), 2);
     assert_eq!(ds.per_record[0].0, "patient001/208");
 }
+
+/// `LoadOptions::views`: each record is also read at another lead, as a recording named
+/// `RECORD~LEAD` with its own beats (the same annotations), and splits and folds keep a
+/// patient's views together.
+#[test]
+fn views_read_other_leads_as_recordings_of_the_same_patient() {
+    use ecgwgpu::data::corpus::dataset::patient;
+    let plain = load_dir(&embedded_dir(), &LoadOptions::default()).unwrap();
+    let opts = LoadOptions {
+        views: vec!["V1,V2,V4,V5".into()],
+        ..LoadOptions::default()
+    };
+    let ds = load_dir(&embedded_dir(), &opts).unwrap();
+    assert_eq!(ds.records_total, 5);
+    let names: Vec<&str> = ds.per_record.iter().map(|r| r.0.as_str()).collect();
+    for record in ["107", "208", "209", "213", "232"] {
+        let view = format!("{record}~V1");
+        assert!(names.contains(&record), "{names:?}");
+        assert!(names.contains(&view.as_str()), "{names:?}");
+        let of = |name: &str| {
+            (0..ds.beats.len())
+                .filter(|&b| ds.beats.record[b] == name)
+                .collect::<Vec<_>>()
+        };
+        let (own, other) = (of(record), of(&view));
+        // the same beats at the same samples, with other samples
+        assert_eq!(own.len(), other.len(), "{record}");
+        assert!(own
+            .iter()
+            .zip(&other)
+            .all(|(&a, &b)| ds.beats.sample[a] == ds.beats.sample[b]
+                && ds.beats.labels[a] == ds.beats.labels[b]));
+        assert_ne!(ds.beats.beat(own[0]), ds.beats.beat(other[0]), "{record}");
+        assert_eq!(patient(&view), record);
+    }
+    assert_eq!(
+        ds.beats.len(),
+        2 * plain.beats.len(),
+        "{:?} vs {:?}",
+        ds.per_record,
+        plain.per_record
+    );
+    assert!(
+        ds.warnings
+            .iter()
+            .any(|w| w.contains("5 records also read at lead V1,V2,V4,V5")),
+        "{:?}",
+        ds.warnings
+    );
+    // the inter split and the folds by patient: a view goes where its record goes
+    let parts = splits::split(&ds.beats, SplitKind::Inter, 0.2, 0.1, 1);
+    let side = |indices: &[usize]| -> std::collections::BTreeSet<String> {
+        indices
+            .iter()
+            .map(|&i| patient(&ds.beats.record[i]).to_string())
+            .collect()
+    };
+    let (train, val, test) = (side(&parts.train), side(&parts.val), side(&parts.test));
+    assert!(train.is_disjoint(&test) && val.is_disjoint(&test) && train.is_disjoint(&val));
+    // every beat but those of the paced record 107 (in neither DS1 nor DS2), views included
+    let paced = ds
+        .beats
+        .record
+        .iter()
+        .filter(|r| patient(r) == "107")
+        .count();
+    assert_eq!(
+        parts.train.len() + parts.val.len() + parts.test.len(),
+        ds.beats.len() - paced
+    );
+    let folds = splits::patient_folds(&ds.beats, 2, 1);
+    let all: Vec<&String> = folds.iter().flatten().collect();
+    assert_eq!(all.len(), 5, "{folds:?}");
+    assert!(all.iter().all(|r| !r.contains('~')));
+}

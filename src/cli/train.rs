@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data::Source;
 use crate::data::beats::reference::BeatReference;
+use crate::data::corpus::dataset::LoadOptions;
 use crate::data::corpus::splits::SplitKind;
 use crate::data::formats::aami::CLASS_NAMES;
 use crate::error::Result;
@@ -44,6 +45,12 @@ pub struct TrainArgs {
     /// Scale both folds' α per class by inverse class frequency (normalised to mean 1).
     #[arg(long)]
     class_alpha: bool,
+    /// Also train on each record read at this lead (a preference list, e.g. `V1,V2,V4,V5`:
+    /// MIT-BIH's second lead), as a recording of its own of the same patient (splits and folds
+    /// keep them together). Repeatable. The network then knows those leads, and with
+    /// --calibrate its decision rule is chosen on them too.
+    #[arg(long = "view", value_name = "LEADS")]
+    views: Vec<String>,
     /// Augment minority classes of the training part up to this many beats each (0: off).
     #[arg(long, default_value_t = 0)]
     augment: usize,
@@ -362,7 +369,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         },
         _ => TrainData::Records {
             dir: args.source.dir()?,
-            options: args.source.options(),
+            options: LoadOptions {
+                views: args.views.clone(),
+                ..args.source.options()
+            },
         },
     };
     let out = args.run.out.clone().unwrap_or_else(|| {

@@ -13,7 +13,7 @@ use super::{fit, model_config, probabilities, split_kind, FitObserver, Outcome};
 use super::{Schedule, TrainData};
 use crate::adapt::clusters;
 use crate::data::beats::Beats;
-use crate::data::corpus::dataset::load_dir;
+use crate::data::corpus::dataset::{load_dir, patient};
 use crate::data::corpus::splits::{self, patient_folds, SplitKind};
 use crate::data::formats::aami::{AamiClass, CLASS_NAMES};
 use crate::error::{Error, Result};
@@ -76,7 +76,7 @@ pub fn train_folds(
     let mut members = vec![];
     for (i, fold) in folds.iter().enumerate() {
         let (held, kept): (Vec<usize>, Vec<usize>) =
-            (0..pool.len()).partition(|&b| fold.contains(&pool.record[b]));
+            (0..pool.len()).partition(|&b| fold.iter().any(|r| r == patient(&pool.record[b])));
         let (original, val) = (pool.select(&kept), pool.select(&held));
         let train = training_part(settings, &original, classes);
         if val.is_empty() || train.is_empty() {

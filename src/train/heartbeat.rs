@@ -237,11 +237,16 @@ pub(super) fn run_config(
         args: RunSettings {
             fallback_lead: options.fallback_to_first,
             strict: options.strict,
+            views: options.views.clone(),
             ..settings.clone()
         },
         data_dir,
         mode: BeatModeName(options.mode),
-        lead: options.lead.clone(),
+        // the leads the network was trained on, its own first: the one read by default
+        lead: std::iter::once(options.lead.as_str())
+            .chain(options.views.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(","),
         model: config.clone(),
         loss,
         adam: AdamConfig {

@@ -33,6 +33,20 @@ pub struct LoadOptions {
     /// [`qrs::MATCH_WINDOW_S`], else [`NO_REFERENCE`]; records without annotations are read too,
     /// all their beats without a reference.
     pub detect: bool,
+    /// Other leads to read each record at too (each a preference list, e.g. `V1,V2,V4,V5` for
+    /// MIT-BIH's second lead): every view is a recording of its own, named `RECORD~LEAD` (see
+    /// [`patient`]), with its own median beat and record clusters, and the same patient as
+    /// the record for splits and folds. A record without the lead has no such view.
+    pub views: Vec<String>,
+}
+
+/// What separates a record's name from the lead of one of its views (`100~V1`).
+pub const VIEW_SEPARATOR: char = '~';
+
+/// The patient (record) a beat's recording belongs to: `100~V1` and `100` are both record 100.
+/// Splits and folds keep a patient's views together.
+pub fn patient(record: &str) -> &str {
+    record.split(VIEW_SEPARATOR).next().unwrap_or(record)
 }
 
 impl Default for LoadOptions {
@@ -45,6 +59,7 @@ impl Default for LoadOptions {
             strict: false,
             acquisition: Acquisition::default(),
             detect: false,
+            views: vec![],
         }
     }
 }
@@ -219,12 +234,25 @@ enum Outcome {
 
 /// Reads one record (`name`: a WFDB record, or an `.edf` file in `dir`) a chunk at a time (see
 /// [`stream`]): memory holds its beats, not its signal.
-fn load_record(files: &dyn Files, dir: &Path, name: &str, opts: &LoadOptions) -> Result<Outcome> {
+fn load_record(
+    files: &dyn Files,
+    dir: &Path,
+    name: &str,
+    view: Option<&str>,
+    opts: &LoadOptions,
+) -> Result<Outcome> {
     let path = dir.join(name);
-    let mut rec = match recording::open_in(files, &path, &opts.lead, opts.fallback_to_first)? {
+    let (lead, fallback) = match view {
+        Some(lead) => (lead, false),
+        None => (opts.lead.as_str(), opts.fallback_to_first),
+    };
+    let mut rec = match recording::open_in(files, &path, lead, fallback)? {
         Ok(rec) => opts.acquisition.apply(rec)?,
         Err(have) => return Ok(Outcome::NoLead(have)),
     };
+    if view.is_some() {
+        rec.name = format!("{}{VIEW_SEPARATOR}{}", rec.name, rec.label);
+    }
     if opts.detect {
         return load_detected(rec, opts.mode);
     }
@@ -452,9 +480,24 @@ pub fn load_from(
     names: &[String],
     opts: &LoadOptions,
 ) -> Result<Dataset> {
-    let load = |part: &[String]| -> Vec<(String, Result<Outcome>)> {
+    type Loaded = Vec<(String, Option<String>, Result<Outcome>)>;
+    // each record, then its views
+    let jobs: Vec<(String, Option<String>)> = names
+        .iter()
+        .flat_map(|n| {
+            std::iter::once((n.clone(), None))
+                .chain(opts.views.iter().map(|v| (n.clone(), Some(v.clone()))))
+        })
+        .collect();
+    let load = |part: &[(String, Option<String>)]| -> Loaded {
         part.iter()
-            .map(|n| (n.clone(), load_record(files, dir, n, opts)))
+            .map(|(n, v)| {
+                (
+                    n.clone(),
+                    v.clone(),
+                    load_record(files, dir, n, v.as_deref(), opts),
+                )
+            })
             .collect()
     };
     // a browser has one thread
@@ -463,15 +506,15 @@ pub fn load_from(
     } else {
         std::thread::available_parallelism()
             .map_or(2, |n| n.get())
-            .min(names.len())
+            .min(jobs.len())
             .max(1)
     };
-    let results: Vec<Vec<(String, Result<Outcome>)>> = if threads == 1 {
-        vec![load(names)]
+    let results: Vec<Loaded> = if threads == 1 {
+        vec![load(&jobs)]
     } else {
-        let chunk = names.len().div_ceil(threads);
+        let chunk = jobs.len().div_ceil(threads);
         std::thread::scope(|s| {
-            let handles: Vec<_> = names
+            let handles: Vec<_> = jobs
                 .chunks(chunk)
                 .map(|part| s.spawn(move || load(part)))
                 .collect();
@@ -486,7 +529,31 @@ pub fn load_from(
         ..Default::default()
     };
     let (mut fallbacks, mut used_leads, mut no_lead) = (vec![], vec![], vec![]);
-    for (name, outcome) in results.into_iter().flatten() {
+    let (mut view_missing, mut views_read): (Vec<(String, String)>, Vec<String>) = (vec![], vec![]);
+    for (name, view, outcome) in results.into_iter().flatten() {
+        let (name, outcome) = match (view, outcome) {
+            (None, outcome) => (name, outcome),
+            // a view is extra: without its lead the record simply has none
+            (Some(lead), Ok(Outcome::NoLead(_))) => {
+                view_missing.push((lead, name));
+                continue;
+            }
+            (Some(lead), Ok(used)) => {
+                let view = match &used {
+                    Outcome::Used { beats, .. } => beats.record.first().cloned(),
+                    Outcome::NoLead(_) => None,
+                };
+                views_read.push(lead.clone());
+                let name = view.unwrap_or_else(|| format!("{name}{VIEW_SEPARATOR}{lead}"));
+                (name, Ok(used))
+            }
+            (Some(_), Err(e)) if opts.strict => return Err(e),
+            (Some(lead), Err(e)) => {
+                ds.warnings
+                    .push(format!("record {name}: its {lead} view skipped: {e}"));
+                continue;
+            }
+        };
         match outcome {
             Ok(Outcome::Used {
                 beats,
@@ -529,6 +596,23 @@ pub fn load_from(
             Err(e) if opts.strict => return Err(e),
             Err(e) => ds.skipped.push((name, e.to_string())),
         }
+    }
+    // one line per view and cause, not per record
+    for lead in &opts.views {
+        let read = views_read.iter().filter(|&l| l == lead).count();
+        let missing: Vec<String> = view_missing
+            .iter()
+            .filter(|(l, _)| l == lead)
+            .map(|(_, n)| n.clone())
+            .collect();
+        let mut line = format!(
+            "{read} record{} also read at lead {lead} (views named RECORD{VIEW_SEPARATOR}LEAD)",
+            if read == 1 { "" } else { "s" }
+        );
+        if !missing.is_empty() {
+            line += &format!("; without it: {}", name_list(&missing));
+        }
+        ds.warnings.push(line);
     }
     // one line per cause, not per record
     if !fallbacks.is_empty() {

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::beats::{Beats, NO_REFERENCE};
+use crate::data::corpus::dataset::patient;
 use crate::rng::Rng;
 
 pub const DS1: [&str; 22] = [
@@ -90,13 +91,13 @@ pub fn split(beats: &Beats, kind: SplitKind, test_frac: f64, val_frac: f64, seed
             Split { train, val, test }
         }
         SplitKind::Inter => {
-            let in_set = |set: &[&str], i: usize| set.contains(&beats.record[i].as_str());
+            let in_set = |set: &[&str], i: usize| set.contains(&patient(&beats.record[i]));
             let pool: Vec<usize> = all.iter().copied().filter(|&i| in_set(&DS1, i)).collect();
             let test = all.iter().copied().filter(|&i| in_set(&DS2, i)).collect();
             let val_records = held_out_records(beats, &pool, val_frac, &mut rng);
             let (val, train) = pool
                 .into_iter()
-                .partition(|&i| val_records.contains(&beats.record[i].as_str()));
+                .partition(|&i| val_records.contains(&patient(&beats.record[i])));
             Split { train, val, test }
         }
     }
@@ -119,8 +120,8 @@ fn held_out_records<'a>(
 ) -> Vec<&'a str> {
     let mut records: Vec<&str> = vec![];
     for &i in pool {
-        if !records.contains(&beats.record[i].as_str()) {
-            records.push(&beats.record[i]);
+        if !records.contains(&patient(&beats.record[i])) {
+            records.push(patient(&beats.record[i]));
         }
     }
     rng.shuffle(&mut records);
@@ -130,7 +131,7 @@ fn held_out_records<'a>(
         records.iter().enumerate().map(|(k, &r)| (r, k)).collect();
     let mut counts = vec![vec![0usize; classes]; records.len()];
     for &i in pool.iter().filter(|&&i| beats.labels[i] != NO_REFERENCE) {
-        counts[place[beats.record[i].as_str()]][beats.labels[i] as usize] += 1;
+        counts[place[patient(&beats.record[i])]][beats.labels[i] as usize] += 1;
     }
     let total: Vec<usize> = (0..classes)
         .map(|c| counts.iter().map(|r| r[c]).sum())
@@ -213,8 +214,8 @@ pub const VAL_CLASS_MIN_BEATS: usize = 100;
 pub fn patient_folds(beats: &Beats, k: usize, seed: u64) -> Vec<Vec<String>> {
     let mut records: Vec<&str> = vec![];
     for r in &beats.record {
-        if !records.contains(&r.as_str()) {
-            records.push(r);
+        if !records.contains(&patient(r)) {
+            records.push(patient(r));
         }
     }
     Rng::new(seed ^ 0xF01D).shuffle(&mut records);
@@ -224,7 +225,7 @@ pub fn patient_folds(beats: &Beats, k: usize, seed: u64) -> Vec<Vec<String>> {
     let mut counts = vec![vec![0usize; classes]; records.len()];
     for (r, &l) in beats.record.iter().zip(&beats.labels) {
         if l != NO_REFERENCE {
-            counts[place[r.as_str()]][l as usize] += 1;
+            counts[place[patient(r)]][l as usize] += 1;
         }
     }
     let total: Vec<usize> = (0..classes)
