@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use ecgwgpu::gpu::GpuContext;
-use ecgwgpu::infer::Classifier;
+use ecgwgpu::infer::{Classifier, Streaming};
 
 fn main() -> ecgwgpu::Result<()> {
     let mut args = std::env::args_os().skip(1);
@@ -25,7 +25,7 @@ fn main() -> ecgwgpu::Result<()> {
         Some(checkpoint) => Classifier::load(&ctx, checkpoint.as_ref())?,
         None => Classifier::shipped(&ctx)?,
     };
-    let summary = classifier.classify_file(&record, |_beats| Ok(()), |_, _, _| {})?;
+    let summary = classifier.classify_file(&record, Streaming::new())?;
     println!(
         "{}: {} beats ({})",
         record.display(),

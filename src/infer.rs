@@ -20,7 +20,7 @@ use crate::data::corpus::dataset::LoadOptions;
 use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::Annotation;
 use crate::data::formats::files::Disk;
-use crate::data::recording::{self, LeadSource, MemoryLead, Recording};
+use crate::data::recording::{self, LeadSource, Recording};
 use crate::error::{Error, Result};
 use crate::gpu::{block_on, GpuContext};
 use crate::model::{Model, ModelConfig, ParamStore};
@@ -113,6 +113,37 @@ pub enum Stage {
     MedianBeat,
     /// Classification; counts beats.
     Classifying,
+}
+
+/// What a streamed classification hands back as it goes (both optional): each chunk's
+/// classified beats in order, and the progress. An error from either stops the work (at the
+/// next chunk for progress) and is returned: a caller's cancel.
+#[derive(Default)]
+pub struct Streaming<'a> {
+    on_beats: Option<OnBeats<'a>>,
+    on_progress: Option<OnProgress<'a>>,
+}
+
+type OnBeats<'a> = Box<dyn FnMut(&[ClassifiedBeat]) -> Result<()> + 'a>;
+type OnProgress<'a> = Box<dyn FnMut(Stage, usize, usize) -> Result<()> + 'a>;
+
+impl<'a> Streaming<'a> {
+    /// Nothing handed back: the summary is all.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Each chunk's classified beats, in order.
+    pub fn on_beats(mut self, f: impl FnMut(&[ClassifiedBeat]) -> Result<()> + 'a) -> Self {
+        self.on_beats = Some(Box::new(f));
+        self
+    }
+
+    /// The stage, what is done and the total (samples while detecting, beats after).
+    pub fn on_progress(mut self, f: impl FnMut(Stage, usize, usize) -> Result<()> + 'a) -> Self {
+        self.on_progress = Some(Box::new(f));
+        self
+    }
 }
 
 /// What classifying one recording gave.
@@ -334,54 +365,66 @@ impl<'c> Classifier<'c> {
     /// Classifies every beat of one lead held in memory (`samples` at `fs` Hz, in physical units
     /// or ADC values: beats are min-max normalised): the QRS detector finds the beats.
     pub fn classify_signal(&mut self, samples: &[f32], fs: f64) -> Result<Vec<ClassifiedBeat>> {
-        if !(fs.is_finite() && fs > 0.0) {
-            return Err(Error::Config(format!(
-                "sampling rate {fs} Hz: must be positive"
-            )));
-        }
-        let mut lead = MemoryLead {
-            signal: samples,
-            fs,
-        };
+        let lead = self.preprocessing().first_lead().to_string();
+        let rec = Recording::from_signal("signal", &lead, samples.to_vec(), fs, None)?;
         let mut out = vec![];
-        self.classify_lead(
-            &mut lead,
-            None,
-            "signal",
-            |b| {
+        self.classify_recording(
+            rec,
+            Streaming::new().on_beats(|b| {
                 out.extend_from_slice(b);
                 Ok(())
-            },
-            |_, _, _| {},
+            }),
         )?;
         Ok(out)
     }
 
     /// Classifies a WFDB record (path without extension) or an EDF/EDF+ file, streamed, reading
-    /// the network's lead (or the first signal when it has none of them). `each` gets the beats
-    /// of each chunk in order.
+    /// the network's lead (or the first signal when it has none of them); `streaming` gets the
+    /// beats of each chunk in order and the progress.
     pub fn classify_file(
         &mut self,
         path: &Path,
-        each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
-        progress: impl FnMut(Stage, usize, usize),
+        streaming: Streaming<'_>,
     ) -> Result<RecordingSummary> {
         let rec = recording::open_any(&Disk, path, &self.preprocessing().lead)?;
-        self.classify_recording(rec, each, progress)
+        self.classify_recording(rec, streaming)
     }
 
-    /// Classifies an opened recording, streamed: its annotated beats, or the beats the QRS
-    /// detector finds when it has no beat annotations. `each` gets the beats of each chunk in
-    /// order; `progress` gets the stage, what is done and the total.
+    /// Classifies an opened recording (a file, or a signal in memory:
+    /// [`Recording::from_signal`]), streamed: its annotated beats, or the beats the QRS detector
+    /// finds when it has no beat annotations.
     pub fn classify_recording(
         &mut self,
         mut rec: Recording,
-        each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
-        progress: impl FnMut(Stage, usize, usize),
+        streaming: Streaming<'_>,
     ) -> Result<RecordingSummary> {
         let annotations = rec.annotations.take();
-        let mut summary =
-            self.classify_lead(rec.lead.as_mut(), annotations, &rec.name, each, progress)?;
+        let mut on_beats = streaming.on_beats.unwrap_or_else(|| Box::new(|_| Ok(())));
+        let mut on_progress = streaming
+            .on_progress
+            .unwrap_or_else(|| Box::new(|_, _, _| Ok(())));
+        // a progress callback's error (a user's cancel) stops the work at the next chunk
+        let stopped: std::cell::RefCell<Option<Error>> = Default::default();
+        let stop = std::cell::Cell::new(false);
+        let result = self.classify_lead(
+            rec.lead.as_mut(),
+            annotations,
+            &rec.name,
+            |beats| on_beats(beats),
+            |stage, done, total| {
+                if !stop.get() {
+                    if let Err(e) = on_progress(stage, done, total) {
+                        *stopped.borrow_mut() = Some(e);
+                        stop.set(true);
+                    }
+                }
+            },
+            &stop,
+        );
+        if let Some(e) = stopped.into_inner() {
+            return Err(e);
+        }
+        let mut summary = result?;
         summary.not_cut += rec.dropped_beats;
         summary.warnings = recording_warnings(
             self.preprocessing(),
@@ -392,15 +435,18 @@ impl<'c> Classifier<'c> {
         Ok(summary)
     }
 
-    /// The streamed pipeline on one lead; `annotations` are the beat positions when known.
-    pub fn classify_lead(
+    /// The streamed pipeline on one lead; `annotations` are the beat positions when known. It
+    /// ends early, with an error, when `stop` is set.
+    fn classify_lead(
         &mut self,
         lead: &mut dyn LeadSource,
         annotations: Option<Vec<Annotation>>,
         name: &str,
         mut each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
         mut progress: impl FnMut(Stage, usize, usize),
+        stop: &std::cell::Cell<bool>,
     ) -> Result<RecordingSummary> {
+        let stopped = || Error::Config("stopped by its progress callback".into());
         let annotated = annotations.is_some();
         let mut counts = vec![0usize; self.config().classes];
         let mut low_confidence = 0;
@@ -411,6 +457,9 @@ impl<'c> Classifier<'c> {
         let clusters = self.config().record_clusters;
         let mut held = Held::default();
         let (not_cut, total) = cutter.cut(lead, annotations, name, &mut progress, |beats| {
+            if stop.get() {
+                return Err(stopped());
+            }
             if let Some(c) = &clusters {
                 let probs = self.probabilities(&beats, |_, _| {})?;
                 held.push(&beats, probs, c.rhythm_weight);
@@ -428,6 +477,9 @@ impl<'c> Classifier<'c> {
         })?;
         if let Some(c) = &clusters {
             held.decide(self.config(), c, annotated, |classified| {
+                if stop.get() {
+                    return Err(stopped());
+                }
                 for b in classified {
                     counts[b.class as usize] += 1;
                     low_confidence += usize::from(b.confidence() < LOW_CONFIDENCE);
@@ -668,4 +720,15 @@ pub fn csv_rows(beats: &[ClassifiedBeat], names: &[String]) -> String {
         );
     }
     text
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod send {
+    /// A classifier can be moved to another thread (a Python binding releases its lock while
+    /// the GPU works; a server classifies off its accepting thread).
+    #[test]
+    fn classifier_is_send() {
+        fn send<T: Send>() {}
+        send::<super::Classifier<'static>>();
+    }
 }

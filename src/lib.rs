@@ -6,13 +6,13 @@
 //!
 //! ```
 //! use ecgwgpu::gpu::GpuContext;
-//! use ecgwgpu::infer::Classifier;
+//! use ecgwgpu::infer::{Classifier, Streaming};
 //!
 //! # fn main() -> ecgwgpu::Result<()> {
 //! let ctx = GpuContext::new(None)?; // the fastest adapter; lavapipe on a machine without a GPU
 //! let mut classifier = Classifier::shipped(&ctx)?;
 //! // A WFDB record (path without extension) or an EDF file, streamed in bounded memory.
-//! let summary = classifier.classify_file("data/mitdb/208".as_ref(), |_| Ok(()), |_, _, _| {})?;
+//! let summary = classifier.classify_file("data/mitdb/208".as_ref(), Streaming::new())?;
 //! assert!(summary.beats > 2900);
 //! let names = classifier.class_names().to_vec(); // N, S, V, F, Q
 //! assert!(summary.counts[names.iter().position(|n| n == "V").unwrap()] > 500);

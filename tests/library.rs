@@ -16,7 +16,7 @@ use ecgwgpu::data::formats::files::MemoryFiles;
 use ecgwgpu::data::recording;
 use ecgwgpu::error::Error;
 use ecgwgpu::gpu::block_on;
-use ecgwgpu::infer::Classifier;
+use ecgwgpu::infer::{Classifier, Streaming};
 use ecgwgpu::loss::LossConfig;
 use ecgwgpu::model::{Model, ModelConfig};
 use ecgwgpu::optim::AdamConfig;
@@ -209,11 +209,10 @@ fn the_shipped_model_classifies_a_signal_as_it_classifies_the_recording() {
     let summary = clf
         .classify_file(
             &embedded_dir().join("208"),
-            |b| {
+            Streaming::new().on_beats(|b| {
                 annotated.extend_from_slice(b);
                 Ok(())
-            },
-            |_, _, _| {},
+            }),
         )
         .unwrap();
     assert!(summary.annotated);
@@ -261,11 +260,10 @@ fn the_shipped_model_classifies_a_signal_as_it_classifies_the_recording() {
     let summary = clf
         .classify_file(
             &record,
-            |b| {
+            Streaming::new().on_beats(|b| {
                 streamed.extend_from_slice(b);
                 Ok(())
-            },
-            |_, _, _| {},
+            }),
         )
         .unwrap();
     assert!(!summary.annotated);
@@ -491,13 +489,55 @@ fn a_recording_in_memory_classifies_as_on_disk_through_the_awaited_path() {
     let mut on_disk = vec![];
     clf.classify_file(
         &embedded_dir().join("208"),
-        |b| {
+        Streaming::new().on_beats(|b| {
             on_disk.extend_from_slice(b);
             Ok(())
-        },
-        |_, _, _| {},
+        }),
     )
     .unwrap();
+
+    // a caller's array and annotations (as wfdb-python would hand them over) take the file's
+    // path: the same beats, bit for bit
+    let mut rec = recording::open(&embedded_dir().join("208"), "MLII", false)
+        .unwrap()
+        .unwrap();
+    let (n, fs) = (rec.lead.len(), rec.lead.fs());
+    let signal = rec.lead.read(0..n).unwrap();
+    let annotations = rec.annotations.take();
+    let array =
+        recording::Recording::from_signal("208", "MLII", signal.clone(), fs, annotations).unwrap();
+    let mut from_array = vec![];
+    let summary = clf
+        .classify_recording(
+            array,
+            Streaming::new().on_beats(|b| {
+                from_array.extend_from_slice(b);
+                Ok(())
+            }),
+        )
+        .unwrap();
+    assert_eq!(summary.beats, on_disk.len());
+    assert!(from_array == on_disk);
+    // bad arrays are refused, naming what is wrong
+    let mut nan = signal.clone();
+    nan[7] = f32::NAN;
+    let e = recording::Recording::from_signal("x", "MLII", nan, fs, None)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("sample 7 is NaN"), "{e}");
+    let e = recording::Recording::from_signal("x", "MLII", signal.clone(), 0.0, None)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("0 Hz"), "{e}");
+    // a progress callback's error stops the work and comes back
+    let stopped = clf.classify_file(
+        &embedded_dir().join("208"),
+        Streaming::new().on_progress(|_, _, _| Err(ecgwgpu::Error::Config("cancelled".into()))),
+    );
+    assert!(
+        matches!(&stopped, Err(ecgwgpu::Error::Config(what)) if what == "cancelled"),
+        "{stopped:?}"
+    );
 
     // the browser's path: files in memory, every beat cut, one awaited classification
     let files = in_memory("208");

@@ -19,7 +19,7 @@ use crate::data::formats::annotation::{self, Annotation};
 use crate::data::recording::{self, Recording};
 use crate::data::write_atomic;
 use crate::error::{Error, Result};
-use crate::infer::{csv_header, csv_rows, Classifier};
+use crate::infer::{csv_header, csv_rows, Classifier, Streaming};
 
 #[derive(clap::Args)]
 pub struct PredictArgs {
@@ -178,18 +178,22 @@ fn classify_recording(
     ];
     let summary = clf.classify_recording(
         rec,
-        |beats| {
-            csv.file
-                .write_all(csv_rows(beats, &names).as_bytes())
-                .map_err(|e| Error::io(&csv.tmp, e))?;
-            predicted.extend(
-                beats
-                    .iter()
-                    .map(|b| wfdb_annotation(classes, b.sample, b.class)),
-            );
-            Ok(())
-        },
-        |stage, done, total| lines[stage as usize].update(done, total),
+        Streaming::new()
+            .on_beats(|beats| {
+                csv.file
+                    .write_all(csv_rows(beats, &names).as_bytes())
+                    .map_err(|e| Error::io(&csv.tmp, e))?;
+                predicted.extend(
+                    beats
+                        .iter()
+                        .map(|b| wfdb_annotation(classes, b.sample, b.class)),
+                );
+                Ok(())
+            })
+            .on_progress(|stage, done, total| {
+                lines[stage as usize].update(done, total);
+                Ok(())
+            }),
     )?;
     let mut written = vec![csv.commit()?.display().to_string()];
     if !recording::is_edf(record_path) {

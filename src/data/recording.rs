@@ -442,6 +442,37 @@ pub(crate) fn within(all: Vec<Annotation>, len: usize) -> (Vec<Annotation>, usiz
 }
 
 impl Recording {
+    /// A lead held in memory (a caller's array at `fs` Hz, physical units or ADC values), with
+    /// its beat annotations when known (`None`: the QRS detector finds the beats). It then goes
+    /// through exactly the path a file's lead takes. `label` names the lead (for warnings);
+    /// annotations past the signal's end are dropped and counted as a file's are. A rate that
+    /// is not a positive number, or a sample that is not finite, is an error naming it.
+    pub fn from_signal(
+        name: &str,
+        label: &str,
+        signal: Vec<f32>,
+        fs: f64,
+        annotations: Option<Vec<Annotation>>,
+    ) -> Result<Self> {
+        if !(fs.is_finite() && fs > 0.0) {
+            return Err(Error::Config(format!(
+                "{name}: sampling rate {fs} Hz: must be a positive number"
+            )));
+        }
+        if let Some((i, v)) = signal.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::Config(format!(
+                "{name}: sample {i} is {v}: every sample must be a finite number"
+            )));
+        }
+        Ok(Self::new(
+            name.to_string(),
+            Box::new(OwnedLead { signal, fs }),
+            label.to_string(),
+            None,
+            annotations,
+        ))
+    }
+
     fn new(
         name: String,
         lead: Box<dyn LeadSource + Send>,

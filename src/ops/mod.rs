@@ -149,10 +149,21 @@ impl<'a> Recorder<'a> {
     }
 }
 
+/// `Send` where threads exist: a classifier or trainer can move to another thread natively,
+/// while in a browser (one thread; WebGPU objects are not `Send` there) it asks nothing.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send> MaybeSend for T {}
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T> MaybeSend for T {}
+
 /// A differentiable operation in the autograd graph. Forward returns tensors it wants back in
 /// backward (e.g. max-pool's argmax); backward writes each requested input gradient into the
 /// tensor it is handed (overwriting it: the graph takes care of accumulation).
-pub trait Op {
+pub trait Op: MaybeSend {
     fn name(&self) -> &'static str;
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>>;
     /// Called for every node before the backward pass is recorded: an op that leaves work for
