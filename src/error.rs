@@ -35,6 +35,11 @@ pub enum Error {
     Gpu(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Training stopped because its observer asked (`FitObserver::stop_requested`, e.g. Ctrl-C).
+    #[error(
+        "training stopped as asked during epoch {epoch}; the last good checkpoint is {last_good}"
+    )]
+    Stopped { epoch: usize, last_good: String },
     /// Bad input data: which file, where in it (line, byte, row/column), and what was expected.
     #[error("{file}: {at}: {what}")]
     Data {

@@ -516,6 +516,35 @@ impl<'c> Trainer<'c> {
         batch: usize,
         mut progress: impl FnMut(usize, &[f32]),
     ) -> Result<Vec<f32>> {
+        let losses = self
+            .train_epoch_while_async(order, batch, |beats, losses| {
+                progress(beats, losses);
+                true
+            })
+            .await?;
+        Ok(losses.expect("never stopped"))
+    }
+
+    /// [`Self::train_epoch`] that stops when `go_on` (called where `progress` would be) says
+    /// false: `None` then. The parameters are then part way through the epoch (and a chunk
+    /// already submitted runs to its end): a caller stops the run and keeps the checkpoints of
+    /// the epochs before.
+    pub fn train_epoch_while(
+        &mut self,
+        order: &[usize],
+        batch: usize,
+        go_on: impl FnMut(usize, &[f32]) -> bool,
+    ) -> Result<Option<Vec<f32>>> {
+        block_on(self.train_epoch_while_async(order, batch, go_on))
+    }
+
+    /// [`Self::train_epoch_while`] as a future.
+    pub async fn train_epoch_while_async(
+        &mut self,
+        order: &[usize],
+        batch: usize,
+        mut go_on: impl FnMut(usize, &[f32]) -> bool,
+    ) -> Result<Option<Vec<f32>>> {
         let ctx = self.ctx;
         let n = match &self.resident {
             Some(r) => r.labels.numel(),
@@ -578,14 +607,22 @@ impl<'c> Trainer<'c> {
             }
             losses.extend(chunk_losses);
             let beats = steps[..losses.len()].iter().map(|s| s.1).sum();
-            progress(beats, &losses);
+            if !go_on(beats, &losses) {
+                if let Some(flight) = next {
+                    // let the chunk already submitted finish before its buffers are reused
+                    let bytes = flight.steps as u64 * 4;
+                    let staging = &self.slots[flight.slot].staging;
+                    map_and_read_async(ctx, staging, bytes, Some(flight.index)).await?;
+                }
+                return Ok(None);
+            }
             if last_read.seconds() < TARGET_SUBMIT_SECONDS {
                 chunk_len = (chunk_len * 2).min(MAX_STEPS_PER_SUBMIT);
             }
             last_read = Stopwatch::start();
             in_flight = next;
         }
-        Ok(losses)
+        Ok(Some(losses))
     }
 
     /// Records and submits the steps `chunk` ((start in the order, batch size) each) of the

@@ -143,6 +143,51 @@ fn fit_resumes_exactly_and_stops_on_a_non_finite_loss() {
     assert_eq!(read(&split), last, "the last good checkpoint is kept");
 }
 
+/// `FitObserver::stop_requested` (Ctrl-C from Python, a cancel button) stops the run within
+/// the epoch under way, naming the last good checkpoint; resuming then gives the run that was
+/// never stopped, bit for bit.
+#[test]
+fn fit_stops_when_asked_and_resumes_exactly() {
+    let (whole, stopped) = (scratch("lib-ask-whole"), scratch("lib-ask-stopped"));
+    fit(&whole, 2, 1e-3, 0, false, &mut Quiet).unwrap();
+    /// Asks to stop at the first progress report of epoch `at`.
+    struct StopAt(usize, usize);
+    impl FitObserver for StopAt {
+        fn epoch_started(&mut self, epoch: usize, _: usize, _: usize) {
+            self.1 = epoch;
+        }
+        fn stop_requested(&mut self) -> bool {
+            self.1 == self.0
+        }
+    }
+    let err = fit(&stopped, 2, 1e-3, 0, false, &mut StopAt(2, 0))
+        .err()
+        .unwrap();
+    match &err {
+        ecgwgpu::Error::Stopped { epoch, last_good } => {
+            assert_eq!(*epoch, 2);
+            assert!(last_good.ends_with("last.safetensors"), "{err}");
+        }
+        other => panic!("expected Stopped, got {other:?}"),
+    }
+    let history = train::read_history(&stopped).unwrap();
+    assert_eq!(history.len(), 1, "only the finished epoch is kept");
+    let err = fit(
+        &scratch("lib-ask-first"),
+        1,
+        1e-3,
+        0,
+        false,
+        &mut StopAt(1, 0),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("no epoch had finished"), "{err}");
+    fit(&stopped, 2, 1e-3, 0, true, &mut Quiet).unwrap();
+    let read = |dir: &Path| std::fs::read(dir.join("last.safetensors")).unwrap();
+    assert_eq!(read(&whole), read(&stopped));
+}
+
 #[test]
 fn fit_stops_early_when_validation_stops_improving() {
     let out = scratch("lib-patience");

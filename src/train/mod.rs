@@ -102,6 +102,12 @@ pub trait FitObserver {
     fn epoch_ended(&mut self, _record: &EpochRecord) {}
     /// Training stops early: validation has not improved for `patience` epochs.
     fn early_stop(&mut self, _patience: usize) {}
+    /// Asked after every progress report: true stops the run there (an interrupt, a cancel
+    /// button) with [`Error::Stopped`]. The epoch under way is dropped; the checkpoints and
+    /// resume state of the epochs before stay, so `--resume` continues from them.
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that reports nothing.
@@ -222,12 +228,21 @@ pub fn fit(
             )),
             other => other,
         };
+        let asked = || Error::Stopped {
+            epoch,
+            last_good: match epoch {
+                1 => "none: no epoch had finished".into(),
+                _ => out.join("last.safetensors").display().to_string(),
+            },
+        };
         let losses = if resident {
             trainer
-                .train_epoch(&order, schedule.batch, |beats, losses| {
-                    observer.progress(beats, mean(losses))
+                .train_epoch_while(&order, schedule.batch, |beats, losses| {
+                    observer.progress(beats, mean(losses));
+                    !observer.stop_requested()
                 })
                 .map_err(stopped)?
+                .ok_or_else(asked)?
         } else {
             let mut losses = Vec::with_capacity(order.len().div_ceil(schedule.batch));
             let mut done = 0;
@@ -241,6 +256,9 @@ pub fn fit(
                 losses.push(trainer.step(&xb, &yb).map_err(stopped)?);
                 done += chunk.len();
                 observer.progress(done, mean(&losses));
+                if observer.stop_requested() {
+                    return Err(asked());
+                }
             }
             losses
         };
