@@ -543,11 +543,20 @@ fn train(
             // the callback's own exception, with where the run stands
             (Some(raised), Error::Stopped { .. }) => {
                 let note = e.to_string();
-                Python::attach(|py| {
-                    let value = raised.value(py);
-                    let _ = value.call_method1("add_note", (note,));
+                // Python 3.11+ carries the note on the exception itself; before, a Ctrl-C
+                // becomes a KeyboardInterrupt that says it
+                let noted = Python::attach(|py| {
+                    raised
+                        .value(py)
+                        .call_method1("add_note", (note.clone(),))
+                        .is_ok()
                 });
-                raised
+                let interrupt =
+                    Python::attach(|py| raised.is_instance_of::<PyKeyboardInterrupt>(py));
+                match (noted, interrupt) {
+                    (false, true) => PyKeyboardInterrupt::new_err(note),
+                    _ => raised,
+                }
             }
             (Some(raised), _) => raised,
             (None, _) => py_err(e),

@@ -185,3 +185,28 @@ def test_an_exception_in_the_train_callback_stops_the_run(tmp_path):
                       callback=stop)
     history = json.loads((tmp_path / "stopped" / "history.json").read_text())
     assert len(history) == 1
+
+
+def test_ctrl_c_stops_training_at_the_next_batch_naming_the_last_good_checkpoint(tmp_path):
+    import signal
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import sys, ecgwgpu\n"
+        "def show(epoch):\n"
+        "    print('epoch', epoch['epoch'], flush=True)\n"
+        "try:\n"
+        f"    ecgwgpu.train({str(tmp_path / 'run')!r}, data_dir={str(DATA)!r}, preset='tiny',\n"
+        "                  epochs=50, lr=1e-3, callback=show)\n"
+        "except KeyboardInterrupt as e:\n"
+        "    print('interrupted:', e, *getattr(e, '__notes__', []), flush=True)\n"
+        "    sys.exit(3)\n")
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().startswith("epoch 1")
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=600)
+    assert child.returncode == 3, out
+    assert "last good checkpoint" in out and "last.safetensors" in out, out
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert 1 <= len(history) < 50
