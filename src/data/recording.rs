@@ -27,40 +27,26 @@ pub trait LeadSource {
     fn read(&mut self, range: Range<usize>) -> Result<Vec<f32>>;
 }
 
-/// A lead already in memory (tests, and callers that hold the whole signal anyway).
-pub struct MemoryLead<'a> {
-    pub signal: &'a [f32],
+/// A lead already in memory: borrowed (`&[f32]`: tests, callers that hold the whole signal
+/// anyway) or owned ([`OwnedLead`]).
+pub struct MemoryLead<S: AsRef<[f32]>> {
+    pub signal: S,
     pub fs: f64,
-}
-
-impl LeadSource for MemoryLead<'_> {
-    fn fs(&self) -> f64 {
-        self.fs
-    }
-    fn len(&self) -> usize {
-        self.signal.len()
-    }
-    fn read(&mut self, range: Range<usize>) -> Result<Vec<f32>> {
-        Ok(self.signal[range].to_vec())
-    }
 }
 
 /// A lead held in memory and owned: a recording transformed whole (see
 /// [`crate::data::signal::acquisition`]), or a caller's own array.
-pub struct OwnedLead {
-    pub signal: Vec<f32>,
-    pub fs: f64,
-}
+pub type OwnedLead = MemoryLead<Vec<f32>>;
 
-impl LeadSource for OwnedLead {
+impl<S: AsRef<[f32]>> LeadSource for MemoryLead<S> {
     fn fs(&self) -> f64 {
         self.fs
     }
     fn len(&self) -> usize {
-        self.signal.len()
+        self.signal.as_ref().len()
     }
     fn read(&mut self, range: Range<usize>) -> Result<Vec<f32>> {
-        Ok(self.signal[range].to_vec())
+        Ok(self.signal.as_ref()[range].to_vec())
     }
 }
 

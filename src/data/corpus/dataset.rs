@@ -282,18 +282,7 @@ fn load_record(
             ),
         ));
     }
-    let mut beats = Beats::default();
-    let at_edges = stream::beats(
-        rec.lead.as_mut(),
-        &annotations,
-        opts.mode,
-        &rec.name,
-        stream::CHUNK_S,
-        |b, _| {
-            beats.extend(&b);
-            Ok(())
-        },
-    )?;
+    let (beats, at_edges) = cut(&mut rec, &annotations, opts.mode)?;
     Ok(Outcome::Used {
         beats,
         fallback: rec.fallback,
@@ -302,6 +291,28 @@ fn load_record(
         at_edges,
         unreferenced: 0,
     })
+}
+
+/// Every beat of `rec` at `annotations`, streamed a chunk at a time, and how many beat
+/// annotations gave none (see [`stream::beats`]).
+fn cut(
+    rec: &mut recording::Recording,
+    annotations: &[Annotation],
+    mode: BeatMode,
+) -> Result<(Beats, usize)> {
+    let mut beats = Beats::default();
+    let at_edges = stream::beats(
+        rec.lead.as_mut(),
+        annotations,
+        mode,
+        &rec.name,
+        stream::CHUNK_S,
+        |b, _| {
+            beats.extend(&b);
+            Ok(())
+        },
+    )?;
+    Ok((beats, at_edges))
 }
 
 /// [`load_record`] with the beats where the QRS detector finds them (see
@@ -344,19 +355,8 @@ fn load_detected(mut rec: recording::Recording, mode: BeatMode) -> Result<Outcom
         }
         peaks.push(a);
     }
-    let mut beats = Beats::default();
-    let at_edges = stream::beats(
-        rec.lead.as_mut(),
-        &peaks,
-        mode,
-        &rec.name,
-        stream::CHUNK_S,
-        |b, _| {
-            beats.extend(&b);
-            Ok(())
-        },
-    )?;
-    let _ = at_edges; // detected peaks too close to an edge: no reference beat is lost by them
+    // detected peaks too close to an edge lose no reference beat: not counted
+    let (mut beats, _) = cut(&mut rec, &peaks, mode)?;
     let mut without = 0;
     for (label, sample) in beats.labels.iter_mut().zip(&beats.sample) {
         if unreferenced.contains(sample) {
