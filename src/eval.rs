@@ -5,12 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::beats::reference::BeatReference;
-use crate::data::beats::{BeatMode, Beats};
+use crate::data::beats::{BeatMode, Beats, NO_REFERENCE};
 use crate::data::corpus::dataset::{load_dir, patient, LoadOptions};
 use crate::data::corpus::ptb::{self, MiSplit};
 use crate::data::corpus::splits::{self, Split, SplitKind};
 use crate::data::signal::acquisition::Acquisition;
 use crate::error::{Error, Result};
+use crate::metrics::Confusion;
 use crate::model::ModelConfig;
 use crate::preprocessing::{Preprocessing, Task};
 use crate::run::RunConfig;
@@ -319,4 +320,120 @@ pub fn out_of_fold(
         probabilities,
         folds,
     })
+}
+
+/// The beats without a reference class (found by the QRS detector where the recording has no
+/// beat annotation): how many, and what they were called.
+#[derive(serde::Serialize)]
+pub struct Unreferenced {
+    pub beats: usize,
+    /// (class, beats decided so) for every class.
+    pub decided: Vec<(String, usize)>,
+    /// (record, beats without a reference) for every record that has some.
+    pub per_record: Vec<(String, usize)>,
+}
+
+impl Unreferenced {
+    pub fn of(beats: &Beats, predicted: &[u32], names: &[&str]) -> Self {
+        let mut decided: Vec<(String, usize)> = names.iter().map(|n| (n.to_string(), 0)).collect();
+        let mut per_record: Vec<(String, usize)> = vec![];
+        for b in (0..beats.len()).filter(|&b| beats.labels[b] == NO_REFERENCE) {
+            decided[predicted[b] as usize].1 += 1;
+            match per_record.last_mut() {
+                Some((r, n)) if *r == beats.record[b] => *n += 1,
+                _ => per_record.push((beats.record[b].clone(), 1)),
+            }
+        }
+        Self {
+            beats: decided.iter().map(|d| d.1).sum(),
+            decided,
+            per_record,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let classes: Vec<String> = self
+            .decided
+            .iter()
+            .map(|(c, n)| {
+                format!(
+                    "{c} {n} ({:.1} %)",
+                    100.0 * *n as f64 / self.beats.max(1) as f64
+                )
+            })
+            .collect();
+        format!(
+            "{} detected beats without a reference beat (not scored), decided as: {}",
+            self.beats,
+            classes.join(", ")
+        )
+    }
+}
+
+/// Each fold's figures on its own records, out of fold: mean and range across folds.
+#[derive(serde::Serialize)]
+pub struct FoldFigures {
+    /// (figure, value per fold).
+    pub figures: Vec<(String, Vec<f64>)>,
+}
+
+impl FoldFigures {
+    pub fn of(folds: &[Vec<String>], beats: &Beats, predicted: &[u32], names: &[&str]) -> Self {
+        let classes = names.len();
+        let reports: Vec<crate::metrics::Report> = folds
+            .iter()
+            .map(|fold| {
+                let mine: Vec<usize> = (0..beats.len())
+                    .filter(|&b| fold.contains(&beats.record[b]))
+                    .collect();
+                let labels: Vec<u32> = mine.iter().map(|&b| beats.labels[b]).collect();
+                let decided: Vec<u32> = mine.iter().map(|&b| predicted[b]).collect();
+                Confusion::new(&labels, &decided, classes).report(names)
+            })
+            .collect();
+        let class =
+            |r: &crate::metrics::Report, c: &str| r.classes.iter().find(|m| m.class == c).cloned();
+        let mut figures = vec![
+            (
+                "accuracy".to_string(),
+                reports.iter().map(|r| r.accuracy).collect(),
+            ),
+            (
+                "macro F1".to_string(),
+                reports.iter().map(|r| r.macro_f1).collect(),
+            ),
+        ];
+        for c in ["S", "V"] {
+            if reports.iter().all(|r| class(r, c).is_some()) {
+                figures.push((
+                    format!("{c} Se"),
+                    reports
+                        .iter()
+                        .map(|r| class(r, c).map_or(0.0, |m| m.recall))
+                        .collect(),
+                ));
+                figures.push((
+                    format!("{c} +P"),
+                    reports
+                        .iter()
+                        .map(|r| class(r, c).map_or(0.0, |m| m.precision))
+                        .collect(),
+                ));
+            }
+        }
+        Self { figures }
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::from("per fold, mean (range)\n");
+        for (name, values) in &self.figures {
+            let n = values.len().max(1) as f64;
+            let mean = values.iter().sum::<f64>() / n;
+            let (lo, hi) = values
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            out += &format!("  {name:<9} {mean:.3} ({lo:.3}–{hi:.3})\n");
+        }
+        out.trim_end().to_string()
+    }
 }

@@ -687,3 +687,23 @@ pub fn choose_irregular_gate(
         report: best,
     }
 }
+
+/// How well the network ranks S beats above N beats: the AUC of log(p_S / p_N) over the beats
+/// labelled N or S, as `tools/rank_auc.py` computes it (`None` without both classes).
+pub fn s_vs_n_auc(probs: &[f32], labels: &[u32], names: &[&str]) -> Option<f64> {
+    let (n, s) = (
+        names.iter().position(|&c| c == "N")?,
+        names.iter().position(|&c| c == "S")?,
+    );
+    let k = names.len();
+    let (scores, positive): (Vec<f64>, Vec<bool>) = labels
+        .iter()
+        .enumerate()
+        .filter(|(_, &l)| l as usize == n || l as usize == s)
+        .map(|(i, &l)| {
+            let p = |c: usize| f64::from(probs[i * k + c]).max(1e-30).ln();
+            (p(s) - p(n), l as usize == s)
+        })
+        .unzip();
+    (positive.iter().any(|&p| p) && positive.iter().any(|&p| !p)).then(|| auroc(&scores, &positive))
+}

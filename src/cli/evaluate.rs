@@ -297,7 +297,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     }
     // detected beats without a reference beat are decided (above, among their record's beats)
     // and counted, not scored
-    let unreferenced = Unreferenced::of(&beats, &predicted, &names);
+    let unreferenced = crate::eval::Unreferenced::of(&beats, &predicted, &names);
     let (beats, probs, predicted) = match unreferenced.beats {
         0 => (beats, probs, predicted),
         _ => {
@@ -329,8 +329,8 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         return Ok(());
     }
     let report = Confusion::new(&beats.labels, &predicted, classes).report(&names);
-    let s_vs_n_auc = s_vs_n_auc(&probs, &beats.labels, &names);
-    let per_fold = folds.map(|f| FoldFigures::of(&f, &beats, &predicted, &names));
+    let s_vs_n_auc = crate::metrics::s_vs_n_auc(&probs, &beats.labels, &names);
+    let per_fold = folds.map(|f| crate::eval::FoldFigures::of(&f, &beats, &predicted, &names));
     let intervals = (args.bootstrap > 0).then(|| {
         bootstrap(
             &beats.labels,
@@ -409,54 +409,6 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The beats without a reference class (found by the QRS detector where the recording has no
-/// beat annotation): how many, and what they were called.
-#[derive(serde::Serialize)]
-struct Unreferenced {
-    beats: usize,
-    /// (class, beats decided so) for every class.
-    decided: Vec<(String, usize)>,
-    /// (record, beats without a reference) for every record that has some.
-    per_record: Vec<(String, usize)>,
-}
-
-impl Unreferenced {
-    fn of(beats: &Beats, predicted: &[u32], names: &[&str]) -> Self {
-        let mut decided: Vec<(String, usize)> = names.iter().map(|n| (n.to_string(), 0)).collect();
-        let mut per_record: Vec<(String, usize)> = vec![];
-        for b in (0..beats.len()).filter(|&b| beats.labels[b] == NO_REFERENCE) {
-            decided[predicted[b] as usize].1 += 1;
-            match per_record.last_mut() {
-                Some((r, n)) if *r == beats.record[b] => *n += 1,
-                _ => per_record.push((beats.record[b].clone(), 1)),
-            }
-        }
-        Self {
-            beats: decided.iter().map(|d| d.1).sum(),
-            decided,
-            per_record,
-        }
-    }
-
-    fn describe(&self) -> String {
-        let classes: Vec<String> = self
-            .decided
-            .iter()
-            .map(|(c, n)| {
-                format!(
-                    "{c} {n} ({:.1} %)",
-                    100.0 * *n as f64 / self.beats.max(1) as f64
-                )
-            })
-            .collect();
-        format!(
-            "{} detected beats without a reference beat (not scored), decided as: {}",
-            self.beats,
-            classes.join(", ")
-        )
-    }
 }
 
 /// Writes each beat as a row of `predict`'s CSV with its record in front (atomically).
@@ -572,95 +524,6 @@ fn choose_adaptation(
 
 /// Prior strengths (pseudo-beats) tried: from maximum likelihood to nearly no adaptation.
 const ADAPT_STRENGTHS: [f64; 5] = [0.0, 30.0, 100.0, 300.0, 1000.0];
-
-/// How well the network ranks S beats above N beats: the AUC of log(p_S / p_N) over the beats
-/// labelled N or S, as `tools/rank_auc.py` computes it (`None` without both classes).
-fn s_vs_n_auc(probs: &[f32], labels: &[u32], names: &[&str]) -> Option<f64> {
-    let (n, s) = (
-        names.iter().position(|&c| c == "N")?,
-        names.iter().position(|&c| c == "S")?,
-    );
-    let k = names.len();
-    let (scores, positive): (Vec<f64>, Vec<bool>) = labels
-        .iter()
-        .enumerate()
-        .filter(|(_, &l)| l as usize == n || l as usize == s)
-        .map(|(i, &l)| {
-            let p = |c: usize| f64::from(probs[i * k + c]).max(1e-30).ln();
-            (p(s) - p(n), l as usize == s)
-        })
-        .unzip();
-    (positive.iter().any(|&p| p) && positive.iter().any(|&p| !p))
-        .then(|| crate::metrics::auroc(&scores, &positive))
-}
-
-/// Each fold's figures on its own records, out of fold: mean and range across folds.
-#[derive(serde::Serialize)]
-struct FoldFigures {
-    /// (figure, value per fold).
-    figures: Vec<(String, Vec<f64>)>,
-}
-
-impl FoldFigures {
-    fn of(folds: &[Vec<String>], beats: &Beats, predicted: &[u32], names: &[&str]) -> Self {
-        let classes = names.len();
-        let reports: Vec<crate::metrics::Report> = folds
-            .iter()
-            .map(|fold| {
-                let mine: Vec<usize> = (0..beats.len())
-                    .filter(|&b| fold.contains(&beats.record[b]))
-                    .collect();
-                let labels: Vec<u32> = mine.iter().map(|&b| beats.labels[b]).collect();
-                let decided: Vec<u32> = mine.iter().map(|&b| predicted[b]).collect();
-                Confusion::new(&labels, &decided, classes).report(names)
-            })
-            .collect();
-        let class =
-            |r: &crate::metrics::Report, c: &str| r.classes.iter().find(|m| m.class == c).cloned();
-        let mut figures = vec![
-            (
-                "accuracy".to_string(),
-                reports.iter().map(|r| r.accuracy).collect(),
-            ),
-            (
-                "macro F1".to_string(),
-                reports.iter().map(|r| r.macro_f1).collect(),
-            ),
-        ];
-        for c in ["S", "V"] {
-            if reports.iter().all(|r| class(r, c).is_some()) {
-                figures.push((
-                    format!("{c} Se"),
-                    reports
-                        .iter()
-                        .map(|r| class(r, c).map_or(0.0, |m| m.recall))
-                        .collect(),
-                ));
-                figures.push((
-                    format!("{c} +P"),
-                    reports
-                        .iter()
-                        .map(|r| class(r, c).map_or(0.0, |m| m.precision))
-                        .collect(),
-                ));
-            }
-        }
-        Self { figures }
-    }
-
-    fn table(&self) -> String {
-        let mut out = String::from("per fold, mean (range)\n");
-        for (name, values) in &self.figures {
-            let n = values.len().max(1) as f64;
-            let mean = values.iter().sum::<f64>() / n;
-            let (lo, hi) = values
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-            out += &format!("  {name:<9} {mean:.3} ({lo:.3}–{hi:.3})\n");
-        }
-        out.trim_end().to_string()
-    }
-}
 
 /// The irregular-rhythm gate as chosen on a fold ensemble's out-of-fold predictions of DS1.
 #[derive(serde::Serialize)]
