@@ -637,8 +637,19 @@ fn predict_writes_a_csv_and_an_annotation_file_that_agree() {
         assert_eq!(a.code, AamiClass::from_label(class as u32).unwrap().code());
         let p: f32 = row[3..8].iter().map(|v| v.parse::<f32>().unwrap()).sum();
         assert!((p - 1.0).abs() < 1e-4, "probabilities sum to 1: {row:?}");
-        // then the beat's R–R features: pre-RR in seconds, and its ratio to the record's mean
-        assert_eq!(row.len(), 8 + 9, "{row:?}");
+        // then the beat's R–R features: pre-RR in seconds, and its ratio to the record's mean,
+        // and last the decision's confidence: its probability minus the next one's
+        assert_eq!(row.len(), 8 + 9 + 1, "{row:?}");
+        let probs: Vec<f32> = row[3..8].iter().map(|v| v.parse().unwrap()).collect();
+        let next = (0..5)
+            .filter(|&c| c != class)
+            .map(|c| probs[c])
+            .fold(0.0f32, f32::max);
+        let confidence: f32 = row[17].parse().unwrap();
+        assert!(
+            (confidence - (probs[class] - next).max(0.0)).abs() < 2e-4,
+            "{row:?}"
+        );
         let (pre, record_rr, ratio) = (
             row[8].parse::<f32>().unwrap(),
             row[11].parse::<f32>().unwrap(),
