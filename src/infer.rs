@@ -405,21 +405,19 @@ impl<'c> Classifier<'c> {
             .unwrap_or_else(|| Box::new(|_, _, _| Ok(())));
         // a progress callback's error (a user's cancel) stops the work at the next chunk
         let stopped: std::cell::RefCell<Option<Error>> = Default::default();
-        let stop = std::cell::Cell::new(false);
         let result = self.classify_lead(
             rec.lead.as_mut(),
             annotations,
             &rec.name,
             |beats| on_beats(beats),
             |stage, done, total| {
-                if !stop.get() {
+                if stopped.borrow().is_none() {
                     if let Err(e) = on_progress(stage, done, total) {
                         *stopped.borrow_mut() = Some(e);
-                        stop.set(true);
                     }
                 }
             },
-            &stop,
+            &stopped,
         );
         if let Some(e) = stopped.into_inner() {
             return Err(e);
@@ -436,7 +434,7 @@ impl<'c> Classifier<'c> {
     }
 
     /// The streamed pipeline on one lead; `annotations` are the beat positions when known. It
-    /// ends early, with an error, when `stop` is set.
+    /// ends early when `stopped` holds an error (the caller returns that one).
     fn classify_lead(
         &mut self,
         lead: &mut dyn LeadSource,
@@ -444,9 +442,12 @@ impl<'c> Classifier<'c> {
         name: &str,
         mut each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
         mut progress: impl FnMut(Stage, usize, usize),
-        stop: &std::cell::Cell<bool>,
+        stopped: &std::cell::RefCell<Option<Error>>,
     ) -> Result<RecordingSummary> {
-        let stopped = || Error::Config("stopped by its progress callback".into());
+        let stop = || match stopped.borrow().is_some() {
+            true => Err(Error::Config("stopped by its progress callback".into())),
+            false => Ok(()),
+        };
         let annotated = annotations.is_some();
         let mut counts = vec![0usize; self.config().classes];
         let mut low_confidence = 0;
@@ -457,9 +458,7 @@ impl<'c> Classifier<'c> {
         let clusters = self.config().record_clusters;
         let mut held = Held::default();
         let (not_cut, total) = cutter.cut(lead, annotations, name, &mut progress, |beats| {
-            if stop.get() {
-                return Err(stopped());
-            }
+            stop()?;
             if let Some(c) = &clusters {
                 let probs = self.probabilities(&beats, |_, _| {})?;
                 held.push(&beats, probs, c.rhythm_weight);
@@ -477,9 +476,7 @@ impl<'c> Classifier<'c> {
         })?;
         if let Some(c) = &clusters {
             held.decide(self.config(), c, annotated, |classified| {
-                if stop.get() {
-                    return Err(stopped());
-                }
+                stop()?;
                 for b in classified {
                     counts[b.class as usize] += 1;
                     low_confidence += usize::from(b.confidence() < LOW_CONFIDENCE);
