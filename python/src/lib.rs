@@ -424,6 +424,17 @@ fn read_record<'py>(
     ))
 }
 
+/// The index of the first lead of `preference` (a comma-separated list, any case) among
+/// `labels`: the CLI's rule for which signal of a record to read.
+#[pyfunction]
+fn choose_lead(labels: Vec<String>, preference: &str) -> Option<usize> {
+    let signals: Vec<(usize, &str)> = labels.iter().map(String::as_str).enumerate().collect();
+    match recording::choose_lead(&signals, preference, false) {
+        recording::LeadChoice::Found(i) => Some(i),
+        _ => None,
+    }
+}
+
 /// Every adapter wgpu sees, one line each.
 #[pyfunction]
 fn devices() -> Vec<String> {
@@ -572,6 +583,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Classified>()?;
     m.add_function(wrap_pyfunction!(read_record, m)?)?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
+    m.add_function(wrap_pyfunction!(choose_lead, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add("EcgDataError", m.py().get_type::<EcgDataError>())?;
     m.add("NoGpuError", m.py().get_type::<NoGpuError>())?;

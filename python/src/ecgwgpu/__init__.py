@@ -121,16 +121,6 @@ def devices() -> List[str]:
     return list(_native.devices())
 
 
-def _pick_lead(names: Sequence[str], preference: str) -> Optional[int]:
-    """The CLI's rule: the first lead of the preference list the record has (any case)."""
-    lowered = [n.strip().lower() for n in names]
-    for want in preference.split(","):
-        want = want.strip().lower()
-        if want in lowered:
-            return lowered.index(want)
-    return None
-
-
 class Classifier:
     """A trained network ready to classify: the shipped model by default, or a checkpoint
     (a path or the bytes of a .safetensors file) written by ``ecgwgpu train``.
@@ -176,7 +166,7 @@ class Classifier:
             name = getattr(record, "record_name", None) or name
             names = list(getattr(record, "sig_name", None) or [])
             if channel is None:
-                channel = _pick_lead(names, self.preprocessing.get("lead", "MLII"))
+                channel = _native.choose_lead(names, self.preprocessing.get("lead", "MLII"))
                 if channel is None:
                     channel = 0
             lead = names[channel] if channel < len(names) else None
