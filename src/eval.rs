@@ -61,6 +61,9 @@ pub struct Selection {
     pub acquisition: Acquisition,
     /// Beats where the QRS detector finds them (see [`LoadOptions::detect`]).
     pub detect: bool,
+    /// Each record also read at these leads, as recordings of their own (see
+    /// [`LoadOptions::views`]).
+    pub views: Vec<String>,
 }
 
 /// The beats selected, described for a report, with what loading skipped or substituted.
@@ -120,6 +123,7 @@ pub fn select(
     options.strict = selection.strict;
     options.acquisition = selection.acquisition;
     options.detect = selection.detect;
+    options.views = selection.views.clone();
     let dir = match (&selection.data_dir, run) {
         (Some(dir), _) => dir.clone(),
         (None, Some(r)) => {
@@ -248,12 +252,38 @@ pub fn member_folds(checkpoint: &Path) -> Result<Vec<Vec<String>>> {
         .map_err(|e| Error::data(&metrics_path, "folds", e.to_string()))
 }
 
+/// Which leads out-of-fold predictions read DS1 at: the network's own by default (MLII for
+/// MIT-BIH), `lead` instead of it, and each of `views` besides, as recordings of the same
+/// patients (`RECORD~LEAD`, see [`LoadOptions::views`]). A rule chosen on both of MIT-BIH's
+/// leads is chosen on recordings that do not all look like the training lead.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Leads {
+    pub lead: Option<String>,
+    pub views: Vec<String>,
+}
+
+impl Leads {
+    /// How the leads read, for a report ("" for the network's own lead alone).
+    pub fn describe(&self) -> String {
+        let mut parts = vec![];
+        if let Some(lead) = &self.lead {
+            parts.push(format!("lead {lead}"));
+        }
+        if !self.views.is_empty() {
+            parts.push(format!("also at {}", self.views.join(" and ")));
+        }
+        parts.join(", ")
+    }
+}
+
 /// The out-of-fold predictions of the fold ensemble `checkpoint` (see [`OutOfFold`]), from its
-/// run's `config.json` and the folds its `metrics.json` lists (in member order). `batch` is the
-/// inference batch; `progress` gets the members done and their number after each.
+/// run's `config.json` and the folds its `metrics.json` lists (in member order), with DS1 read
+/// at `leads`. `batch` is the inference batch; `progress` gets the members done and their
+/// number after each.
 pub fn out_of_fold(
     ctx: &crate::gpu::GpuContext,
     checkpoint: &Path,
+    leads: &Leads,
     batch: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<OutOfFold> {
@@ -272,9 +302,10 @@ pub fn out_of_fold(
     if folds.len() != members.len() || run.args.split != "inter" {
         return Err(not_folds());
     }
-    let mut options = preprocessing.load_options(None, None, checkpoint)?;
+    let mut options = preprocessing.load_options(None, leads.lead.as_deref(), checkpoint)?;
     options.fallback_to_first = run.args.fallback_lead;
     options.strict = run.args.strict;
+    options.views = leads.views.clone();
     let mut ds = load_dir(&run.data_dir, &options)?;
     config.beat_reference.apply(&mut ds.beats)?;
     let parts = splits::split(&ds.beats, SplitKind::Inter, 0.2, 0.1, run.args.seed);

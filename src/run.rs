@@ -204,6 +204,81 @@ fn is_focal(loss: &str) -> bool {
     loss == "focal"
 }
 
+/// The kind of value a train setting takes, for callers that check arguments before they
+/// become a [`RunSettings`] (the Python package).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettingKind {
+    Text,
+    Integer,
+    /// An integer is taken too.
+    Number,
+    Flag,
+}
+
+impl SettingKind {
+    /// The kind's name as the Python package spells its type.
+    pub fn python_type(self) -> &'static str {
+        match self {
+            SettingKind::Text => "str",
+            SettingKind::Integer => "int",
+            SettingKind::Number => "float",
+            SettingKind::Flag => "bool",
+        }
+    }
+}
+
+/// The settings `train` takes from a library caller, named as [`RunSettings`]' fields (the
+/// command's flags with underscores), with their kinds: the one list that callers check names
+/// and types against. Where the data comes from, the lead and the device are arguments of
+/// their own. A test checks every entry against [`RunSettings`].
+pub const TRAIN_SETTINGS: [(&str, SettingKind); 22] = [
+    ("preset", SettingKind::Text),
+    ("split", SettingKind::Text),
+    ("epochs", SettingKind::Integer),
+    ("batch", SettingKind::Integer),
+    ("lr", SettingKind::Number),
+    ("seed", SettingKind::Integer),
+    ("patience", SettingKind::Integer),
+    ("resume", SettingKind::Flag),
+    ("loss", SettingKind::Text),
+    ("class_alpha", SettingKind::Flag),
+    ("augment", SettingKind::Integer),
+    ("shape_dropout", SettingKind::Number),
+    ("beat_reference", SettingKind::Text),
+    ("rhythm_head", SettingKind::Integer),
+    ("rhythm_copies", SettingKind::Number),
+    ("calibrate", SettingKind::Flag),
+    ("balanced_batches", SettingKind::Flag),
+    ("folds", SettingKind::Integer),
+    ("alpha1", SettingKind::Number),
+    ("gamma_m", SettingKind::Number),
+    ("alpha2", SettingKind::Number),
+    ("gamma_n", SettingKind::Number),
+];
+
+impl RunSettings {
+    /// The default settings with `given` (a JSON object of [`TRAIN_SETTINGS`] names) on top:
+    /// an unknown name, or a value of the wrong kind, is an error that names it.
+    pub fn with_train_settings(given: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
+        if let Some(unknown) = given
+            .keys()
+            .find(|k| !TRAIN_SETTINGS.iter().any(|(name, _)| name == k))
+        {
+            let names: Vec<&str> = TRAIN_SETTINGS.iter().map(|(n, _)| *n).collect();
+            return Err(Error::Config(format!(
+                "unknown train setting '{unknown}'; the settings are: {}",
+                names.join(", ")
+            )));
+        }
+        let mut merged = serde_json::to_value(Self::default()).expect("settings serialise");
+        for (k, v) in given {
+            merged[k] = v.clone();
+        }
+        serde_path_to_error::deserialize(merged)
+            .map_err(|e| Error::Config(format!("train setting {}: {}", e.path(), e.inner())))
+    }
+}
+
 /// Settings that may change when a run is resumed; every other one must match config.json.
 pub const RESUMABLE_CHANGES: [&str; 7] = [
     "epochs", "lr", "patience", "device", "kernels", "resume", "out",
@@ -318,4 +393,44 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
             .expect("serialisable")
             .as_bytes(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Map, Value};
+
+    fn one(name: &str, value: Value) -> Result<RunSettings> {
+        let mut given = Map::new();
+        given.insert(name.to_string(), value);
+        RunSettings::with_train_settings(&given)
+    }
+
+    /// Every listed setting is a field of RunSettings that takes a value of its kind and
+    /// refuses one of another kind: the list cannot drift from the struct unnoticed.
+    #[test]
+    fn train_settings_match_run_settings() {
+        let fields = serde_json::to_value(RunSettings::default()).unwrap();
+        for (name, kind) in TRAIN_SETTINGS {
+            let (good, bad) = match kind {
+                SettingKind::Text => (json!("x"), json!(1)),
+                SettingKind::Integer => (json!(3), json!("3")),
+                SettingKind::Number => (json!(0.5), json!("0.5")),
+                SettingKind::Flag => (json!(true), json!(1)),
+            };
+            // text settings take only their known values: the default one is good
+            let good = match (kind, &fields[name]) {
+                (SettingKind::Text, Value::String(_)) => fields[name].clone(),
+                (SettingKind::Text, _) => json!("none"),
+                _ => good,
+            };
+            assert!(one(name, good).is_ok(), "{name} refuses a {kind:?}");
+            assert!(one(name, bad).is_err(), "{name} takes a value not {kind:?}");
+        }
+        let err = one("epoch", json!(1)).unwrap_err().to_string();
+        assert!(err.contains("unknown train setting 'epoch'"), "{err}");
+        let set = one("epochs", json!(7)).unwrap();
+        assert_eq!(set.epochs, 7);
+        assert_eq!(set.lr, RunSettings::default().lr);
+    }
 }

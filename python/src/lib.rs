@@ -12,7 +12,7 @@ use ecgwgpu::data::formats::annotation::{self, Annotation};
 use ecgwgpu::data::recording::{self, Recording};
 use ecgwgpu::gpu::GpuContext;
 use ecgwgpu::infer::{self, ClassifiedBeat, Classifier, Stage, Streaming};
-use ecgwgpu::run::RunSettings;
+use ecgwgpu::run::{RunSettings, TRAIN_SETTINGS};
 use ecgwgpu::train::{EpochRecord, FitObserver, TrainData};
 use ecgwgpu::Error;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
@@ -441,31 +441,15 @@ fn devices() -> Vec<String> {
     GpuContext::list_adapters()
 }
 
-/// The settings `train` takes, as `ecgwgpu train`'s flags name them (underscores for dashes).
-const TRAIN_SETTINGS: [&str; 22] = [
-    "preset",
-    "split",
-    "epochs",
-    "batch",
-    "lr",
-    "seed",
-    "patience",
-    "resume",
-    "loss",
-    "class_alpha",
-    "augment",
-    "shape_dropout",
-    "beat_reference",
-    "rhythm_head",
-    "rhythm_copies",
-    "calibrate",
-    "balanced_batches",
-    "folds",
-    "alpha1",
-    "gamma_m",
-    "alpha2",
-    "gamma_n",
-];
+/// The settings `train` takes and the Python type of each (`ecgwgpu::run::TRAIN_SETTINGS`), for
+/// the package to check its keyword arguments against before any work.
+#[pyfunction]
+fn train_settings() -> Vec<(&'static str, &'static str)> {
+    TRAIN_SETTINGS
+        .iter()
+        .map(|(name, kind)| (*name, kind.python_type()))
+        .collect()
+}
 
 /// Hands each finished epoch to a Python callable; its exception, or Ctrl-C, stops the run at
 /// the next batch.
@@ -493,7 +477,7 @@ impl FitObserver for Observer {
 }
 
 /// Trains as `ecgwgpu train` does into `out`; `settings` is a JSON object of the names in
-/// TRAIN_SETTINGS. Returns the run directory's metrics.json as text.
+/// `ecgwgpu::run::TRAIN_SETTINGS`. Returns the run directory's metrics.json as text.
 #[pyfunction]
 #[pyo3(signature = (out, settings, *, data_dir, lead="MLII".to_string(), views=vec![], device=None, callback=None))]
 #[allow(clippy::too_many_arguments)]
@@ -509,19 +493,8 @@ fn train(
 ) -> PyResult<String> {
     let given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&settings)
         .map_err(|e| PyValueError::new_err(format!("settings: {e}")))?;
-    if let Some(unknown) = given.keys().find(|k| !TRAIN_SETTINGS.contains(&k.as_str())) {
-        return Err(PyValueError::new_err(format!(
-            "unknown train setting '{unknown}'; the settings are: {}",
-            TRAIN_SETTINGS.join(", ")
-        )));
-    }
-    let mut merged = serde_json::to_value(RunSettings::default())
-        .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-    for (k, v) in given {
-        merged[k] = v;
-    }
-    let settings: RunSettings = serde_path_to_error::deserialize(merged)
-        .map_err(|e| PyValueError::new_err(format!("train setting {}: {}", e.path(), e.inner())))?;
+    let settings = RunSettings::with_train_settings(&given)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
     if !data_dir.is_dir() {
         return Err(PyFileNotFoundError::new_err(format!(
             "data_dir {}: not a folder",
@@ -585,6 +558,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add_function(wrap_pyfunction!(choose_lead, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(train_settings, m)?)?;
     m.add("EcgDataError", m.py().get_type::<EcgDataError>())?;
     m.add("NoGpuError", m.py().get_type::<NoGpuError>())?;
     Ok(())

@@ -23,6 +23,8 @@ pub struct CalibrateArgs {
     #[arg(long, default_value_t = 1024)]
     batch: usize,
     #[command(flatten)]
+    leads: super::OutOfFoldLeads,
+    #[command(flatten)]
     gpu: super::GpuArgs,
 }
 
@@ -35,8 +37,15 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     let config = ModelConfig::from_metadata(&meta, path)?;
     let names = Preprocessing::of_checkpoint(&meta, &config, path)?.class_names;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    eprintln!("decision rule: out-of-fold predictions of DS1 from the fold models");
-    let oof = crate::eval::out_of_fold(&ctx, path, args.batch, super::member_progress)?;
+    let leads = args.leads.leads();
+    eprintln!(
+        "decision rule: out-of-fold predictions of DS1 from the fold models{}",
+        match leads.describe() {
+            d if d.is_empty() => d,
+            d => format!(" ({d})"),
+        }
+    );
+    let oof = crate::eval::out_of_fold(&ctx, path, &leads, args.batch, super::member_progress)?;
     let offsets = config.decision_offsets.clone();
     let choice = crate::train::choose_rule(&oof.beats, &oof.probabilities, offsets, &refs);
     choice

@@ -24,6 +24,8 @@ pub struct EnsembleArgs {
     #[arg(long, default_value_t = 1024)]
     batch: usize,
     #[command(flatten)]
+    leads: super::OutOfFoldLeads,
+    #[command(flatten)]
     gpu: super::GpuArgs,
 }
 
@@ -33,6 +35,7 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
         &ctx,
         &args.checkpoints,
         &args.out,
+        &args.leads.leads(),
         args.batch,
         super::member_progress,
     )?;

@@ -85,6 +85,11 @@ pub struct EvaluateArgs {
     /// class but not scored.
     #[arg(long)]
     detect: bool,
+    /// Also read each record at this lead (a preference list, e.g. `V1,V2,V4,V5`: MIT-BIH's
+    /// second lead), as a recording of its own (`RECORD~LEAD`); with --out-of-fold, DS1 at
+    /// both leads. Repeatable.
+    #[arg(long = "view", value_name = "LEADS")]
+    views: Vec<String>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -194,6 +199,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             seed: args.noise_seed,
         },
         detect: args.detect,
+        views: args.views.clone(),
     };
     if let Some(rate) = args.resample.filter(|&r| !(r.is_finite() && r >= 50.0)) {
         return Err(Error::Config(format!(
@@ -210,7 +216,12 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     }
     let mut folds = None;
     let (beats, description, probs) = if args.out_of_fold {
-        let oof = crate::eval::out_of_fold(&ctx, &network, args.batch, super::member_progress)?;
+        let leads = crate::eval::Leads {
+            lead: selection.lead.clone(),
+            views: selection.views.clone(),
+        };
+        let oof =
+            crate::eval::out_of_fold(&ctx, &network, &leads, args.batch, super::member_progress)?;
         // combined seeds hold each fold once per seed: figures per distinct fold
         let mut distinct: Vec<Vec<String>> = vec![];
         for fold in &oof.folds {
@@ -232,6 +243,10 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
                 oof.folds.len(),
                 distinct.len()
             ),
+        };
+        let description = match leads.describe() {
+            d if d.is_empty() => description,
+            d => format!("{description}; DS1 read at {d}"),
         };
         // a fold's figures read which records it holds, not their order
         folds = Some(distinct);
@@ -487,7 +502,13 @@ fn choose_adaptation(
     own: &crate::model::ModelConfig,
 ) -> Result<ChosenAdaptation> {
     eprintln!("adaptation: out-of-fold predictions of DS1 from the fold models");
-    let oof = crate::eval::out_of_fold(ctx, network, batch, super::member_progress)?;
+    let oof = crate::eval::out_of_fold(
+        ctx,
+        network,
+        &Default::default(),
+        batch,
+        super::member_progress,
+    )?;
     let classes = names.len();
     let labels = &oof.beats.labels;
     let report = |probs: &[f32], offsets: &[f32]| {
@@ -562,7 +583,13 @@ fn choose_gate(
     own: &[f32],
 ) -> Result<crate::metrics::GateChoice> {
     eprintln!("irregular-rhythm gate: out-of-fold predictions of DS1 from the fold models");
-    let oof = crate::eval::out_of_fold(ctx, network, batch, super::member_progress)?;
+    let oof = crate::eval::out_of_fold(
+        ctx,
+        network,
+        &Default::default(),
+        batch,
+        super::member_progress,
+    )?;
     let decided = crate::metrics::decide(&oof.probabilities, names.len(), own);
     Ok(crate::metrics::choose_irregular_gate(
         &decided,

@@ -82,6 +82,29 @@ pub(crate) fn default_data_dir(name: &str) -> std::path::PathBuf {
     std::path::Path::new("data").join(name)
 }
 
+/// The leads DS1 is read at for choices made out of fold (`calibrate`, `ensemble`).
+#[derive(clap::Args)]
+pub(crate) struct OutOfFoldLeads {
+    /// Read DS1 at this lead instead of the network's own (a preference list, e.g.
+    /// `V1,V2,V4,V5`: MIT-BIH's second lead).
+    #[arg(long, value_name = "LEADS")]
+    lead: Option<String>,
+    /// Also read each DS1 record at this lead (a preference list, e.g. `V1,V2,V4,V5`), as a
+    /// recording of its own of the same patient, so that the rule is chosen on both leads.
+    /// Repeatable.
+    #[arg(long = "view", value_name = "LEADS")]
+    views: Vec<String>,
+}
+
+impl OutOfFoldLeads {
+    pub(crate) fn leads(&self) -> crate::eval::Leads {
+        crate::eval::Leads {
+            lead: self.lead.clone(),
+            views: self.views.clone(),
+        }
+    }
+}
+
 /// Progress of out-of-fold predictions, one line per ensemble member done.
 pub(crate) fn member_progress(done: usize, members: usize) {
     eprintln!("out of fold: {done} of {members} members have classified their held-out records");

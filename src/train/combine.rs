@@ -11,7 +11,7 @@ use serde_json::json;
 use super::folds::{choose_whole_rule, record_out_of_fold, RuleChoice};
 use crate::data::formats::aami::CLASS_NAMES;
 use crate::error::{Error, Result};
-use crate::eval::{member_folds, out_of_fold, training_run};
+use crate::eval::{member_folds, out_of_fold, training_run, Leads};
 use crate::gpu::GpuContext;
 use crate::metrics::{self, Confusion, Report};
 use crate::model::{DecisionRule, Model};
@@ -32,12 +32,14 @@ pub struct Combined {
 /// Combines the `train --folds` ensembles `checkpoints` (one architecture and preprocessing,
 /// trained on the same records) into `out/best.safetensors`, with `out/config.json` (the first
 /// run's, so `evaluate` finds DS2) and `out/metrics.json` (folds, out-of-fold figures, what the
-/// rule's choices tried). `batch` is the inference batch; `progress` gets the members that
-/// have classified their held-out records, and the number of members.
+/// rule's choices tried). The rule is chosen on DS1 read at `leads`. `batch` is the inference
+/// batch; `progress` gets the members that have classified their held-out records, and the
+/// number of members.
 pub fn combine_ensembles(
     ctx: &GpuContext,
     checkpoints: &[PathBuf],
     out: &Path,
+    leads: &Leads,
     batch: usize,
     progress: impl FnMut(usize, usize),
 ) -> Result<Combined> {
@@ -113,6 +115,7 @@ pub fn combine_ensembles(
         "split": "inter",
         "combined_from": checkpoints,
         "folds": folds,
+        "out_of_fold_leads": leads,
     });
     write_json(&out.join("metrics.json"), &metrics)?;
     // first without a rule, under a name no tool takes for the result: out of fold reads the
@@ -120,7 +123,7 @@ pub fn combine_ensembles(
     let unchosen = out.join("members-without-rule.safetensors");
     Model::save_ensemble(ctx, &members, &DecisionRule::default(), &unchosen)?;
     drop(members);
-    let oof = out_of_fold(ctx, &unchosen, batch, progress)?;
+    let oof = out_of_fold(ctx, &unchosen, leads, batch, progress)?;
     let classes = CLASS_NAMES.len();
     let plain_decided = metrics::decide(&oof.probabilities, classes, &[]);
     let plain = Confusion::new(&oof.beats.labels, &plain_decided, classes).report(&CLASS_NAMES);

@@ -209,13 +209,9 @@ class Classifier:
         return Result(self._native.classify_file(os.fspath(path), progress=progress))
 
 
-_TRAIN_TYPES = {
-    "preset": str, "split": str, "epochs": int, "batch": int, "lr": float, "seed": int,
-    "patience": int, "resume": bool, "loss": str, "class_alpha": bool, "augment": int,
-    "shape_dropout": float, "beat_reference": str, "rhythm_head": int, "rhythm_copies": float,
-    "calibrate": bool, "balanced_batches": bool, "folds": int, "alpha1": float,
-    "gamma_m": float, "alpha2": float, "gamma_n": float,
-}
+# the settings `train` takes, with their types: the engine's one list (ecgwgpu::run::TRAIN_SETTINGS)
+_TRAIN_TYPES = {name: {"str": str, "int": int, "float": float, "bool": bool}[kind]
+                for name, kind in _native.train_settings()}
 
 
 def train(out: PathLike, *, data_dir: Optional[PathLike] = None, lead: str = "MLII",
