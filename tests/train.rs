@@ -10,6 +10,7 @@ use common::embedded_dir;
 use ecgwgpu::checkpoint::{self, NamedTensor};
 use ecgwgpu::data::formats::aami::AamiClass;
 use ecgwgpu::data::formats::annotation;
+use ecgwgpu::eval::{out_of_fold, Leads};
 use ecgwgpu::metrics::{
     argmax_rows, auroc, bootstrap, per_record, per_record_table, BinaryReport, Confusion,
 };
@@ -1645,7 +1646,7 @@ fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
     // train on its record
     let ctx = common::ctx();
     let [oof_a, oof_b, oof] =
-        [&a, &b, &best].map(|c| ecgwgpu::eval::out_of_fold(ctx, c, 256, |_, _| {}).unwrap());
+        [&a, &b, &best].map(|c| out_of_fold(ctx, c, &Default::default(), 256, |_, _| {}).unwrap());
     assert_eq!(oof.folds.len(), 4);
     assert_eq!(oof.beats.labels, oof_a.beats.labels);
     for ((&m, &x), &y) in oof
@@ -1657,6 +1658,32 @@ fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
         assert!((m - (x + y) / 2.0).abs() < 1e-6, "{m} vs mean of {x}, {y}");
     }
     assert_ne!(oof_a.probabilities, oof_b.probabilities, "the seeds differ");
+    // DS1 read at both leads: each record again as `RECORD~LEAD` of the same patient, scored by
+    // the same members; its MLII beats as before
+    let both = Leads {
+        lead: None,
+        views: vec!["V1,V2,V4,V5".into()],
+    };
+    let oof_both = out_of_fold(ctx, &a, &both, 256, |_, _| {}).unwrap();
+    let own: Vec<usize> = (0..oof_both.beats.len())
+        .filter(|&i| !oof_both.beats.record[i].contains('~'))
+        .collect();
+    assert_eq!(own.len(), oof_a.beats.len());
+    assert!(oof_both.beats.len() > own.len(), "no second-lead views");
+    let classes = 5;
+    for (j, &i) in own.iter().enumerate() {
+        let (x, y) = (
+            &oof_both.probabilities[i * classes..(i + 1) * classes],
+            &oof_a.probabilities[j * classes..(j + 1) * classes],
+        );
+        assert!(
+            x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-6),
+            "{x:?} vs {y:?}"
+        );
+    }
+    let second = evaluate_json_with(&a, &["--out-of-fold", "--lead", "V1,V2,V4,V5"]);
+    let what = second["selection"].as_str().unwrap();
+    assert!(what.contains("DS1 read at lead V1,V2,V4,V5"), "{what}");
     // the rule is chosen anew on those predictions and written into the combined file; evaluate
     // re-scores DS1 out of fold to the figures the choice reported, and DS2 from the run beside it
     let metrics = read_json(&out.join("metrics.json"));
