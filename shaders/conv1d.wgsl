@@ -97,20 +97,54 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             wo += p.kernel;
         }
     }
-    let lo = array<vec4<f32>, 4>(a0l, a1l, a2l, a3l);
-    let up = array<vec4<f32>, 4>(a0h, a1h, a2h, a3h);
-    for (var j = 0u; j < 4u; j++) {
-        let l = l0 + j;
-        if (l >= p.len_out) { break; }
-        for (var c = 0u; c < 8u; c++) {
-            let co = co0 + c;
-            if (co >= p.c_out) { break; }
-            var v = up[j][c & 3u];
-            if (c < 4u) { v = lo[j][c]; }
-            if (p.relu != 0u) { v = max(v, 0.0); }
-            y[(b * p.c_out + co) * p.len_out + l] = v;
-        }
-    }
+    let n = min(8u, p.c_out - co0);
+    let o = (b * p.c_out + co0) * p.len_out + l0;
+    let r = p.relu != 0u;
+    if (l0 < p.len_out) { put8_y(o, p.len_out, n, relu8(a0l, r), relu8(a0h, r)); }
+    if (l0 + 1u < p.len_out) { put8_y(o + 1u, p.len_out, n, relu8(a1l, r), relu8(a1h, r)); }
+    if (l0 + 2u < p.len_out) { put8_y(o + 2u, p.len_out, n, relu8(a2l, r), relu8(a2h, r)); }
+    if (l0 + 3u < p.len_out) { put8_y(o + 3u, p.len_out, n, relu8(a3l, r), relu8(a3h, r)); }
+}
+
+fn relu8(v: vec4<f32>, on: bool) -> vec4<f32> {
+    return select(v, max(v, vec4<f32>(0.0)), on);
+}
+
+// The register kernels' epilogue: channels c..c+7 of one column, the first n of which exist,
+// at o, o + s, o + 2s, ... (one helper per buffer: WGSL passes no storage pointers). Straight-
+// line code with constant lane indices: a loop that picks each value by its counter indexes a
+// private array, which lavapipe runs as a memory round trip per value (15 % of inference).
+fn put8_y(o: u32, s: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    y[o] = lo.x;
+    if (n > 1u) { y[o + s] = lo.y; }
+    if (n > 2u) { y[o + 2u * s] = lo.z; }
+    if (n > 3u) { y[o + 3u * s] = lo.w; }
+    if (n > 4u) { y[o + 4u * s] = hi.x; }
+    if (n > 5u) { y[o + 5u * s] = hi.y; }
+    if (n > 6u) { y[o + 6u * s] = hi.z; }
+    if (n > 7u) { y[o + 7u * s] = hi.w; }
+}
+
+fn put8_dx(o: u32, s: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    dx[o] = lo.x;
+    if (n > 1u) { dx[o + s] = lo.y; }
+    if (n > 2u) { dx[o + 2u * s] = lo.z; }
+    if (n > 3u) { dx[o + 3u * s] = lo.w; }
+    if (n > 4u) { dx[o + 4u * s] = hi.x; }
+    if (n > 5u) { dx[o + 5u * s] = hi.y; }
+    if (n > 6u) { dx[o + 6u * s] = hi.z; }
+    if (n > 7u) { dx[o + 7u * s] = hi.w; }
+}
+
+fn put8_partial(o: u32, s: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    partial[o] = lo.x;
+    if (n > 1u) { partial[o + s] = lo.y; }
+    if (n > 2u) { partial[o + 2u * s] = lo.z; }
+    if (n > 3u) { partial[o + 3u * s] = lo.w; }
+    if (n > 4u) { partial[o + 4u * s] = hi.x; }
+    if (n > 5u) { partial[o + 5u * s] = hi.y; }
+    if (n > 6u) { partial[o + 6u * s] = hi.z; }
+    if (n > 7u) { partial[o + 7u * s] = hi.w; }
 }
 
 // dx[b, ci, m] = sum_{co, k} w[co, ci, k] * dy[b, co, m - k + pad]: a "transposed" convolution,
@@ -152,19 +186,12 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
             wo += w_co;
         }
     }
-    let lo = array<vec4<f32>, 4>(a0l, a1l, a2l, a3l);
-    let up = array<vec4<f32>, 4>(a0h, a1h, a2h, a3h);
-    for (var j = 0u; j < 4u; j++) {
-        let m = m0 + j;
-        if (m >= p.len_in) { break; }
-        for (var c = 0u; c < 8u; c++) {
-            let ci = ci0 + c;
-            if (ci >= p.c_in) { break; }
-            var v = up[j][c & 3u];
-            if (c < 4u) { v = lo[j][c]; }
-            dx[(b * p.c_in + ci) * p.len_in + m] = v;
-        }
-    }
+    let n = min(8u, p.c_in - ci0);
+    let o = (b * p.c_in + ci0) * p.len_in + m0;
+    if (m0 < p.len_in) { put8_dx(o, p.len_in, n, a0l, a0h); }
+    if (m0 + 1u < p.len_in) { put8_dx(o + 1u, p.len_in, n, a1l, a1h); }
+    if (m0 + 2u < p.len_in) { put8_dx(o + 2u, p.len_in, n, a2l, a2h); }
+    if (m0 + 3u < p.len_in) { put8_dx(o + 3u, p.len_in, n, a3l, a3h); }
 }
 
 // dw[co, ci, k] = sum_{b, l} dy[b, co, l] * x[b, ci, l + k - pad], and db[co] = sum_{b, l} dy[b, co, l]
@@ -215,22 +242,15 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
             a0h = fma(dh, x0, a0h); a1h = fma(dh, x1, a1h); a2h = fma(dh, x2, a2h); a3h = fma(dh, x3, a3h);
         }
     }
-    let lo = array<vec4<f32>, 4>(a0l, a1l, a2l, a3l);   // [ci offset] -> channels co0..co0+3
-    let up = array<vec4<f32>, 4>(a0h, a1h, a2h, a3h);   // [ci offset] -> channels co0+4..co0+7
+    // a{j}l / a{j}h: input channel ci0 + j, output channels co0..co0+3 / co0+4..co0+7
     let cols = p.c_in * p.kernel + 1u;
-    let base = s * p.c_out * cols;
-    for (var j = 0u; j < 4u; j++) {
-        let ci = ci0 + j;
-        if (ci >= p.c_in || (is_bias && j > 0u)) { break; }
-        let col = select(ci * p.kernel + k, cols - 1u, is_bias);
-        for (var c = 0u; c < 8u; c++) {
-            let co = co0 + c;
-            if (co >= p.c_out) { break; }
-            var v = up[j][c & 3u];
-            if (c < 4u) { v = lo[j][c]; }
-            partial[base + co * cols + col] = v;
-        }
-    }
+    let n = min(8u, p.c_out - co0);
+    let o = s * p.c_out * cols + co0 * cols + select(ci0 * p.kernel + k, cols - 1u, is_bias);
+    put8_partial(o, cols, n, a0l, a0h);
+    if (is_bias) { return; }
+    if (ci0 + 1u < p.c_in) { put8_partial(o + p.kernel, cols, n, a1l, a1h); }
+    if (ci0 + 2u < p.c_in) { put8_partial(o + 2u * p.kernel, cols, n, a2l, a2h); }
+    if (ci0 + 3u < p.c_in) { put8_partial(o + 3u * p.kernel, cols, n, a3l, a3h); }
 }
 
 // dw and db from the partial sums of every split, added in split order.
