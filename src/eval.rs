@@ -468,3 +468,75 @@ impl FoldFigures {
         out.trim_end().to_string()
     }
 }
+
+/// Per-record adaptation ([`crate::adapt::PriorAdaptation`]) as chosen on a fold ensemble's
+/// out-of-fold predictions of DS1.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdaptationChoice {
+    pub adaptation: crate::adapt::PriorAdaptation,
+    /// Decision offsets chosen on the adapted out-of-fold probabilities.
+    pub offsets: Vec<f32>,
+    /// Out-of-fold macro-F1 (validation) with the checkpoint's own rule, unadapted.
+    pub oof_macro_f1_unadapted: f64,
+    /// Out-of-fold macro-F1 for each strength tried, adapted and calibrated.
+    pub oof_macro_f1_by_strength: Vec<(f64, f64)>,
+    pub oof_report: crate::metrics::Report,
+}
+
+/// Prior strengths (pseudo-beats) tried: from maximum likelihood to nearly no adaptation.
+pub const ADAPT_STRENGTHS: [f64; 5] = [0.0, 30.0, 100.0, 300.0, 1000.0];
+
+/// Chooses the prior strength and the decision offsets on out-of-fold predictions `oof`
+/// (validation: DS1's patients, each scored by models that did not train on them); `own` is
+/// the checkpoint's config, whose whole rule is the unadapted baseline.
+pub fn choose_adaptation(oof: &OutOfFold, names: &[&str], own: &ModelConfig) -> AdaptationChoice {
+    use crate::data::formats::aami::AamiClass;
+    let classes = names.len();
+    let labels = &oof.beats.labels;
+    let report = |probs: &[f32], offsets: &[f32]| {
+        let predicted = crate::metrics::decide(probs, classes, offsets);
+        Confusion::new(labels, &predicted, classes).report(names)
+    };
+    let own_rule = own.decide_records(&mut oof.probabilities.clone(), &oof.beats);
+    let unadapted = Confusion::new(labels, &own_rule, classes)
+        .report(names)
+        .macro_f1;
+    let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
+    let mut best: Option<(
+        f64,
+        crate::adapt::PriorAdaptation,
+        Vec<f32>,
+        crate::metrics::Report,
+    )> = None;
+    let mut tried = vec![];
+    for strength in ADAPT_STRENGTHS {
+        let adaptation = crate::adapt::PriorAdaptation::from_probabilities(
+            &oof.probabilities,
+            classes,
+            strength,
+        );
+        let mut probs = oof.probabilities.clone();
+        adaptation.adapt_records(&mut probs, &oof.beats.record, classes);
+        let offsets = crate::metrics::choose_offsets(&probs, labels, classes, &tuned);
+        let r = report(&probs, &offsets);
+        tried.push((strength, r.macro_f1));
+        if best.as_ref().is_none_or(|b| r.macro_f1 > b.0) {
+            best = Some((r.macro_f1, adaptation, offsets, r));
+        }
+    }
+    let (_, adaptation, offsets, oof_report) = best.expect("strengths tried");
+    AdaptationChoice {
+        adaptation,
+        offsets,
+        oof_macro_f1_unadapted: unadapted,
+        oof_macro_f1_by_strength: tried,
+        oof_report,
+    }
+}
+
+/// Chooses the irregular-rhythm gate on out-of-fold predictions `oof`, decided with the
+/// checkpoint's offsets `own`.
+pub fn choose_gate(oof: &OutOfFold, names: &[&str], own: &[f32]) -> crate::metrics::GateChoice {
+    let decided = crate::metrics::decide(&oof.probabilities, names.len(), own);
+    crate::metrics::choose_irregular_gate(&decided, &oof.beats.labels, &oof.beats.rr, names)
+}

@@ -8,9 +8,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::data::Source;
-use crate::adapt::PriorAdaptation;
 use crate::data::beats::{Beats, NO_REFERENCE};
-use crate::data::formats::aami::AamiClass;
 use crate::data::signal::acquisition::{Acquisition, NoiseLevel};
 use crate::error::{Error, Result};
 use crate::eval::{select, training_run, EvalSplit, Part, Selection};
@@ -291,15 +289,22 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let own = &config.decision_offsets;
     // the checkpoint's decision rule, or one chosen out of fold (--adapt, --gate-irregular)
+    let out_of_fold = |what: &str| {
+        eprintln!("{what}: out-of-fold predictions of DS1 from the fold models");
+        let leads = Default::default();
+        crate::eval::out_of_fold(&ctx, &network, &leads, args.batch, super::member_progress)
+    };
     let (predicted, adaptation, gate) = if args.adapt {
-        let chosen = choose_adaptation(&ctx, &network, args.batch, &names, &config)?;
+        let oof = out_of_fold("adaptation")?;
+        let chosen = crate::eval::choose_adaptation(&oof, &names, &config);
         chosen
             .adaptation
             .adapt_records(&mut probs, &beats.record, classes);
         let predicted = crate::metrics::decide(&probs, classes, &chosen.offsets);
-        (predicted, Some(chosen), None)
+        (predicted, Some(ChosenAdaptation(chosen)), None)
     } else if args.gate_irregular {
-        let chosen = choose_gate(&ctx, &network, args.batch, &names, own)?;
+        let oof = out_of_fold("irregular-rhythm gate")?;
+        let chosen = crate::eval::choose_gate(&oof, &names, own);
         let predicted =
             crate::metrics::decide_gated(&probs, classes, own, chosen.threshold, &beats.rr);
         (predicted, None, Some(ChosenGate(chosen)))
@@ -453,22 +458,15 @@ fn write_beats(
     crate::data::write_atomic(path, text.as_bytes())
 }
 
-/// Per-record adaptation as chosen on a fold ensemble's out-of-fold predictions of DS1.
+/// [`crate::eval::AdaptationChoice`], described for the report.
 #[derive(serde::Serialize)]
-struct ChosenAdaptation {
-    adaptation: PriorAdaptation,
-    /// Decision offsets chosen on the adapted out-of-fold probabilities.
-    offsets: Vec<f32>,
-    /// Out-of-fold macro-F1 (validation) with the checkpoint's own rule, unadapted.
-    oof_macro_f1_unadapted: f64,
-    /// Out-of-fold macro-F1 for each strength tried, adapted and calibrated.
-    oof_macro_f1_by_strength: Vec<(f64, f64)>,
-    oof_report: crate::metrics::Report,
-}
+#[serde(transparent)]
+struct ChosenAdaptation(crate::eval::AdaptationChoice);
 
 impl ChosenAdaptation {
     fn describe(&self) -> String {
-        let tried: Vec<String> = self
+        let c = &self.0;
+        let tried: Vec<String> = c
             .oof_macro_f1_by_strength
             .iter()
             .map(|(s, f)| format!("{s} → {f:.3}"))
@@ -477,74 +475,19 @@ impl ChosenAdaptation {
             "adapted to each record's class mix (EM, prior strength {} beats), chosen on DS1 out \
              of fold: macro-F1 {:.3} unadapted, by strength {}; adapted out of fold: accuracy \
              {:.4}, {}, {}",
-            self.adaptation.strength,
-            self.oof_macro_f1_unadapted,
+            c.adaptation.strength,
+            c.oof_macro_f1_unadapted,
             tried.join(", "),
-            self.oof_report.accuracy,
-            self.oof_report.se_ppv("S"),
-            self.oof_report.se_ppv("V")
-        ) + if self.oof_report.macro_f1 < self.oof_macro_f1_unadapted {
+            c.oof_report.accuracy,
+            c.oof_report.se_ppv("S"),
+            c.oof_report.se_ppv("V")
+        ) + if c.oof_report.macro_f1 < c.oof_macro_f1_unadapted {
             "\nvalidation prefers the unadapted network: these figures are for comparison"
         } else {
             ""
         }
     }
 }
-
-/// Chooses the prior strength and the decision offsets on the out-of-fold predictions of the
-/// fold ensemble `network` (validation: DS1's patients, each scored by a model that did not
-/// train on them).
-fn choose_adaptation(
-    ctx: &crate::gpu::GpuContext,
-    network: &Path,
-    batch: usize,
-    names: &[&str],
-    own: &crate::model::ModelConfig,
-) -> Result<ChosenAdaptation> {
-    eprintln!("adaptation: out-of-fold predictions of DS1 from the fold models");
-    let oof = crate::eval::out_of_fold(
-        ctx,
-        network,
-        &Default::default(),
-        batch,
-        super::member_progress,
-    )?;
-    let classes = names.len();
-    let labels = &oof.beats.labels;
-    let report = |probs: &[f32], offsets: &[f32]| {
-        let predicted = crate::metrics::decide(probs, classes, offsets);
-        Confusion::new(labels, &predicted, classes).report(names)
-    };
-    let own_rule = own.decide_records(&mut oof.probabilities.clone(), &oof.beats);
-    let unadapted = Confusion::new(labels, &own_rule, classes)
-        .report(names)
-        .macro_f1;
-    let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
-    let mut best: Option<(f64, PriorAdaptation, Vec<f32>, crate::metrics::Report)> = None;
-    let mut tried = vec![];
-    for strength in ADAPT_STRENGTHS {
-        let adaptation = PriorAdaptation::from_probabilities(&oof.probabilities, classes, strength);
-        let mut probs = oof.probabilities.clone();
-        adaptation.adapt_records(&mut probs, &oof.beats.record, classes);
-        let offsets = crate::metrics::choose_offsets(&probs, labels, classes, &tuned);
-        let r = report(&probs, &offsets);
-        tried.push((strength, r.macro_f1));
-        if best.as_ref().is_none_or(|b| r.macro_f1 > b.0) {
-            best = Some((r.macro_f1, adaptation, offsets, r));
-        }
-    }
-    let (_, adaptation, offsets, oof_report) = best.expect("strengths tried");
-    Ok(ChosenAdaptation {
-        adaptation,
-        offsets,
-        oof_macro_f1_unadapted: unadapted,
-        oof_macro_f1_by_strength: tried,
-        oof_report,
-    })
-}
-
-/// Prior strengths (pseudo-beats) tried: from maximum likelihood to nearly no adaptation.
-const ADAPT_STRENGTHS: [f64; 5] = [0.0, 30.0, 100.0, 300.0, 1000.0];
 
 /// The irregular-rhythm gate as chosen on a fold ensemble's out-of-fold predictions of DS1.
 #[derive(serde::Serialize)]
@@ -571,30 +514,4 @@ impl ChosenGate {
             g.report.se_ppv("S")
         )
     }
-}
-
-/// Chooses the irregular-rhythm gate on the out-of-fold predictions of the fold ensemble
-/// `network`, decided with its offsets `own`.
-fn choose_gate(
-    ctx: &crate::gpu::GpuContext,
-    network: &Path,
-    batch: usize,
-    names: &[&str],
-    own: &[f32],
-) -> Result<crate::metrics::GateChoice> {
-    eprintln!("irregular-rhythm gate: out-of-fold predictions of DS1 from the fold models");
-    let oof = crate::eval::out_of_fold(
-        ctx,
-        network,
-        &Default::default(),
-        batch,
-        super::member_progress,
-    )?;
-    let decided = crate::metrics::decide(&oof.probabilities, names.len(), own);
-    Ok(crate::metrics::choose_irregular_gate(
-        &decided,
-        &oof.beats.labels,
-        &oof.beats.rr,
-        names,
-    ))
 }
