@@ -7,8 +7,9 @@
 //
 // Variants, side by side (src/ops/conv1d.rs picks them per gpu::Kernels):
 // - forward, backward_input, backward_weight: register blocks (8 channels x 4 positions per
-//   invocation). On software Vulkan (lavapipe) this beats workgroup-memory tiling by ~6x; on a
-//   GPU (Kernels::Gpu) the weight gradient runs split into many batch ranges.
+//   invocation); forward_wide: 8 channels x 8 positions, for software Vulkan. On software
+//   Vulkan (lavapipe) these beat workgroup-memory tiling by ~6x; on a GPU (Kernels::Gpu) the
+//   weight gradient runs split into many batch ranges.
 // - forward_tiled, backward_input_tiled, backward_weight_tiled: implicit GEMMs over 32x32
 //   workgroup-memory tiles with coalesced staging loads (Kernels::Tiled).
 // Both weight-gradient kernels write partial sums per split; weight_grad_finalize adds them in a
@@ -104,6 +105,70 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     if (l0 + 1u < p.len_out) { put8_y(o + 1u, p.len_out, n, relu8(a1l, r), relu8(a1h, r)); }
     if (l0 + 2u < p.len_out) { put8_y(o + 2u, p.len_out, n, relu8(a2l, r), relu8(a2h, r)); }
     if (l0 + 3u < p.len_out) { put8_y(o + 3u, p.len_out, n, relu8(a3l, r), relu8(a3h, r)); }
+}
+
+// forward_wide: forward with 8 positions per invocation instead of 4, for software Vulkan
+// (Kernels::Cpu). Each weight load then feeds twice the multiply-adds; on lavapipe that measured
+// 10 % faster end to end (BENCHMARKS.md, 2026-12-07), while a GPU wants the invocations that
+// 4 positions give.
+@compute @workgroup_size(WG)
+fn forward_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n_l8 = (p.len_out + 7u) / 8u;
+    let id = flat_id(wid, lid, nwg);
+    if (id >= p.batch * n_l8) { return; }
+    let l0 = (id % n_l8) * 8u;
+    let b = id / n_l8;
+    let co0 = wid.z * 8u;
+    let last = p.c_out - 1u;
+    let w_co = p.c_in * p.kernel;
+    let wb = array<u32, 8>(min(co0, last) * w_co, min(co0 + 1u, last) * w_co, min(co0 + 2u, last) * w_co,
+                           min(co0 + 3u, last) * w_co, min(co0 + 4u, last) * w_co, min(co0 + 5u, last) * w_co,
+                           min(co0 + 6u, last) * w_co, min(co0 + 7u, last) * w_co);
+    let bl = vec4<f32>(bias[min(co0, last)], bias[min(co0 + 1u, last)], bias[min(co0 + 2u, last)], bias[min(co0 + 3u, last)]);
+    let bh = vec4<f32>(bias[min(co0 + 4u, last)], bias[min(co0 + 5u, last)], bias[min(co0 + 6u, last)], bias[min(co0 + 7u, last)]);
+    var a0l = bl; var a1l = bl; var a2l = bl; var a3l = bl; var a4l = bl; var a5l = bl; var a6l = bl; var a7l = bl;
+    var a0h = bh; var a1h = bh; var a2h = bh; var a3h = bh; var a4h = bh; var a5h = bh; var a6h = bh; var a7h = bh;
+    let x_b = b * p.c_in * p.len_in;
+    let hi = i32(p.len_in) - 1;
+    for (var k = 0u; k < p.kernel; k++) {
+        let s = i32(l0 + k) - i32(p.pad);
+        let i0 = u32(clamp(s + 0, 0, hi)); let i1 = u32(clamp(s + 1, 0, hi));
+        let i2 = u32(clamp(s + 2, 0, hi)); let i3 = u32(clamp(s + 3, 0, hi));
+        let i4 = u32(clamp(s + 4, 0, hi)); let i5 = u32(clamp(s + 5, 0, hi));
+        let i6 = u32(clamp(s + 6, 0, hi)); let i7 = u32(clamp(s + 7, 0, hi));
+        let m0 = select(0.0, 1.0, s + 0 >= 0 && s + 0 <= hi); let m1 = select(0.0, 1.0, s + 1 >= 0 && s + 1 <= hi);
+        let m2 = select(0.0, 1.0, s + 2 >= 0 && s + 2 <= hi); let m3 = select(0.0, 1.0, s + 3 >= 0 && s + 3 <= hi);
+        let m4 = select(0.0, 1.0, s + 4 >= 0 && s + 4 <= hi); let m5 = select(0.0, 1.0, s + 5 >= 0 && s + 5 <= hi);
+        let m6 = select(0.0, 1.0, s + 6 >= 0 && s + 6 <= hi); let m7 = select(0.0, 1.0, s + 7 >= 0 && s + 7 <= hi);
+        var xr = x_b;
+        var wo = k;
+        for (var ci = 0u; ci < p.c_in; ci++) {
+            let wl = vec4<f32>(w[wb[0] + wo], w[wb[1] + wo], w[wb[2] + wo], w[wb[3] + wo]);
+            let wh = vec4<f32>(w[wb[4] + wo], w[wb[5] + wo], w[wb[6] + wo], w[wb[7] + wo]);
+            let x0 = vec4<f32>(x[xr + i0] * m0); a0l += wl * x0; a0h += wh * x0;
+            let x1 = vec4<f32>(x[xr + i1] * m1); a1l += wl * x1; a1h += wh * x1;
+            let x2 = vec4<f32>(x[xr + i2] * m2); a2l += wl * x2; a2h += wh * x2;
+            let x3 = vec4<f32>(x[xr + i3] * m3); a3l += wl * x3; a3h += wh * x3;
+            let x4 = vec4<f32>(x[xr + i4] * m4); a4l += wl * x4; a4h += wh * x4;
+            let x5 = vec4<f32>(x[xr + i5] * m5); a5l += wl * x5; a5h += wh * x5;
+            let x6 = vec4<f32>(x[xr + i6] * m6); a6l += wl * x6; a6h += wh * x6;
+            let x7 = vec4<f32>(x[xr + i7] * m7); a7l += wl * x7; a7h += wh * x7;
+            xr += p.len_in;
+            wo += p.kernel;
+        }
+    }
+    let n = min(8u, p.c_out - co0);
+    let o = (b * p.c_out + co0) * p.len_out + l0;
+    let r = p.relu != 0u;
+    if (l0 < p.len_out) { put8_y(o, p.len_out, n, relu8(a0l, r), relu8(a0h, r)); }
+    if (l0 + 1u < p.len_out) { put8_y(o + 1u, p.len_out, n, relu8(a1l, r), relu8(a1h, r)); }
+    if (l0 + 2u < p.len_out) { put8_y(o + 2u, p.len_out, n, relu8(a2l, r), relu8(a2h, r)); }
+    if (l0 + 3u < p.len_out) { put8_y(o + 3u, p.len_out, n, relu8(a3l, r), relu8(a3h, r)); }
+    if (l0 + 4u < p.len_out) { put8_y(o + 4u, p.len_out, n, relu8(a4l, r), relu8(a4h, r)); }
+    if (l0 + 5u < p.len_out) { put8_y(o + 5u, p.len_out, n, relu8(a5l, r), relu8(a5h, r)); }
+    if (l0 + 6u < p.len_out) { put8_y(o + 6u, p.len_out, n, relu8(a6l, r), relu8(a6h, r)); }
+    if (l0 + 7u < p.len_out) { put8_y(o + 7u, p.len_out, n, relu8(a7l, r), relu8(a7h, r)); }
 }
 
 fn relu8(v: vec4<f32>, on: bool) -> vec4<f32> {

@@ -110,10 +110,10 @@ impl Conv1d {
     }
 }
 
-/// Workgroups of the register forward and input-gradient kernels: lanes over (batch, 4-position
-/// blocks) of `len` positions, workgroup row z = 8 of `channels` output channels.
-fn register_groups(p: &Params, len: u32, channels: u32) -> [u32; 3] {
-    let mut groups = groups_1d(p.batch as usize * len.div_ceil(4) as usize);
+/// Workgroups of the register forward and input-gradient kernels: lanes over (batch, blocks of
+/// `positions` of `len` positions), workgroup row z = 8 of `channels` output channels.
+fn register_groups(p: &Params, len: u32, channels: u32, positions: u32) -> [u32; 3] {
+    let mut groups = groups_1d(p.batch as usize * len.div_ceil(positions) as usize);
     groups[2] = channels.div_ceil(8);
     groups
 }
@@ -191,8 +191,8 @@ impl Plan {
         match kernels {
             // register blocks with few, long invocations: what software Vulkan runs fastest
             Kernels::Cpu => Self {
-                forward: ("forward", register_groups(p, p.len_out, p.c_out)),
-                backward_input: ("backward_input", register_groups(p, p.len_in, p.c_in)),
+                forward: ("forward_wide", register_groups(p, p.len_out, p.c_out, 8)),
+                backward_input: ("backward_input", register_groups(p, p.len_in, p.c_in, 4)),
                 backward_weight: ("backward_weight", register_weight_groups(p, splits.0)),
                 splits,
                 mask_in_place: false,
@@ -200,7 +200,7 @@ impl Plan {
             // the tiled input gradient measured faster on an H100 at every batch size, the
             // register forward and weight gradient did not (benchmarks/gpu/*-77bfbed.log)
             Kernels::Gpu => Self {
-                forward: ("forward", register_groups(p, p.len_out, p.c_out)),
+                forward: ("forward", register_groups(p, p.len_out, p.c_out, 4)),
                 backward_input: tiled_input,
                 backward_weight: ("backward_weight", register_weight_groups(p, splits.0)),
                 splits,
