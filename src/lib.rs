@@ -57,6 +57,7 @@ pub mod eval;
 pub mod figures;
 pub mod gpu;
 pub mod infer;
+pub mod json;
 pub mod loss;
 pub mod metrics;
 pub mod model;

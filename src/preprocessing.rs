@@ -12,7 +12,7 @@ use crate::data::beats::reference::BeatReference;
 use crate::data::beats::{BeatMode, BEAT_LEN, FS};
 use crate::data::formats::aami::CLASS_NAMES;
 use crate::error::{Error, Result};
-use crate::model::ModelConfig;
+use crate::model::config::ModelConfig;
 
 /// What a network's outputs mean.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,7 +154,7 @@ impl Preprocessing {
         let Some(text) = meta.get(METADATA_KEY) else {
             return Ok(None);
         };
-        let stored: Stored = crate::run::from_json_str(text, path, METADATA_KEY)?;
+        let stored: Stored = crate::json::from_json_str(text, path, METADATA_KEY)?;
         if stored.beat_reference != config.beat_reference
             || stored.rr_features != config.rr_features
         {
@@ -172,31 +172,6 @@ impl Preprocessing {
         }
         stored.pre.validate(config, path)?;
         Ok(Some(stored.pre))
-    }
-}
-
-impl Preprocessing {
-    /// A checkpoint's preprocessing: stored in its metadata, or for a checkpoint written before
-    /// it was stored, its training run's (the config.json beside it, when that run trained this
-    /// network), else the paper's for the task its outputs imply.
-    pub fn of_checkpoint(
-        meta: &BTreeMap<String, String>,
-        config: &ModelConfig,
-        path: &Path,
-    ) -> Result<Self> {
-        if let Some(pre) = Self::from_metadata(meta, config, path)? {
-            return Ok(pre);
-        }
-        let guessed = || Self::for_task(Self::guess_task(config.classes), config.classes);
-        if path.file_name().is_none() || !path.is_file() {
-            return Ok(guessed());
-        }
-        match crate::run::RunConfig::beside(path)? {
-            Some(run) if run.model.param_shapes() == config.param_shapes() => {
-                Ok(run.preprocessing())
-            }
-            _ => Ok(guessed()),
-        }
     }
 }
 
