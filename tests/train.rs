@@ -1701,6 +1701,14 @@ fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
     );
     let ds2 = evaluate_json(&best);
     assert!(ds2["beats"].as_u64().unwrap() > 0);
+    // each DS2 record read at its second lead too: more beats, the MLII ones among them
+    let both = evaluate_json_with(&best, &["--view", "V1,V2,V4,V5"]);
+    assert!(
+        both["beats"].as_u64().unwrap() > ds2["beats"].as_u64().unwrap(),
+        "{} beats at both leads, {} at MLII",
+        both["beats"],
+        ds2["beats"]
+    );
     // one ensemble, or one whose records differ, is refused with its name
     let one = combine(&[&a]);
     assert!(!one.status.success());
