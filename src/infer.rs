@@ -73,14 +73,23 @@ pub const LOW_CONFIDENCE: f32 = 0.5;
 /// multiform ectopy), the records whose decisions most need a look.
 pub const LOW_CONFIDENCE_SHARE: f64 = 1.0 / 3.0;
 
+/// A recording whose [`crate::data::signal::noise::NoiseIndex`] is above this gets a warning:
+/// twice that of DS1's noisiest record (108: 0.029), chosen on MIT-BIH's training records
+/// alone. On DS2 no record passes it as recorded; read as `evaluate --resample 250 --noise
+/// strong` reads it (V sensitivity 0.87 → 0.81), 19 of 22 do, and 3 of 22 with the typical
+/// noise that costs nothing (`cargo run --release --example noise_index`).
+pub const NOISY: f32 = 0.057;
+
 /// Why a recording's decisions may not be trusted: it looks unlike what the network was
 /// trained on. `lead` is the lead classified, `beats` and `low_confidence` how many beats were
-/// classified and how many of them below [`LOW_CONFIDENCE`].
+/// classified and how many of them below [`LOW_CONFIDENCE`], `noise_index` how noisy the lead is
+/// ([`crate::data::signal::noise::NoiseIndex`]).
 pub fn recording_warnings(
     preprocessing: &Preprocessing,
     lead: &str,
     beats: usize,
     low_confidence: usize,
+    noise_index: Option<f32>,
 ) -> Vec<String> {
     let mut warnings = vec![];
     let trained: Vec<&str> = preprocessing.lead.split(',').map(str::trim).collect();
@@ -99,6 +108,12 @@ pub fn recording_warnings(
              {LOW_CONFIDENCE}): the recording looks unlike the training data (noise, lead, \
              rhythm or beat shapes); check its decisions",
             100.0 * share
+        ));
+    }
+    if let Some(noise) = noise_index.filter(|&n| n > NOISY) {
+        warnings.push(format!(
+            "the recording is noisy (noise index {noise:.3}, above {NOISY}: twice that of the \
+             noisiest training record): ventricular beats are missed more often in noise"
         ));
     }
     warnings
@@ -158,6 +173,8 @@ pub struct RecordingSummary {
     pub not_cut: usize,
     /// Beats whose confidence is below [`LOW_CONFIDENCE`].
     pub low_confidence: usize,
+    /// How noisy the lead is ([`crate::data::signal::noise::NoiseIndex`]); `None` with too few beats.
+    pub noise_index: Option<f32>,
     /// Why the decisions may not be trusted ([`recording_warnings`]); empty when nothing looks
     /// unusual.
     pub warnings: Vec<String>,
@@ -429,6 +446,7 @@ impl<'c> Classifier<'c> {
             &rec.label,
             summary.beats,
             summary.low_confidence,
+            summary.noise_index,
         );
         Ok(summary)
     }
@@ -457,7 +475,7 @@ impl<'c> Classifier<'c> {
         // (a few dozen numbers each, not their samples) and decided once it is cut
         let clusters = self.config().record_clusters;
         let mut held = Held::default();
-        let (not_cut, total) = cutter.cut(lead, annotations, name, &mut progress, |beats| {
+        let cut = cutter.cut(lead, annotations, name, &mut progress, |beats| {
             stop()?;
             if let Some(c) = &clusters {
                 let probs = self.probabilities(&beats, |_, _| {})?;
@@ -484,13 +502,14 @@ impl<'c> Classifier<'c> {
                 each(classified)
             })?;
         }
-        progress(Stage::Classifying, done, total);
+        progress(Stage::Classifying, done, cut.total);
         Ok(RecordingSummary {
             beats: done,
             counts,
             annotated,
-            not_cut,
+            not_cut: cut.not_cut,
             low_confidence,
+            noise_index: cut.noise_index,
             warnings: vec![],
         })
     }
@@ -506,7 +525,7 @@ impl<'c> Classifier<'c> {
         let annotations = rec.annotations.take();
         let annotated = annotations.is_some();
         let mut beats = Beats::default();
-        let (not_cut, _) = self.cutter()?.cut(
+        let cut = self.cutter()?.cut(
             rec.lead.as_mut(),
             annotations,
             &rec.name,
@@ -519,7 +538,8 @@ impl<'c> Classifier<'c> {
         Ok(CutRecording {
             beats,
             annotated,
-            not_cut: not_cut + rec.dropped_beats,
+            not_cut: cut.not_cut + rec.dropped_beats,
+            noise_index: cut.noise_index,
         })
     }
 
@@ -629,6 +649,8 @@ pub struct CutRecording {
     pub annotated: bool,
     /// Beats that could not be cut: too close to the recording's edge, or past its end.
     pub not_cut: usize,
+    /// How noisy the lead is ([`crate::data::signal::noise::NoiseIndex`]); `None` with too few beats.
+    pub noise_index: Option<f32>,
 }
 
 /// The preprocessing half of the pipeline: R peaks (annotations or the QRS detector), beats cut
@@ -642,7 +664,7 @@ struct Cutter {
 
 impl Cutter {
     /// Cuts the beats of `lead`, handing each chunk's to `each` (which returns the beats
-    /// handled so far, for progress). Returns the beats that could not be cut and the total.
+    /// handled so far, for progress).
     fn cut(
         &self,
         lead: &mut dyn LeadSource,
@@ -650,7 +672,7 @@ impl Cutter {
         name: &str,
         progress: &mut dyn FnMut(Stage, usize, usize),
         mut each: impl FnMut(Beats) -> Result<usize>,
-    ) -> Result<(usize, usize)> {
+    ) -> Result<Cut> {
         let (chunk, mode) = (self.chunk, self.mode);
         let len = lead.len();
         let annotations = match annotations {
@@ -661,6 +683,7 @@ impl Cutter {
             .iter()
             .filter(|a| AamiClass::from_code(a.code).is_some())
             .count();
+        let noise_index = stream::noise(lead, &annotations, chunk)?;
         let median = match self.reference {
             BeatReference::None => None,
             BeatReference::RecordMedian => {
@@ -684,8 +707,22 @@ impl Cutter {
             progress(Stage::Classifying, done, total);
             Ok(())
         })?;
-        Ok((not_cut, total))
+        Ok(Cut {
+            not_cut,
+            total,
+            noise_index,
+        })
     }
+}
+
+/// What cutting a recording tells besides its beats.
+struct Cut {
+    /// Beats that could not be cut.
+    not_cut: usize,
+    /// Beat annotations (or detected beats) in all.
+    total: usize,
+    /// [`crate::data::signal::noise::NoiseIndex`] of the lead, `None` with too few beats.
+    noise_index: Option<f32>,
 }
 
 /// The CSV's header line: the R peak's sample, the reference and predicted class, a probability

@@ -725,15 +725,45 @@ fn confidence_and_recording_warnings() {
     assert!((beat(2, vec![0.3, 0.0, 0.5, 0.2, 0.0]).confidence() - 0.2).abs() < 1e-6);
     assert_eq!(beat(1, vec![0.6, 0.4, 0.0, 0.0, 0.0]).confidence(), 0.0);
     let pre = Preprocessing::for_task(Task::Heartbeat, 5);
-    assert!(recording_warnings(&pre, "MLII", 100, 10).is_empty());
-    let other_lead = recording_warnings(&pre, "V1", 100, 10);
+    assert!(recording_warnings(&pre, "MLII", 100, 10, Some(0.01)).is_empty());
+    let other_lead = recording_warnings(&pre, "V1", 100, 10, None);
     assert_eq!(other_lead.len(), 1);
     assert!(other_lead[0].contains("'V1'"), "{other_lead:?}");
-    let unsure = recording_warnings(&pre, "mlii", 90, 31);
+    let unsure = recording_warnings(&pre, "mlii", 90, 31, None);
     assert_eq!(unsure.len(), 1);
     assert!(
         unsure[0].contains("34 % of the beats (31 of 90)"),
         "{unsure:?}"
     );
-    assert!(recording_warnings(&pre, "MLII", 0, 0).is_empty());
+    assert!(recording_warnings(&pre, "MLII", 0, 0, None).is_empty());
+}
+
+/// The noise index of record 208 as it is, and as `evaluate --resample 250 --noise strong`
+/// reads it: only the noisy one passes the warning's threshold, and the warning says so.
+#[test]
+fn a_noisy_recording_gets_a_warning() {
+    use ecgwgpu::data::beats::stream;
+    use ecgwgpu::data::formats::files::Disk;
+    use ecgwgpu::data::signal::acquisition::{Acquisition, NoiseLevel};
+    use ecgwgpu::infer::{recording_warnings, NOISY};
+    let open = || recording::open_any(&Disk, &embedded_dir().join("208"), "MLII").unwrap();
+    let strong = Acquisition {
+        rate: Some(250.0),
+        noise: NoiseLevel::Strong.noise(),
+        seed: 1,
+    };
+    let pre = Preprocessing::for_task(Task::Heartbeat, 5);
+    for (mut rec, noisy) in [(open(), false), (strong.apply(open()).unwrap(), true)] {
+        let annotations = rec.annotations.take().unwrap();
+        let index = stream::noise(rec.lead.as_mut(), &annotations, stream::CHUNK_S)
+            .unwrap()
+            .unwrap();
+        assert_eq!(index > NOISY, noisy, "noise index {index}");
+        let warned = recording_warnings(&pre, "MLII", 100, 0, Some(index));
+        assert_eq!(
+            warned.iter().any(|w| w.contains("noisy")),
+            noisy,
+            "{warned:?}"
+        );
+    }
 }

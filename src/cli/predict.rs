@@ -206,6 +206,12 @@ fn classify_recording(
         }
         written.push(atr_path.display().to_string());
     }
+    if let Some(noise) = summary.noise_index {
+        eprintln!(
+            "{name}: noise index {noise:.4} (a warning above {})",
+            crate::infer::NOISY
+        );
+    }
     for warning in &summary.warnings {
         eprintln!("warning: {name}: {warning}");
     }

@@ -280,6 +280,7 @@ async fn classify(
         beats,
         annotated,
         not_cut,
+        noise_index,
     } = clf.cut_recording(whole, |_, _, _| {})?;
     let classified = clf.classify_beats_async(&beats, annotated).await?;
     let names = clf.class_names().to_vec();
@@ -297,6 +298,7 @@ async fn classify(
         &lead,
         classified.len(),
         low_confidence,
+        noise_index,
     ));
     let decided: Vec<u32> = classified.iter().map(|b| b.class).collect();
     let confusion = annotated.then(|| Confusion::new(&beats.labels, &decided, classes));

@@ -18,6 +18,7 @@ use crate::data::beats::{BeatMode, Beats, Labelled, FS, KACHUEE_WINDOW};
 use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::Annotation;
 use crate::data::recording::LeadSource;
+use crate::data::signal::noise::NoiseIndex;
 use crate::data::signal::qrs;
 use crate::data::signal::resample::{gcd, ratio, reach, resample};
 use crate::error::Result;
@@ -96,6 +97,41 @@ pub fn beats(
         .filter(|a| AamiClass::from_code(a.code).is_some() && a.sample < n as u64)
         .count();
     Ok(beat_annotations - cut)
+}
+
+/// How noisy `lead` is around its beats at `annotations` ([`NoiseIndex`]), read at 125 Hz a chunk
+/// of about `chunk_s` seconds at a time, as [`beats`] reads it; `None` when it has too few beats.
+pub fn noise(
+    lead: &mut dyn LeadSource,
+    annotations: &[Annotation],
+    chunk_s: f64,
+) -> Result<Option<f32>> {
+    let (n, fs) = (lead.len(), lead.fs());
+    let plan = Plan::new(fs, chunk_s);
+    let total = (n * plan.up).div_ceil(plan.down);
+    let mut peaks: Vec<usize> = annotations
+        .iter()
+        .filter(|a| AamiClass::from_code(a.code).is_some() && a.sample < n as u64)
+        .map(|a| (a.sample as f64 * FS / fs).round() as usize)
+        .collect();
+    peaks.sort_unstable();
+    let mut index = NoiseIndex::default();
+    for k in 0..total.div_ceil(plan.core_out) {
+        let take = k * plan.core_out..((k + 1) * plan.core_out).min(total);
+        let (a, b) = (k * plan.core_in, ((k + 1) * plan.core_in).min(n));
+        let read = a.saturating_sub(plan.margin_in)..(b + plan.margin_in).min(n);
+        let offset = read.start / plan.down * plan.up;
+        let x = resample(&lead.read(read)?, fs, FS);
+        let first = peaks.partition_point(|&p| p < take.start);
+        let last = peaks.partition_point(|&p| p < take.end);
+        for j in first..last {
+            let local = |p: usize| p.checked_sub(offset).filter(|&q| q < x.len());
+            if let Some(r) = local(peaks[j]) {
+                index.push(&x, r, peaks.get(j + 1).and_then(|&p| local(p)));
+            }
+        }
+    }
+    Ok(index.index())
 }
 
 /// R peaks of `lead` found by [`qrs::detect`] a chunk of about `chunk_s` seconds at a time,
