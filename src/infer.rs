@@ -21,6 +21,7 @@ use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::Annotation;
 use crate::data::formats::files::Disk;
 use crate::data::recording::{self, LeadSource, Recording};
+use crate::data::signal::noise::NoiseIndex;
 use crate::error::{Error, Result};
 use crate::gpu::{block_on, GpuContext};
 use crate::model::{Model, ModelConfig, ParamStore};
@@ -683,7 +684,9 @@ impl Cutter {
             .iter()
             .filter(|a| AamiClass::from_code(a.code).is_some())
             .count();
-        let noise_index = stream::noise(lead, &annotations, chunk)?;
+        // measured on the chunks the cutting pass reads anyway
+        let peaks = stream::peaks_at_125(&annotations, lead.fs(), len);
+        let mut noise = NoiseIndex::default();
         let median = match self.reference {
             BeatReference::None => None,
             BeatReference::RecordMedian => {
@@ -696,7 +699,8 @@ impl Cutter {
                 median.median()
             }
         };
-        let not_cut = stream::beats(lead, &annotations, mode, name, chunk, |mut beats, _| {
+        let not_cut = stream::beats(lead, &annotations, mode, name, chunk, |mut beats, c| {
+            noise.push_chunk(c.x, c.offset, c.take.clone(), &peaks);
             if let Some(median) = &median {
                 beats
                     .x
@@ -710,7 +714,7 @@ impl Cutter {
         Ok(Cut {
             not_cut,
             total,
-            noise_index,
+            noise_index: noise.index(),
         })
     }
 }

@@ -284,6 +284,22 @@ fn the_shipped_model_classifies_a_signal_as_it_classifies_the_recording() {
         .count();
     assert_eq!(summary.low_confidence, low);
     assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+    // the noise index measured while cutting is the one a pass of its own gives
+    let mut rec = recording::open_any(
+        &ecgwgpu::data::formats::files::Disk,
+        &embedded_dir().join("208"),
+        "MLII",
+    )
+    .unwrap();
+    let peaks = rec.annotations.take().unwrap();
+    let alone = ecgwgpu::data::beats::stream::noise(
+        rec.lead.as_mut(),
+        &peaks,
+        ecgwgpu::data::beats::stream::CHUNK_S,
+    )
+    .unwrap();
+    assert!(alone.is_some());
+    assert_eq!(summary.noise_index, alone);
     let right = |sure: bool| {
         let of: Vec<_> = annotated
             .iter()

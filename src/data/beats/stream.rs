@@ -63,35 +63,68 @@ impl Plan {
     }
 }
 
+/// One chunk of a lead at 125 Hz, as [`beats`] and [`noise`] read it.
+pub struct Chunk<'a> {
+    /// The 125-Hz signal from index `offset` on, with context on both sides of `take`.
+    pub x: &'a [f32],
+    pub offset: usize,
+    /// The 125-Hz positions whose beats belong to this chunk.
+    pub take: std::ops::Range<usize>,
+}
+
+/// The length at 125 Hz of `n` samples at `fs`.
+fn len_at_125(n: usize, fs: f64) -> usize {
+    let (up, down) = ratio(fs, FS);
+    (n * up).div_ceil(down)
+}
+
+/// Walks `lead` a chunk of about `chunk_s` seconds at a time, resampled to 125 Hz so that every
+/// beat's samples equal the whole record's.
+fn chunks(
+    lead: &mut dyn LeadSource,
+    chunk_s: f64,
+    mut each: impl FnMut(Chunk<'_>) -> Result<()>,
+) -> Result<()> {
+    let (n, fs) = (lead.len(), lead.fs());
+    let plan = Plan::new(fs, chunk_s);
+    let total = len_at_125(n, fs);
+    for k in 0..total.div_ceil(plan.core_out) {
+        let take = k * plan.core_out..((k + 1) * plan.core_out).min(total);
+        let (a, b) = (k * plan.core_in, ((k + 1) * plan.core_in).min(n));
+        let read = a.saturating_sub(plan.margin_in)..(b + plan.margin_in).min(n);
+        let offset = read.start / plan.down * plan.up;
+        let x = resample(&lead.read(read)?, fs, FS);
+        each(Chunk {
+            x: &x,
+            offset,
+            take,
+        })?;
+    }
+    Ok(())
+}
+
 /// The beats of `lead` at `annotations` (sorted by sample; non-beat annotations are ignored), a
 /// chunk of about `chunk_s` seconds at a time: `each` gets every chunk's beats (possibly none)
-/// and the samples read so far. Returns how many beat annotations gave no beat (too close to an
-/// edge, or in a 10-s window without a heart period to cut by; see
-/// [`crate::data::beats::extract_counted`]). Beats at or past the end of the lead must be dropped
-/// before.
+/// and the chunk they were cut from. Returns how many beat annotations gave no beat (too close
+/// to an edge, or in a 10-s window without a heart period to cut by; see
+/// [`crate::data::beats::extract_counted`]). Beats at or past the end of the lead must be
+/// dropped before.
 pub fn beats(
     lead: &mut dyn LeadSource,
     annotations: &[Annotation],
     mode: BeatMode,
     record: &str,
     chunk_s: f64,
-    mut each: impl FnMut(Beats, usize) -> Result<()>,
+    mut each: impl FnMut(Beats, &Chunk<'_>) -> Result<()>,
 ) -> Result<usize> {
     let (n, fs) = (lead.len(), lead.fs());
-    let plan = Plan::new(fs, chunk_s);
-    let total = (n * plan.up).div_ceil(plan.down);
-    let labelled = Labelled::new(annotations, fs, total);
+    let labelled = Labelled::new(annotations, fs, len_at_125(n, fs));
     let mut cut = 0;
-    for k in 0..total.div_ceil(plan.core_out) {
-        let take = k * plan.core_out..((k + 1) * plan.core_out).min(total);
-        let (a, b) = (k * plan.core_in, ((k + 1) * plan.core_in).min(n));
-        let read = a.saturating_sub(plan.margin_in)..(b + plan.margin_in).min(n);
-        let offset = read.start / plan.down * plan.up;
-        let x = resample(&lead.read(read.clone())?, fs, FS);
-        let beats = labelled.cut(&x, offset, take, mode, record);
+    chunks(lead, chunk_s, |chunk| {
+        let beats = labelled.cut(chunk.x, chunk.offset, chunk.take.clone(), mode, record);
         cut += beats.len();
-        each(beats, b)?;
-    }
+        each(beats, &chunk)
+    })?;
     let beat_annotations = annotations
         .iter()
         .filter(|a| AamiClass::from_code(a.code).is_some() && a.sample < n as u64)
@@ -99,38 +132,31 @@ pub fn beats(
     Ok(beat_annotations - cut)
 }
 
-/// How noisy `lead` is around its beats at `annotations` ([`NoiseIndex`]), read at 125 Hz a chunk
-/// of about `chunk_s` seconds at a time, as [`beats`] reads it; `None` when it has too few beats.
-pub fn noise(
-    lead: &mut dyn LeadSource,
-    annotations: &[Annotation],
-    chunk_s: f64,
-) -> Result<Option<f32>> {
-    let (n, fs) = (lead.len(), lead.fs());
-    let plan = Plan::new(fs, chunk_s);
-    let total = (n * plan.up).div_ceil(plan.down);
+/// The R peaks of the beat annotations of a lead of `n` samples at `fs`, at 125 Hz and sorted:
+/// what [`NoiseIndex::push_chunk`] measures around.
+pub fn peaks_at_125(annotations: &[Annotation], fs: f64, n: usize) -> Vec<usize> {
     let mut peaks: Vec<usize> = annotations
         .iter()
         .filter(|a| AamiClass::from_code(a.code).is_some() && a.sample < n as u64)
         .map(|a| (a.sample as f64 * FS / fs).round() as usize)
         .collect();
     peaks.sort_unstable();
+    peaks
+}
+
+/// How noisy `lead` is around its beats at `annotations` ([`NoiseIndex`]), read as [`beats`]
+/// reads it, without cutting beats; `None` when it has too few beats.
+pub fn noise(
+    lead: &mut dyn LeadSource,
+    annotations: &[Annotation],
+    chunk_s: f64,
+) -> Result<Option<f32>> {
+    let peaks = peaks_at_125(annotations, lead.fs(), lead.len());
     let mut index = NoiseIndex::default();
-    for k in 0..total.div_ceil(plan.core_out) {
-        let take = k * plan.core_out..((k + 1) * plan.core_out).min(total);
-        let (a, b) = (k * plan.core_in, ((k + 1) * plan.core_in).min(n));
-        let read = a.saturating_sub(plan.margin_in)..(b + plan.margin_in).min(n);
-        let offset = read.start / plan.down * plan.up;
-        let x = resample(&lead.read(read)?, fs, FS);
-        let first = peaks.partition_point(|&p| p < take.start);
-        let last = peaks.partition_point(|&p| p < take.end);
-        for j in first..last {
-            let local = |p: usize| p.checked_sub(offset).filter(|&q| q < x.len());
-            if let Some(r) = local(peaks[j]) {
-                index.push(&x, r, peaks.get(j + 1).and_then(|&p| local(p)));
-            }
-        }
-    }
+    chunks(lead, chunk_s, |chunk| {
+        index.push_chunk(chunk.x, chunk.offset, chunk.take, &peaks);
+        Ok(())
+    })?;
     Ok(index.index())
 }
 

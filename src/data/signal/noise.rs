@@ -51,6 +51,26 @@ impl NoiseIndex {
         self.between.push(mean_square.sqrt() as f32);
     }
 
+    /// Measures the beats of one chunk of a recording: `x` is its 125-Hz signal from index
+    /// `offset` on, `take` the 125-Hz positions it owns, `peaks` every R peak of the recording
+    /// at 125 Hz, sorted. A beat whose next R peak lies outside `x` gives its amplitude only.
+    pub fn push_chunk(
+        &mut self,
+        x: &[f32],
+        offset: usize,
+        take: std::ops::Range<usize>,
+        peaks: &[usize],
+    ) {
+        let local = |p: usize| p.checked_sub(offset).filter(|&q| q < x.len());
+        let first = peaks.partition_point(|&p| p < take.start);
+        let last = peaks.partition_point(|&p| p < take.end);
+        for j in first..last {
+            if let Some(r) = local(peaks[j]) {
+                self.push(x, r, peaks.get(j + 1).and_then(|&p| local(p)));
+            }
+        }
+    }
+
     /// The index, or `None` with fewer than ten intervals or no R amplitude.
     pub fn index(&self) -> Option<f32> {
         if self.between.len() < 10 {
