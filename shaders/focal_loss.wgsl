@@ -4,6 +4,11 @@
 //   g(p) = (1 - p)^gamma - gamma * p * (1 - p)^(gamma - 1) * log p
 // With one term, alpha = 1 and gamma = 0 this is plain cross-entropy (g = 1).
 //
+// With soft targets (distillation: t_b a probability row, every gamma 0), per sample b:
+//   loss_b = sum_terms sum_j alpha_term[j] * t_bj * (-log p_j)
+//   dloss_b/dz_i = sum_terms (p_i * sum_j alpha_term[j] * t_bj - alpha_term[i] * t_bi)
+// which is the hard case above when t_b is one-hot.
+//
 // Numerics: log p_t comes from log-softmax, and q = 1 - p_t is summed from the other classes
 // rather than computed as 1 - p_t (which cancels to 0 when p_t ~ 1). g is evaluated as
 // q^gamma * (1 - gamma * p * log(p) / q), where log(p) / q -> -1 as q -> 0 (a series is used for
@@ -13,7 +18,7 @@ struct Params {
     batch: u32,
     classes: u32,
     terms: u32,            // 1 or 2
-    _unused: u32,
+    soft: u32,             // 1: read the targets row instead of the label
     gamma0: f32,
     gamma1: f32,
     grad_scale: f32,       // 1 / batch: the gradient of the batch mean
@@ -27,6 +32,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> loss: array<f32>;  // [batch]
 @group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(6) var<storage, read_write> mean: array<f32>;     // [1]
+@group(0) @binding(7) var<storage, read> targets: array<f32>;        // [batch, classes] when soft
 
 // q^gamma with the conventions 0^0 = 1 and 0^gamma = 0 (WGSL's pow is undefined at 0).
 fn pow_safe(q: f32, gamma: f32) -> f32 {
@@ -35,8 +41,38 @@ fn pow_safe(q: f32, gamma: f32) -> f32 {
     return exp(gamma * log(q));
 }
 
+// One sample with a soft target row: its loss and its row of the logits gradient.
+fn soft_sample(b: u32) -> f32 {
+    let base = b * p.classes;
+    var m = logits[base];
+    for (var j = 1u; j < p.classes; j++) { m = max(m, logits[base + j]); }
+    var sum_all = 0.0;
+    for (var j = 0u; j < p.classes; j++) { sum_all += exp(logits[base + j] - m); }
+    let log_sum = log(sum_all);
+    var total = 0.0;
+    var weight = 0.0; // sum_terms sum_j alpha_j t_j
+    for (var term = 0u; term < p.terms; term++) {
+        for (var j = 0u; j < p.classes; j++) {
+            let at = alpha[term * p.classes + j] * targets[base + j];
+            total += at * (log_sum - (logits[base + j] - m));
+            weight += at;
+        }
+    }
+    loss[b] = total;
+    for (var i = 0u; i < p.classes; i++) {
+        let pi = exp(logits[base + i] - m) / sum_all;
+        var own = 0.0;
+        for (var term = 0u; term < p.terms; term++) {
+            own += alpha[term * p.classes + i];
+        }
+        dlogits[base + i] = p.grad_scale * (pi * weight - own * targets[base + i]);
+    }
+    return total;
+}
+
 // One sample: its loss (returned and stored) and its row of the logits gradient.
 fn sample(b: u32) -> f32 {
+    if (p.soft == 1u) { return soft_sample(b); }
     let base = b * p.classes;
     let t = labels[b];
 

@@ -285,7 +285,7 @@ pub fn out_of_fold(
     checkpoint: &Path,
     leads: &Leads,
     batch: usize,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<OutOfFold> {
     let bytes = std::fs::read(checkpoint).map_err(|e| Error::io(checkpoint, e))?;
     let members = crate::model::Model::members_from_bytes(ctx, &bytes, checkpoint)?;
@@ -312,11 +312,34 @@ pub fn out_of_fold(
     let mut ds1: Vec<usize> = parts.train.iter().chain(&parts.val).copied().collect();
     ds1.sort_unstable();
     let beats = ds.beats.select(&ds1);
-    let classes = config.classes;
+    let probabilities = out_of_fold_probabilities(ctx, members, &folds, &beats, batch, progress)
+        .map_err(|e| match e {
+            Error::Config(why) => Error::Config(format!("{}: {why}", checkpoint.display())),
+            other => other,
+        })?;
+    Ok(OutOfFold {
+        beats,
+        probabilities,
+        folds,
+    })
+}
+
+/// Each beat's mean probabilities over the `members` that did not train on its record (the
+/// member `i` held out the records `folds[i]`; a beat is matched by its patient, so every view
+/// of a record counts as that record). An error names a record no member held out.
+pub fn out_of_fold_probabilities(
+    ctx: &crate::gpu::GpuContext,
+    members: Vec<crate::model::Model>,
+    folds: &[Vec<String>],
+    beats: &Beats,
+    batch: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<f32>> {
+    let classes = members.first().map_or(0, |m| m.config.classes);
     let mut sums = vec![0f64; beats.len() * classes];
     let mut counts = vec![0u32; beats.len()];
     let total = members.len();
-    for (i, (member, fold)) in members.into_iter().zip(&folds).enumerate() {
+    for (i, (member, fold)) in members.into_iter().zip(folds).enumerate() {
         let held: Vec<usize> = (0..beats.len())
             .filter(|&b| fold.iter().any(|r| r == patient(&beats.record[b])))
             .collect();
@@ -336,21 +359,15 @@ pub fn out_of_fold(
     }
     if let Some(b) = counts.iter().position(|&c| c == 0) {
         return Err(Error::Config(format!(
-            "{}: record {} is in no member's fold, so it has no out-of-fold prediction",
-            checkpoint.display(),
+            "record {} is in no member's fold, so it has no out-of-fold prediction",
             beats.record[b]
         )));
     }
-    let probabilities = sums
+    Ok(sums
         .chunks(classes)
         .zip(&counts)
         .flat_map(|(row, &n)| row.iter().map(move |&s| (s / f64::from(n)) as f32))
-        .collect();
-    Ok(OutOfFold {
-        beats,
-        probabilities,
-        folds,
-    })
+        .collect())
 }
 
 /// The beats without a reference class (found by the QRS detector where the recording has no

@@ -3,6 +3,9 @@
 //! `FL_total = FL(α1, γm) + FL(α2, γn)` with `FL = -α_t (1 - p_t)^γ log p_t`; α may differ per
 //! class. The kernel writes each sample's loss and the gradient w.r.t. the logits of the batch
 //! mean and the mean itself in one dispatch, so a step reads back 4 bytes.
+//!
+//! With `soft_targets` each sample's target is a probability row instead of a label (a
+//! teacher's probabilities, for distillation): `-Σ_j α_j t_j log p_j`, γ = 0.
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -28,6 +31,9 @@ pub struct FocalTerm {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LossConfig {
     pub terms: Vec<FocalTerm>,
+    /// Targets are probability rows ([`FocalLoss::targets`]), not labels; every γ is 0.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub soft_targets: bool,
 }
 
 impl LossConfig {
@@ -38,6 +44,15 @@ impl LossConfig {
                 alpha: vec![1.0; classes],
                 gamma: 0.0,
             }],
+            soft_targets: false,
+        }
+    }
+
+    /// Cross-entropy to soft targets (a teacher's probabilities): `-Σ_j t_j log p_j`.
+    pub fn soft_cross_entropy(classes: usize) -> Self {
+        Self {
+            soft_targets: true,
+            ..Self::cross_entropy(classes)
         }
     }
 
@@ -54,6 +69,7 @@ impl LossConfig {
                     gamma: gamma_n,
                 },
             ],
+            soft_targets: false,
         }
     }
 
@@ -80,6 +96,13 @@ impl LossConfig {
                     i + 1
                 )));
             }
+            if self.soft_targets && t.gamma != 0.0 {
+                return Err(Error::Config(format!(
+                    "focal term {} has γ = {}: soft targets take γ = 0",
+                    i + 1,
+                    t.gamma
+                )));
+            }
         }
         Ok(())
     }
@@ -91,7 +114,7 @@ struct Params {
     batch: u32,
     classes: u32,
     terms: u32,
-    _unused: u32,
+    soft: u32,
     gamma0: f32,
     gamma1: f32,
     grad_scale: f32,
@@ -103,6 +126,8 @@ pub struct FocalLoss {
     config: LossConfig,
     classes: usize,
     pub labels: Tensor,
+    /// The target probability rows `[batch, classes]` (read only with soft targets).
+    pub targets: Tensor,
     alpha: Tensor,
     pub per_sample: Tensor,
     pub mean: Tensor,
@@ -126,6 +151,7 @@ impl FocalLoss {
             config: config.clone(),
             classes,
             labels: Tensor::zeros(ctx, &[batch]),
+            targets: Tensor::zeros(ctx, &[batch, classes]),
             alpha: Tensor::from_slice(ctx, &alpha, &[config.terms.len(), classes])?,
             per_sample: Tensor::zeros(ctx, &[batch]),
             mean: Tensor::zeros(ctx, &[1]),
@@ -137,6 +163,18 @@ impl FocalLoss {
     pub fn set_labels(&self, ctx: &GpuContext, labels: &[u32]) -> Result<()> {
         check_labels(labels, self.classes)?;
         self.labels.write(ctx, labels)
+    }
+
+    /// Whether the targets are probability rows ([`Self::set_targets`]) rather than labels.
+    pub fn soft(&self) -> bool {
+        self.config.soft_targets
+    }
+
+    /// Uploads soft targets (`[batch, classes]` rows), rejecting a row that is not a
+    /// probability distribution.
+    pub fn set_targets(&self, ctx: &GpuContext, targets: &[f32]) -> Result<()> {
+        check_targets(targets, self.classes)?;
+        self.targets.write(ctx, targets)
     }
 
     /// Records the fused softmax + loss + gradient + batch-mean kernel (one dispatch).
@@ -157,7 +195,7 @@ impl FocalLoss {
             batch: batch as u32,
             classes: self.classes as u32,
             terms: self.config.terms.len() as u32,
-            _unused: 0,
+            soft: u32::from(self.config.soft_targets),
             gamma0: gamma(0),
             gamma1: gamma(1),
             grad_scale: 1.0 / batch as f32,
@@ -174,6 +212,7 @@ impl FocalLoss {
                 (4, self.per_sample.binding()),
                 (5, self.dlogits.binding()),
                 (6, self.mean.binding()),
+                (7, self.targets.binding()),
             ],
             [1, 1, 1],
         )
@@ -194,6 +233,45 @@ pub fn check_labels(labels: &[u32], classes: usize) -> Result<()> {
         }),
         None => Ok(()),
     }
+}
+
+/// Rejects the first target row that is not a probability distribution (entries in 0..=1
+/// summing to 1 within 1e-3), naming its index.
+pub fn check_targets(targets: &[f32], classes: usize) -> Result<()> {
+    let bad = targets.chunks(classes).position(|row| {
+        row.len() != classes
+            || row.iter().any(|t| !(0.0..=1.0).contains(t))
+            || (row.iter().sum::<f32>() - 1.0).abs() > 1e-3
+    });
+    match bad {
+        Some(row) => Err(Error::Config(format!(
+            "soft target row {row} is not {classes} probabilities summing to 1"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// CPU reference of the soft-target loss: (mean loss, d mean loss / d logits).
+pub fn reference_soft(
+    config: &LossConfig,
+    logits: &Array2<f64>,
+    targets: &Array2<f64>,
+) -> (f64, Array2<f64>) {
+    let probs = crate::ops::softmax::reference(logits);
+    let batch = logits.nrows() as f64;
+    let mut total = 0.0;
+    let mut grad = Array2::zeros(logits.dim());
+    for b in 0..logits.nrows() {
+        for term in &config.terms {
+            let a = |j: usize| f64::from(term.alpha[j]) * targets[[b, j]];
+            let weight: f64 = (0..logits.ncols()).map(a).sum();
+            for j in 0..logits.ncols() {
+                total -= a(j) * probs[[b, j]].ln();
+                grad[[b, j]] += (probs[[b, j]] * weight - a(j)) / batch;
+            }
+        }
+    }
+    (total / batch, grad)
 }
 
 /// CPU reference, written from the formula directly: (mean loss, d mean loss / d logits).

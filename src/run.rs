@@ -150,6 +150,11 @@ pub struct RunSettings {
     pub feature_lr_scale: Option<f32>,
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub freeze_features: bool,
+    // --- `distil`
+    /// The `train --folds` ensemble whose out-of-fold probabilities the network learns (with
+    /// `loss` `distil`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<PathBuf>,
 }
 
 impl Default for RunSettings {
@@ -192,6 +197,7 @@ impl Default for RunSettings {
             head: None,
             feature_lr_scale: None,
             freeze_features: false,
+            teacher: None,
         }
     }
 }

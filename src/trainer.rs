@@ -53,6 +53,8 @@ struct Resident {
     x: Tensor,
     labels: Tensor,
     order: Tensor,
+    /// Soft target rows `[n, classes]`, for a soft-target loss.
+    targets: Option<Tensor>,
 }
 
 /// The most steps recorded into one submission of `train_epoch`; the chunk grows from 1 up to
@@ -290,6 +292,13 @@ impl<'c> Trainer<'c> {
     /// With `update`, also takes an Adam step. Returns the mean loss.
     fn run(&mut self, x: &[f32], y: &[u32], update: bool) -> Result<f32> {
         self.check_batch(x, y.len())?;
+        if self.loss_config.soft_targets {
+            return Err(Error::Config(
+                "a soft-target loss trains on the uploaded split (upload_training_data and \
+                 upload_training_targets, then train_epoch), not on labelled batches"
+                    .into(),
+            ));
+        }
         let t = self.steps + 1;
         let step = self.adam.config.step_uniform(t);
         let ctx = self.ctx;
@@ -485,6 +494,7 @@ impl<'c> Trainer<'c> {
             x: Tensor::from_slice(self.ctx, x, &[n, per_beat])?,
             labels: Tensor::zeros(self.ctx, &[n]),
             order: Tensor::zeros(self.ctx, &[n]),
+            targets: None,
         };
         resident.labels.write(self.ctx, labels)?;
         // gather programs bind the previous upload's buffers
@@ -492,6 +502,30 @@ impl<'c> Trainer<'c> {
             plan.gather_program = None;
         }
         self.resident = Some(resident);
+        Ok(())
+    }
+
+    /// Uploads the soft targets of the uploaded split (one probability row per beat, in its
+    /// order), which a soft-target loss trains towards instead of the labels.
+    pub fn upload_training_targets(&mut self, targets: &[f32]) -> Result<()> {
+        let classes = self.model.config.classes;
+        let Some(resident) = self.resident.as_mut() else {
+            return Err(Error::Config(
+                "upload_training_targets before upload_training_data".into(),
+            ));
+        };
+        let n = resident.labels.numel();
+        if targets.len() != n * classes {
+            return Err(Error::Config(format!(
+                "{} soft target values for {n} beats of {classes} classes",
+                targets.len()
+            )));
+        }
+        crate::loss::check_targets(targets, classes)?;
+        resident.targets = Some(Tensor::from_slice(self.ctx, targets, &[n, classes])?);
+        for plan in self.train_plans.values_mut() {
+            plan.gather_program = None;
+        }
         Ok(())
     }
 
@@ -693,6 +727,22 @@ impl<'c> Trainer<'c> {
                 &plan.input,
                 &plan.loss.labels,
             )?;
+            if plan.loss.soft() {
+                let targets = resident.targets.as_ref().ok_or_else(|| {
+                    Error::Config(
+                        "a soft-target loss needs upload_training_targets before an epoch".into(),
+                    )
+                })?;
+                // the same gather, rows of `classes` values (it writes the labels again)
+                gather::gather(
+                    &mut Recorder::new(self.ctx, &self.step_uniform, &mut program),
+                    targets,
+                    &resident.labels,
+                    &resident.order,
+                    &plan.loss.targets,
+                    &plan.loss.labels,
+                )?;
+            }
             plan.gather_program = Some(program);
         }
         Ok(())

@@ -61,6 +61,7 @@ fn loss_configs() -> Vec<(&'static str, LossConfig)> {
                     alpha: vec![0.7; 5],
                     gamma: 0.3,
                 }],
+                soft_targets: false,
             },
         ),
     ]
@@ -103,6 +104,107 @@ fn focal_loss_matches_reference_and_gradient_check() {
             1e-6,
         );
     }
+}
+
+/// The soft-target loss on the GPU: (mean, dlogits).
+fn record_soft_loss(config: &LossConfig, logits: &Array2<f64>, targets: &[f32]) -> (f32, Vec<f32>) {
+    let ctx = ctx();
+    let (batch, classes) = logits.dim();
+    let loss = FocalLoss::new(ctx, config, batch, classes).unwrap();
+    loss.set_targets(ctx, targets).unwrap();
+    let logits_t =
+        Tensor::from_slice(ctx, &to_f32(&logits.clone().into_dyn()), &[batch, classes]).unwrap();
+    let step = StepUniform::default().create_buffer(ctx);
+    let mut program = Program::new();
+    loss.record(&mut Recorder::new(ctx, &step, &mut program), &logits_t)
+        .unwrap();
+    program.run(ctx).unwrap();
+    (
+        loss.mean.read(ctx).unwrap()[0],
+        loss.dlogits.read(ctx).unwrap(),
+    )
+}
+
+#[test]
+fn soft_target_loss_matches_reference_gradient_check_and_hard_labels() {
+    let mut rng = Rng::new(11);
+    let logits = rand_array(&mut rng, &[9, 5])
+        .mapv(|v| f64::from((3.0 * v) as f32))
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    // rows of a teacher's probabilities: a softmax of other random logits
+    let teacher = softmax::reference(
+        &rand_array(&mut rng, &[9, 5])
+            .mapv(|v| 2.0 * v)
+            .into_dimensionality::<Ix2>()
+            .unwrap(),
+    );
+    let targets: Vec<f32> = teacher.iter().map(|&t| t as f32).collect();
+    let teacher = teacher.mapv(|t| f64::from(t as f32));
+    let mut weighted = LossConfig::soft_cross_entropy(5);
+    weighted.terms[0].alpha = vec![0.1, 0.9, 0.5, 1.0, 0.3];
+    weighted.terms.push(weighted.terms[0].clone());
+    for (name, config) in [
+        ("soft cross-entropy", LossConfig::soft_cross_entropy(5)),
+        ("two terms, per-class α", weighted),
+    ] {
+        let (mean, grad) = record_soft_loss(&config, &logits, &targets);
+        let (ref_mean, ref_grad) = loss::reference_soft(&config, &logits, &teacher);
+        assert_close(&format!("{name}: mean"), &[mean], &[ref_mean], 1e-5, 1e-7);
+        assert_close(
+            &format!("{name}: dlogits"),
+            &grad,
+            &flat(&ref_grad.into_dyn()),
+            1e-4,
+            1e-7,
+        );
+        let numeric = numeric_grad(&logits.clone().into_dyn(), |z| {
+            let z = z.clone().into_dimensionality().unwrap();
+            loss::reference_soft(&config, &z, &teacher).0
+        });
+        assert_close(
+            &format!("{name}: numeric dlogits"),
+            &grad,
+            &flat(&numeric),
+            1e-3,
+            1e-6,
+        );
+    }
+    // one-hot targets are the hard loss
+    let labels: Vec<u32> = (0..9).map(|i| (i * 7 % 5) as u32).collect();
+    let one_hot: Vec<f32> = labels
+        .iter()
+        .flat_map(|&l| (0..5).map(move |j| if j == l { 1.0 } else { 0.0 }))
+        .collect();
+    let (soft_mean, soft_grad) =
+        record_soft_loss(&LossConfig::soft_cross_entropy(5), &logits, &one_hot);
+    let (hard_mean, _, hard_grad) = record_loss(&LossConfig::cross_entropy(5), &logits, &labels);
+    assert_close(
+        "one-hot: mean",
+        &[soft_mean],
+        &[f64::from(hard_mean)],
+        1e-5,
+        1e-7,
+    );
+    let hard_grad: Vec<f64> = hard_grad.iter().map(|&g| f64::from(g)).collect();
+    assert_close("one-hot: dlogits", &soft_grad, &hard_grad, 1e-5, 1e-7);
+}
+
+#[test]
+fn soft_targets_must_be_probabilities_and_take_no_focal_term() {
+    let ctx = ctx();
+    let loss = FocalLoss::new(ctx, &LossConfig::soft_cross_entropy(3), 2, 3).unwrap();
+    assert!(loss
+        .set_targets(ctx, &[0.5, 0.5, 0.0, 0.2, 0.2, 0.2])
+        .is_err());
+    assert!(loss
+        .set_targets(ctx, &[1.5, -0.5, 0.0, 0.2, 0.4, 0.4])
+        .is_err());
+    loss.set_targets(ctx, &[0.5, 0.5, 0.0, 0.2, 0.4, 0.4])
+        .unwrap();
+    let mut focal = LossConfig::two_fold(vec![0.25; 3], 2.0, vec![0.25; 3], 0.5);
+    focal.soft_targets = true;
+    assert!(FocalLoss::new(ctx, &focal, 2, 3).is_err());
 }
 
 #[test]
@@ -749,5 +851,88 @@ fn end_to_end_gradient_check(ctx: &'static GpuContext, what: &str, config: Model
         &flat(&expected.into_dyn()),
         1e-4,
         1e-6,
+    );
+}
+
+/// A trainer of the tiny network with `loss` (Adam 3e-3).
+fn tiny_trainer_with(ctx: &ecgwgpu::gpu::GpuContext, loss: LossConfig) -> Trainer<'_> {
+    let model = Model::new(ctx, ModelConfig::tiny(), 9).unwrap();
+    let adam = AdamConfig {
+        lr: 3e-3,
+        ..Default::default()
+    };
+    Trainer::new(ctx, model, loss, adam).unwrap()
+}
+
+/// Soft targets in the resident loop: one-hot targets take the steps labels take, and targets
+/// that split each beat between its class and the next are what the network learns, not the
+/// labels. A soft-target loss refuses labelled batches and an epoch without targets.
+#[test]
+fn soft_targets_train_towards_the_targets_not_the_labels() {
+    let ctx = ctx();
+    let (x, y) = synthetic(200, 187, 31);
+    let order: Vec<usize> = (0..200).map(|i| (i * 37 + 11) % 200).collect();
+    let row = |f: &dyn Fn(u32, usize) -> f32| -> Vec<f32> {
+        y.iter()
+            .flat_map(|&c| (0..5).map(move |j| (c, j)))
+            .map(|(c, j)| f(c, j))
+            .collect()
+    };
+    let one_hot = row(&|c, j| if j == c as usize { 1.0 } else { 0.0 });
+    let (mut hard, mut soft) = (
+        tiny_trainer_with(ctx, LossConfig::cross_entropy(5)),
+        tiny_trainer_with(ctx, LossConfig::soft_cross_entropy(5)),
+    );
+    hard.upload_training_data(&x, &y).unwrap();
+    soft.upload_training_data(&x, &y).unwrap();
+    assert!(
+        soft.train_epoch(&order, 32, |_, _| ()).is_err(),
+        "an epoch before the targets"
+    );
+    soft.upload_training_targets(&one_hot).unwrap();
+    for _ in 0..2 {
+        let a = hard.train_epoch(&order, 32, |_, _| ()).unwrap();
+        let b = soft.train_epoch(&order, 32, |_, _| ()).unwrap();
+        let b: Vec<f64> = b.iter().map(|&l| f64::from(l)).collect();
+        assert_close("one-hot targets: losses", &a, &b, 1e-4, 1e-6);
+    }
+    let (a, b) = (
+        hard.model.params.download(ctx).unwrap().concat(),
+        soft.model.params.download(ctx).unwrap().concat(),
+    );
+    let b: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
+    assert_close("one-hot targets: parameters", &a, &b, 1e-3, 1e-5);
+
+    // half on the beat's class, half on the next one
+    let split = row(&|c, j| {
+        if j == c as usize || j == (c as usize + 1) % 5 {
+            0.5
+        } else {
+            0.0
+        }
+    });
+    let mut soft = tiny_trainer_with(ctx, LossConfig::soft_cross_entropy(5));
+    soft.upload_training_data(&x, &y).unwrap();
+    assert!(soft
+        .upload_training_targets(&split[..split.len() - 5])
+        .is_err());
+    soft.upload_training_targets(&split).unwrap();
+    for _ in 0..15 {
+        soft.train_epoch(&order, 32, |_, _| ()).unwrap();
+    }
+    let probs = soft.predict(&x).unwrap();
+    let mean_next: f32 = y
+        .iter()
+        .enumerate()
+        .map(|(b, &c)| probs[b * 5 + (c as usize + 1) % 5])
+        .sum::<f32>()
+        / y.len() as f32;
+    assert!(
+        (mean_next - 0.5).abs() < 0.15,
+        "mean probability of the next class {mean_next}, targets 0.5"
+    );
+    assert!(
+        soft.step(&x[..187], &y[..1]).is_err(),
+        "a labelled batch with a soft-target loss"
     );
 }

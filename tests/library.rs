@@ -98,6 +98,7 @@ fn fit(
     train::fit(
         &mut trainer,
         train_beats,
+        None,
         val,
         &loss,
         &NAMES,

@@ -1804,3 +1804,85 @@ fn evaluate_reads_records_as_another_device_would() {
         assert!(stderr.contains(says), "{bad:?}: {stderr}");
     }
 }
+
+/// `distil`: fold students towards a fold ensemble's out-of-fold probabilities, their rule
+/// chosen out of fold, and one student on all of DS1 that evaluate re-scores.
+#[test]
+fn distil_trains_one_student_on_the_teachers_out_of_fold_probabilities() {
+    let teacher_dir = temp_run("teacher");
+    let flags = [
+        "--epochs",
+        "1",
+        "--split",
+        "inter",
+        "--folds",
+        "2",
+        "--calibrate",
+    ];
+    let trained = train_tiny(&teacher_dir, &flags);
+    assert!(trained.status.success(), "{trained:?}");
+    let teacher = teacher_dir.join("best.safetensors");
+    // the targets of DS1's beats are the teacher's out-of-fold probabilities
+    let ctx = common::ctx();
+    let oof = out_of_fold(ctx, &teacher, &Default::default(), 256, |_, _| {}).unwrap();
+    let config =
+        ecgwgpu::model::Model::members_from_bytes(ctx, &std::fs::read(&teacher).unwrap(), &teacher)
+            .unwrap()[0]
+            .config
+            .clone();
+    let taught = ecgwgpu::train::distil::Teacher::load(ctx, &teacher, &config).unwrap();
+    assert_eq!(taught.targets(ctx, &oof.beats).unwrap(), oof.probabilities);
+
+    let out = temp_run("distil");
+    let distil = |teacher: &Path, out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+            .args(["distil", "--epochs", "2", "--teacher"])
+            .arg(teacher)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let run = distil(&teacher, &out);
+    assert!(run.status.success(), "{run:?}");
+    let fold = read_json(&out.join("fold1").join("config.json"));
+    assert_eq!(fold["args"]["loss"], "distil");
+    assert_eq!(fold["args"]["teacher"], teacher.to_str().unwrap());
+    assert_eq!(fold["loss"]["soft_targets"], true);
+    // one network, with the rule chosen on the fold students
+    let student = out.join("student");
+    let metrics = read_json(&student.join("metrics.json"));
+    let (_, meta) = checkpoint::load(&student.join("best.safetensors")).unwrap();
+    assert!(!meta.contains_key("ensemble"), "{meta:?}");
+    let model: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
+    assert_eq!(
+        model["record_clusters"],
+        metrics["record_clusters"]["smoothing"]
+    );
+    let folds_metrics = read_json(&out.join("metrics.json"));
+    assert_eq!(
+        metrics["out_of_fold_calibrated"],
+        folds_metrics["out_of_fold_calibrated"]
+    );
+    // it trained for the folds' median best epoch, and evaluate scores DS2 as distil did
+    let best: Vec<u64> = serde_json::from_value(metrics["fold_best_epochs"].clone()).unwrap();
+    assert_eq!(best.len(), 2);
+    assert_eq!(metrics["epochs"], *best.iter().min().unwrap());
+    assert_eq!(
+        read_json(&student.join("history.json"))
+            .as_array()
+            .unwrap()
+            .len() as u64,
+        *best.iter().min().unwrap()
+    );
+    let evaluated = evaluate_json(&student.join("best.safetensors"));
+    assert_eq!(evaluated["confusion"], metrics["confusion"]);
+    // a single network teaches nothing: it has no out-of-fold predictions
+    let refused = distil(
+        &student.join("best.safetensors"),
+        &temp_run("distil-refused"),
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("best.safetensors"), "{stderr}");
+}

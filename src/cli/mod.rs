@@ -3,6 +3,7 @@
 mod bench;
 mod calibrate;
 mod data;
+mod distil;
 mod ensemble;
 mod evaluate;
 mod figures;
@@ -63,6 +64,10 @@ enum Command {
     /// Combine `train --folds` ensembles of several seeds into one, with the whole decision rule
     /// (offsets, irregular-rhythm gate, record clusters) chosen anew on DS1 out of fold.
     Ensemble(ensemble::EnsembleArgs),
+    /// Train one network towards a fold ensemble's out-of-fold probabilities on DS1 (a
+    /// distilled student, one network's speed): fold students choose its decision rule out of
+    /// fold, then one student trains on all of DS1; both are scored on DS2.
+    Distil(Box<distil::DistilArgs>),
     /// Serve the built web page (web/dist, from `bash tools/web/build.sh`) on 127.0.0.1, to open
     /// in a browser with WebGPU.
     Serve(serve::ServeArgs),
@@ -232,6 +237,7 @@ pub fn run() -> Result<()> {
         Command::Serve(args) => serve::run(args)?,
         Command::Calibrate(args) => calibrate::run(args)?,
         Command::Ensemble(args) => ensemble::run(args)?,
+        Command::Distil(args) => distil::run(*args)?,
         Command::Data(command) => data::run(command)?,
         Command::Train(args) => train::run(*args)?,
         Command::Transfer(args) => transfer::run(*args)?,

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::distil::{median_epoch, train_student, StudentPlan, Teacher};
 use super::heartbeat::{new_trainer, run_config, training_part, write_metrics};
 use super::{fit, model_config, probabilities, split_kind, FitObserver, Outcome};
 use super::{Schedule, TrainData};
@@ -22,7 +23,7 @@ use crate::infer::Classifier;
 use crate::loss::{self};
 use crate::metrics::{self, Confusion, Report};
 use crate::model::{DecisionRule, Model};
-use crate::run::{write_json, RunSettings};
+use crate::run::{read_json, write_json, RunSettings};
 
 /// What cross-validation gave.
 #[derive(Clone, Debug)]
@@ -37,6 +38,8 @@ pub struct FoldsOutcome {
     pub rule: DecisionRule,
     /// The ensemble on DS2 (with its rule when calibrated).
     pub test: Outcome,
+    /// With a teacher: the one student on DS2, with the rule chosen on the fold students.
+    pub student: Option<Outcome>,
 }
 
 /// Trains `settings.folds` fold models on DS1's records (`settings.split` must be `inter`),
@@ -72,6 +75,16 @@ pub fn train_folds(
     ds1.sort_unstable();
     let (pool, test) = (ds.beats.select(&ds1), ds.beats.select(&parts.test));
     let folds = patient_folds(&pool, k, settings.seed);
+    let teacher = match (&settings.teacher, settings.loss == "distil") {
+        (Some(path), true) => Some(Teacher::load(ctx, path, &config)?),
+        (None, false) => None,
+        _ => {
+            return Err(Error::Config(
+                "a teacher and --loss distil go together (ecgwgpu distil sets both)".into(),
+            ))
+        }
+    };
+    let mut best_epochs = vec![];
     let mut oof = vec![0f32; pool.len() * classes];
     let mut members = vec![];
     for (i, fold) in folds.iter().enumerate() {
@@ -97,6 +110,17 @@ pub fn train_folds(
         };
         let counts = [&original, &train, &val].map(|b| b.class_counts(classes));
         let [before, train_counts, val_counts] = counts;
+        let targets = match &teacher {
+            Some(teacher) => {
+                observer.note(&format!(
+                    "fold {}: targets of {} beats from the teacher's members that did not train on each beat's record",
+                    i + 1,
+                    train.len()
+                ));
+                Some(teacher.targets(ctx, &train)?)
+            }
+            None => None,
+        };
         let run = run_config(
             ctx,
             &fold_settings,
@@ -113,6 +137,7 @@ pub fn train_folds(
         fit(
             &mut trainer,
             &train,
+            targets.as_deref(),
             &val,
             &loss,
             &CLASS_NAMES,
@@ -120,6 +145,7 @@ pub fn train_folds(
             &run,
             observer,
         )?;
+        best_epochs.push(best_epoch(&fold_dir)?);
         let probs = probabilities(&mut trainer, &val)?;
         for (j, &b) in held.iter().enumerate() {
             oof[b * classes..(b + 1) * classes]
@@ -164,32 +190,70 @@ pub fn train_folds(
     let loss = run.loss.clone();
     run.write(out)?;
 
-    let mut clf = Classifier::load(ctx, &best)?;
-    let probs = clf.probabilities(&test, |_, _| {})?;
-    let mut decided_from = probs.clone();
-    let decided = clf.config().decide_records(&mut decided_from, &test);
-    let test_report = Confusion::new(&test.labels, &decided, classes).report(&CLASS_NAMES);
-    let outcome = Outcome {
-        test_beats: test.len(),
-        test_loss: loss::mean_from_probs(&loss, &probs, &test.labels),
-        report: test_report,
-        uncalibrated: settings
-            .calibrate
-            .then(|| report(&probs, &test.labels, &[])),
-        calibration: None,
-        decision_offsets: rule.offsets.clone(),
+    // DS2, with the rule when calibrated
+    let score = |best: &Path| -> Result<Outcome> {
+        let mut clf = Classifier::load(ctx, best)?;
+        let probs = clf.probabilities(&test, |_, _| {})?;
+        let mut decided_from = probs.clone();
+        let decided = clf.config().decide_records(&mut decided_from, &test);
+        Ok(Outcome {
+            test_beats: test.len(),
+            test_loss: loss::mean_from_probs(&loss, &probs, &test.labels),
+            report: Confusion::new(&test.labels, &decided, classes).report(&CLASS_NAMES),
+            uncalibrated: settings
+                .calibrate
+                .then(|| report(&probs, &test.labels, &[])),
+            calibration: None,
+            decision_offsets: rule.offsets.clone(),
+        })
     };
+    let outcome = score(&best)?;
     let mut metrics = write_metrics(out, &settings.split, &outcome)?;
     metrics["folds"] = json!(folds);
     record_out_of_fold(&mut metrics, &oof_report, choices.as_ref());
     write_json(&out.join("metrics.json"), &metrics)?;
+    let mut student_outcome = None;
+    if let Some(teacher) = &teacher {
+        let plan = StudentPlan {
+            options,
+            data_dir: dir.clone(),
+            config: &config,
+            pool: &pool,
+            test: &test,
+            rule: &rule,
+            epochs: median_epoch(&best_epochs),
+        };
+        let student = out.join("student");
+        student_outcome = Some(train_student(
+            ctx, settings, teacher, &plan, &student, observer, score,
+        )?);
+        let mut metrics: serde_json::Value = read_json(&student.join("metrics.json"))?;
+        metrics["folds"] = json!(folds);
+        metrics["fold_best_epochs"] = json!(best_epochs);
+        record_out_of_fold(&mut metrics, &oof_report, choices.as_ref());
+        write_json(&student.join("metrics.json"), &metrics)?;
+    }
     Ok(FoldsOutcome {
         folds,
         oof: oof_report,
         oof_calibrated,
         rule,
         test: outcome,
+        student: student_outcome,
     })
+}
+
+/// The epoch a fold run in `dir` kept: its highest validation macro-F1 (the first of equals).
+fn best_epoch(dir: &Path) -> Result<usize> {
+    let history = super::read_history(dir)?;
+    let best = history
+        .iter()
+        .fold(None::<&super::EpochRecord>, |best, h| match best {
+            Some(b) if b.val_macro_f1 >= h.val_macro_f1 => Some(b),
+            _ => Some(h),
+        });
+    best.map(|h| h.epoch)
+        .ok_or_else(|| Error::Config(format!("{}: no epoch in its history", dir.display())))
 }
 
 /// Writes the out-of-fold figures into a fold ensemble's `metrics.json` value: plain argmax

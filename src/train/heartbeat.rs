@@ -71,10 +71,20 @@ pub fn loss_config(
 ) -> Result<LossConfig> {
     match settings.loss.as_str() {
         "ce" => return Ok(LossConfig::cross_entropy(counts.len())),
+        "distil" if settings.teacher.is_some() && settings.folds >= 2 => {
+            return Ok(LossConfig::soft_cross_entropy(counts.len()))
+        }
+        "distil" => {
+            return Err(Error::Config(
+                "loss 'distil' learns a fold ensemble's out-of-fold probabilities: \
+                 use `ecgwgpu distil --teacher CHECKPOINT`"
+                    .into(),
+            ))
+        }
         "focal" => {}
         other => {
             return Err(Error::Config(format!(
-                "loss '{other}': expected focal or ce"
+                "loss '{other}': expected focal, ce or distil"
             )))
         }
     }
@@ -322,6 +332,7 @@ pub fn train_heartbeat(
     fit(
         &mut trainer,
         &train,
+        None,
         &val,
         &loss,
         &CLASS_NAMES,

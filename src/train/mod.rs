@@ -25,6 +25,7 @@ use crate::run::{read_json, write_json, RunConfig, RunSettings};
 use crate::trainer::Trainer;
 
 mod combine;
+pub mod distil;
 mod folds;
 mod heartbeat;
 mod transfer;
@@ -157,11 +158,13 @@ fn evaluate(
 /// early stopping, resuming. `run_config` is what config.json holds: checked against the
 /// existing one on resume, then (re)written. Returns with the best-validation parameters loaded,
 /// ready for the test. A NaN or infinite loss stops training with an error naming the last good
-/// checkpoint.
+/// checkpoint. With `targets` (one probability row per training beat), a soft-target loss
+/// trains towards them instead of the labels.
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
     trainer: &mut Trainer,
     train: &Beats,
+    targets: Option<&[f32]>,
     val: &Beats,
     loss: &LossConfig,
     names: &[&str],
@@ -205,6 +208,15 @@ pub fn fit(
         }
         Err(e) => return Err(e),
     };
+    if let Some(targets) = targets {
+        if !resident {
+            return Err(Error::Config(
+                "soft targets train on the GPU-resident split, which this device cannot hold"
+                    .into(),
+            ));
+        }
+        trainer.upload_training_targets(targets)?;
+    }
     let probe_order = epoch_order(train.len(), schedule.seed, 0);
     let train_probe = train.select(&probe_order[..train.len().min(TRAIN_PROBE)]);
     let mean = |losses: &[f32]| {

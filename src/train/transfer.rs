@@ -279,6 +279,7 @@ pub fn train_mi(
     fit(
         &mut trainer,
         &parts.train,
+        None,
         &parts.val,
         &loss,
         &CLASS_NAMES,
