@@ -71,7 +71,7 @@ pub fn loss_config(
 ) -> Result<LossConfig> {
     match settings.loss.as_str() {
         "ce" => return Ok(LossConfig::cross_entropy(counts.len())),
-        "distil" if settings.teacher.is_some() && settings.folds >= 2 => {
+        "distil" if settings.teacher.is_some() => {
             return Ok(LossConfig::soft_cross_entropy(counts.len()))
         }
         "distil" => {
