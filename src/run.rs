@@ -155,6 +155,9 @@ pub struct RunSettings {
     /// `loss` `distil`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<PathBuf>,
+    /// Which teacher probabilities the fold students learn.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub teacher_targets: crate::train::distil::TeacherTargets,
 }
 
 impl Default for RunSettings {
@@ -198,6 +201,7 @@ impl Default for RunSettings {
             feature_lr_scale: None,
             freeze_features: false,
             teacher: None,
+            teacher_targets: Default::default(),
         }
     }
 }

@@ -1832,6 +1832,19 @@ fn distil_trains_one_student_on_the_teachers_out_of_fold_probabilities() {
             .clone();
     let taught = ecgwgpu::train::distil::Teacher::load(ctx, &teacher, &config).unwrap();
     assert_eq!(taught.targets(ctx, &oof.beats).unwrap(), oof.probabilities);
+    // same-fold targets: the member that held out those records, on every beat
+    let first =
+        ecgwgpu::model::Model::members_from_bytes(ctx, &std::fs::read(&teacher).unwrap(), &teacher)
+            .unwrap()
+            .remove(0);
+    let own = ecgwgpu::infer::Classifier::new(ctx, first)
+        .unwrap()
+        .probabilities(&oof.beats, |_, _| {})
+        .unwrap();
+    let same = taught.same_fold_targets(ctx, &oof.folds[0], &oof.beats);
+    assert_eq!(same.unwrap(), own);
+    let none = taught.same_fold_targets(ctx, &["999".to_string()], &oof.beats);
+    assert!(none.unwrap_err().to_string().contains("999"));
 
     let out = temp_run("distil");
     let distil = |teacher: &Path, out: &Path| {

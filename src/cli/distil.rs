@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::error::Result;
+use crate::train::distil::TeacherTargets;
 
 #[derive(clap::Args)]
 pub struct DistilArgs {
@@ -22,6 +23,13 @@ pub struct DistilArgs {
     /// seed gives the teacher's first run's folds).
     #[arg(long)]
     seed: Option<u64>,
+    /// The fold students' targets: `out-of-fold` (each beat the mean of the members that did
+    /// not train on its record; they trained on the fold's validation records, which may
+    /// flatter the out-of-fold figures) or `same-fold` (the members that held out exactly the
+    /// fold's records, on the beats they trained on: needs the teacher's seed). The one student
+    /// learns the out-of-fold probabilities either way.
+    #[arg(long, value_enum, default_value = "out-of-fold")]
+    fold_targets: FoldTargets,
     /// Continue an interrupted run in --out (each fold and the student from its last epoch).
     #[arg(long)]
     resume: bool,
@@ -34,6 +42,12 @@ pub struct DistilArgs {
     gpu: super::GpuArgs,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FoldTargets {
+    OutOfFold,
+    SameFold,
+}
+
 pub fn run(args: DistilArgs) -> Result<()> {
     let ctx = args.gpu.context()?;
     let (mut settings, data) =
@@ -41,6 +55,10 @@ pub fn run(args: DistilArgs) -> Result<()> {
     settings.epochs = args.epochs.unwrap_or(settings.epochs);
     settings.seed = args.seed.unwrap_or(settings.seed);
     settings.resume = args.resume;
+    settings.teacher_targets = match args.fold_targets {
+        FoldTargets::OutOfFold => TeacherTargets::OutOfFold,
+        FoldTargets::SameFold => TeacherTargets::SameFold,
+    };
     settings.out = Some(args.out.clone());
     settings.device = args.gpu.device.clone();
     settings.kernels = args.gpu.kernels;

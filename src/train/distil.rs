@@ -24,6 +24,21 @@ use crate::gpu::GpuContext;
 use crate::model::{DecisionRule, Model, ModelConfig};
 use crate::run::{write_json, RunSettings};
 
+/// Which of the teacher's probabilities the fold students learn (the one student always
+/// learns the out-of-fold ones).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TeacherTargets {
+    /// Each beat: the mean of the members that did not train on its record. Those members
+    /// trained on the fold student's validation records.
+    #[default]
+    OutOfFold,
+    /// The members that held out exactly the fold student's validation records (the teacher's
+    /// own seed), their probabilities on the beats they trained on: nothing of the validation
+    /// records reaches the fold student.
+    SameFold,
+}
+
 /// A `train --folds` ensemble that teaches: its members and the records each held out.
 pub struct Teacher {
     path: PathBuf,
@@ -84,6 +99,49 @@ impl Teacher {
                 other => other,
             }
         })
+    }
+}
+
+impl Teacher {
+    /// The soft targets of a fold student validated on `fold`'s records: the mean of the
+    /// members that held out exactly those records, on `beats` (which they trained on).
+    pub fn same_fold_targets(
+        &self,
+        ctx: &GpuContext,
+        fold: &[String],
+        beats: &Beats,
+    ) -> Result<Vec<f32>> {
+        let sorted = |f: &[String]| {
+            let mut f = f.to_vec();
+            f.sort();
+            f
+        };
+        let wanted = sorted(fold);
+        let members = Model::members_from_bytes(ctx, &self.bytes, &self.path)?;
+        let same: Vec<Model> = members
+            .into_iter()
+            .zip(&self.folds)
+            .filter(|(_, f)| sorted(f) == wanted)
+            .map(|(m, _)| m)
+            .collect();
+        if same.is_empty() {
+            return Err(Error::Config(format!(
+                "teacher {}: no member held out exactly {}; same-fold targets need the \
+                 teacher's folds (train the student with its seed)",
+                self.path.display(),
+                fold.join(" ")
+            )));
+        }
+        let (count, classes) = (same.len(), same[0].config.classes);
+        let mut sums = vec![0f64; beats.len() * classes];
+        for member in same {
+            let probs =
+                crate::infer::Classifier::new(ctx, member)?.probabilities(beats, |_, _| {})?;
+            for (s, p) in sums.iter_mut().zip(probs) {
+                *s += f64::from(p);
+            }
+        }
+        Ok(sums.iter().map(|s| (s / count as f64) as f32).collect())
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::distil::{median_epoch, train_student, StudentPlan, Teacher};
+use super::distil::{median_epoch, train_student, StudentPlan, Teacher, TeacherTargets};
 use super::heartbeat::{new_trainer, run_config, training_part, write_metrics};
 use super::{fit, model_config, probabilities, split_kind, FitObserver, Outcome};
 use super::{Schedule, TrainData};
@@ -113,11 +113,18 @@ pub fn train_folds(
         let targets = match &teacher {
             Some(teacher) => {
                 observer.note(&format!(
-                    "fold {}: targets of {} beats from the teacher's members that did not train on each beat's record",
+                    "fold {}: targets of {} beats from the teacher's members {}",
                     i + 1,
-                    train.len()
+                    train.len(),
+                    match settings.teacher_targets {
+                        TeacherTargets::OutOfFold => "that did not train on each beat's record",
+                        TeacherTargets::SameFold => "that held out this fold's records",
+                    }
                 ));
-                Some(teacher.targets(ctx, &train)?)
+                Some(match settings.teacher_targets {
+                    TeacherTargets::OutOfFold => teacher.targets(ctx, &train)?,
+                    TeacherTargets::SameFold => teacher.same_fold_targets(ctx, fold, &train)?,
+                })
             }
             None => None,
         };
