@@ -158,6 +158,10 @@ pub struct RunSettings {
     /// Which teacher probabilities the fold students learn.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub teacher_targets: crate::train::distil::TeacherTargets,
+    /// More fold ensembles that teach with `clean` targets (each trained without some fold's
+    /// records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clean_teachers: Vec<PathBuf>,
 }
 
 impl Default for RunSettings {
@@ -202,6 +206,7 @@ impl Default for RunSettings {
             freeze_features: false,
             teacher: None,
             teacher_targets: Default::default(),
+            clean_teachers: vec![],
         }
     }
 }

@@ -1845,6 +1845,29 @@ fn distil_trains_one_student_on_the_teachers_out_of_fold_probabilities() {
     assert_eq!(same.unwrap(), own);
     let none = taught.same_fold_targets(ctx, &["999".to_string()], &oof.beats);
     assert!(none.unwrap_err().to_string().contains("999"));
+    // clean targets: only the member that never trained on fold 1's records teaches, and only
+    // the beats it held out (here fold 1's own)
+    let fold1 = &oof.folds[0];
+    let (held, kept): (Vec<usize>, Vec<usize>) =
+        (0..oof.beats.len()).partition(|&b| fold1.contains(&oof.beats.record[b]));
+    let clean = ecgwgpu::train::distil::clean_targets(
+        ctx,
+        std::slice::from_ref(&taught),
+        fold1,
+        &oof.beats.select(&held),
+    );
+    let own_held: Vec<f32> = held
+        .iter()
+        .flat_map(|&b| own[b * 5..b * 5 + 5].to_vec())
+        .collect();
+    assert_eq!(clean.unwrap(), own_held);
+    let leaky = ecgwgpu::train::distil::clean_targets(
+        ctx,
+        std::slice::from_ref(&taught),
+        fold1,
+        &oof.beats.select(&kept),
+    );
+    assert!(leaky.unwrap_err().to_string().contains("--clean-teacher"));
 
     let out = temp_run("distil");
     let distil = |teacher: &Path, out: &Path| {

@@ -27,9 +27,15 @@ pub struct DistilArgs {
     /// not train on its record; they trained on the fold's validation records, which may
     /// flatter the out-of-fold figures) or `same-fold` (the members that held out exactly the
     /// fold's records, on the beats they trained on: needs the teacher's seed). The one student
-    /// learns the out-of-fold probabilities either way.
+    /// learns the out-of-fold probabilities either way. `clean`: each beat the mean of the
+    /// members that trained on neither its record nor the fold's (nested cross-validation:
+    /// give --clean-teacher ensembles trained without each fold's records).
     #[arg(long, value_enum, default_value = "out-of-fold")]
     fold_targets: FoldTargets,
+    /// A `train --folds` ensemble trained without some fold's records, whose members teach
+    /// that fold with `--fold-targets clean`. Repeatable.
+    #[arg(long, value_name = "CHECKPOINT")]
+    clean_teacher: Vec<PathBuf>,
     /// Continue an interrupted run in --out (each fold and the student from its last epoch).
     #[arg(long)]
     resume: bool,
@@ -46,6 +52,7 @@ pub struct DistilArgs {
 enum FoldTargets {
     OutOfFold,
     SameFold,
+    Clean,
 }
 
 pub fn run(args: DistilArgs) -> Result<()> {
@@ -58,7 +65,9 @@ pub fn run(args: DistilArgs) -> Result<()> {
     settings.teacher_targets = match args.fold_targets {
         FoldTargets::OutOfFold => TeacherTargets::OutOfFold,
         FoldTargets::SameFold => TeacherTargets::SameFold,
+        FoldTargets::Clean => TeacherTargets::Clean,
     };
+    settings.clean_teachers = args.clean_teacher.clone();
     settings.out = Some(args.out.clone());
     settings.device = args.gpu.device.clone();
     settings.kernels = args.gpu.kernels;

@@ -37,6 +37,11 @@ pub enum TeacherTargets {
     /// own seed), their probabilities on the beats they trained on: nothing of the validation
     /// records reaches the fold student.
     SameFold,
+    /// Each beat: the mean of the members (of the teacher and the `clean_teachers`) that
+    /// trained on neither its record nor any of the fold's validation records: nested
+    /// cross-validation, out of fold and leak-free. Needs teachers trained without each fold's
+    /// records.
+    Clean,
 }
 
 /// A `train --folds` ensemble that teaches: its members and the records each held out.
@@ -143,6 +148,53 @@ impl Teacher {
         }
         Ok(sums.iter().map(|s| (s / count as f64) as f32).collect())
     }
+}
+
+impl Teacher {
+    /// The members that trained on none of `fold`'s records (a member trained on all of the
+    /// teacher's records but those it held out), with the records each held out.
+    pub fn members_clear_of(
+        &self,
+        ctx: &GpuContext,
+        fold: &[String],
+    ) -> Result<(Vec<Model>, Vec<Vec<String>>)> {
+        let all: Vec<&String> = self.folds.iter().flatten().collect();
+        let members = Model::members_from_bytes(ctx, &self.bytes, &self.path)?;
+        Ok(members
+            .into_iter()
+            .zip(&self.folds)
+            .filter(|(_, held)| {
+                all.iter()
+                    .filter(|r| !held.contains(r))
+                    .all(|trained| !fold.contains(trained))
+            })
+            .map(|(m, held)| (m, held.clone()))
+            .unzip())
+    }
+}
+
+/// Clean targets of a fold student validated on `fold`'s records: each beat the mean of the
+/// `teachers`' members that trained on neither its record nor any of `fold`'s.
+pub fn clean_targets(
+    ctx: &GpuContext,
+    teachers: &[Teacher],
+    fold: &[String],
+    beats: &Beats,
+) -> Result<Vec<f32>> {
+    let (mut members, mut folds) = (vec![], vec![]);
+    for teacher in teachers {
+        let (m, f) = teacher.members_clear_of(ctx, fold)?;
+        members.extend(m);
+        folds.extend(f);
+    }
+    out_of_fold_probabilities(ctx, members, &folds, beats, 1024, |_, _| {}).map_err(|e| match e {
+        Error::Config(why) => Error::Config(format!(
+            "clean targets for the fold of {}: {why} among the members that never trained on \
+             that fold's records (give --clean-teacher ensembles trained without them)",
+            fold.join(" ")
+        )),
+        other => other,
+    })
 }
 
 /// The settings and data of a student of `teacher`: its training run's network, recipe, folds,

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::distil::{median_epoch, train_student, StudentPlan, Teacher, TeacherTargets};
+use super::distil::{
+    clean_targets, median_epoch, train_student, StudentPlan, Teacher, TeacherTargets,
+};
 use super::heartbeat::{new_trainer, run_config, training_part, write_metrics};
 use super::{fit, model_config, probabilities, split_kind, FitObserver, Outcome};
 use super::{Schedule, TrainData};
@@ -84,6 +86,20 @@ pub fn train_folds(
             ))
         }
     };
+    let clean_teachers = match settings.teacher_targets {
+        TeacherTargets::Clean => settings
+            .clean_teachers
+            .iter()
+            .map(|path| Teacher::load(ctx, path, &config))
+            .chain(
+                settings
+                    .teacher
+                    .iter()
+                    .map(|path| Teacher::load(ctx, path, &config)),
+            )
+            .collect::<Result<Vec<_>>>()?,
+        _ => vec![],
+    };
     let mut best_epochs = vec![];
     let mut oof = vec![0f32; pool.len() * classes];
     let mut members = vec![];
@@ -119,11 +135,14 @@ pub fn train_folds(
                     match settings.teacher_targets {
                         TeacherTargets::OutOfFold => "that did not train on each beat's record",
                         TeacherTargets::SameFold => "that held out this fold's records",
+                        TeacherTargets::Clean =>
+                            "that trained on neither this fold's records nor each beat's",
                     }
                 ));
                 Some(match settings.teacher_targets {
                     TeacherTargets::OutOfFold => teacher.targets(ctx, &train)?,
                     TeacherTargets::SameFold => teacher.same_fold_targets(ctx, fold, &train)?,
+                    TeacherTargets::Clean => clean_targets(ctx, &clean_teachers, fold, &train)?,
                 })
             }
             None => None,
