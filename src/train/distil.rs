@@ -4,11 +4,14 @@
 //!
 //! `train_folds` with a teacher trains the fold students (their out-of-fold predictions choose
 //! the decision rule, as for any fold ensemble), then [`train_student`] trains the one network
-//! on all of DS1 for the folds' median best epoch. Each training beat's target is the mean of the
-//! teacher's members that did not train on its record. The fold students' targets come from the
-//! same teacher, whose members trained on the other folds' records: a fold student's targets
-//! carry what the teacher learned from the records it is validated on, so its out-of-fold
-//! figures may flatter the student. DS2 (no beat of it used) is the check that does not.
+//! on all of DS1 for the folds' median best epoch, each training beat's target the mean of the
+//! teacher's members that did not train on its record.
+//!
+//! The fold students' targets ([`TeacherTargets`]) decide how honest their figures are. The
+//! out-of-fold ones come from members that trained on the fold's validation records, so what
+//! the teacher learned there reaches the student. `clean` targets (members that trained on
+//! neither) need teachers trained without each fold: nested cross-validation. DS2 (no beat of
+//! it used) is the check that needs neither.
 
 use std::path::{Path, PathBuf};
 
