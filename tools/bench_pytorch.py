@@ -12,6 +12,7 @@ available, on the GPU too (synchronised before each clock read).
     pip install torch
     python3 tools/bench_pytorch.py --batch 32 128 512 --threads 2
     python3 tools/bench_pytorch.py --batch 128 --json      # one JSON object per line
+    python3 tools/bench_pytorch.py --preset mid-rr --members 15 --batch 32   # the shipped fifteen
 
 Compare with `ecgwgpu bench --preset paper --batch 128` (same table) on the same machine, in one
 sitting: both machines here are noisy.
@@ -41,6 +42,17 @@ PAPER = {
     "classes": 5,
 }
 
+# The shipped model's networks: the paper's six pairs at a quarter width, the R-R features
+# joined before Dense_1 and a rhythm head (26,354 parameters).
+MID_RR = {
+    **PAPER,
+    "pair_channels": [8, 8, 16, 16, 32, 32],
+    "dense": 32,
+    "rr_features": 8,
+    "rhythm_head": 16,
+}
+PRESETS = {"paper": PAPER, "mid-rr": MID_RR}
+
 
 def two_fold_focal(logits, target, folds=((0.25, 2.0), (0.25, 0.5))):
     """FL(a1, gm) + FL(a2, gn), FL = -a (1 - p_t)^g log p_t, mean over the batch."""
@@ -54,24 +66,33 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def bench(device, batch, infer_batch, repeats):
+def bench(device, batch, infer_batch, repeats, preset="paper", members=1):
+    """Times a training step of one network and inference of `members` networks (each on the
+    same batch, their probabilities averaged, as an ensemble decides)."""
     torch.manual_seed(1)
-    net = PaperNet(PAPER).to(device)
+    cfg = PRESETS[preset]
+    nets = [PaperNet(cfg).to(device) for _ in range(members)]
+    net = nets[0]
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     x = torch.rand(batch, 1, 187, device=device)
+    rr = torch.rand(batch, 8, device=device)
     y = torch.arange(batch, device=device) % 5
     xi = torch.rand(infer_batch, 1, 187, device=device)
+    rri = torch.rand(infer_batch, 8, device=device)
 
     def train_step():
         net.train()
         opt.zero_grad(set_to_none=True)
-        two_fold_focal(net(x), y).backward()
+        two_fold_focal(net(x, rr), y).backward()
         opt.step()
 
     def infer():
-        net.eval()
         with torch.no_grad():
-            torch.softmax(net(xi), dim=1)
+            total = 0
+            for n in nets:
+                n.eval()
+                total = total + torch.softmax(n(xi, rri), dim=1)
+            return total / len(nets)
 
     start = time.perf_counter()
     train_step()
@@ -93,7 +114,8 @@ def bench(device, batch, infer_batch, repeats):
         f"CPU, {torch.get_num_threads()} threads (PyTorch {torch.__version__})")
     return {
         "device": f"PyTorch {device.type}: {name}",
-        "preset": "paper",
+        "preset": preset,
+        "members": members,
         "batch": batch,
         "infer_batch": infer_batch,
         "warmup_s": warmup,
@@ -106,6 +128,9 @@ def bench(device, batch, infer_batch, repeats):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    p.add_argument("--members", type=int, default=1,
+                   help="networks run on each inference batch (an ensemble; the shipped model has 15)")
     p.add_argument("--batch", type=int, nargs="+", default=[32, 128, 512])
     p.add_argument("--infer-batch", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=10)
@@ -120,12 +145,12 @@ def main():
         devices.append(torch.device("cuda"))
     for device in devices:
         for batch in args.batch:
-            r = bench(device, batch, args.infer_batch, args.repeats)
+            r = bench(device, batch, args.infer_batch, args.repeats, args.preset, args.members)
             if args.json:
                 print(json.dumps(r), flush=True)
                 continue
             print(f"device               {r['device']}")
-            print(f"preset               paper (batch {batch})")
+            print(f"preset               {args.preset} (batch {batch}, {args.members} network(s) inferring)")
             print(f"warm-up              {r['warmup_s']:.2f} s (first step and first inference)")
             print(f"training step        {r['train_step_ms']:.1f} ms  → {r['train_beats_per_s']:.0f} beats/s")
             print(f"inference (b{args.infer_batch})    {r['infer_batch_ms']:.1f} ms  → "
