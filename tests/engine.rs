@@ -19,10 +19,22 @@ fn record_loss(
     logits: &Array2<f64>,
     labels: &[u32],
 ) -> (f32, Vec<f32>, Vec<f32>) {
+    run_loss(config, logits, |loss| {
+        loss.set_labels(ctx(), labels).unwrap()
+    })
+}
+
+/// The loss kernel on `logits` after `upload` gives it its labels or targets: (mean,
+/// per-sample losses, dlogits).
+fn run_loss(
+    config: &LossConfig,
+    logits: &Array2<f64>,
+    upload: impl FnOnce(&FocalLoss),
+) -> (f32, Vec<f32>, Vec<f32>) {
     let ctx = ctx();
     let (batch, classes) = logits.dim();
     let loss = FocalLoss::new(ctx, config, batch, classes).unwrap();
-    loss.set_labels(ctx, labels).unwrap();
+    upload(&loss);
     let logits_t =
         Tensor::from_slice(ctx, &to_f32(&logits.clone().into_dyn()), &[batch, classes]).unwrap();
     let step = StepUniform::default().create_buffer(ctx);
@@ -78,51 +90,50 @@ fn focal_loss_matches_reference_and_gradient_check() {
     let logits = logits.mapv(|v| f64::from(v as f32));
     for (name, config) in loss_configs() {
         let (mean, _, grad) = record_loss(&config, &logits, &labels);
-        let (ref_mean, ref_grad) = loss::reference(&config, &logits, &labels);
-        assert_close(
-            &format!("{name}: mean loss"),
-            &[mean],
-            &[ref_mean],
-            1e-5,
-            1e-7,
-        );
-        assert_close(
-            &format!("{name}: dlogits"),
-            &grad,
-            &flat(&ref_grad.into_dyn()),
-            1e-4,
-            1e-7,
-        );
-        let numeric = numeric_grad(&logits.clone().into_dyn(), |z| {
-            loss::reference(&config, &z.clone().into_dimensionality().unwrap(), &labels).0
+        matches_reference(&name, mean, &grad, &logits, |z| {
+            loss::reference(&config, z, &labels)
         });
-        assert_close(
-            &format!("{name}: numeric dlogits"),
-            &grad,
-            &flat(&numeric),
-            1e-3,
-            1e-6,
-        );
     }
+}
+
+/// A loss kernel's `mean` and `grad` against its f64 `reference` at `logits`, and the
+/// gradient against the reference's finite differences.
+fn matches_reference(
+    name: &str,
+    mean: f32,
+    grad: &[f32],
+    logits: &Array2<f64>,
+    reference: impl Fn(&Array2<f64>) -> (f64, Array2<f64>),
+) {
+    let (ref_mean, ref_grad) = reference(logits);
+    assert_close(
+        &format!("{name}: mean loss"),
+        &[mean],
+        &[ref_mean],
+        1e-5,
+        1e-7,
+    );
+    let ref_grad = flat(&ref_grad.into_dyn());
+    assert_close(&format!("{name}: dlogits"), grad, &ref_grad, 1e-4, 1e-7);
+    let numeric = numeric_grad(&logits.clone().into_dyn(), |z| {
+        reference(&z.clone().into_dimensionality().unwrap()).0
+    });
+    let numeric = flat(&numeric);
+    assert_close(
+        &format!("{name}: numeric dlogits"),
+        grad,
+        &numeric,
+        1e-3,
+        1e-6,
+    );
 }
 
 /// The soft-target loss on the GPU: (mean, dlogits).
 fn record_soft_loss(config: &LossConfig, logits: &Array2<f64>, targets: &[f32]) -> (f32, Vec<f32>) {
-    let ctx = ctx();
-    let (batch, classes) = logits.dim();
-    let loss = FocalLoss::new(ctx, config, batch, classes).unwrap();
-    loss.set_targets(ctx, targets).unwrap();
-    let logits_t =
-        Tensor::from_slice(ctx, &to_f32(&logits.clone().into_dyn()), &[batch, classes]).unwrap();
-    let step = StepUniform::default().create_buffer(ctx);
-    let mut program = Program::new();
-    loss.record(&mut Recorder::new(ctx, &step, &mut program), &logits_t)
-        .unwrap();
-    program.run(ctx).unwrap();
-    (
-        loss.mean.read(ctx).unwrap()[0],
-        loss.dlogits.read(ctx).unwrap(),
-    )
+    let (mean, _, dlogits) = run_loss(config, logits, |loss| {
+        loss.set_targets(ctx(), targets).unwrap()
+    });
+    (mean, dlogits)
 }
 
 #[test]
@@ -149,26 +160,9 @@ fn soft_target_loss_matches_reference_gradient_check_and_hard_labels() {
         ("two terms, per-class α", weighted),
     ] {
         let (mean, grad) = record_soft_loss(&config, &logits, &targets);
-        let (ref_mean, ref_grad) = loss::reference_soft(&config, &logits, &teacher);
-        assert_close(&format!("{name}: mean"), &[mean], &[ref_mean], 1e-5, 1e-7);
-        assert_close(
-            &format!("{name}: dlogits"),
-            &grad,
-            &flat(&ref_grad.into_dyn()),
-            1e-4,
-            1e-7,
-        );
-        let numeric = numeric_grad(&logits.clone().into_dyn(), |z| {
-            let z = z.clone().into_dimensionality().unwrap();
-            loss::reference_soft(&config, &z, &teacher).0
+        matches_reference(name, mean, &grad, &logits, |z| {
+            loss::reference_soft(&config, z, &teacher)
         });
-        assert_close(
-            &format!("{name}: numeric dlogits"),
-            &grad,
-            &flat(&numeric),
-            1e-3,
-            1e-6,
-        );
     }
     // one-hot targets are the hard loss
     let labels: Vec<u32> = (0..9).map(|i| (i * 7 % 5) as u32).collect();
