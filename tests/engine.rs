@@ -90,7 +90,7 @@ fn focal_loss_matches_reference_and_gradient_check() {
     let logits = logits.mapv(|v| f64::from(v as f32));
     for (name, config) in loss_configs() {
         let (mean, _, grad) = record_loss(&config, &logits, &labels);
-        matches_reference(&name, mean, &grad, &logits, |z| {
+        matches_reference(name, mean, &grad, &logits, |z| {
             loss::reference(&config, z, &labels)
         });
     }
