@@ -1,6 +1,6 @@
 //! A distilled student (`ecgwgpu distil`): one network trained towards a fold ensemble's
-//! out-of-fold probabilities, so a user who wants one network's speed keeps most of what the
-//! ensemble learned.
+//! out-of-fold probabilities, for users who want one network's speed (whether it keeps enough of
+//! the ensemble is measured in results/README.md).
 //!
 //! `train_folds` with a teacher trains the fold students (their out-of-fold predictions choose
 //! the decision rule, as for any fold ensemble), then [`train_student`] trains the one network
@@ -108,9 +108,7 @@ impl Teacher {
             }
         })
     }
-}
 
-impl Teacher {
     /// The soft targets of a fold student validated on `fold`'s records: the mean of the
     /// members that held out exactly those records, on `beats` (which they trained on).
     pub fn same_fold_targets(
@@ -151,9 +149,7 @@ impl Teacher {
         }
         Ok(sums.iter().map(|s| (s / count as f64) as f32).collect())
     }
-}
 
-impl Teacher {
     /// The members that trained on none of `fold`'s records (a member trained on all of the
     /// teacher's records but those it held out), with the records each held out.
     pub fn members_clear_of(
