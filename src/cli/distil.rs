@@ -87,6 +87,13 @@ pub fn run(args: DistilArgs) -> Result<()> {
         oof.se_ppv("S"),
         oof.se_ppv("V")
     );
+    if settings.teacher_targets == TeacherTargets::OutOfFold {
+        println!(
+            "note: these out-of-fold figures flatter the students: their targets came from \
+             members that trained on each fold's records (--fold-targets clean measures \
+             without; DS2 below is unaffected)"
+        );
+    }
     println!(
         "\ntest, the ensemble of {} fold students\n{}",
         outcome.folds.len(),
