@@ -1456,22 +1456,22 @@ fn a_centred_network_is_evaluated_and_predicted_on_centred_beats_without_being_t
     }
 }
 
+/// A calibrated two-fold ensemble of the embedded DS1 records (208 and 209), one epoch.
+const CALIBRATED_FOLDS: [&str; 7] = [
+    "--epochs",
+    "1",
+    "--split",
+    "inter",
+    "--folds",
+    "2",
+    "--calibrate",
+];
+
 #[test]
 fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
     let out = temp_run("folds");
     // the embedded DS1 records are 208 and 209: one fold each
-    let run = train_tiny(
-        &out,
-        &[
-            "--epochs",
-            "1",
-            "--split",
-            "inter",
-            "--folds",
-            "2",
-            "--calibrate",
-        ],
-    );
+    let run = train_tiny(&out, &CALIBRATED_FOLDS);
     assert!(run.status.success(), "{run:?}");
     let metrics = read_json(&out.join("metrics.json"));
     assert_eq!(metrics["folds"], serde_json::json!([["208"], ["209"]]));
@@ -1810,16 +1810,7 @@ fn evaluate_reads_records_as_another_device_would() {
 #[test]
 fn distil_trains_one_student_on_the_teachers_out_of_fold_probabilities() {
     let teacher_dir = temp_run("teacher");
-    let flags = [
-        "--epochs",
-        "1",
-        "--split",
-        "inter",
-        "--folds",
-        "2",
-        "--calibrate",
-    ];
-    let trained = train_tiny(&teacher_dir, &flags);
+    let trained = train_tiny(&teacher_dir, &CALIBRATED_FOLDS);
     assert!(trained.status.success(), "{trained:?}");
     let teacher = teacher_dir.join("best.safetensors");
     // the targets of DS1's beats are the teacher's out-of-fold probabilities

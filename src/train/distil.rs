@@ -20,7 +20,7 @@ use serde_json::json;
 use super::heartbeat::{new_trainer, run_config, training_part, write_metrics};
 use super::{fit, FitObserver, Outcome, Schedule, TrainData};
 use crate::data::beats::Beats;
-use crate::data::corpus::dataset::LoadOptions;
+use crate::data::corpus::dataset::{patient, LoadOptions};
 use crate::error::{Error, Result};
 use crate::eval::{member_folds, out_of_fold_probabilities, training_run};
 use crate::gpu::GpuContext;
@@ -138,16 +138,16 @@ impl Teacher {
                 fold.join(" ")
             )));
         }
-        let (count, classes) = (same.len(), same[0].config.classes);
-        let mut sums = vec![0f64; beats.len() * classes];
-        for member in same {
-            let probs =
-                crate::infer::Classifier::new(ctx, member)?.probabilities(beats, |_, _| {})?;
-            for (s, p) in sums.iter_mut().zip(probs) {
-                *s += f64::from(p);
-            }
-        }
-        Ok(sums.iter().map(|s| (s / count as f64) as f32).collect())
+        // each member covers every record of `beats`: its probabilities on all of them
+        let mut records: Vec<String> = beats
+            .record
+            .iter()
+            .map(|r| patient(r).to_string())
+            .collect();
+        records.sort();
+        records.dedup();
+        let covers = vec![records; same.len()];
+        out_of_fold_probabilities(ctx, same, &covers, beats, 1024, |_, _| {})
     }
 
     /// The members that trained on none of `fold`'s records (a member trained on all of the
@@ -174,9 +174,9 @@ impl Teacher {
 
 /// Clean targets of a fold student validated on `fold`'s records: each beat the mean of the
 /// `teachers`' members that trained on neither its record nor any of `fold`'s.
-pub fn clean_targets(
+pub fn clean_targets<'t>(
     ctx: &GpuContext,
-    teachers: &[Teacher],
+    teachers: impl IntoIterator<Item = &'t Teacher>,
     fold: &[String],
     beats: &Beats,
 ) -> Result<Vec<f32>> {

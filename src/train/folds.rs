@@ -86,17 +86,12 @@ pub fn train_folds(
             ))
         }
     };
+    // with clean targets, the teacher's members may teach too: the clean teachers' first
     let clean_teachers = match settings.teacher_targets {
         TeacherTargets::Clean => settings
             .clean_teachers
             .iter()
             .map(|path| Teacher::load(ctx, path, &config))
-            .chain(
-                settings
-                    .teacher
-                    .iter()
-                    .map(|path| Teacher::load(ctx, path, &config)),
-            )
             .collect::<Result<Vec<_>>>()?,
         _ => vec![],
     };
@@ -142,7 +137,9 @@ pub fn train_folds(
                 Some(match settings.teacher_targets {
                     TeacherTargets::OutOfFold => teacher.targets(ctx, &train)?,
                     TeacherTargets::SameFold => teacher.same_fold_targets(ctx, fold, &train)?,
-                    TeacherTargets::Clean => clean_targets(ctx, &clean_teachers, fold, &train)?,
+                    TeacherTargets::Clean => {
+                        clean_targets(ctx, clean_teachers.iter().chain([teacher]), fold, &train)?
+                    }
                 })
             }
             None => None,

@@ -125,19 +125,21 @@ pub fn beats(
         cut += beats.len();
         each(beats, &chunk)
     })?;
-    let beat_annotations = annotations
-        .iter()
-        .filter(|a| AamiClass::from_code(a.code).is_some() && a.sample < n as u64)
-        .count();
+    let beat_annotations = beats_within(annotations, n).count();
     Ok(beat_annotations - cut)
+}
+
+/// The beat annotations (an AAMI class's) before sample `n`.
+fn beats_within(annotations: &[Annotation], n: usize) -> impl Iterator<Item = &Annotation> {
+    annotations
+        .iter()
+        .filter(move |a| AamiClass::from_code(a.code).is_some() && a.sample < n as u64)
 }
 
 /// The R peaks of the beat annotations of a lead of `n` samples at `fs`, at 125 Hz and sorted:
 /// what [`NoiseIndex::push_chunk`] measures around.
 pub fn peaks_at_125(annotations: &[Annotation], fs: f64, n: usize) -> Vec<usize> {
-    let mut peaks: Vec<usize> = annotations
-        .iter()
-        .filter(|a| AamiClass::from_code(a.code).is_some() && a.sample < n as u64)
+    let mut peaks: Vec<usize> = beats_within(annotations, n)
         .map(|a| (a.sample as f64 * FS / fs).round() as usize)
         .collect();
     peaks.sort_unstable();
