@@ -28,8 +28,10 @@ struct Params {
     // `split_len` (rows of the batch for the register kernel, positions for the tiled one)
     splits: u32,
     split_len: u32,
-    _unused0: u32,
-    _unused1: u32,
+    // grouped convolution: output channel group g reads input channels g*c_in..(g+1)*c_in; c_in
+    // is per group (the weight's dim 1) and x has groups*c_in channels
+    groups: u32,
+    _unused: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,6 +45,21 @@ struct Params {
 @group(0) @binding(8) var<storage, read> yo: array<f32>;               // forward output (ReLU mask)
 @group(0) @binding(9) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(10) var<storage, read_write> db: array<f32>;
+
+// Output channels per group.
+fn per_group() -> u32 {
+    return p.c_out / p.groups;
+}
+
+// The register block of workgroup row z: (first output channel, the last channel of its group,
+// group). Each group's channels are cut into blocks of 8 on their own, so that no block straddles
+// two groups and every lane of a block reads the same input channels.
+fn out_block(z: u32) -> vec3<u32> {
+    let per = per_group();
+    let blocks = (per + 7u) / 8u;
+    let g = z / blocks;
+    return vec3<u32>(g * per + (z % blocks) * 8u, g * per + per - 1u, g);
+}
 
 // Set per pipeline (src/ops/conv1d.rs): the backward kernels sit behind a fused ReLU whose mask
 // they read in place. A pipeline constant, so the unmasked kernels carry no trace of it.
@@ -67,8 +84,9 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     if (id >= p.batch * n_l4) { return; }
     let l0 = (id % n_l4) * 4u;
     let b = id / n_l4;
-    let co0 = wid.z * 8u;
-    let last = p.c_out - 1u;
+    let blk = out_block(wid.z);
+    let co0 = blk.x;
+    let last = blk.y;
     let w_co = p.c_in * p.kernel;                  // weight stride between output channels
     let wb = array<u32, 8>(min(co0, last) * w_co, min(co0 + 1u, last) * w_co, min(co0 + 2u, last) * w_co,
                            min(co0 + 3u, last) * w_co, min(co0 + 4u, last) * w_co, min(co0 + 5u, last) * w_co,
@@ -77,7 +95,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let bh = vec4<f32>(bias[min(co0 + 4u, last)], bias[min(co0 + 5u, last)], bias[min(co0 + 6u, last)], bias[min(co0 + 7u, last)]);
     var a0l = bl; var a1l = bl; var a2l = bl; var a3l = bl;   // channels co0..co0+3
     var a0h = bh; var a1h = bh; var a2h = bh; var a3h = bh;   // channels co0+4..co0+7
-    let x_b = b * p.c_in * p.len_in;
+    let x_b = (b * p.groups + blk.z) * p.c_in * p.len_in;
     let hi = i32(p.len_in) - 1;
     for (var k = 0u; k < p.kernel; k++) {
         let s = i32(l0 + k) - i32(p.pad);
@@ -98,7 +116,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             wo += p.kernel;
         }
     }
-    let n = min(8u, p.c_out - co0);
+    let n = min(8u, last + 1u - co0);
     let o = (b * p.c_out + co0) * p.len_out + l0;
     let r = p.relu != 0u;
     if (l0 < p.len_out) { put8_y(o, p.len_out, n, relu8(a0l, r), relu8(a0h, r)); }
@@ -119,8 +137,9 @@ fn forward_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     if (id >= p.batch * n_l8) { return; }
     let l0 = (id % n_l8) * 8u;
     let b = id / n_l8;
-    let co0 = wid.z * 8u;
-    let last = p.c_out - 1u;
+    let blk = out_block(wid.z);
+    let co0 = blk.x;
+    let last = blk.y;
     let w_co = p.c_in * p.kernel;
     let wb = array<u32, 8>(min(co0, last) * w_co, min(co0 + 1u, last) * w_co, min(co0 + 2u, last) * w_co,
                            min(co0 + 3u, last) * w_co, min(co0 + 4u, last) * w_co, min(co0 + 5u, last) * w_co,
@@ -129,7 +148,7 @@ fn forward_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let bh = vec4<f32>(bias[min(co0 + 4u, last)], bias[min(co0 + 5u, last)], bias[min(co0 + 6u, last)], bias[min(co0 + 7u, last)]);
     var a0l = bl; var a1l = bl; var a2l = bl; var a3l = bl; var a4l = bl; var a5l = bl; var a6l = bl; var a7l = bl;
     var a0h = bh; var a1h = bh; var a2h = bh; var a3h = bh; var a4h = bh; var a5h = bh; var a6h = bh; var a7h = bh;
-    let x_b = b * p.c_in * p.len_in;
+    let x_b = (b * p.groups + blk.z) * p.c_in * p.len_in;
     let hi = i32(p.len_in) - 1;
     for (var k = 0u; k < p.kernel; k++) {
         let s = i32(l0 + k) - i32(p.pad);
@@ -158,7 +177,7 @@ fn forward_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             wo += p.kernel;
         }
     }
-    let n = min(8u, p.c_out - co0);
+    let n = min(8u, last + 1u - co0);
     let o = (b * p.c_out + co0) * p.len_out + l0;
     let r = p.relu != 0u;
     if (l0 < p.len_out) { put8_y(o, p.len_out, n, relu8(a0l, r), relu8(a0h, r)); }
@@ -222,14 +241,17 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     if (id >= p.batch * n_m4) { return; }
     let m0 = (id % n_m4) * 4u;
     let b = id / n_m4;
-    let ci0 = wid.z * 8u;
+    let blocks = (p.c_in + 7u) / 8u;
+    let g = wid.z / blocks;
+    let ci0 = (wid.z % blocks) * 8u;     // within group g
     let last = p.c_in - 1u;
+    let per = per_group();
     let wb = array<u32, 8>(min(ci0, last) * p.kernel, min(ci0 + 1u, last) * p.kernel, min(ci0 + 2u, last) * p.kernel,
                            min(ci0 + 3u, last) * p.kernel, min(ci0 + 4u, last) * p.kernel, min(ci0 + 5u, last) * p.kernel,
                            min(ci0 + 6u, last) * p.kernel, min(ci0 + 7u, last) * p.kernel);
     var a0l = vec4<f32>(0.0); var a1l = vec4<f32>(0.0); var a2l = vec4<f32>(0.0); var a3l = vec4<f32>(0.0);
     var a0h = vec4<f32>(0.0); var a1h = vec4<f32>(0.0); var a2h = vec4<f32>(0.0); var a3h = vec4<f32>(0.0);
-    let dy_b = b * p.c_out * p.len_out;
+    let dy_b = (b * p.c_out + g * per) * p.len_out;
     let hi = i32(p.len_out) - 1;
     let w_co = p.c_in * p.kernel;
     for (var k = 0u; k < p.kernel; k++) {
@@ -239,8 +261,8 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         let m0_ = select(0.0, 1.0, s >= 0 && s <= hi); let m1 = select(0.0, 1.0, s + 1 >= 0 && s + 1 <= hi);
         let m2 = select(0.0, 1.0, s + 2 >= 0 && s + 2 <= hi); let m3 = select(0.0, 1.0, s + 3 >= 0 && s + 3 <= hi);
         var dr = dy_b;
-        var wo = k;
-        for (var co = 0u; co < p.c_out; co++) {
+        var wo = k + g * per * w_co;
+        for (var co = 0u; co < per; co++) {
             let d0 = vec4<f32>(grad_at(dr + i0) * m0_); let d1 = vec4<f32>(grad_at(dr + i1) * m1);
             let d2 = vec4<f32>(grad_at(dr + i2) * m2); let d3 = vec4<f32>(grad_at(dr + i3) * m3);
             let wl = vec4<f32>(w[wb[0] + wo], w[wb[1] + wo], w[wb[2] + wo], w[wb[3] + wo]);
@@ -252,7 +274,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         }
     }
     let n = min(8u, p.c_in - ci0);
-    let o = (b * p.c_in + ci0) * p.len_in + m0;
+    let o = ((b * p.groups + g) * p.c_in + ci0) * p.len_in + m0;
     if (m0 < p.len_in) { put8_dx(o, p.len_in, n, a0l, a0h); }
     if (m0 + 1u < p.len_in) { put8_dx(o + 1u, p.len_in, n, a1l, a1h); }
     if (m0 + 2u < p.len_in) { put8_dx(o + 2u, p.len_in, n, a2l, a2h); }
@@ -274,9 +296,10 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let is_bias = id == n_ci4 * p.kernel;
     let k = select(id % p.kernel, 0u, is_bias);
     let ci0 = select((id / p.kernel) * 4u, 0u, is_bias);
-    let co0 = wid.z * 8u;
+    let blk = out_block(wid.z);
+    let co0 = blk.x;
     let s = wid.y;
-    let last_co = p.c_out - 1u;
+    let last_co = blk.y;
     let last_ci = p.c_in - 1u;
     let row = p.len_out;
     let db8 = array<u32, 8>(min(co0, last_co) * row, min(co0 + 1u, last_co) * row, min(co0 + 2u, last_co) * row,
@@ -294,7 +317,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     var a0h = vec4<f32>(0.0); var a1h = vec4<f32>(0.0); var a2h = vec4<f32>(0.0); var a3h = vec4<f32>(0.0);
     let b_end = min(p.batch, (s + 1u) * p.split_len);
     for (var b = s * p.split_len; b < b_end; b++) {
-        let x_b = b * p.c_in * p.len_in;
+        let x_b = (b * p.groups + blk.z) * p.c_in * p.len_in;
         let dy_b = b * p.c_out * p.len_out;
         for (var l = l_start; l < l_end; l++) {
             let o = dy_b + l;
@@ -309,7 +332,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     }
     // a{j}l / a{j}h: input channel ci0 + j, output channels co0..co0+3 / co0+4..co0+7
     let cols = p.c_in * p.kernel + 1u;
-    let n = min(8u, p.c_out - co0);
+    let n = min(8u, last_co + 1u - co0);
     let o = s * p.c_out * cols + co0 * cols + select(ci0 * p.kernel + k, cols - 1u, is_bias);
     put8_partial(o, cols, n, a0l, a0h);
     if (is_bias) { return; }
@@ -413,12 +436,16 @@ fn tile_n0(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let n0 = tile_n0(wid, nwg);
-    let m0 = wid.z * TM;
+    let per = per_group();
+    let tiles = (per + TM - 1u) / TM;    // m tiles per group: none straddles two groups
+    let g = wid.z / tiles;
+    let m0 = g * per + (wid.z % tiles) * TM;
+    let m_end = g * per + per;
     let depth = p.c_in * p.kernel;
     let lane = li % 32u;                 // staging: lanes run along m (A) and n (B)
     let n = n0 + lane;
     let n_ok = n < p.batch * p.len_out;
-    let xb = (n / p.len_out) * p.c_in * p.len_in;
+    let xb = ((n / p.len_out) * p.groups + g) * p.c_in * p.len_in;
     let l = i32(n % p.len_out) - i32(p.pad);
     let m = m0 + lane;
     acc0 = vec4<f32>(0.0); acc1 = acc0; acc2 = acc0; acc3 = acc0;
@@ -427,7 +454,7 @@ fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             let rl = li / 32u + 2u * q;
             let r = r0 + rl;
             var a = 0.0;
-            if (m < p.c_out && r < depth) { a = w[m * depth + r]; }
+            if (m < m_end && r < depth) { a = w[m * depth + r]; }
             tile_a[rl][lane] = a;
             var bv = 0.0;
             let src = l + i32(r % p.kernel);
@@ -442,7 +469,7 @@ fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
     for (var i = 0u; i < 4u; i++) {
         let co = m0 + 4u * lid.y + i;
-        if (co >= p.c_out) { break; }
+        if (co >= m_end) { break; }
         for (var j = 0u; j < 4u; j++) {
             let nn = n0 + 4u * lid.x + j;
             if (nn >= p.batch * p.len_out) { break; }
@@ -457,8 +484,11 @@ fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let n0 = tile_n0(wid, nwg);
-    let m0 = wid.z * TM;
-    let depth = p.c_out * p.kernel;
+    let tiles = (p.c_in + TM - 1u) / TM;
+    let g = wid.z / tiles;
+    let m0 = (wid.z % tiles) * TM;       // input channels within group g
+    let per = per_group();
+    let depth = per * p.kernel;
     let lane = li % 32u;
     let n = n0 + lane;
     let n_ok = n < p.batch * p.len_in;
@@ -470,7 +500,7 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
         for (var q = 0u; q < 16u; q++) {
             let rl = li / 32u + 2u * q;
             let r = r0 + rl;
-            let co = r / p.kernel;
+            let co = g * per + r / p.kernel;
             let k = r % p.kernel;
             var a = 0.0;
             if (m < p.c_in && r < depth) { a = w[(co * p.c_in + m) * p.kernel + k]; }
@@ -492,7 +522,7 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
         for (var j = 0u; j < 4u; j++) {
             let nn = n0 + 4u * lid.x + j;
             if (nn >= p.batch * p.len_in) { break; }
-            dx[((nn / p.len_in) * p.c_in + ci) * p.len_in + nn % p.len_in] = acc_at(i, j);
+            dx[(((nn / p.len_in) * p.groups + g) * p.c_in + ci) * p.len_in + nn % p.len_in] = acc_at(i, j);
         }
     }
 }
@@ -503,7 +533,11 @@ fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
                          @builtin(local_invocation_index) li: u32) {
     let cols = p.c_in * p.kernel + 1u;
     let n0 = wid.x * TN;
-    let m0 = wid.y * TM;
+    let per = per_group();
+    let tiles = (per + TM - 1u) / TM;
+    let g = wid.y / tiles;
+    let m0 = g * per + (wid.y % tiles) * TM;
+    let m_end = g * per + per;
     let s = wid.z;
     let total = p.batch * p.len_out;
     let r_begin = s * p.split_len;
@@ -519,7 +553,7 @@ fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
             let t = li / 32u + 2u * q;
             let co = m0 + t;
             var a = 0.0;
-            if (inside && co < p.c_out) { a = grad_at((b * p.c_out + co) * p.len_out + l); }
+            if (inside && co < m_end) { a = grad_at((b * p.c_out + co) * p.len_out + l); }
             tile_a[lane][t] = a;
             let j = n0 + t;
             var bv = 0.0;
@@ -529,7 +563,7 @@ fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
                 } else {
                     let src = i32(l) + i32(j % p.kernel) - i32(p.pad);
                     if (src >= 0 && src < i32(p.len_in)) {
-                        bv = x[(b * p.c_in + j / p.kernel) * p.len_in + u32(src)];
+                        bv = x[((b * p.groups + g) * p.c_in + j / p.kernel) * p.len_in + u32(src)];
                     }
                 }
             }
@@ -542,7 +576,7 @@ fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     let base = s * p.c_out * cols;
     for (var i = 0u; i < 4u; i++) {
         let co = m0 + 4u * lid.y + i;
-        if (co >= p.c_out) { break; }
+        if (co >= m_end) { break; }
         for (var j = 0u; j < 4u; j++) {
             let col = n0 + 4u * lid.x + j;
             if (col >= cols) { break; }

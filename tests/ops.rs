@@ -69,7 +69,11 @@ fn conv1d_matches_reference() {
                 let len_out = pad.geometry(l, k).unwrap().1;
                 let dy = rand_array(&mut rng, &[b, co, len_out]);
                 let (y_ref, dy_eff) = conv_reference(&x, &w, &bias, &dy, pad, relu);
-                let op = Conv1d { padding: pad, relu };
+                let op = Conv1d {
+                    padding: pad,
+                    relu,
+                    groups: 1,
+                };
                 let inputs = [x.clone(), w.clone(), bias.clone()];
                 let (y, grads) = run_op_on(ctx, op, &inputs, &dy, 0);
                 let case = format!("{kernels:?} relu={relu} {:?}", (b, ci, co, l, k, pad));
@@ -143,7 +147,11 @@ fn conv1d_gradient_check() {
             let bias = rand_array(&mut rng, &[co]);
             let len_out = pad.geometry(l, k).unwrap().1;
             let dy = rand_array(&mut rng, &[b, co, len_out]);
-            let op = Conv1d { padding: pad, relu };
+            let op = Conv1d {
+                padding: pad,
+                relu,
+                groups: 1,
+            };
             let (_, grads) = run_op_on(ctx, op, &[x.clone(), w.clone(), bias.clone()], &dy, 0);
             let loss = |x: &ArrayD<f64>, w: &ArrayD<f64>, bias: &ArrayD<f64>| {
                 dot(&conv_reference(x, w, bias, &dy, pad, relu).0, &dy)
@@ -157,6 +165,129 @@ fn conv1d_gradient_check() {
             assert_close(&format!("{what} db"), &grads[2], &flat(&nb), 1e-3, 1e-4);
         }
     }
+}
+
+/// (batch, c_in per group, c_out, len, kernel, padding, groups): groups of 5 and of 40 output
+/// channels, so that register blocks (8) and tiles (32) end inside a group; one input channel per
+/// group, and a group count that is not a power of two.
+const GROUPED_CASES: &[(usize, usize, usize, usize, usize, Padding, usize)] = &[
+    (2, 3, 10, 13, 3, Padding::Same, 2),
+    (1, 1, 15, 11, 5, Padding::Same, 3),
+    (3, 4, 120, 9, 5, Padding::Same, 3),
+    (2, 2, 12, 8, 4, Padding::Valid, 4),
+];
+
+/// Grouped convolutions, every kernel variant: forward and the three gradients against the f64
+/// reference, the gradients against central differences, and the output equal, group by group
+/// and bit for bit, to each group run as a convolution of its own (what an ensemble run as one
+/// network relies on).
+#[test]
+fn grouped_conv1d_matches_reference_and_each_group_alone() {
+    for (kernels, ctx) in variants() {
+        let mut rng = Rng::new(11);
+        for (case, &(b, ci, co, l, k, pad, groups)) in GROUPED_CASES.iter().enumerate() {
+            let relu = case % 2 == 0;
+            let x = rand_array(&mut rng, &[b, ci * groups, l]);
+            let w = rand_array(&mut rng, &[co, ci, k]);
+            let bias = rand_array(&mut rng, &[co]);
+            let len_out = pad.geometry(l, k).unwrap().1;
+            let dy = rand_array(&mut rng, &[b, co, len_out]);
+            let reference = |x: &ArrayD<f64>, w: &ArrayD<f64>, bias: &ArrayD<f64>| {
+                let y = conv1d::reference_forward_grouped(&a3(x), &a3(w), &a1(bias), pad, groups)
+                    .into_dyn();
+                match relu {
+                    true => relu::reference_forward(&y),
+                    false => y,
+                }
+            };
+            let y_ref = reference(&x, &w, &bias);
+            let dy_eff = match relu {
+                true => a3(&relu::reference_backward(&y_ref, &dy)),
+                false => a3(&dy),
+            };
+            let op = Conv1d {
+                padding: pad,
+                relu,
+                groups,
+            };
+            let (y, grads) = run_op_on(ctx, op, &[x.clone(), w.clone(), bias.clone()], &dy, 0);
+            let what = format!("{kernels:?} grouped {:?}", GROUPED_CASES[case]);
+            assert_close(&format!("{what} forward"), &y, &flat(&y_ref), RTOL, ATOL);
+            let (dx, dw, db) =
+                conv1d::reference_backward_grouped(&a3(&x), &a3(&w), &dy_eff, pad, groups);
+            for (name, gpu, cpu) in [
+                ("dx", &grads[0], dx.into_dyn()),
+                ("dw", &grads[1], dw.into_dyn()),
+                ("db", &grads[2], db.into_dyn()),
+            ] {
+                assert_close(&format!("{what} {name}"), gpu, &flat(&cpu), RTOL, ATOL);
+            }
+            let loss = |x: &ArrayD<f64>, w: &ArrayD<f64>, bias: &ArrayD<f64>| {
+                dot(&reference(x, w, bias), &dy)
+            };
+            let nx = numeric_grad(&x, |x| loss(x, &w, &bias));
+            let nw = numeric_grad(&w, |w| loss(&x, w, &bias));
+            let nb = numeric_grad(&bias, |bias| loss(&x, &w, bias));
+            assert_close(
+                &format!("{what} numeric dx"),
+                &grads[0],
+                &flat(&nx),
+                1e-3,
+                1e-4,
+            );
+            assert_close(
+                &format!("{what} numeric dw"),
+                &grads[1],
+                &flat(&nw),
+                1e-3,
+                1e-4,
+            );
+            assert_close(
+                &format!("{what} numeric db"),
+                &grads[2],
+                &flat(&nb),
+                1e-3,
+                1e-4,
+            );
+            // each group on its own, as a plain convolution of the same variant
+            let per = co / groups;
+            for g in 0..groups {
+                let xg = x
+                    .slice(ndarray::s![.., g * ci..(g + 1) * ci, ..])
+                    .to_owned()
+                    .into_dyn();
+                let wg = w.slice(ndarray::s![g * per..(g + 1) * per, .., ..]);
+                let bg = bias.slice(ndarray::s![g * per..(g + 1) * per]);
+                let dyg = dy.slice(ndarray::s![.., g * per..(g + 1) * per, ..]);
+                let alone = Conv1d {
+                    padding: pad,
+                    relu,
+                    groups: 1,
+                };
+                let inputs = [xg, wg.to_owned().into_dyn(), bg.to_owned().into_dyn()];
+                let (yg, _) = run_op_on(ctx, alone, &inputs, &dyg.to_owned().into_dyn(), 0);
+                let y3 = ndarray::ArrayView3::from_shape((b, co, len_out), &y).unwrap();
+                let part: Vec<f32> = y3
+                    .slice(ndarray::s![.., g * per..(g + 1) * per, ..])
+                    .iter()
+                    .copied()
+                    .collect();
+                assert_eq!(
+                    part, yg,
+                    "{what}: group {g} differs from the group run alone"
+                );
+            }
+        }
+    }
+}
+
+/// A grouped convolution refuses inputs whose channels do not fit its groups.
+#[test]
+fn grouped_conv1d_checks_its_channels() {
+    let op = Conv1d::with_relu(Padding::Same).grouped(3);
+    assert!(op.output_shape(&[&[2, 6, 10], &[9, 2, 5], &[9]]).is_ok());
+    assert!(op.output_shape(&[&[2, 6, 10], &[8, 2, 5], &[8]]).is_err());
+    assert!(op.output_shape(&[&[2, 5, 10], &[9, 2, 5], &[9]]).is_err());
 }
 
 /// (batch, in, out): batch 1, sizes that are not multiples of the 16-wide tile.

@@ -1,5 +1,8 @@
-//! Conv1D (stride 1, bias, optionally fused with the ReLU that follows it), forward and backward
-//! w.r.t. input, weight and bias.
+//! Conv1D (stride 1, bias, optionally grouped, optionally fused with the ReLU that follows it),
+//! forward and backward w.r.t. input, weight and bias.
+//!
+//! Groups run several networks of one architecture as one: their weights stacked along the output
+//! channels, each group reading only its own input channels (PyTorch's `groups`).
 
 use ndarray::{Array1, Array3};
 
@@ -46,7 +49,8 @@ struct Params {
     relu: u32,
     splits: u32,
     split_len: u32,
-    _unused: [u32; 2],
+    groups: u32,
+    _unused: u32,
 }
 
 /// Beats per split of the register-block weight gradient: enough work per invocation for a CPU
@@ -63,11 +67,13 @@ const TARGET_INVOCATIONS: u32 = 1 << 16;
 /// GPU, so the split reduction fills it even at batch 32.
 const TARGET_WORKGROUPS: u32 = 2048;
 
-/// Inputs: x `[B, Cin, L]`, weight `[Cout, Cin, K]`, bias `[Cout]`. With `relu`, the output is
-/// `max(conv, 0)` and the backward pass masks the incoming gradient with it.
+/// Inputs: x `[B, groups * Cin, L]`, weight `[Cout, Cin, K]`, bias `[Cout]`; output channel `co`
+/// belongs to group `co / (Cout / groups)` and reads that group's `Cin` input channels. With
+/// `relu`, the output is `max(conv, 0)` and the backward pass masks the incoming gradient with it.
 pub struct Conv1d {
     pub padding: Padding,
     pub relu: bool,
+    pub groups: usize,
 }
 
 impl Conv1d {
@@ -76,6 +82,7 @@ impl Conv1d {
         Self {
             padding,
             relu: false,
+            groups: 1,
         }
     }
 
@@ -84,7 +91,13 @@ impl Conv1d {
         Self {
             padding,
             relu: true,
+            groups: 1,
         }
+    }
+
+    /// The same convolution in `groups` independent groups.
+    pub fn grouped(self, groups: usize) -> Self {
+        Self { groups, ..self }
     }
 
     fn params(&self, x: &[usize], w: &[usize]) -> Result<Params> {
@@ -96,7 +109,7 @@ impl Conv1d {
         })?;
         Ok(Params {
             batch: x[0] as u32,
-            c_in: x[1] as u32,
+            c_in: w[1] as u32,
             c_out: w[0] as u32,
             len_in: x[2] as u32,
             len_out: len_out as u32,
@@ -105,16 +118,24 @@ impl Conv1d {
             relu: self.relu as u32,
             splits: 1,
             split_len: x[0] as u32,
-            _unused: [0; 2],
+            groups: self.groups as u32,
+            _unused: 0,
         })
     }
 }
 
+/// Blocks of `block` channels that cover `per_group` channels in each of the layer's groups
+/// (a block never straddles two groups: `out_block` in the shader).
+fn blocks(p: &Params, per_group: u32, block: u32) -> u32 {
+    p.groups * per_group.div_ceil(block)
+}
+
 /// Workgroups of the register forward and input-gradient kernels: lanes over (batch, blocks of
-/// `positions` of `len` positions), workgroup row z = 8 of `channels` output channels.
-fn register_groups(p: &Params, len: u32, channels: u32, positions: u32) -> [u32; 3] {
+/// `positions` of `len` positions), workgroup row z = one block of 8 channels of
+/// `per_group` (output or input) channels per group.
+fn register_groups(p: &Params, len: u32, per_group: u32, positions: u32) -> [u32; 3] {
     let mut groups = groups_1d(p.batch as usize * len.div_ceil(positions) as usize);
-    groups[2] = channels.div_ceil(8);
+    groups[2] = blocks(p, per_group, 8);
     groups
 }
 
@@ -124,16 +145,16 @@ fn register_weight_groups(p: &Params, splits: u32) -> [u32; 3] {
     [
         (p.c_in.div_ceil(4) * p.kernel + 1).div_ceil(WORKGROUP),
         splits,
-        p.c_out.div_ceil(8),
+        blocks(p, p.c_out / p.groups, 8),
     ]
 }
 
 /// Workgroups of a tiled implicit GEMM: `n` columns (batch x positions) in tiles of 32, folded
-/// over x and y like [`groups_1d`], and `m` rows (channels) in tiles of 32 along z.
-fn tile_groups(n: u32, m: u32) -> [u32; 3] {
+/// over x and y like [`groups_1d`], and `m_tiles` tiles of 32 rows (channels) along z.
+fn tile_groups(n: u32, m_tiles: u32) -> [u32; 3] {
     let tiles = n.div_ceil(TILE);
     let x = tiles.min(65_535);
-    [x, tiles.div_ceil(x), m.div_ceil(TILE)]
+    [x, tiles.div_ceil(x), m_tiles]
 }
 
 /// How the weight gradient's reduction over (batch, position) is cut: (splits, split_len), with
@@ -155,7 +176,8 @@ fn weight_grad_splits(kernels: Kernels, p: &Params) -> (u32, u32) {
         }
         Kernels::Tiled => {
             let total = p.batch * p.len_out;
-            let tiles = p.c_out.div_ceil(TILE) * (p.c_in * p.kernel + 1).div_ceil(TILE);
+            let tiles =
+                blocks(p, p.c_out / p.groups, TILE) * (p.c_in * p.kernel + 1).div_ceil(TILE);
             let wanted = TARGET_WORKGROUPS
                 .div_ceil(tiles)
                 .clamp(1, total.div_ceil(TILE).min(MAX_SPLITS));
@@ -184,14 +206,15 @@ impl Plan {
     fn new(kernels: Kernels, p: &Params, relu: bool) -> Self {
         let splits = weight_grad_splits(kernels, p);
         let cols = p.c_in * p.kernel + 1;
+        let per_group = p.c_out / p.groups;
         let tiled_input = (
             "backward_input_tiled",
-            tile_groups(p.batch * p.len_in, p.c_in),
+            tile_groups(p.batch * p.len_in, blocks(p, p.c_in, TILE)),
         );
         match kernels {
             // register blocks with few, long invocations: what software Vulkan runs fastest
             Kernels::Cpu => Self {
-                forward: ("forward_wide", register_groups(p, p.len_out, p.c_out, 8)),
+                forward: ("forward_wide", register_groups(p, p.len_out, per_group, 8)),
                 backward_input: ("backward_input", register_groups(p, p.len_in, p.c_in, 4)),
                 backward_weight: ("backward_weight", register_weight_groups(p, splits.0)),
                 splits,
@@ -200,7 +223,7 @@ impl Plan {
             // the tiled input gradient measured faster on an H100 at every batch size, the
             // register forward and weight gradient did not (benchmarks/gpu/*-77bfbed.log)
             Kernels::Gpu => Self {
-                forward: ("forward", register_groups(p, p.len_out, p.c_out, 4)),
+                forward: ("forward", register_groups(p, p.len_out, per_group, 4)),
                 backward_input: tiled_input,
                 backward_weight: ("backward_weight", register_weight_groups(p, splits.0)),
                 splits,
@@ -208,11 +231,14 @@ impl Plan {
             },
             // 32 positions x 32 channels per workgroup throughout
             Kernels::Tiled => Self {
-                forward: ("forward_tiled", tile_groups(p.batch * p.len_out, p.c_out)),
+                forward: (
+                    "forward_tiled",
+                    tile_groups(p.batch * p.len_out, blocks(p, per_group, TILE)),
+                ),
                 backward_input: tiled_input,
                 backward_weight: (
                     "backward_weight_tiled",
-                    [cols.div_ceil(TILE), p.c_out.div_ceil(TILE), splits.0],
+                    [cols.div_ceil(TILE), blocks(p, per_group, TILE), splits.0],
                 ),
                 splits,
                 mask_in_place: relu,
@@ -229,12 +255,21 @@ impl Op for Conv1d {
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         expect_ranks("conv1d", inputs, &[3, 3, 1])?;
         let (x, w, b) = (inputs[0], inputs[1], inputs[2]);
-        if w[1] != x[1] {
+        let g = self.groups;
+        if g == 0 || w[0] % g != 0 {
+            return Err(shape_error(
+                "conv1d",
+                format!("{g} groups do not divide the weight {w:?}'s output channels"),
+            ));
+        }
+        if w[1] * g != x[1] {
             return Err(shape_error(
                 "conv1d",
                 format!(
-                    "input has {} channels, weight {:?} expects {}",
-                    x[1], w, w[1]
+                    "input has {} channels, weight {:?} in {g} groups expects {}",
+                    x[1],
+                    w,
+                    w[1] * g
                 ),
             ));
         }
@@ -527,8 +562,21 @@ pub fn reference_forward(
     bias: &Array1<f64>,
     padding: Padding,
 ) -> Array3<f64> {
-    let (batch, c_in, len) = x.dim();
-    let (c_out, _, k) = w.dim();
+    reference_forward_grouped(x, w, bias, padding, 1)
+}
+
+/// [`reference_forward`] in `groups` groups: output channel `co` of group `g` reads input
+/// channels `g * Cin + ci` (`Cin` the weight's dim 1).
+pub fn reference_forward_grouped(
+    x: &Array3<f64>,
+    w: &Array3<f64>,
+    bias: &Array1<f64>,
+    padding: Padding,
+    groups: usize,
+) -> Array3<f64> {
+    let (batch, _, len) = x.dim();
+    let (c_out, c_in, k) = w.dim();
+    let per = c_out / groups;
     let (pad, len_out) = padding.geometry(len, k).expect("input shorter than kernel");
     let mut y = Array3::zeros((batch, c_out, len_out));
     for b in 0..batch {
@@ -536,10 +584,11 @@ pub fn reference_forward(
             for l in 0..len_out {
                 let mut acc = bias[co];
                 for ci in 0..c_in {
+                    let xc = co / per * c_in + ci;
                     for t in 0..k {
                         let src = l as isize + t as isize - pad as isize;
                         if src >= 0 && (src as usize) < len {
-                            acc += w[[co, ci, t]] * x[[b, ci, src as usize]];
+                            acc += w[[co, ci, t]] * x[[b, xc, src as usize]];
                         }
                     }
                 }
@@ -557,8 +606,20 @@ pub fn reference_backward(
     dy: &Array3<f64>,
     padding: Padding,
 ) -> (Array3<f64>, Array3<f64>, Array1<f64>) {
-    let (batch, c_in, len) = x.dim();
-    let (c_out, _, k) = w.dim();
+    reference_backward_grouped(x, w, dy, padding, 1)
+}
+
+/// [`reference_backward`] of [`reference_forward_grouped`].
+pub fn reference_backward_grouped(
+    x: &Array3<f64>,
+    w: &Array3<f64>,
+    dy: &Array3<f64>,
+    padding: Padding,
+    groups: usize,
+) -> (Array3<f64>, Array3<f64>, Array1<f64>) {
+    let (batch, _, len) = x.dim();
+    let (c_out, c_in, k) = w.dim();
+    let per = c_out / groups;
     let (pad, len_out) = padding.geometry(len, k).expect("input shorter than kernel");
     let mut dx = Array3::zeros(x.dim());
     let mut dw = Array3::zeros(w.dim());
@@ -569,11 +630,12 @@ pub fn reference_backward(
                 let g = dy[[b, co, l]];
                 db[co] += g;
                 for ci in 0..c_in {
+                    let xc = co / per * c_in + ci;
                     for t in 0..k {
                         let src = l as isize + t as isize - pad as isize;
                         if src >= 0 && (src as usize) < len {
-                            dx[[b, ci, src as usize]] += g * w[[co, ci, t]];
-                            dw[[co, ci, t]] += g * x[[b, ci, src as usize]];
+                            dx[[b, xc, src as usize]] += g * w[[co, ci, t]];
+                            dw[[co, ci, t]] += g * x[[b, xc, src as usize]];
                         }
                     }
                 }
