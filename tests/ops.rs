@@ -7,7 +7,7 @@ use common::*;
 use ecgwgpu::ops::add::Add;
 use ecgwgpu::ops::concat::{self, Columns, Concat};
 use ecgwgpu::ops::conv1d::{self, Conv1d, Padding};
-use ecgwgpu::ops::dense::{self, Dense};
+use ecgwgpu::ops::dense::{self, Dense, GroupedDense};
 use ecgwgpu::ops::dropout::{self, Dropout};
 use ecgwgpu::ops::maxpool1d::{self, MaxPool1d};
 use ecgwgpu::ops::relu::{self, Relu};
@@ -293,6 +293,70 @@ fn grouped_conv1d_checks_its_channels() {
 /// (batch, in, out): batch 1, sizes that are not multiples of the 16-wide tile.
 const DENSE_CASES: &[(usize, usize, usize)] =
     &[(1, 3, 2), (5, 17, 33), (40, 256, 128), (7, 128, 5)];
+
+/// (batch, in, out per group, groups)
+const GROUPED_DENSE_CASES: &[(usize, usize, usize, usize)] =
+    &[(3, 5, 2, 3), (17, 40, 33, 2), (2, 1, 1, 15)];
+
+/// Grouped dense layers: forward and gradients against the f64 reference (each group's layer on
+/// its own columns), gradients against central differences, and the output equal bit for bit to
+/// each group's layer run alone.
+#[test]
+fn grouped_dense_matches_reference_and_each_group_alone() {
+    let mut rng = Rng::new(12);
+    for &(b, i, o, groups) in GROUPED_DENSE_CASES {
+        let x = rand_array(&mut rng, &[b, groups * i]);
+        let w = rand_array(&mut rng, &[groups * o, i]);
+        let bias = rand_array(&mut rng, &[groups * o]);
+        let dy = rand_array(&mut rng, &[b, groups * o]);
+        let what = format!("grouped dense {:?}", (b, i, o, groups));
+        let op = GroupedDense { groups };
+        let (y, grads) = run_op(op, &[x.clone(), w.clone(), bias.clone()], &dy, 0);
+        let forward = |x: &ArrayD<f64>, w: &ArrayD<f64>, bias: &ArrayD<f64>| {
+            dense::reference_forward_grouped(&a2(x), &a2(w), &a1(bias), groups).into_dyn()
+        };
+        assert_close(&what, &y, &flat(&forward(&x, &w, &bias)), RTOL, ATOL);
+        let loss =
+            |x: &ArrayD<f64>, w: &ArrayD<f64>, bias: &ArrayD<f64>| dot(&forward(x, w, bias), &dy);
+        let nx = numeric_grad(&x, |x| loss(x, &w, &bias));
+        let nw = numeric_grad(&w, |w| loss(&x, w, &bias));
+        let nb = numeric_grad(&bias, |bias| loss(&x, &w, bias));
+        assert_close(&format!("{what} dx"), &grads[0], &flat(&nx), 1e-3, 1e-4);
+        assert_close(&format!("{what} dw"), &grads[1], &flat(&nw), 1e-3, 1e-4);
+        assert_close(&format!("{what} db"), &grads[2], &flat(&nb), 1e-3, 1e-4);
+        let y2 = Array2::from_shape_vec((b, groups * o), y).unwrap();
+        for g in 0..groups {
+            let inputs = [
+                x.slice(ndarray::s![.., g * i..(g + 1) * i])
+                    .to_owned()
+                    .into_dyn(),
+                w.slice(ndarray::s![g * o..(g + 1) * o, ..])
+                    .to_owned()
+                    .into_dyn(),
+                bias.slice(ndarray::s![g * o..(g + 1) * o])
+                    .to_owned()
+                    .into_dyn(),
+            ];
+            let dyg = dy
+                .slice(ndarray::s![.., g * o..(g + 1) * o])
+                .to_owned()
+                .into_dyn();
+            let (alone, _) = run_op(Dense, &inputs, &dyg, 0);
+            let part: Vec<f32> = y2
+                .slice(ndarray::s![.., g * o..(g + 1) * o])
+                .iter()
+                .copied()
+                .collect();
+            assert_eq!(
+                part, alone,
+                "{what}: group {g} differs from its layer alone"
+            );
+        }
+    }
+    assert!(GroupedDense { groups: 2 }
+        .output_shape(&[&[4, 6], &[5, 3], &[5]])
+        .is_err());
+}
 
 #[test]
 fn dense_matches_reference_and_gradient_check() {
