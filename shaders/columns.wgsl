@@ -28,6 +28,18 @@ fn copy_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     dst[r * p.dst_cols + p.dst_off + j] = src[r * p.src_cols + p.src_off + j];
 }
 
+// dst[r, dst_off + j] += src[r, src_off + j]: a shared input's gradient summed over the groups
+// that read it (GroupedConcat's backward), one group per dispatch, in group order.
+@compute @workgroup_size(WG)
+fn add_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(wid, lid, nwg);
+    if (i >= p.rows * p.width) { return; }
+    let r = i / p.width;
+    let j = i % p.width;
+    dst[r * p.dst_cols + p.dst_off + j] += src[r * p.src_cols + p.src_off + j];
+}
+
 // dst = 0 over all rows × dst_cols (a slice's gradient outside its columns).
 @compute @workgroup_size(WG)
 fn zero(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,

@@ -281,6 +281,51 @@ fn softmax_matches_reference() {
     );
 }
 
+/// The mean of an ensemble's members' probabilities as the grouped network computes it: equal to
+/// the reference, and bit for bit to adding the members' rows in order and scaling once (what
+/// the classifier does member by member).
+#[test]
+fn members_mean_matches_reference_and_the_sum_in_member_order() {
+    let ctx = ctx();
+    let mut rng = Rng::new(14);
+    let (rows, members, classes) = (37, 15, 5);
+    let p = rand_array(&mut rng, &[rows * members, classes]).mapv(|v| v.abs());
+    let t = Tensor::from_slice(ctx, &to_f32(&p), &[rows * members, classes]).unwrap();
+    let out = Tensor::zeros(ctx, &[rows, classes]);
+    let step = StepUniform::default().create_buffer(ctx);
+    let mut program = Program::new();
+    let mut rec = Recorder::new(ctx, &step, &mut program);
+    softmax::members_mean(&mut rec, &t, members, &out).unwrap();
+    program.run(ctx).unwrap();
+    let got = out.read(ctx).unwrap();
+    let expected =
+        softmax::reference_members_mean(&p.clone().into_dimensionality().unwrap(), members);
+    assert_close(
+        "members mean",
+        &got,
+        &flat(&expected.into_dyn()),
+        1e-6,
+        1e-7,
+    );
+    let p32 = to_f32(&p);
+    let mut sum = vec![0f32; rows * classes];
+    for m in 0..members {
+        for r in 0..rows {
+            for j in 0..classes {
+                let v = p32[(r * members + m) * classes + j];
+                if m == 0 {
+                    sum[r * classes + j] = v;
+                } else {
+                    sum[r * classes + j] += v;
+                }
+            }
+        }
+    }
+    let scale = 1.0 / members as f32;
+    sum.iter_mut().for_each(|v| *v *= scale);
+    assert_eq!(got, sum);
+}
+
 /// A program holding one Adam update of `params` from `grads`.
 fn adam_program(
     config: &AdamConfig,

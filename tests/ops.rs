@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use ecgwgpu::ops::add::Add;
-use ecgwgpu::ops::concat::{self, Columns, Concat};
+use ecgwgpu::ops::concat::{self, Columns, Concat, GroupedConcat};
 use ecgwgpu::ops::conv1d::{self, Conv1d, Padding};
 use ecgwgpu::ops::dense::{self, Dense, GroupedDense};
 use ecgwgpu::ops::dropout::{self, Dropout};
@@ -637,6 +637,31 @@ fn a_binding_that_does_not_match_its_shader_is_an_error() {
 /// Concat joins features (the dual-stream network's rhythm to the conv features) and Columns
 /// takes them apart; both are exact copies, checked against the reference and by central
 /// differences, at sizes that are not multiples of the workgroup.
+/// A grouped network's join: each group's features then the shared ones, exact; the shared
+/// input's gradient summed over the groups (against central differences).
+#[test]
+fn grouped_concat_matches_reference_and_gradient_check() {
+    let mut rng = Rng::new(13);
+    for (batch, groups, fa, fb) in [
+        (1usize, 1usize, 3usize, 2usize),
+        (3, 4, 5, 8),
+        (2, 15, 7, 1),
+    ] {
+        let a = rand_array(&mut rng, &[batch, groups * fa]);
+        let b = rand_array(&mut rng, &[batch, fb]);
+        let dy = rand_array(&mut rng, &[batch, groups * (fa + fb)]);
+        let (y, grads) = run_op(GroupedConcat { groups }, &[a.clone(), b.clone()], &dy, 0);
+        let what = format!("grouped concat {batch}x{groups}x({fa}+{fb})");
+        let reference =
+            |a: &ArrayD<f64>, b: &ArrayD<f64>| concat::reference_grouped_concat(a, b, groups);
+        assert_close(&what, &y, &flat(&reference(&a, &b)), 0.0, 0.0);
+        let na = numeric_grad(&a, |a| dot(&reference(a, &b), &dy));
+        let nb = numeric_grad(&b, |b| dot(&reference(&a, b), &dy));
+        assert_close(&format!("{what} da"), &grads[0], &flat(&na), 1e-4, 1e-6);
+        assert_close(&format!("{what} db"), &grads[1], &flat(&nb), 1e-4, 1e-6);
+    }
+}
+
 #[test]
 fn concat_and_columns_match_reference_and_gradient_check() {
     let mut rng = Rng::new(12);

@@ -32,6 +32,26 @@ struct Params {
 /// row-major `[rows, *]` matrices.
 fn copy_columns(
     rec: &mut Recorder,
+    src: (&Tensor, usize),
+    dst: (&Tensor, usize),
+    width: usize,
+) -> Result<()> {
+    columns(rec, "copy_columns", src, dst, width)
+}
+
+/// [`copy_columns`] that adds into `dst` instead of overwriting it.
+fn add_columns(
+    rec: &mut Recorder,
+    src: (&Tensor, usize),
+    dst: (&Tensor, usize),
+    width: usize,
+) -> Result<()> {
+    columns(rec, "add_columns", src, dst, width)
+}
+
+fn columns(
+    rec: &mut Recorder,
+    entry: &'static str,
     (src, src_off): (&Tensor, usize),
     (dst, dst_off): (&Tensor, usize),
     width: usize,
@@ -48,7 +68,7 @@ fn copy_columns(
     };
     rec.push(
         &SHADER,
-        "copy_columns",
+        entry,
         &params,
         &[(1, src.binding()), (2, dst.binding())],
         groups_1d(rows * width),
@@ -104,6 +124,84 @@ impl Op for Concat {
         }
         Ok(())
     }
+}
+
+/// [`Concat`] for a grouped network (several networks run as one): `[B, groups * Fa]` and a
+/// shared `[B, Fb]` → `[B, groups * (Fa + Fb)]`, each group's features then the shared ones, so
+/// that each group's Dense_1 ([`super::dense::GroupedDense`]) sees the row its network would.
+/// The shared input's gradient is the sum over the groups.
+pub struct GroupedConcat {
+    pub groups: usize,
+}
+
+impl Op for GroupedConcat {
+    fn name(&self) -> &'static str {
+        "concat"
+    }
+
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        expect_ranks("concat", inputs, &[2, 2])?;
+        let (a, b, g) = (inputs[0], inputs[1], self.groups);
+        if a[0] != b[0] || g == 0 || a[1] % g != 0 {
+            return Err(shape_error(
+                "concat",
+                format!("{a:?} in {g} groups and {b:?} do not fit"),
+            ));
+        }
+        Ok(vec![a[0], a[1] + g * b[1]])
+    }
+
+    fn forward(
+        &self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        output: &Tensor,
+    ) -> Result<Vec<Tensor>> {
+        let (fa, fb) = (inputs[0].shape()[1] / self.groups, inputs[1].shape()[1]);
+        for g in 0..self.groups {
+            copy_columns(rec, (inputs[0], g * fa), (output, g * (fa + fb)), fa)?;
+            copy_columns(rec, (inputs[1], 0), (output, g * (fa + fb) + fa), fb)?;
+        }
+        Ok(vec![])
+    }
+
+    fn backward(
+        &self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        _saved: &[Tensor],
+        grad_output: &Tensor,
+        grad_inputs: &[Option<&Tensor>],
+    ) -> Result<()> {
+        let (fa, fb) = (inputs[0].shape()[1] / self.groups, inputs[1].shape()[1]);
+        for g in 0..self.groups {
+            let at = g * (fa + fb);
+            if let Some(da) = grad_inputs[0] {
+                copy_columns(rec, (grad_output, at), (da, g * fa), fa)?;
+            }
+            if let Some(db) = grad_inputs[1] {
+                match g {
+                    0 => copy_columns(rec, (grad_output, at + fa), (db, 0), fb)?,
+                    _ => add_columns(rec, (grad_output, at + fa), (db, 0), fb)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// CPU reference of [`GroupedConcat`].
+pub fn reference_grouped_concat(a: &ArrayD<f64>, b: &ArrayD<f64>, groups: usize) -> ArrayD<f64> {
+    let a = a.view().into_dimensionality::<Ix2>().expect("rank 2");
+    let fa = a.ncols() / groups;
+    let parts: Vec<ArrayD<f64>> = (0..groups)
+        .map(|g| {
+            let ag = a.slice(s![.., g * fa..(g + 1) * fa]).to_owned().into_dyn();
+            reference_concat(&ag, b)
+        })
+        .collect();
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(Axis(1), &views).expect("one batch")
 }
 
 /// `[B, F]` → `[B, width]`: features `start..start + width` of every row.
