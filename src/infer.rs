@@ -183,16 +183,17 @@ pub struct RecordingSummary {
 
 /// A trained network ready to classify: its parameters on the GPU, its preprocessing, no
 /// optimiser state. An ensemble (several networks of one architecture, e.g. the fold models of
-/// `train --folds`) classifies with the mean of its members' probabilities.
+/// `train --folds`) classifies with the mean of its members' probabilities, all members in one
+/// grouped network ([`Model::grouped`]) unless made with [`Self::ensemble_member_by_member`].
 pub struct Classifier<'c> {
-    /// Runs the network. In an ensemble, each member's parameters are copied into its parameter
-    /// buffer in turn, so that one set of activations serves every member: memory does not grow
-    /// with the members (fifteen networks with their own activations took 580 MB where five
-    /// took 254 MB).
+    /// Runs the network: one network, every member of an ensemble as one grouped network, or,
+    /// member by member, each member's parameters copied into its parameter buffer in turn.
     runner: Trainer<'c>,
-    /// An ensemble's members' parameters, in order (empty for one network: the runner's own).
+    /// Member by member: the members' parameters, in order (empty otherwise).
     members: Vec<ParamStore>,
-    /// Beats per inference batch.
+    /// Beats per inference batch for one network. A grouped ensemble runs `batch / members`
+    /// beats at a time, so that its activations take one network's memory (fifteen networks
+    /// with their own activations at the full batch took 580 MB where five took 254 MB).
     pub batch: usize,
     /// Seconds of signal read, filtered and classified at a time (at least 10).
     pub chunk_seconds: f64,
@@ -221,8 +222,23 @@ impl<'c> Classifier<'c> {
     }
 
     /// Models of one architecture and preprocessing, classifying with their mean probabilities
-    /// (the first one's decision offsets decide).
+    /// (the first one's decision offsets decide), run as one grouped network.
     pub fn ensemble(ctx: &'c GpuContext, models: Vec<Model>) -> Result<Self> {
+        Self::check_members(&models)?;
+        let mut models = models;
+        let runner = match models.len() {
+            1 => models.remove(0),
+            _ => Model::grouped(ctx, &models)?,
+        };
+        Ok(Self {
+            runner: Trainer::for_inference(ctx, runner)?,
+            members: vec![],
+            batch: 256,
+            chunk_seconds: stream::CHUNK_S,
+        })
+    }
+
+    fn check_members(models: &[Model]) -> Result<()> {
         let Some(first) = models.first() else {
             return Err(Error::Config(
                 "a classifier needs at least one network".into(),
@@ -237,6 +253,16 @@ impl<'c> Classifier<'c> {
                 "ensemble members differ in architecture or preprocessing".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// [`Self::ensemble`] run one member at a time through one network's activations: the same
+    /// probabilities (the grouped network's are bit for bit these), one network's dispatches per
+    /// member. For comparisons.
+    pub fn ensemble_member_by_member(ctx: &'c GpuContext, models: Vec<Model>) -> Result<Self> {
+        Self::check_members(&models)?;
+        let first = &models[0];
+        let (shapes, pre) = (first.config.param_shapes(), first.preprocessing.clone());
         let mut models = models;
         let (runner, members) = match models.len() {
             1 => (models.remove(0), vec![]),
@@ -246,6 +272,7 @@ impl<'c> Classifier<'c> {
                     preprocessing: pre,
                     seed: 0,
                     params: ParamStore::new(ctx, &shapes),
+                    members: 1,
                 };
                 (runner, models.into_iter().map(|m| m.params).collect())
             }
@@ -260,7 +287,7 @@ impl<'c> Classifier<'c> {
 
     /// Networks averaged (1 for a single network).
     pub fn members(&self) -> usize {
-        self.members.len().max(1)
+        self.members.len().max(self.runner.model.members)
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -303,6 +330,11 @@ impl<'c> Classifier<'c> {
         // the config is cloned (not the rows) so that the runner can be borrowed mutably
         let config = self.config().clone();
         let rows = config.input_rows(beats);
+        let grouped = self.runner.model.members;
+        if grouped > 1 {
+            let batch = self.batch.div_ceil(grouped).max(1);
+            return self.runner.predict_many_async(&rows, batch, progress).await;
+        }
         let k = self.members();
         let mut mean: Vec<f32> = vec![];
         // members in order, so the mean is the same on every run

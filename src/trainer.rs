@@ -371,13 +371,21 @@ impl<'c> Trainer<'c> {
             let mut graph = Graph::new(self.ctx, self.step_uniform.clone());
             let xv: Var = graph.input(input.clone());
             let logits = self.model.build(&mut graph, xv, false)?;
-            let probs = Tensor::zeros(self.ctx, graph.value(logits).shape());
+            let (members, classes) = (self.model.members, self.model.config.classes);
+            let probs = Tensor::zeros(self.ctx, &[batch, classes]);
             let mut softmax_program = Program::new();
-            softmax::softmax(
-                &mut Recorder::new(self.ctx, &self.step_uniform, &mut softmax_program),
-                graph.value(logits),
-                &probs,
-            )?;
+            let mut rec = Recorder::new(self.ctx, &self.step_uniform, &mut softmax_program);
+            match members {
+                1 => softmax::softmax(&mut rec, graph.value(logits), &probs)?,
+                // a grouped network: each member's softmax, then their mean
+                _ => {
+                    let rows = batch * members;
+                    let member_logits = graph.value(logits).reshape(&[rows, classes])?;
+                    let member_probs = Tensor::zeros(self.ctx, &[rows, classes]);
+                    softmax::softmax(&mut rec, &member_logits, &member_probs)?;
+                    softmax::members_mean(&mut rec, &member_probs, members, &probs)?;
+                }
+            }
             self.infer_plans.insert(
                 batch,
                 InferPlan {

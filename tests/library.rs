@@ -784,3 +784,31 @@ fn a_noisy_recording_gets_a_warning() {
         );
     }
 }
+
+/// The shipped fifteen networks run as one grouped network give the probabilities of running
+/// them one at a time, bit for bit, and so every decision (record 208, its whole cut).
+#[test]
+fn the_shipped_ensemble_as_one_grouped_network_matches_it_member_by_member() {
+    use ecgwgpu::infer::{SHIPPED_MODEL, SHIPPED_MODEL_NAME};
+    let name = Path::new(SHIPPED_MODEL_NAME);
+    let members = || Model::members_from_bytes(ctx(), SHIPPED_MODEL, name).unwrap();
+    let mut grouped = Classifier::ensemble(ctx(), members()).unwrap();
+    let mut one_by_one = Classifier::ensemble_member_by_member(ctx(), members()).unwrap();
+    assert_eq!((grouped.members(), one_by_one.members()), (15, 15));
+    let files = in_memory("208");
+    let rec = recording::open_any(&files, Path::new("208"), "MLII").unwrap();
+    let cut = grouped.cut_recording(rec, |_, _, _| {}).unwrap();
+    // a batch that leaves a remainder, so two inference plans run
+    grouped.batch = 1000;
+    let p_grouped = grouped.probabilities(&cut.beats, |_, _| {}).unwrap();
+    let p_one = one_by_one.probabilities(&cut.beats, |_, _| {}).unwrap();
+    assert_eq!(p_grouped.len(), cut.beats.len() * 5);
+    let worst = p_grouped
+        .iter()
+        .zip(&p_one)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert_eq!(worst, 0.0, "largest probability difference {worst}");
+    let decided = |clf: &Classifier, p: &[f32]| clf.config().decide_beats(p, &cut.beats.rr);
+    assert_eq!(decided(&grouped, &p_grouped), decided(&one_by_one, &p_one));
+}

@@ -351,6 +351,16 @@ impl ModelConfig {
         out
     }
 
+    /// The parameter shapes of `members` networks of this config run as one grouped network:
+    /// each parameter of every member stacked along its first axis.
+    pub fn grouped_param_shapes(&self, members: usize) -> Vec<(String, Vec<usize>)> {
+        let mut shapes = self.param_shapes();
+        for (_, shape) in &mut shapes {
+            shape[0] *= members;
+        }
+        shapes
+    }
+
     pub fn param_count(&self) -> usize {
         self.param_shapes()
             .iter()

@@ -14,9 +14,9 @@ use crate::checkpoint::{self, NamedTensor};
 use crate::error::{Error, Result};
 use crate::gpu::{storage_buffer, GpuContext, Tensor, OFFSET_ALIGN_BYTES};
 use crate::ops::add::Add;
-use crate::ops::concat::{self, Columns, Concat};
+use crate::ops::concat::{self, Columns, Concat, GroupedConcat};
 use crate::ops::conv1d::{self, Conv1d};
-use crate::ops::dense::{self, Dense};
+use crate::ops::dense::{self, Dense, GroupedDense};
 use crate::ops::dropout::{self, Dropout};
 use crate::ops::maxpool1d::{self, MaxPool1d};
 use crate::ops::relu::{self, Relu};
@@ -268,6 +268,10 @@ pub struct Model {
     pub preprocessing: Preprocessing,
     pub seed: u64,
     pub params: ParamStore,
+    /// Networks of this config run as one grouped network (1 for a network of its own): every
+    /// parameter stacked along its first axis ([`ModelConfig::grouped_param_shapes`]), logits
+    /// `[B, members * classes]`, member by member.
+    pub members: usize,
 }
 
 impl Model {
@@ -283,6 +287,7 @@ impl Model {
             config,
             seed,
             params,
+            members: 1,
         })
     }
 
@@ -333,6 +338,7 @@ impl Model {
                     preprocessing: preprocessing.clone(),
                     seed: 0,
                     params,
+                    members: 1,
                 })
             })
             .collect()
@@ -394,6 +400,39 @@ impl Model {
             preprocessing,
             seed: 0,
             params,
+            members: 1,
+        })
+    }
+
+    /// Networks of one config and preprocessing as one grouped network (`members` > 1): their
+    /// parameters stacked, so that one forward pass gives every member's logits side by side
+    /// (each member's exactly as it would alone: the grouped ops compute each group in the
+    /// same order as the plain ops).
+    pub fn grouped(ctx: &GpuContext, models: &[Model]) -> Result<Self> {
+        let first = models
+            .first()
+            .ok_or_else(|| Error::Config("a grouped network needs at least one member".into()))?;
+        let config = first.config.clone();
+        let mut stacked: Vec<Vec<f32>> = vec![vec![]; config.param_shapes().len()];
+        for model in models {
+            if model.members != 1 || model.config.param_shapes() != config.param_shapes() {
+                return Err(Error::Config(
+                    "grouped members must be single networks of one architecture".into(),
+                ));
+            }
+            // each parameter's first axis is the outermost: stacking is appending
+            for (all, values) in stacked.iter_mut().zip(model.params.download(ctx)?) {
+                all.extend(values);
+            }
+        }
+        let params = ParamStore::new(ctx, &config.grouped_param_shapes(models.len()));
+        params.upload(ctx, &stacked)?;
+        Ok(Self {
+            config,
+            preprocessing: first.preprocessing.clone(),
+            seed: 0,
+            params,
+            members: models.len(),
         })
     }
 
@@ -454,11 +493,13 @@ impl Model {
         checkpoint::save(path, &self.params.download_named(ctx)?, &meta)
     }
 
-    /// Adds the network to `graph` on input `x` and returns the logits `[B, classes]`. The input
-    /// is `[B, in_channels, input_len]`, or `[B, row_len]` rows of samples then rhythm features
-    /// for a dual-stream network. With `train`, parameters get gradients and dropout is active.
+    /// Adds the network to `graph` on input `x` and returns the logits `[B, classes]` (`[B,
+    /// members * classes]` for a grouped network, member by member). The input is `[B,
+    /// in_channels, input_len]`, or `[B, row_len]` rows of samples then rhythm features for a
+    /// dual-stream network. With `train`, parameters get gradients and dropout is active.
     pub fn build(&self, graph: &mut Graph, x: Var, train: bool) -> Result<Var> {
         let c = &self.config;
+        let g = self.members;
         let params: Vec<Var> = (0..self.params.specs.len())
             .map(|i| match train {
                 true => graph.leaf(self.params.value(i), Some(self.params.grad(i))),
@@ -496,9 +537,12 @@ impl Model {
         let mut next = || *p.next().expect("parameter list matches config");
         for pair in 0..c.pair_channels.len() {
             // Conv + bias + ReLU fused; Dropout_{pair+1} fused into the pool
-            for _ in 0..2 {
+            for j in 0..2 {
                 let (w, b) = (next(), next());
-                h = graph.apply(Conv1d::with_relu(c.padding), &[h, w, b])?;
+                // grouped: the first layer reads the one input every member shares
+                let groups = if pair == 0 && j == 0 { 1 } else { g };
+                let conv = Conv1d::with_relu(c.padding).grouped(groups);
+                h = graph.apply(conv, &[h, w, b])?;
             }
             let pool = match active(pair) {
                 true => MaxPool1d::with_dropout(
@@ -513,10 +557,14 @@ impl Model {
         let flat = graph.value(h).numel() / batch;
         h = graph.reshape(h, &[batch, flat])?;
         if let Some(rhythm) = rhythm {
-            h = graph.apply(Concat, &[h, rhythm])?;
+            h = match g {
+                1 => graph.apply(Concat, &[h, rhythm])?,
+                _ => graph.apply(GroupedConcat { groups: g }, &[h, rhythm])?,
+            };
         }
+        let dense = GroupedDense { groups: g };
         let (w, b) = (next(), next());
-        h = graph.apply(Dense, &[h, w, b])?;
+        h = graph.apply(GroupedDense { groups: g }, &[h, w, b])?;
         // ReLU and Dropout_7 in one op while training
         let last = c.pair_channels.len();
         h = match active(last) {
@@ -531,15 +579,16 @@ impl Model {
             false => graph.apply(Relu, &[h])?,
         };
         let (w, b) = (next(), next());
-        let logits = graph.apply(Dense, &[h, w, b])?;
+        let logits = graph.apply(dense, &[h, w, b])?;
         match rhythm.filter(|_| c.rhythm_head > 0) {
             None => Ok(logits),
             Some(rhythm) => {
+                // grouped: every member's first rhythm layer reads the shared rhythm
                 let (w, b) = (next(), next());
                 let r = graph.apply(Dense, &[rhythm, w, b])?;
                 let r = graph.apply(Relu, &[r])?;
                 let (w, b) = (next(), next());
-                let r = graph.apply(Dense, &[r, w, b])?;
+                let r = graph.apply(GroupedDense { groups: g }, &[r, w, b])?;
                 graph.apply(Add, &[logits, r])
             }
         }
