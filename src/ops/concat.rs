@@ -84,15 +84,7 @@ impl Op for Concat {
     }
 
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        expect_ranks("concat", inputs, &[2, 2])?;
-        let (a, b) = (inputs[0], inputs[1]);
-        if a[0] != b[0] {
-            return Err(shape_error(
-                "concat",
-                format!("batch sizes differ: {a:?} vs {b:?}"),
-            ));
-        }
-        Ok(vec![a[0], a[1] + b[1]])
+        GroupedConcat { groups: 1 }.output_shape(inputs)
     }
 
     fn forward(
@@ -101,28 +93,18 @@ impl Op for Concat {
         inputs: &[&Tensor],
         output: &Tensor,
     ) -> Result<Vec<Tensor>> {
-        let (fa, fb) = (inputs[0].shape()[1], inputs[1].shape()[1]);
-        copy_columns(rec, (inputs[0], 0), (output, 0), fa)?;
-        copy_columns(rec, (inputs[1], 0), (output, fa), fb)?;
-        Ok(vec![])
+        GroupedConcat { groups: 1 }.forward(rec, inputs, output)
     }
 
     fn backward(
         &self,
         rec: &mut Recorder,
         inputs: &[&Tensor],
-        _saved: &[Tensor],
+        saved: &[Tensor],
         grad_output: &Tensor,
         grad_inputs: &[Option<&Tensor>],
     ) -> Result<()> {
-        let fa = inputs[0].shape()[1];
-        if let Some(da) = grad_inputs[0] {
-            copy_columns(rec, (grad_output, 0), (da, 0), fa)?;
-        }
-        if let Some(db) = grad_inputs[1] {
-            copy_columns(rec, (grad_output, fa), (db, 0), inputs[1].shape()[1])?;
-        }
-        Ok(())
+        GroupedConcat { groups: 1 }.backward(rec, inputs, saved, grad_output, grad_inputs)
     }
 }
 
