@@ -973,12 +973,19 @@ fn bench_reports_throughput_and_memory_as_json() {
             "--infer-batch",
             "32",
         ])
-        .args(["--repeats", "2", "--json"])
+        .args(["--repeats", "2", "--members", "3", "--json"])
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    for key in ["train_beats_per_s", "infer_beats_per_s", "warmup_s"] {
+    assert_eq!(report["members"], 3);
+    for key in [
+        "train_beats_per_s",
+        "infer_beats_per_s",
+        "warmup_s",
+        "grouped_infer_beats_per_s",
+        "member_by_member_infer_beats_per_s",
+    ] {
         assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
     }
     assert_eq!(report["preset"], "tiny");

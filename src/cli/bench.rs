@@ -36,6 +36,11 @@ pub struct BenchArgs {
     /// dispatch's workgroup count.
     #[arg(long)]
     breakdown: bool,
+    /// Also time an ensemble of this many networks (random weights) at inference, run as one
+    /// grouped network the way `predict` runs the shipped model (`infer-batch / members` beats
+    /// at a time, so its activations take one network's memory).
+    #[arg(long, default_value_t = 1)]
+    members: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -62,6 +67,12 @@ struct BenchReport {
     gpu_buffer_bytes: u64,
     /// Peak resident set of this process (Linux; absent elsewhere).
     host_peak_rss_bytes: Option<u64>,
+    /// With `--members` > 1: the ensemble's size, and its inference rate as one grouped network
+    /// and member by member (one network's rate divided by the members, what running them one
+    /// at a time costs).
+    members: usize,
+    grouped_infer_beats_per_s: Option<f64>,
+    member_by_member_infer_beats_per_s: Option<f64>,
 }
 
 /// The process's peak resident set size from /proc (VmHWM), where there is one.
@@ -122,6 +133,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
         infer.push(t.elapsed().as_secs_f64());
     }
     let (train_s, uploaded_s, infer_s) = (median(epoch), median(uploaded), median(infer));
+    let members = args.members.max(1);
+    let grouped_s = match members {
+        1 => None,
+        _ => {
+            let models = (0..members)
+                .map(|m| Model::new(&ctx, trainer.model.config.clone(), m as u64 + 1))
+                .collect::<Result<Vec<_>>>()?;
+            let mut grouped = Trainer::for_inference(&ctx, Model::grouped(&ctx, &models)?)?;
+            drop(models);
+            let batch = args.infer_batch.div_ceil(members);
+            grouped.predict_many(&xi, batch)?;
+            let times = (0..args.repeats.max(1))
+                .map(|_| {
+                    let t = Instant::now();
+                    grouped.predict_many(&xi, batch)?;
+                    Ok(t.elapsed().as_secs_f64())
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(median(times))
+        }
+    };
     let report = BenchReport {
         device: ctx.describe(),
         kernels: ctx.kernels,
@@ -138,6 +170,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         infer_beats_per_s: args.infer_batch as f64 / infer_s,
         gpu_buffer_bytes: ctx.storage_bytes(),
         host_peak_rss_bytes: peak_rss_bytes(),
+        members,
+        grouped_infer_beats_per_s: grouped_s.map(|s| args.infer_batch as f64 / s),
+        member_by_member_infer_beats_per_s: grouped_s
+            .map(|_| args.infer_batch as f64 / infer_s / members as f64),
     };
     if args.breakdown {
         let times = trainer.profile_step(args.batch)?;
@@ -187,6 +223,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "inference (b{})    {:.1} ms  → {:.0} beats/s",
             report.infer_batch, report.infer_batch_ms, report.infer_beats_per_s
         );
+        if let (Some(grouped), Some(one_by_one)) = (
+            report.grouped_infer_beats_per_s,
+            report.member_by_member_infer_beats_per_s,
+        ) {
+            println!(
+                "{} networks          {grouped:.0} beats/s as one grouped network, {one_by_one:.0} member by member",
+                report.members
+            );
+        }
         println!(
             "memory               {:.1} MB GPU buffers, {} host peak RSS",
             report.gpu_buffer_bytes as f64 / 1e6,
