@@ -63,7 +63,8 @@ pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod optim;
-pub mod preprocessing;
+/// How recordings become a network's input: part of the model (its checkpoint carries it).
+pub use model::preprocessing;
 pub mod rng;
 pub mod run;
 pub mod train;

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::beats::reference::BeatReference;
-use crate::data::beats::BeatMode;
 use crate::error::{Error, Result};
 pub use crate::json::{from_json_str, read_json, write_json};
 use crate::loss::LossConfig;
 use crate::model::config::ModelConfig;
 use crate::optim::AdamConfig;
+pub use crate::preprocessing::BeatModeName;
 use crate::preprocessing::{Preprocessing, Task};
 
 /// `config.json`: what a run was trained on and how. Written once when the run starts (and
@@ -52,25 +52,6 @@ pub struct RunConfig {
     /// Tensors taken from the `--from` checkpoint (`transfer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transferred: Option<Vec<String>>,
-}
-
-/// A beat mode as config.json spells it: `kachuee`, or `Kachuee` in runs written before the
-/// config was typed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct BeatModeName(#[serde(deserialize_with = "beat_mode_any_case")] pub BeatMode);
-
-fn beat_mode_any_case<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<BeatMode, D::Error> {
-    let text = String::deserialize(d)?;
-    match text.to_lowercase().as_str() {
-        "kachuee" => Ok(BeatMode::Kachuee),
-        "centred" => Ok(BeatMode::Centred),
-        _ => Err(serde::de::Error::custom(format!(
-            "unknown beat mode {text:?} (expected kachuee or centred)"
-        ))),
-    }
 }
 
 /// The settings of a `train` or `transfer` run. Fields one command does not have keep their
@@ -321,13 +302,13 @@ impl RunConfig {
     /// The preprocessing this run's networks were trained with (for checkpoints written before
     /// checkpoints carried it).
     pub fn preprocessing(&self) -> Preprocessing {
-        let mut pre = Preprocessing::for_task(self.task, self.model.classes);
-        pre.beat_mode = self.mode.0;
-        pre.lead = self.lead.clone();
-        if self.class_names.len() == self.model.classes {
-            pre.class_names = self.class_names.clone();
-        }
-        pre
+        Preprocessing::of_run(
+            self.task,
+            &self.model,
+            self.mode.0,
+            &self.lead,
+            &self.class_names,
+        )
     }
 
     /// Refuses to resume with different data, model or recipe than `before` (the run's existing

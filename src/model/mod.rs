@@ -20,38 +20,12 @@ use crate::ops::dense::{self, Dense, GroupedDense};
 use crate::ops::dropout::{self, Dropout};
 use crate::ops::maxpool1d::{self, MaxPool1d};
 use crate::ops::relu::{self, Relu};
-use crate::preprocessing::Preprocessing;
 use crate::rng::Rng;
+use preprocessing::Preprocessing;
 
 pub mod config;
+pub mod preprocessing;
 pub use config::{dropout_seed, DecisionRule, ModelConfig};
-
-/// Here, not in `preprocessing`, because its fallback reads the training run beside the
-/// checkpoint: the run files sit above the preprocessing.
-impl Preprocessing {
-    /// A checkpoint's preprocessing: stored in its metadata, or for a checkpoint written before
-    /// it was stored, its training run's (the config.json beside it, when that run trained this
-    /// network), else the paper's for the task its outputs imply.
-    pub fn of_checkpoint(
-        meta: &BTreeMap<String, String>,
-        config: &ModelConfig,
-        path: &Path,
-    ) -> Result<Self> {
-        if let Some(pre) = Self::from_metadata(meta, config, path)? {
-            return Ok(pre);
-        }
-        let guessed = || Self::for_task(Self::guess_task(config.classes), config.classes);
-        if path.file_name().is_none() || !path.is_file() {
-            return Ok(guessed());
-        }
-        match crate::run::RunConfig::beside(path)? {
-            Some(run) if run.model.param_shapes() == config.param_shapes() => {
-                Ok(run.preprocessing())
-            }
-            _ => Ok(guessed()),
-        }
-    }
-}
 
 /// One named parameter inside the flat buffer.
 #[derive(Clone, Debug)]

@@ -8,11 +8,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::config::ModelConfig;
 use crate::data::beats::reference::BeatReference;
 use crate::data::beats::{BeatMode, BEAT_LEN, FS};
 use crate::data::formats::aami::CLASS_NAMES;
 use crate::error::{Error, Result};
-use crate::model::config::ModelConfig;
 
 /// What a network's outputs mean.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +42,86 @@ pub struct Preprocessing {
     pub lead: String,
 }
 
+/// A beat mode as config.json spells it: `kachuee`, or `Kachuee` in runs written before the
+/// config was typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BeatModeName(#[serde(deserialize_with = "beat_mode_any_case")] pub BeatMode);
+
+fn beat_mode_any_case<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BeatMode, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.to_lowercase().as_str() {
+        "kachuee" => Ok(BeatMode::Kachuee),
+        "centred" => Ok(BeatMode::Centred),
+        _ => Err(serde::de::Error::custom(format!(
+            "unknown beat mode {text:?} (expected kachuee or centred)"
+        ))),
+    }
+}
+
+/// The fields of a training run's config.json (`run::RunConfig`) that say how its networks' input
+/// was cut: what a checkpoint written before checkpoints carried their preprocessing falls back
+/// on. Read here, so that loading a model does not depend on the run layer above it.
+#[derive(Deserialize)]
+struct RunInput {
+    #[serde(default)]
+    task: Task,
+    mode: BeatModeName,
+    lead: String,
+    model: ModelConfig,
+    #[serde(default)]
+    class_names: Vec<String>,
+}
+
 impl Preprocessing {
+    /// The preprocessing of a training run's networks, from its config.json's fields.
+    pub fn of_run(
+        task: Task,
+        model: &ModelConfig,
+        mode: BeatMode,
+        lead: &str,
+        class_names: &[String],
+    ) -> Self {
+        let mut pre = Self::for_task(task, model.classes);
+        pre.beat_mode = mode;
+        pre.lead = lead.to_string();
+        if class_names.len() == model.classes {
+            pre.class_names = class_names.to_vec();
+        }
+        pre
+    }
+
+    /// A checkpoint's preprocessing: stored in its metadata, or for a checkpoint written before
+    /// it was stored, its training run's (the config.json beside it, when that run trained this
+    /// network), else the paper's for the task its outputs imply.
+    pub fn of_checkpoint(
+        meta: &BTreeMap<String, String>,
+        config: &ModelConfig,
+        path: &Path,
+    ) -> Result<Self> {
+        if let Some(pre) = Self::from_metadata(meta, config, path)? {
+            return Ok(pre);
+        }
+        let guessed = || Self::for_task(Self::guess_task(config.classes), config.classes);
+        let run_file = path.with_file_name("config.json");
+        if path.file_name().is_none() || !path.is_file() || !run_file.is_file() {
+            return Ok(guessed());
+        }
+        let run: RunInput = crate::json::read_json(&run_file)?;
+        Ok(match run.model.param_shapes() == config.param_shapes() {
+            true => Self::of_run(
+                run.task,
+                &run.model,
+                run.mode.0,
+                &run.lead,
+                &run.class_names,
+            ),
+            false => guessed(),
+        })
+    }
+
     /// The paper's preprocessing for a network with `config`'s outputs: Kachuee beats at 125 Hz,
     /// 187 samples, MLII for heartbeat classes, lead II for MI.
     pub fn for_task(task: Task, classes: usize) -> Self {
