@@ -241,6 +241,38 @@ pub struct OutOfFold {
     pub folds: Vec<Vec<String>>,
 }
 
+impl OutOfFold {
+    /// The folds once each, their records sorted: ensembles of several seeds hold each fold
+    /// once per seed, and a fold's figures read which records it holds, not their order.
+    pub fn distinct_folds(&self) -> Vec<Vec<String>> {
+        let mut distinct: Vec<Vec<String>> = vec![];
+        for fold in &self.folds {
+            let mut fold = fold.clone();
+            fold.sort();
+            if !distinct.contains(&fold) {
+                distinct.push(fold);
+            }
+        }
+        distinct
+    }
+
+    /// What scored each beat, in words.
+    pub fn describe(&self) -> String {
+        let distinct = self.distinct_folds().len();
+        match distinct == self.folds.len() {
+            true => format!(
+                "DS1 out of fold: each of {distinct} folds' records scored by the member that \
+                 did not train on them"
+            ),
+            false => format!(
+                "DS1 out of fold: each record scored by the mean of the members ({} in all) \
+                 that did not train on it; figures over {distinct} distinct folds",
+                self.folds.len()
+            ),
+        }
+    }
+}
+
 /// The records each member of the fold ensemble `checkpoint` held out, in member order, from
 /// the `metrics.json` beside it.
 pub fn member_folds(checkpoint: &Path) -> Result<Vec<Vec<String>>> {
@@ -382,6 +414,28 @@ pub struct Unreferenced {
 }
 
 impl Unreferenced {
+    /// The beats that have a reference class, with their probabilities (`classes` a row) and
+    /// decisions: what is scored.
+    pub fn referenced(
+        beats: Beats,
+        probs: Vec<f32>,
+        predicted: Vec<u32>,
+        classes: usize,
+    ) -> (Beats, Vec<f32>, Vec<u32>) {
+        if !beats.labels.contains(&NO_REFERENCE) {
+            return (beats, probs, predicted);
+        }
+        let keep: Vec<usize> = (0..beats.len())
+            .filter(|&b| beats.labels[b] != NO_REFERENCE)
+            .collect();
+        let probs = keep
+            .iter()
+            .flat_map(|&b| probs[b * classes..(b + 1) * classes].to_vec())
+            .collect();
+        let predicted = keep.iter().map(|&b| predicted[b]).collect();
+        (beats.select(&keep), probs, predicted)
+    }
+
     pub fn of(beats: &Beats, predicted: &[u32], names: &[&str]) -> Self {
         let mut decided: Vec<(String, usize)> = names.iter().map(|n| (n.to_string(), 0)).collect();
         let mut per_record: Vec<(String, usize)> = vec![];

@@ -11,7 +11,7 @@ use super::data::Source;
 use crate::data::beats::{Beats, NO_REFERENCE};
 use crate::data::signal::acquisition::{Acquisition, NoiseLevel};
 use crate::error::{Error, Result};
-use crate::eval::{select, training_run, EvalSplit, Part, Selection};
+use crate::eval::{select, training_run, EvalSplit, Part, Selection, Unreferenced};
 use crate::metrics::{
     bootstrap, bootstrap_binary, per_record, per_record_table, record_means, BinaryReport,
     Confusion,
@@ -220,34 +220,11 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         };
         let oof =
             crate::eval::out_of_fold(&ctx, &network, &leads, args.batch, super::member_progress)?;
-        // combined seeds hold each fold once per seed: figures per distinct fold
-        let mut distinct: Vec<Vec<String>> = vec![];
-        for fold in &oof.folds {
-            let mut fold = fold.clone();
-            fold.sort();
-            if !distinct.contains(&fold) {
-                distinct.push(fold);
-            }
-        }
-        let description = match distinct.len() == oof.folds.len() {
-            true => format!(
-                "DS1 out of fold: each of {} folds' records scored by the member that did not \
-                 train on them",
-                oof.folds.len()
-            ),
-            false => format!(
-                "DS1 out of fold: each record scored by the mean of the members ({} in all) \
-                 that did not train on it; figures over {} distinct folds",
-                oof.folds.len(),
-                distinct.len()
-            ),
-        };
         let description = match leads.describe() {
-            d if d.is_empty() => description,
-            d => format!("{description}; DS1 read at {d}"),
+            d if d.is_empty() => oof.describe(),
+            d => format!("{}; DS1 read at {d}", oof.describe()),
         };
-        // a fold's figures read which records it holds, not their order
-        folds = Some(distinct);
+        folds = Some(oof.distinct_folds());
         (oof.beats, description, Some(oof.probabilities))
     } else {
         let selected = select(&config, &preprocessing, &network, run.as_ref(), &selection)?;
@@ -317,21 +294,8 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     }
     // detected beats without a reference beat are decided (above, among their record's beats)
     // and counted, not scored
-    let unreferenced = crate::eval::Unreferenced::of(&beats, &predicted, &names);
-    let (beats, probs, predicted) = match unreferenced.beats {
-        0 => (beats, probs, predicted),
-        _ => {
-            let keep: Vec<usize> = (0..beats.len())
-                .filter(|&b| beats.labels[b] != NO_REFERENCE)
-                .collect();
-            let probs = keep
-                .iter()
-                .flat_map(|&b| probs[b * classes..(b + 1) * classes].to_vec())
-                .collect::<Vec<f32>>();
-            let predicted = keep.iter().map(|&b| predicted[b]).collect::<Vec<u32>>();
-            (beats.select(&keep), probs, predicted)
-        }
-    };
+    let unreferenced = Unreferenced::of(&beats, &predicted, &names);
+    let (beats, probs, predicted) = Unreferenced::referenced(beats, probs, predicted, classes);
     if beats.is_empty() {
         if args.json {
             print_json(&json!({
