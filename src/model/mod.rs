@@ -387,20 +387,34 @@ impl Model {
             .first()
             .ok_or_else(|| Error::Config("a grouped network needs at least one member".into()))?;
         let config = first.config.clone();
-        let mut stacked: Vec<Vec<f32>> = vec![vec![]; config.param_shapes().len()];
-        for model in models {
-            if model.members != 1 || model.config.param_shapes() != config.param_shapes() {
-                return Err(Error::Config(
-                    "grouped members must be single networks of one architecture".into(),
-                ));
-            }
-            // each parameter's first axis is the outermost: stacking is appending
-            for (all, values) in stacked.iter_mut().zip(model.params.download(ctx)?) {
-                all.extend(values);
+        if models
+            .iter()
+            .any(|m| m.members != 1 || m.config.param_shapes() != config.param_shapes())
+        {
+            return Err(Error::Config(
+                "grouped members must be single networks of one architecture".into(),
+            ));
+        }
+        // Each parameter's first axis is the outermost, so stacking is appending: member g's
+        // values go right after member g-1's. Copied on the GPU (no blocking read, which a
+        // browser cannot do).
+        let params = ParamStore::new(ctx, &config.grouped_param_shapes(models.len()));
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        for i in 0..params.specs.len() {
+            let stacked = params.value(i);
+            for (g, model) in models.iter().enumerate() {
+                let member = model.params.value(i);
+                let bytes = member.size_bytes();
+                encoder.copy_buffer_to_buffer(
+                    member.buffer(),
+                    member.offset(),
+                    stacked.buffer(),
+                    stacked.offset() + g as u64 * bytes,
+                    bytes,
+                );
             }
         }
-        let params = ParamStore::new(ctx, &config.grouped_param_shapes(models.len()));
-        params.upload(ctx, &stacked)?;
+        ctx.queue.submit([encoder.finish()]);
         Ok(Self {
             config,
             preprocessing: first.preprocessing.clone(),
