@@ -1,7 +1,8 @@
 // Column copies between row-major [rows, cols] matrices: the Concat op's forward (each input into
 // its columns of the output) and backward (each input's columns of the output gradient back
-// out), and the Columns op's slice. One invocation per copied element:
-//   dst[r, dst_off + j] = src[r, src_off + j],  r < rows, j < width
+// out), and the Columns op's slice. One invocation per copied element, one workgroup row z per
+// group (GroupedConcat copies every group's block in one dispatch):
+//   dst[r, z * dst_group + dst_off + j] = src[r, z * src_group + src_off + j],  r < rows, j < width
 
 struct Params {
     rows: u32,
@@ -10,8 +11,8 @@ struct Params {
     src_off: u32,
     dst_cols: u32,
     dst_off: u32,
-    _unused0: u32,
-    _unused1: u32,
+    src_group: u32,
+    dst_group: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,7 +26,8 @@ fn copy_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     if (i >= p.rows * p.width) { return; }
     let r = i / p.width;
     let j = i % p.width;
-    dst[r * p.dst_cols + p.dst_off + j] = src[r * p.src_cols + p.src_off + j];
+    let d = r * p.dst_cols + wid.z * p.dst_group + p.dst_off + j;
+    dst[d] = src[r * p.src_cols + wid.z * p.src_group + p.src_off + j];
 }
 
 // dst[r, dst_off + j] += src[r, src_off + j]: a shared input's gradient summed over the groups
@@ -37,7 +39,8 @@ fn add_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     if (i >= p.rows * p.width) { return; }
     let r = i / p.width;
     let j = i % p.width;
-    dst[r * p.dst_cols + p.dst_off + j] += src[r * p.src_cols + p.src_off + j];
+    let d = r * p.dst_cols + wid.z * p.dst_group + p.dst_off + j;
+    dst[d] += src[r * p.src_cols + wid.z * p.src_group + p.src_off + j];
 }
 
 // dst = 0 over all rows × dst_cols (a slice's gradient outside its columns).

@@ -414,17 +414,17 @@ pub struct Unreferenced {
 }
 
 impl Unreferenced {
-    /// The beats that have a reference class, with their probabilities (`classes` a row) and
+    /// The beats that have a reference class, with their probabilities (a row each) and
     /// decisions: what is scored.
     pub fn referenced(
         beats: Beats,
         probs: Vec<f32>,
         predicted: Vec<u32>,
-        classes: usize,
     ) -> (Beats, Vec<f32>, Vec<u32>) {
         if !beats.labels.contains(&NO_REFERENCE) {
             return (beats, probs, predicted);
         }
+        let classes = probs.len() / beats.len();
         let keep: Vec<usize> = (0..beats.len())
             .filter(|&b| beats.labels[b] != NO_REFERENCE)
             .collect();

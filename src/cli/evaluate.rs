@@ -295,7 +295,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     // detected beats without a reference beat are decided (above, among their record's beats)
     // and counted, not scored
     let unreferenced = Unreferenced::of(&beats, &predicted, &names);
-    let (beats, probs, predicted) = Unreferenced::referenced(beats, probs, predicted, classes);
+    let (beats, probs, predicted) = Unreferenced::referenced(beats, probs, predicted);
     if beats.is_empty() {
         if args.json {
             print_json(&json!({

@@ -14,7 +14,7 @@ use crate::checkpoint::{self, NamedTensor};
 use crate::error::{Error, Result};
 use crate::gpu::{storage_buffer, GpuContext, Tensor, OFFSET_ALIGN_BYTES};
 use crate::ops::add::Add;
-use crate::ops::concat::{self, Columns, Concat, GroupedConcat};
+use crate::ops::concat::{self, Columns, GroupedConcat};
 use crate::ops::conv1d::{self, Conv1d};
 use crate::ops::dense::{self, Dense, GroupedDense};
 use crate::ops::dropout::{self, Dropout};
@@ -545,12 +545,8 @@ impl Model {
         let flat = graph.value(h).numel() / batch;
         h = graph.reshape(h, &[batch, flat])?;
         if let Some(rhythm) = rhythm {
-            h = match g {
-                1 => graph.apply(Concat, &[h, rhythm])?,
-                _ => graph.apply(GroupedConcat { groups: g }, &[h, rhythm])?,
-            };
+            h = graph.apply(GroupedConcat { groups: g }, &[h, rhythm])?;
         }
-        let dense = GroupedDense { groups: g };
         let (w, b) = (next(), next());
         h = graph.apply(GroupedDense { groups: g }, &[h, w, b])?;
         // ReLU and Dropout_7 in one op while training
@@ -567,7 +563,7 @@ impl Model {
             false => graph.apply(Relu, &[h])?,
         };
         let (w, b) = (next(), next());
-        let logits = graph.apply(dense, &[h, w, b])?;
+        let logits = graph.apply(GroupedDense { groups: g }, &[h, w, b])?;
         match rhythm.filter(|_| c.rhythm_head > 0) {
             None => Ok(logits),
             Some(rhythm) => {

@@ -25,36 +25,57 @@ struct Params {
     src_off: u32,
     dst_cols: u32,
     dst_off: u32,
-    _unused: [u32; 2],
+    src_group: u32,
+    dst_group: u32,
 }
+
+/// Columns of a row-major `[rows, *]` matrix: group g's block starts at column
+/// `offset + g * step`.
+type Block<'a> = (&'a Tensor, usize, usize);
 
 /// Records `dst[:, dst_off..dst_off + width] = src[:, src_off..src_off + width]` for
 /// row-major `[rows, *]` matrices.
 fn copy_columns(
     rec: &mut Recorder,
-    src: (&Tensor, usize),
-    dst: (&Tensor, usize),
+    (src, src_off): (&Tensor, usize),
+    (dst, dst_off): (&Tensor, usize),
     width: usize,
 ) -> Result<()> {
-    columns(rec, "copy_columns", src, dst, width)
+    columns(
+        rec,
+        "copy_columns",
+        (src, src_off, 0),
+        (dst, dst_off, 0),
+        width,
+        1,
+    )
 }
 
 /// [`copy_columns`] that adds into `dst` instead of overwriting it.
 fn add_columns(
     rec: &mut Recorder,
-    src: (&Tensor, usize),
-    dst: (&Tensor, usize),
-    width: usize,
-) -> Result<()> {
-    columns(rec, "add_columns", src, dst, width)
-}
-
-fn columns(
-    rec: &mut Recorder,
-    entry: &'static str,
     (src, src_off): (&Tensor, usize),
     (dst, dst_off): (&Tensor, usize),
     width: usize,
+) -> Result<()> {
+    columns(
+        rec,
+        "add_columns",
+        (src, src_off, 0),
+        (dst, dst_off, 0),
+        width,
+        1,
+    )
+}
+
+/// Records `entry` over `groups` blocks of `width` columns in one dispatch.
+fn columns(
+    rec: &mut Recorder,
+    entry: &'static str,
+    (src, src_off, src_group): Block,
+    (dst, dst_off, dst_group): Block,
+    width: usize,
+    groups: usize,
 ) -> Result<()> {
     let rows = dst.shape()[0];
     let params = Params {
@@ -64,14 +85,17 @@ fn columns(
         src_off: src_off as u32,
         dst_cols: (dst.numel() / rows) as u32,
         dst_off: dst_off as u32,
-        _unused: [0; 2],
+        src_group: src_group as u32,
+        dst_group: dst_group as u32,
     };
+    let mut workgroups = groups_1d(rows * width);
+    workgroups[2] = groups as u32;
     rec.push(
         &SHADER,
         entry,
         &params,
         &[(1, src.binding()), (2, dst.binding())],
-        groups_1d(rows * width),
+        workgroups,
     )
 }
 
@@ -139,11 +163,15 @@ impl Op for GroupedConcat {
         inputs: &[&Tensor],
         output: &Tensor,
     ) -> Result<Vec<Tensor>> {
-        let (fa, fb) = (inputs[0].shape()[1] / self.groups, inputs[1].shape()[1]);
-        for g in 0..self.groups {
-            copy_columns(rec, (inputs[0], g * fa), (output, g * (fa + fb)), fa)?;
-            copy_columns(rec, (inputs[1], 0), (output, g * (fa + fb) + fa), fb)?;
-        }
+        let (fa, fb, g) = (
+            inputs[0].shape()[1] / self.groups,
+            inputs[1].shape()[1],
+            self.groups,
+        );
+        // every group's own features, then the shared ones into every group's row
+        let (a, b) = ((inputs[0], 0, fa), (inputs[1], 0, 0));
+        columns(rec, "copy_columns", a, (output, 0, fa + fb), fa, g)?;
+        columns(rec, "copy_columns", b, (output, fa, fa + fb), fb, g)?;
         Ok(vec![])
     }
 
@@ -155,16 +183,28 @@ impl Op for GroupedConcat {
         grad_output: &Tensor,
         grad_inputs: &[Option<&Tensor>],
     ) -> Result<()> {
-        let (fa, fb) = (inputs[0].shape()[1] / self.groups, inputs[1].shape()[1]);
-        for g in 0..self.groups {
-            let at = g * (fa + fb);
-            if let Some(da) = grad_inputs[0] {
-                copy_columns(rec, (grad_output, at), (da, g * fa), fa)?;
-            }
-            if let Some(db) = grad_inputs[1] {
+        let (fa, fb, g) = (
+            inputs[0].shape()[1] / self.groups,
+            inputs[1].shape()[1],
+            self.groups,
+        );
+        if let Some(da) = grad_inputs[0] {
+            columns(
+                rec,
+                "copy_columns",
+                (grad_output, 0, fa + fb),
+                (da, 0, fa),
+                fa,
+                g,
+            )?;
+        }
+        // the shared input's gradient: the groups' columns added one group at a time, in order
+        if let Some(db) = grad_inputs[1] {
+            for g in 0..g {
+                let at = g * (fa + fb) + fa;
                 match g {
-                    0 => copy_columns(rec, (grad_output, at + fa), (db, 0), fb)?,
-                    _ => add_columns(rec, (grad_output, at + fa), (db, 0), fb)?,
+                    0 => copy_columns(rec, (grad_output, at), (db, 0), fb)?,
+                    _ => add_columns(rec, (grad_output, at), (db, 0), fb)?,
                 }
             }
         }
@@ -242,7 +282,8 @@ impl Op for Columns {
             src_off: 0,
             dst_cols: (dx.numel() / rows) as u32,
             dst_off: 0,
-            _unused: [0; 2],
+            src_group: 0,
+            dst_group: 0,
         };
         rec.push(
             &SHADER,
