@@ -118,6 +118,10 @@ pub struct RunSettings {
     /// ([`crate::data::corpus::dataset::LoadOptions::views`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub views: Vec<String>,
+    /// Each record was also read as another device would have taken it
+    /// ([`crate::data::corpus::dataset::LoadOptions::device_view`], drawn under `seed`).
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub device_view: bool,
     // --- `transfer`
     /// The MIT-BIH checkpoint fine-tuned (none: trained from scratch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,6 +184,7 @@ impl Default for RunSettings {
             fallback_lead: false,
             strict: false,
             views: vec![],
+            device_view: false,
             from: None,
             beats_csv: vec![],
             head: None,

@@ -1945,3 +1945,85 @@ fn views_read_other_leads_as_recordings_of_the_same_patient() {
     assert_eq!(all.len(), 5, "{folds:?}");
     assert!(all.iter().all(|r| !r.contains('~')));
 }
+
+/// `LoadOptions::device_view`: each record is also read as another device would have taken it
+/// (a rate and noise drawn per record from the seed), as a recording named `RECORD~LEAD@RATEHz`
+/// of the same patient with the same beats, whatever order the records load in.
+#[test]
+fn device_views_read_each_record_as_another_device_would() {
+    use ecgwgpu::data::corpus::dataset::patient;
+    use ecgwgpu::data::signal::acquisition::DeviceDraw;
+    let plain = load_dir(&embedded_dir(), &LoadOptions::default()).unwrap();
+    let opts = LoadOptions {
+        device_view: Some(DeviceDraw::new(7)),
+        ..LoadOptions::default()
+    };
+    let ds = load_dir(&embedded_dir(), &opts).unwrap();
+    let names: Vec<&str> = ds.per_record.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(names.len(), 10, "{names:?}");
+    let mut rates = std::collections::BTreeSet::new();
+    for (record, counts) in &plain.per_record {
+        let (view, view_counts) = ds
+            .per_record
+            .iter()
+            .find(|(n, _)| n.starts_with(&format!("{record}~MLII@")))
+            .unwrap_or_else(|| panic!("no device view of {record}: {names:?}"));
+        assert_eq!(patient(view), record);
+        let rate: f64 = view
+            .trim_start_matches(&format!("{record}~MLII@"))
+            .trim_end_matches("Hz")
+            .parse()
+            .unwrap();
+        assert!(DeviceDraw::RATES.contains(&rate), "{view}");
+        rates.insert(rate as u64);
+        // the same beats, but for one or two the resampling moves past a record's edge
+        for (a, b) in counts.iter().zip(view_counts) {
+            assert!(
+                a.abs_diff(*b) <= 2,
+                "{record}: {counts:?} vs {view_counts:?}"
+            );
+        }
+    }
+    assert!(rates.len() >= 2, "one rate for every record: {rates:?}");
+    assert!(
+        ds.warnings
+            .iter()
+            .any(|w| w.contains("5 records also read as another device")),
+        "{:?}",
+        ds.warnings
+    );
+    // the draw is the record's own: loaded in another order, the same devices and beats
+    let mut reversed: Vec<String> = plain.per_record.iter().map(|r| r.0.clone()).collect();
+    reversed.reverse();
+    let again = load_dir(
+        &embedded_dir(),
+        &LoadOptions {
+            records: Some(reversed),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    let beats_of = |d: &ecgwgpu::data::corpus::dataset::Dataset, name: &str| {
+        (0..d.beats.len())
+            .filter(|&b| d.beats.record[b] == name)
+            .map(|b| d.beats.beat(b).to_vec())
+            .collect::<Vec<_>>()
+    };
+    for (name, _) in ds.per_record.iter().filter(|(n, _)| n.contains('@')) {
+        assert_eq!(beats_of(&ds, name), beats_of(&again, name), "{name}");
+    }
+    // another seed, other devices
+    let draw = |seed| -> Vec<_> {
+        plain
+            .per_record
+            .iter()
+            .map(|(r, _)| DeviceDraw::new(seed).for_record(r))
+            .collect()
+    };
+    assert_ne!(draw(7), draw(8));
+    for device in draw(7) {
+        let noise = device.noise.expect("typical or strong noise");
+        assert!([50.0, 60.0].contains(&noise.mains_hz));
+        assert!((0.01..=0.09).contains(&noise.emg_mv), "{noise:?}");
+    }
+}

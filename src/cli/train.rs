@@ -10,6 +10,7 @@ use crate::data::beats::reference::BeatReference;
 use crate::data::corpus::dataset::LoadOptions;
 use crate::data::corpus::splits::SplitKind;
 use crate::data::formats::aami::CLASS_NAMES;
+use crate::data::signal::acquisition::DeviceDraw;
 use crate::error::Result;
 use crate::run::{RunConfig, RunSettings};
 use crate::train::{EpochRecord, FitObserver, TrainData};
@@ -51,6 +52,13 @@ pub struct TrainArgs {
     /// --calibrate its decision rule is chosen on them too.
     #[arg(long = "view", value_name = "LEADS")]
     views: Vec<String>,
+    /// Also train on each record as another device would have taken it: resampled to 128, 250
+    /// or 500 Hz and with typical or strong noise (baseline wander, 50/60 Hz mains, EMG; the
+    /// amplitudes scaled by 0.5–1.5), drawn per record under --seed. Each is a recording of its
+    /// own of the same patient (`RECORD~LEAD@RATEHz`), kept with it in splits and folds; with
+    /// --calibrate the decision rule is chosen on them too.
+    #[arg(long)]
+    device_view: bool,
     /// Augment minority classes of the training part up to this many beats each (0: off).
     #[arg(long, default_value_t = 0)]
     augment: usize,
@@ -371,6 +379,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             dir: args.source.dir()?,
             options: LoadOptions {
                 views: args.views.clone(),
+                device_view: args.device_view.then(|| DeviceDraw::new(args.run.seed)),
                 ..args.source.options()
             },
         },

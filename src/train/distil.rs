@@ -217,6 +217,10 @@ pub fn student_of(
     options.fallback_to_first = run.args.fallback_lead;
     options.strict = run.args.strict;
     options.views = run.args.views.clone();
+    options.device_view = run
+        .args
+        .device_view
+        .then(|| crate::data::signal::acquisition::DeviceDraw::new(run.args.seed));
     let settings = RunSettings {
         loss: "distil".into(),
         teacher: Some(teacher.to_path_buf()),

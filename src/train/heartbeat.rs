@@ -248,6 +248,7 @@ pub(super) fn run_config(
             fallback_lead: options.fallback_to_first,
             strict: options.strict,
             views: options.views.clone(),
+            device_view: options.device_view.is_some(),
             ..settings.clone()
         },
         data_dir,

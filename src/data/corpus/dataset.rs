@@ -9,7 +9,7 @@ use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::{self, Annotation};
 use crate::data::formats::files::{Disk, Files};
 use crate::data::recording;
-use crate::data::signal::acquisition::Acquisition;
+use crate::data::signal::acquisition::{Acquisition, DeviceDraw};
 use crate::data::signal::qrs;
 use crate::error::{Error, Result};
 
@@ -38,6 +38,11 @@ pub struct LoadOptions {
     /// [`patient`]), with its own median beat and record clusters, and the same patient as
     /// the record for splits and folds. A record without the lead has no such view.
     pub views: Vec<String>,
+    /// Each record also read at `lead` as another device would have taken it (a rate and noise
+    /// drawn per record, see [`DeviceDraw`]), as a view of its own named `RECORD~LEAD@RATEHz`:
+    /// training augmentation for recordings from other hardware. Splits and folds keep it with
+    /// its record.
+    pub device_view: Option<DeviceDraw>,
 }
 
 /// What separates a record's name from the lead of one of its views (`100~V1`).
@@ -60,6 +65,7 @@ impl Default for LoadOptions {
             acquisition: Acquisition::default(),
             detect: false,
             views: vec![],
+            device_view: None,
         }
     }
 }
@@ -234,24 +240,43 @@ enum Outcome {
 
 /// Reads one record (`name`: a WFDB record, or an `.edf` file in `dir`) a chunk at a time (see
 /// [`stream`]): memory holds its beats, not its signal.
+/// Which recording of a record [`load_record`] reads.
+#[derive(Clone, Copy)]
+enum View<'a> {
+    /// The record at the options' lead.
+    Record,
+    /// A view at another lead (a preference list), named `RECORD~LEAD`.
+    Lead(&'a str),
+    /// A view at the options' lead through their acquisition, named `RECORD~LEAD@RATEHz`.
+    Device,
+}
+
 fn load_record(
     files: &dyn Files,
     dir: &Path,
     name: &str,
-    view: Option<&str>,
+    view: View,
     opts: &LoadOptions,
 ) -> Result<Outcome> {
     let path = dir.join(name);
     let (lead, fallback) = match view {
-        Some(lead) => (lead, false),
-        None => (opts.lead.as_str(), opts.fallback_to_first),
+        View::Lead(lead) => (lead, false),
+        View::Record | View::Device => (opts.lead.as_str(), opts.fallback_to_first),
     };
     let mut rec = match recording::open_in(files, &path, lead, fallback)? {
         Ok(rec) => opts.acquisition.apply(rec)?,
         Err(have) => return Ok(Outcome::NoLead(have)),
     };
-    if view.is_some() {
-        rec.name = format!("{}{VIEW_SEPARATOR}{}", rec.name, rec.label);
+    match view {
+        View::Record => {}
+        View::Lead(_) => rec.name = format!("{}{VIEW_SEPARATOR}{}", rec.name, rec.label),
+        View::Device => {
+            let rate = opts
+                .acquisition
+                .rate
+                .map_or(String::new(), |r| format!("@{r}Hz"));
+            rec.name = format!("{}{VIEW_SEPARATOR}{}{rate}", rec.name, rec.label);
+        }
     }
     if opts.detect {
         return load_detected(rec, opts.mode);
@@ -291,6 +316,22 @@ fn load_record(
         at_edges,
         unreferenced: 0,
     })
+}
+
+/// Record `name` at the options' lead as `device` would have taken it, a view named
+/// `RECORD~LEAD@RATEHz` (see [`LoadOptions::device_view`]).
+fn load_device_view(
+    files: &dyn Files,
+    dir: &Path,
+    name: &str,
+    device: Acquisition,
+    opts: &LoadOptions,
+) -> Result<Outcome> {
+    let opts = LoadOptions {
+        acquisition: device,
+        ..opts.clone()
+    };
+    load_record(files, dir, name, View::Device, &opts)
 }
 
 /// Every beat of `rec` at `annotations`, streamed a chunk at a time, and how many beat
@@ -481,22 +522,38 @@ pub fn load_from(
     opts: &LoadOptions,
 ) -> Result<Dataset> {
     type Loaded = Vec<(String, Option<String>, Result<Outcome>)>;
-    // each record, then its views
-    let jobs: Vec<(String, Option<String>)> = names
+    // each record, then its views: (record, lead of a view, device of a view)
+    type Job = (String, Option<String>, Option<Acquisition>);
+    let jobs: Vec<Job> = names
         .iter()
         .flat_map(|n| {
-            std::iter::once((n.clone(), None))
-                .chain(opts.views.iter().map(|v| (n.clone(), Some(v.clone()))))
+            let device = opts.device_view.as_ref().map(|d| {
+                let lead = format!("{}@device", opts.lead);
+                (n.clone(), Some(lead), Some(d.for_record(n)))
+            });
+            std::iter::once((n.clone(), None, None))
+                .chain(
+                    opts.views
+                        .iter()
+                        .map(|v| (n.clone(), Some(v.clone()), None)),
+                )
+                .chain(device)
         })
         .collect();
-    let load = |part: &[(String, Option<String>)]| -> Loaded {
+    let load = |part: &[Job]| -> Loaded {
         part.iter()
-            .map(|(n, v)| {
-                (
-                    n.clone(),
-                    v.clone(),
-                    load_record(files, dir, n, v.as_deref(), opts),
-                )
+            .map(|(n, v, device)| {
+                let outcome = match device {
+                    None => load_record(
+                        files,
+                        dir,
+                        n,
+                        v.as_deref().map_or(View::Record, View::Lead),
+                        opts,
+                    ),
+                    Some(acquisition) => load_device_view(files, dir, n, *acquisition, opts),
+                };
+                (n.clone(), v.clone(), outcome)
             })
             .collect()
     };
@@ -613,6 +670,20 @@ pub fn load_from(
             line += &format!("; without it: {}", name_list(&missing));
         }
         ds.warnings.push(line);
+    }
+    if let Some(device) = &opts.device_view {
+        let read = views_read.iter().filter(|l| l.ends_with("@device")).count();
+        let rates: Vec<String> = device.rates.iter().map(|r| format!("{r}")).collect();
+        let levels: Vec<&str> = device.levels.iter().map(|l| l.name()).collect();
+        ds.warnings.push(format!(
+            "{read} record{} also read as another device would have taken {} (a rate of {} Hz \
+             and {} noise drawn per record, seed {}; views named RECORD{VIEW_SEPARATOR}LEAD@RATEHz)",
+            if read == 1 { "" } else { "s" },
+            if read == 1 { "it" } else { "them" },
+            rates.join(", "),
+            levels.join(" or "),
+            device.seed
+        ));
     }
     // one line per cause, not per record
     if !fallbacks.is_empty() {

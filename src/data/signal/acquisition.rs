@@ -124,6 +124,57 @@ impl Acquisition {
     }
 }
 
+/// Devices drawn per record, for training on recordings as other devices would take them
+/// (`train --device-view`): each record gets one, from its own seed, so a run is reproducible
+/// whatever order the records load in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceDraw {
+    /// Rates a device records at (Hz), one drawn per record.
+    pub rates: Vec<f64>,
+    /// Noise levels, one drawn per record, its amplitudes scaled by a factor drawn from
+    /// 0.5–1.5 and its mains at 50 or 60 Hz.
+    pub levels: Vec<NoiseLevel>,
+    pub seed: u64,
+}
+
+impl DeviceDraw {
+    /// The rates of the cross-database table's rows and of common ambulatory recorders.
+    pub const RATES: [f64; 3] = [128.0, 250.0, 500.0];
+
+    /// The default draw: [`Self::RATES`], typical or strong noise.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rates: Self::RATES.to_vec(),
+            levels: vec![NoiseLevel::Typical, NoiseLevel::Strong],
+            seed,
+        }
+    }
+
+    /// The device that records `record` (the name without any view suffix).
+    pub fn for_record(&self, record: &str) -> Acquisition {
+        // a seed of its own, apart from the noise's (which `Acquisition` derives from `seed`)
+        let mut rng = Rng::new(record_seed(self.seed ^ 0xD371_CE00, record));
+        let rate = (!self.rates.is_empty()).then(|| self.rates[rng.below(self.rates.len())]);
+        let level = match self.levels.len() {
+            0 => NoiseLevel::None,
+            n => self.levels[rng.below(n)],
+        };
+        let scale = rng.range(0.5, 1.5) as f32;
+        let mains_hz = if rng.below(2) == 0 { 50.0 } else { 60.0 };
+        let noise = level.noise().map(|n| Noise {
+            baseline_mv: n.baseline_mv * scale,
+            mains_mv: n.mains_mv * scale,
+            mains_hz,
+            emg_mv: n.emg_mv * scale,
+        });
+        Acquisition {
+            rate,
+            noise,
+            seed: self.seed,
+        }
+    }
+}
+
 /// Where a sample at `fs` lands at `fs_out` (output sample n sits at time n / fs_out).
 fn move_sample(sample: u64, fs: f64, fs_out: f64) -> u64 {
     (sample as f64 * fs_out / fs).round() as u64
