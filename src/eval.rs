@@ -9,7 +9,7 @@ use crate::data::beats::{BeatMode, Beats, NO_REFERENCE};
 use crate::data::corpus::dataset::{load_dir, patient, LoadOptions};
 use crate::data::corpus::ptb::{self, MiSplit};
 use crate::data::corpus::splits::{self, Split, SplitKind};
-use crate::data::signal::acquisition::Acquisition;
+use crate::data::signal::acquisition::{Acquisition, DeviceDraw};
 use crate::error::{Error, Result};
 use crate::metrics::Confusion;
 use crate::model::ModelConfig;
@@ -284,14 +284,20 @@ pub fn member_folds(checkpoint: &Path) -> Result<Vec<Vec<String>>> {
         .map_err(|e| Error::data(&metrics_path, "folds", e.to_string()))
 }
 
-/// Which leads out-of-fold predictions read DS1 at: the network's own by default (MLII for
-/// MIT-BIH), `lead` instead of it, and each of `views` besides, as recordings of the same
-/// patients (`RECORD~LEAD`, see [`LoadOptions::views`]). A rule chosen on both of MIT-BIH's
-/// leads is chosen on recordings that do not all look like the training lead.
+/// How out-of-fold predictions read DS1: at the network's own lead by default (MLII for
+/// MIT-BIH) or `lead` instead, each of `views` besides, as recordings of the same patients
+/// (`RECORD~LEAD`, see [`LoadOptions::views`]), every record through `acquisition` (another
+/// rate, noise), and each also as a drawn device when `device_view` says
+/// ([`LoadOptions::device_view`]). A rule chosen there is chosen on recordings that do not all
+/// look like the training data.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Leads {
     pub lead: Option<String>,
     pub views: Vec<String>,
+    #[serde(skip_serializing_if = "crate::is_default")]
+    pub acquisition: Acquisition,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_view: Option<DeviceDraw>,
 }
 
 impl Leads {
@@ -303,6 +309,15 @@ impl Leads {
         }
         if !self.views.is_empty() {
             parts.push(format!("also at {}", self.views.join(" and ")));
+        }
+        if !self.acquisition.is_identity() {
+            parts.push(self.acquisition.describe());
+        }
+        if let Some(device) = &self.device_view {
+            parts.push(format!(
+                "also as drawn devices (seed {}, views RECORD~LEAD@RATEHz)",
+                device.seed
+            ));
         }
         parts.join(", ")
     }
@@ -338,6 +353,8 @@ pub fn out_of_fold(
     options.fallback_to_first = run.args.fallback_lead;
     options.strict = run.args.strict;
     options.views = leads.views.clone();
+    options.acquisition = leads.acquisition;
+    options.device_view = leads.device_view.clone();
     let mut ds = load_dir(&run.data_dir, &options)?;
     config.beat_reference.apply(&mut ds.beats)?;
     let parts = splits::split(&ds.beats, SplitKind::Inter, 0.2, 0.1, run.args.seed);

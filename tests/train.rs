@@ -1668,8 +1668,8 @@ fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
     // DS1 read at both leads: each record again as `RECORD~LEAD` of the same patient, scored by
     // the same members; its MLII beats as before
     let both = Leads {
-        lead: None,
         views: vec!["V1,V2,V4,V5".into()],
+        ..Leads::default()
     };
     let oof_both = out_of_fold(ctx, &a, &both, 256, |_, _| {}).unwrap();
     let own: Vec<usize> = (0..oof_both.beats.len())
@@ -1691,6 +1691,40 @@ fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
     let second = evaluate_json_with(&a, &["--out-of-fold", "--lead", "V1,V2,V4,V5"]);
     let what = second["selection"].as_str().unwrap();
     assert!(what.contains("DS1 read at lead V1,V2,V4,V5"), "{what}");
+    // DS1 as another device would have recorded it: the same records, other probabilities
+    let device = Leads {
+        acquisition: ecgwgpu::data::signal::acquisition::Acquisition {
+            rate: Some(250.0),
+            noise: ecgwgpu::data::signal::acquisition::NoiseLevel::Strong.noise(),
+            seed: 1,
+        },
+        ..Leads::default()
+    };
+    let oof_device = out_of_fold(ctx, &a, &device, 256, |_, _| {}).unwrap();
+    assert_eq!(oof_device.beats.record, oof_a.beats.record);
+    assert_ne!(oof_device.probabilities, oof_a.probabilities);
+    let noisy = evaluate_json_with(
+        &a,
+        &["--out-of-fold", "--resample", "250", "--noise", "strong"],
+    );
+    let what = noisy["selection"].as_str().unwrap();
+    assert!(what.contains("resampled to 250 Hz"), "{what}");
+    // and each record also as a drawn device: a view of its own, scored by its record's members
+    let drawn = Leads {
+        device_view: Some(ecgwgpu::data::signal::acquisition::DeviceDraw::new(1)),
+        ..Leads::default()
+    };
+    let oof_drawn = out_of_fold(ctx, &a, &drawn, 256, |_, _| {}).unwrap();
+    let views = oof_drawn
+        .beats
+        .record
+        .iter()
+        .filter(|r| r.contains("~MLII@"))
+        .count();
+    assert!(
+        views > 0 && views < oof_drawn.beats.len(),
+        "{views} device views"
+    );
     // the rule is chosen anew on those predictions and written into the combined file; evaluate
     // re-scores DS1 out of fold to the figures the choice reported, and DS2 from the run beside it
     let metrics = read_json(&out.join("metrics.json"));

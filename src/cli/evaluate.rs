@@ -205,10 +205,16 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         )));
     }
     let altered = !selection.acquisition.is_identity() || selection.detect;
-    if altered && (mi || args.out_of_fold || args.split == Some(EvalSplit::Intra)) {
+    if altered && (mi || args.split == Some(EvalSplit::Intra)) {
         return Err(Error::Config(
             "--resample, --noise and --detect read whole records: use them with --split inter \
-             or all, for a heartbeat model"
+             or all, or --out-of-fold, for a heartbeat model"
+                .into(),
+        ));
+    }
+    if args.out_of_fold && selection.detect {
+        return Err(Error::Config(
+            "--detect with --out-of-fold: out-of-fold predictions are of DS1's annotated beats"
                 .into(),
         ));
     }
@@ -217,6 +223,8 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         let leads = crate::eval::Leads {
             lead: selection.lead.clone(),
             views: selection.views.clone(),
+            acquisition: selection.acquisition,
+            device_view: None,
         };
         let oof =
             crate::eval::out_of_fold(&ctx, &network, &leads, args.batch, super::member_progress)?;

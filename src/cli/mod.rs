@@ -99,6 +99,11 @@ pub(crate) struct OutOfFoldLeads {
     /// Repeatable.
     #[arg(long = "view", value_name = "LEADS")]
     views: Vec<String>,
+    /// Also read each DS1 record as another device would have taken it (a rate of 128, 250 or
+    /// 500 Hz and typical or strong noise drawn per record under this seed, as `train
+    /// --device-view` does), so that the rule is chosen on those recordings too.
+    #[arg(long, value_name = "SEED")]
+    device_view: Option<u64>,
 }
 
 impl OutOfFoldLeads {
@@ -106,6 +111,10 @@ impl OutOfFoldLeads {
         crate::eval::Leads {
             lead: self.lead.clone(),
             views: self.views.clone(),
+            device_view: self
+                .device_view
+                .map(crate::data::signal::acquisition::DeviceDraw::new),
+            ..Default::default()
         }
     }
 }

@@ -28,8 +28,9 @@ pub struct Noise {
 }
 
 /// Named noise levels for `--noise`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
 pub enum NoiseLevel {
     /// No noise added.
     #[default]
@@ -127,7 +128,7 @@ impl Acquisition {
 /// Devices drawn per record, for training on recordings as other devices would take them
 /// (`train --device-view`): each record gets one, from its own seed, so a run is reproducible
 /// whatever order the records load in.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct DeviceDraw {
     /// Rates a device records at (Hz), one drawn per record.
     pub rates: Vec<f64>,
