@@ -628,6 +628,109 @@ pub fn decide_gated(
     decided
 }
 
+/// Turns V decisions into N for beats that come on time and that the network is not sure of.
+/// Most ventricular ectopic beats come early; a second normal shape (a bundle branch block's,
+/// AAMI N), seen on a lead the network was not trained on, can look like them against the
+/// record's median beat, but comes on time. Chosen out of fold ([`choose_on_time_v_gate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct OnTimeVGate {
+    /// The gate spares a V decision at or above this V probability.
+    pub below_p_v: f32,
+    /// A beat is on time when its preceding R–R interval is at least this fraction of the
+    /// local mean interval (the ten around it).
+    pub on_time: f32,
+}
+
+impl OnTimeVGate {
+    /// Settings [`choose_on_time_v_gate`] tries.
+    pub const TRIED: [(f32, f32); 20] = {
+        let mut tried = [(0.0, 0.0); 20];
+        let (mut i, ps, rs) = (0, [0.5, 0.6, 0.7, 0.8, 0.9], [0.85, 0.9, 0.95, 1.0]);
+        while i < 20 {
+            tried[i] = (ps[i / 4], rs[i % 4]);
+            i += 1;
+        }
+        tried
+    };
+
+    /// The preceding interval as a fraction of the local mean (1 when either is unknown).
+    pub fn timing(rr: &crate::data::beats::rr::Rhythm) -> f32 {
+        // pre_rr and local_rr, in seconds (`RR_FEATURES`)
+        if rr[0] > 0.0 && rr[2] > 0.0 {
+            rr[0] / rr[2]
+        } else {
+            1.0
+        }
+    }
+
+    /// Applies the gate to `decided`, one row of `probs` (`classes` wide) and `rhythm` each.
+    pub fn apply(
+        &self,
+        decided: &mut [u32],
+        probs: &[f32],
+        classes: usize,
+        rhythm: &[crate::data::beats::rr::Rhythm],
+    ) {
+        use crate::data::formats::aami::AamiClass;
+        let (n, v) = (AamiClass::N.label(), AamiClass::V.label());
+        for ((d, p), rr) in decided.iter_mut().zip(probs.chunks(classes)).zip(rhythm) {
+            if *d == v && p[v as usize] < self.below_p_v && Self::timing(rr) >= self.on_time {
+                *d = n;
+            }
+        }
+    }
+}
+
+/// The on-time V gate that validation prefers.
+#[derive(Clone, Debug, Serialize)]
+pub struct OnTimeVChoice {
+    /// `None`: validation is best without it.
+    pub gate: Option<OnTimeVGate>,
+    pub macro_f1_without: f64,
+    /// ((below p_V, on time), macro-F1) for each setting tried.
+    pub macro_f1_by_setting: Vec<((f32, f32), f64)>,
+    /// The report with the chosen gate (without it when none).
+    pub report: Report,
+}
+
+/// Chooses the on-time V gate on validation beats: `decided` (by the rest of the rule) from
+/// `probs` (as the rule left them), with their `labels` and `rhythm`; the highest macro-F1,
+/// none unless one beats the rule without it.
+pub fn choose_on_time_v_gate(
+    decided: &[u32],
+    probs: &[f32],
+    labels: &[u32],
+    rhythm: &[crate::data::beats::rr::Rhythm],
+    names: &[&str],
+) -> OnTimeVChoice {
+    let classes = names.len();
+    let report = |d: &[u32]| Confusion::new(labels, d, classes).report(names);
+    let without = report(decided);
+    if !names.contains(&"V") || !names.contains(&"N") {
+        return OnTimeVChoice {
+            gate: None,
+            macro_f1_without: without.macro_f1,
+            macro_f1_by_setting: vec![],
+            report: without,
+        };
+    }
+    let (setting, tried, best) = best_setting(
+        &without,
+        OnTimeVGate::TRIED.map(|(below_p_v, on_time)| {
+            let gate = OnTimeVGate { below_p_v, on_time };
+            let mut gated = decided.to_vec();
+            gate.apply(&mut gated, probs, classes, rhythm);
+            ((below_p_v, on_time), report(&gated))
+        }),
+    );
+    OnTimeVChoice {
+        gate: setting.map(|(below_p_v, on_time)| OnTimeVGate { below_p_v, on_time }),
+        macro_f1_without: without.macro_f1,
+        macro_f1_by_setting: tried,
+        report: best,
+    }
+}
+
 /// Irregularity thresholds [`choose_irregular_gate`] tries: the median change between
 /// successive R–R intervals around a beat, as a fraction of their mean.
 pub const GATE_THRESHOLDS: [f32; 8] = [0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3];

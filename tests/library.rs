@@ -725,6 +725,43 @@ fn the_irregular_rhythm_gate_turns_s_into_n_only_where_the_rhythm_is_irregular()
     );
 }
 
+/// The on-time V gate turns a V decision into N only for a beat on time (its preceding R–R at
+/// least a fraction of the local mean) with a V probability below the gate's; validation
+/// chooses it only where it helps.
+#[test]
+fn the_on_time_v_gate_spares_early_and_certain_v_beats() {
+    use ecgwgpu::metrics::{choose_on_time_v_gate, OnTimeVGate};
+    // pre_rr and local_rr in seconds
+    let timed = |pre: f32| {
+        let mut r = ecgwgpu::data::beats::rr::NOMINAL;
+        (r[0], r[2]) = (pre, 0.8);
+        r
+    };
+    let p = |v: f32| vec![1.0 - v, 0.0, v, 0.0, 0.0];
+    // four V decisions: on time and unsure, early and unsure, on time and sure, and an N
+    let probs: Vec<f32> = [p(0.55), p(0.55), p(0.97), p(0.1)].concat();
+    let rr = [timed(0.8), timed(0.5), timed(0.82), timed(0.8)];
+    let gate = OnTimeVGate {
+        below_p_v: 0.7,
+        on_time: 0.9,
+    };
+    let mut decided = vec![2, 2, 2, 0];
+    gate.apply(&mut decided, &probs, 5, &rr);
+    assert_eq!(decided, [0, 2, 2, 0]);
+    assert_eq!(OnTimeVGate::timing(&timed(0.4)), 0.5);
+    // chosen where the on-time unsure "V" is an N beat, not where it is a V beat
+    let choice = choose_on_time_v_gate(&[2, 2, 2, 0], &probs, &[0, 2, 2, 0], &rr, &NAMES);
+    let chosen = choice.gate.expect("a gate helps here");
+    assert!(
+        chosen.below_p_v > 0.55 && chosen.below_p_v <= 0.97,
+        "{chosen:?}"
+    );
+    assert!(choice.report.macro_f1 > choice.macro_f1_without);
+    assert_eq!(OnTimeVGate::TRIED.len(), choice.macro_f1_by_setting.len());
+    let none = choose_on_time_v_gate(&[2, 2, 2, 0], &probs, &[2, 2, 2, 0], &rr, &NAMES);
+    assert_eq!(none.gate, None);
+}
+
 /// A beat's confidence is the decided class's probability minus the highest other one (0 when
 /// the rule decided against the most probable class); a recording warns when its lead is not
 /// the network's or when over a third of its beats are near ties.

@@ -53,8 +53,33 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         .save_checkpoint(&tensors, meta, path, &args.out)?;
     println!("{}", super::evaluate::ChosenGate(choice.gate).describe());
     println!("{}", describe_clusters(&choice.clusters));
+    println!("{}", describe_on_time_v(&choice.on_time_v));
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// The on-time V gate chosen, what was tried and the out-of-fold figures with the whole rule.
+pub(super) fn describe_on_time_v(c: &crate::metrics::OnTimeVChoice) -> String {
+    let tried: Vec<String> = c
+        .macro_f1_by_setting
+        .iter()
+        .map(|((p, r), f)| format!("{p}/{r} → {f:.4}"))
+        .collect();
+    format!(
+        "on-time V gate chosen on DS1 out of fold: {}; macro-F1 {:.4} without, by p_V below/on \
+         time from {}; out of fold with the whole rule: accuracy {:.4}, macro-F1 {:.4}, {}, {}",
+        c.gate
+            .map_or("none (validation prefers none)".into(), |g| format!(
+                "a V decision below p_V {} on a beat at least {} of the local R–R becomes N",
+                g.below_p_v, g.on_time
+            )),
+        c.macro_f1_without,
+        tried.join(", "),
+        c.report.accuracy,
+        c.report.macro_f1,
+        c.report.se_ppv("S"),
+        c.report.se_ppv("V")
+    )
 }
 
 /// The record clusters chosen, what was tried and the out-of-fold figures with them.

@@ -52,6 +52,7 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
     println!("decision offsets chosen out of fold: {:?}", c.rule.offsets);
     println!("{}", super::evaluate::ChosenGate(c.gate.clone()).describe());
     println!("{}", super::calibrate::describe_clusters(&c.clusters));
+    println!("{}", super::calibrate::describe_on_time_v(&c.on_time_v));
     println!("wrote {}", args.out.join("best.safetensors").display());
     Ok(())
 }

@@ -295,7 +295,7 @@ fn folds(
     if let Some(r) = &folds.oof_calibrated {
         println!(
             "out of fold on DS1, decision offsets {}, irregular-rhythm gate {}, record clusters \
-             {}\n{}",
+             {}, on-time V gate {}\n{}",
             offsets_line(&folds.test.decision_offsets),
             folds
                 .rule
@@ -308,6 +308,10 @@ fn folds(
                     "{} per record, rhythm weight {}, pull {}",
                     c.clusters, c.rhythm_weight, c.weight
                 )),
+            folds.rule.on_time_v_gate.map_or("none".into(), |g| format!(
+                "below p_V {} at {} of the local R–R",
+                g.below_p_v, g.on_time
+            )),
             r.table()
         );
     }

@@ -12,6 +12,7 @@ use crate::checkpoint::{self, NamedTensor};
 use crate::data::beats::reference::BeatReference;
 use crate::data::beats::Beats;
 use crate::error::{Error, Result};
+use crate::metrics::OnTimeVGate;
 use crate::ops::conv1d::Padding;
 use crate::ops::dropout::pcg_hash;
 
@@ -67,6 +68,11 @@ pub struct ModelConfig {
     /// calibrate`); `None`: not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_clusters: Option<ClusterSmoothing>,
+    /// A V decision becomes N for a beat on time that the network is not sure is V (after
+    /// everything above). Chosen out of fold (`train --folds --calibrate`, `ecgwgpu
+    /// calibrate`); `None`: not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_time_v_gate: Option<OnTimeVGate>,
 }
 
 /// What turns a network's probabilities into classes beyond its argmax, chosen on validation
@@ -76,6 +82,7 @@ pub struct DecisionRule {
     pub offsets: Vec<f32>,
     pub irregular_gate: Option<f32>,
     pub record_clusters: Option<ClusterSmoothing>,
+    pub on_time_v_gate: Option<OnTimeVGate>,
 }
 
 impl DecisionRule {
@@ -85,6 +92,7 @@ impl DecisionRule {
             decision_offsets: self.offsets.clone(),
             irregular_gate: self.irregular_gate,
             record_clusters: self.record_clusters,
+            on_time_v_gate: self.on_time_v_gate,
             ..config.clone()
         }
     }
@@ -124,6 +132,7 @@ impl ModelConfig {
             decision_offsets: vec![],
             irregular_gate: None,
             record_clusters: None,
+            on_time_v_gate: None,
         }
     }
 
@@ -190,19 +199,23 @@ impl ModelConfig {
     }
 
     /// [`Self::decide`] for beats with their R–R features (`rhythm`, one per row), then the
-    /// irregular-rhythm gate when the network has one.
+    /// irregular-rhythm gate and the on-time V gate when the network has them.
     pub fn decide_beats(
         &self,
         probs: &[f32],
         rhythm: &[crate::data::beats::rr::Rhythm],
     ) -> Vec<u32> {
-        crate::metrics::decide_gated(
+        let mut decided = crate::metrics::decide_gated(
             probs,
             self.classes,
             &self.decision_offsets,
             self.irregular_gate,
             rhythm,
-        )
+        );
+        if let Some(gate) = &self.on_time_v_gate {
+            gate.apply(&mut decided, probs, self.classes, rhythm);
+        }
+        decided
     }
 
     /// The whole decision rule for the beats of whole records (`beats`, one row of `probs`

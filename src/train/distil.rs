@@ -209,7 +209,8 @@ pub fn student_of(
         .filter(|run| run.args.folds >= 2 && run.args.split == "inter")
         .ok_or_else(|| {
             Error::Config(format!(
-                "{} is not a `train --folds` ensemble with its run beside it: a teacher needs                  the records each member held out",
+                "{} is not a `train --folds` ensemble with its run beside it: \
+                 a teacher needs the records each member held out",
                 teacher.display()
             ))
         })?;

@@ -188,7 +188,7 @@ pub fn train_folds(
     let rule = choices
         .as_ref()
         .map_or_else(DecisionRule::default, |c| c.rule.clone());
-    let oof_calibrated = choices.as_ref().map(|c| c.clusters.report.clone());
+    let oof_calibrated = choices.as_ref().map(|c| c.on_time_v.report.clone());
     let best = out.join("best.safetensors");
     Model::save_ensemble(ctx, &members, &rule, &best)?;
     drop(members);
@@ -299,12 +299,13 @@ pub(super) fn record_out_of_fold(
     let Some(RuleChoice {
         gate: g,
         clusters: c,
+        on_time_v: v,
         ..
     }) = choice
     else {
         return;
     };
-    metrics["out_of_fold_calibrated"] = summary(&c.report);
+    metrics["out_of_fold_calibrated"] = summary(&v.report);
     metrics["irregular_gate"] = json!({
         "threshold": g.threshold,
         "macro_f1_ungated": g.macro_f1_ungated,
@@ -314,6 +315,11 @@ pub(super) fn record_out_of_fold(
         "smoothing": c.smoothing,
         "macro_f1_plain": c.macro_f1_plain,
         "macro_f1_by_setting": c.macro_f1_by_setting,
+    });
+    metrics["on_time_v_gate"] = json!({
+        "gate": v.gate,
+        "macro_f1_without": v.macro_f1_without,
+        "macro_f1_by_setting": v.macro_f1_by_setting,
     });
 }
 
@@ -331,7 +337,8 @@ pub fn choose_whole_rule(beats: &Beats, probs: &[f32], names: &[&str]) -> RuleCh
 pub struct RuleChoice {
     pub gate: metrics::GateChoice,
     pub clusters: clusters::ClusterChoice,
-    /// The offsets given, the gate and the record clusters chosen.
+    pub on_time_v: metrics::OnTimeVChoice,
+    /// The offsets given, the gates and the record clusters chosen.
     pub rule: DecisionRule,
 }
 
@@ -345,14 +352,24 @@ pub fn choose_rule(beats: &Beats, probs: &[f32], offsets: Vec<f32>, names: &[&st
     let clusters = clusters::choose(beats, probs, names, |p| {
         metrics::decide_gated(p, classes, &offsets, gate.threshold, &beats.rr)
     });
+    // the on-time V gate reads the probabilities as the record clusters leave them
+    let mut smoothed = probs.to_vec();
+    if let Some(smoothing) = &clusters.smoothing {
+        smoothing.smooth_records(beats, &mut smoothed, classes);
+    }
+    let decided = metrics::decide_gated(&smoothed, classes, &offsets, gate.threshold, &beats.rr);
+    let on_time_v =
+        metrics::choose_on_time_v_gate(&decided, &smoothed, &beats.labels, &beats.rr, names);
     let rule = DecisionRule {
         offsets,
         irregular_gate: gate.threshold,
         record_clusters: clusters.smoothing,
+        on_time_v_gate: on_time_v.gate,
     };
     RuleChoice {
         gate,
         clusters,
+        on_time_v,
         rule,
     }
 }
