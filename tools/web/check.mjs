@@ -117,7 +117,12 @@ for (const kernels of ['gpu', 'tiled']) {
   const ready = await open(`?kernels=${kernels}`);
   const page = await evaluate(`ecgwgpu.classifyEmbedded('${RECORD}')`);
   const trained = await evaluate('ecgwgpu.trainEmbedded(1, 512, 1)');
-  variants[kernels] = { kernels: ready.kernels, ...compare(page), train_loss: trained.epoch_loss[0] };
+  variants[kernels] = {
+    kernels: ready.kernels,
+    ...compare(page),
+    classify_ms: Math.round(page.classify_ms),
+    train_loss: trained.epoch_loss[0],
+  };
 }
 
 // A browser without WebGPU: the page must say so.
