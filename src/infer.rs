@@ -81,17 +81,30 @@ pub const LOW_CONFIDENCE_SHARE: f64 = 1.0 / 3.0;
 /// noise that costs nothing (`cargo run --release --example noise_index`).
 pub const NOISY: f32 = 0.057;
 
+/// What [`recording_warnings`] looks at in a classified recording.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordingFacts<'a> {
+    /// The lead classified.
+    pub lead: &'a str,
+    /// Its sampling rate (Hz).
+    pub fs: f64,
+    /// Beats classified, and how many of them below [`LOW_CONFIDENCE`].
+    pub beats: usize,
+    pub low_confidence: usize,
+    /// How noisy the lead is ([`crate::data::signal::noise::NoiseIndex`]).
+    pub noise_index: Option<f32>,
+}
+
 /// Why a recording's decisions may not be trusted: it looks unlike what the network was
-/// trained on. `lead` is the lead classified, `beats` and `low_confidence` how many beats were
-/// classified and how many of them below [`LOW_CONFIDENCE`], `noise_index` how noisy the lead is
-/// ([`crate::data::signal::noise::NoiseIndex`]).
-pub fn recording_warnings(
-    preprocessing: &Preprocessing,
-    lead: &str,
-    beats: usize,
-    low_confidence: usize,
-    noise_index: Option<f32>,
-) -> Vec<String> {
+/// trained on (another lead, a rate below the network's, noise, many near ties).
+pub fn recording_warnings(preprocessing: &Preprocessing, facts: &RecordingFacts) -> Vec<String> {
+    let RecordingFacts {
+        lead,
+        fs,
+        beats,
+        low_confidence,
+        noise_index,
+    } = *facts;
     let mut warnings = vec![];
     let trained: Vec<&str> = preprocessing.lead.split(',').map(str::trim).collect();
     if !trained.iter().any(|t| t.eq_ignore_ascii_case(lead)) {
@@ -100,6 +113,13 @@ pub fn recording_warnings(
              other leads are less reliable (on MIT-BIH's second leads, V +P falls from 0.96 to \
              0.74)",
             trained.join(" or ")
+        ));
+    }
+    if fs < crate::data::beats::FS {
+        warnings.push(format!(
+            "the recording's rate ({fs} Hz) is below the {} Hz the network reads: its beats are \
+             upsampled and their QRS detail is lost (checked down to 128 Hz only)",
+            crate::data::beats::FS
         ));
     }
     let share = low_confidence as f64 / beats.max(1) as f64;
@@ -476,10 +496,13 @@ impl<'c> Classifier<'c> {
         summary.not_cut += rec.dropped_beats;
         summary.warnings = recording_warnings(
             self.preprocessing(),
-            &rec.label,
-            summary.beats,
-            summary.low_confidence,
-            summary.noise_index,
+            &RecordingFacts {
+                lead: &rec.label,
+                fs: rec.lead.fs(),
+                beats: summary.beats,
+                low_confidence: summary.low_confidence,
+                noise_index: summary.noise_index,
+            },
         );
         Ok(summary)
     }

@@ -767,7 +767,7 @@ fn the_on_time_v_gate_spares_early_and_certain_v_beats() {
 /// the network's or when over a third of its beats are near ties.
 #[test]
 fn confidence_and_recording_warnings() {
-    use ecgwgpu::infer::{recording_warnings, ClassifiedBeat};
+    use ecgwgpu::infer::{recording_warnings, ClassifiedBeat, RecordingFacts};
     let beat = |class: u32, probabilities: Vec<f32>| ClassifiedBeat {
         sample: 0,
         class,
@@ -779,17 +779,46 @@ fn confidence_and_recording_warnings() {
     assert!((beat(2, vec![0.3, 0.0, 0.5, 0.2, 0.0]).confidence() - 0.2).abs() < 1e-6);
     assert_eq!(beat(1, vec![0.6, 0.4, 0.0, 0.0, 0.0]).confidence(), 0.0);
     let pre = Preprocessing::for_task(Task::Heartbeat, 5);
-    assert!(recording_warnings(&pre, "MLII", 100, 10, Some(0.01)).is_empty());
-    let other_lead = recording_warnings(&pre, "V1", 100, 10, None);
+    let facts = RecordingFacts {
+        lead: "MLII",
+        fs: 360.0,
+        beats: 100,
+        low_confidence: 10,
+        noise_index: Some(0.01),
+    };
+    assert!(recording_warnings(&pre, &facts).is_empty());
+    let other_lead = recording_warnings(
+        &pre,
+        &RecordingFacts {
+            lead: "V1",
+            ..facts
+        },
+    );
     assert_eq!(other_lead.len(), 1);
     assert!(other_lead[0].contains("'V1'"), "{other_lead:?}");
-    let unsure = recording_warnings(&pre, "mlii", 90, 31, None);
+    let unsure = RecordingFacts {
+        lead: "mlii",
+        beats: 90,
+        low_confidence: 31,
+        ..facts
+    };
+    let unsure = recording_warnings(&pre, &unsure);
     assert_eq!(unsure.len(), 1);
     assert!(
         unsure[0].contains("34 % of the beats (31 of 90)"),
         "{unsure:?}"
     );
-    assert!(recording_warnings(&pre, "MLII", 0, 0, None).is_empty());
+    let empty = RecordingFacts {
+        beats: 0,
+        low_confidence: 0,
+        ..facts
+    };
+    assert!(recording_warnings(&pre, &empty).is_empty());
+    // a rate below the network's own: upsampled beats
+    let slow = recording_warnings(&pre, &RecordingFacts { fs: 100.0, ..facts });
+    assert_eq!(slow.len(), 1);
+    assert!(slow[0].contains("(100 Hz) is below the 125 Hz"), "{slow:?}");
+    assert!(recording_warnings(&pre, &RecordingFacts { fs: 128.0, ..facts }).is_empty());
 }
 
 /// The noise index of record 208 as it is, and as `evaluate --resample 250 --noise strong`
@@ -799,7 +828,7 @@ fn a_noisy_recording_gets_a_warning() {
     use ecgwgpu::data::beats::stream;
     use ecgwgpu::data::formats::files::Disk;
     use ecgwgpu::data::signal::acquisition::{Acquisition, NoiseLevel};
-    use ecgwgpu::infer::{recording_warnings, NOISY};
+    use ecgwgpu::infer::{recording_warnings, RecordingFacts, NOISY};
     let open = || recording::open_any(&Disk, &embedded_dir().join("208"), "MLII").unwrap();
     let strong = Acquisition {
         rate: Some(250.0),
@@ -813,7 +842,14 @@ fn a_noisy_recording_gets_a_warning() {
             .unwrap()
             .unwrap();
         assert_eq!(index > NOISY, noisy, "noise index {index}");
-        let warned = recording_warnings(&pre, "MLII", 100, 0, Some(index));
+        let facts = RecordingFacts {
+            lead: "MLII",
+            fs: 360.0,
+            beats: 100,
+            low_confidence: 0,
+            noise_index: Some(index),
+        };
+        let warned = recording_warnings(&pre, &facts);
         assert_eq!(
             warned.iter().any(|w| w.contains("noisy")),
             noisy,

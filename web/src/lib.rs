@@ -295,10 +295,13 @@ async fn classify(
         .count();
     warnings.extend(ecgwgpu::infer::recording_warnings(
         clf.preprocessing(),
-        &lead,
-        classified.len(),
-        low_confidence,
-        noise_index,
+        &ecgwgpu::infer::RecordingFacts {
+            lead: &lead,
+            fs,
+            beats: classified.len(),
+            low_confidence,
+            noise_index,
+        },
     ));
     let decided: Vec<u32> = classified.iter().map(|b| b.class).collect();
     let confusion = annotated.then(|| Confusion::new(&beats.labels, &decided, classes));
