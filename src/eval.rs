@@ -239,6 +239,9 @@ pub struct OutOfFold {
     pub probabilities: Vec<f32>,
     /// The records each member held out, in member order.
     pub folds: Vec<Vec<String>>,
+    /// Which beats were read at a lead the network was not trained on (empty: none; see
+    /// [`Preprocessing::other_lead_beats`]).
+    pub other_lead: Vec<bool>,
 }
 
 impl OutOfFold {
@@ -366,10 +369,13 @@ pub fn out_of_fold(
             Error::Config(why) => Error::Config(format!("{}: {why}", checkpoint.display())),
             other => other,
         })?;
+    let read_at = leads.lead.as_deref().unwrap_or(&preprocessing.lead);
+    let other_lead = preprocessing.other_lead_beats(&beats, read_at);
     Ok(OutOfFold {
         beats,
         probabilities,
         folds,
+        other_lead,
     })
 }
 
@@ -585,7 +591,7 @@ pub fn choose_adaptation(oof: &OutOfFold, names: &[&str], own: &ModelConfig) -> 
         let predicted = crate::metrics::decide(probs, classes, offsets);
         Confusion::new(labels, &predicted, classes).report(names)
     };
-    let own_rule = own.decide_records(&mut oof.probabilities.clone(), &oof.beats);
+    let own_rule = own.decide_records(&mut oof.probabilities.clone(), &oof.beats, &oof.other_lead);
     let unadapted = Confusion::new(labels, &own_rule, classes)
         .report(names)
         .macro_f1;

@@ -397,8 +397,24 @@ impl<'c> Classifier<'c> {
     /// The decided class of each of `beats` (whole records) from its row of `probabilities`:
     /// the checkpoint's whole rule ([`ModelConfig::decide_records`]). With record clusters,
     /// `probabilities` are smoothed in place: they are what was decided on.
+    /// The beats are taken as read at the network's own lead, but for views named
+    /// `RECORD~LEAD` ([`Self::decide_records_at`]).
     pub fn decide_records(&self, probabilities: &mut [f32], beats: &Beats) -> Vec<u32> {
-        self.config().decide_records(probabilities, beats)
+        let own = self.preprocessing().lead.clone();
+        self.decide_records_at(probabilities, beats, &own)
+    }
+
+    /// [`Self::decide_records`] for beats read at `lead`: at a lead the network was not trained
+    /// on, the rule's other-lead part applies too ([`ModelConfig::other_lead_v_gate`]).
+    pub fn decide_records_at(
+        &self,
+        probabilities: &mut [f32],
+        beats: &Beats,
+        lead: &str,
+    ) -> Vec<u32> {
+        let other_lead = self.preprocessing().other_lead_beats(beats, lead);
+        self.config()
+            .decide_records(probabilities, beats, &other_lead)
     }
 
     /// Classifies beats already cut (and referenced) as the network takes them. A network with
@@ -417,11 +433,22 @@ impl<'c> Classifier<'c> {
         beats: &Beats,
         annotated: bool,
     ) -> Result<Vec<ClassifiedBeat>> {
+        let own = self.preprocessing().lead.clone();
+        self.classify_beats_at_async(beats, annotated, &own).await
+    }
+
+    /// [`Self::classify_beats_async`] for beats read at `lead` ([`Self::decide_records_at`]).
+    pub async fn classify_beats_at_async(
+        &mut self,
+        beats: &Beats,
+        annotated: bool,
+        lead: &str,
+    ) -> Result<Vec<ClassifiedBeat>> {
         if beats.is_empty() {
             return Ok(vec![]);
         }
         let mut probs = self.probabilities_async(beats, |_, _| {}).await?;
-        let decided = self.decide_records(&mut probs, beats);
+        let decided = self.decide_records_at(&mut probs, beats, lead);
         let labels = annotated.then_some(beats.labels.as_slice());
         Ok(classified(
             &decided,
@@ -478,7 +505,7 @@ impl<'c> Classifier<'c> {
         let result = self.classify_lead(
             rec.lead.as_mut(),
             annotations,
-            &rec.name,
+            (&rec.name, &rec.label),
             |beats| on_beats(beats),
             |stage, done, total| {
                 if stopped.borrow().is_none() {
@@ -513,7 +540,7 @@ impl<'c> Classifier<'c> {
         &mut self,
         lead: &mut dyn LeadSource,
         annotations: Option<Vec<Annotation>>,
-        name: &str,
+        (name, label): (&str, &str),
         mut each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
         mut progress: impl FnMut(Stage, usize, usize),
         stopped: &std::cell::RefCell<Option<Error>>,
@@ -539,7 +566,7 @@ impl<'c> Classifier<'c> {
                 done += beats.len();
                 return Ok(done);
             }
-            let classified = self.classify_beats(&beats, annotated)?;
+            let classified = block_on(self.classify_beats_at_async(&beats, annotated, label))?;
             for b in &classified {
                 counts[b.class as usize] += 1;
                 low_confidence += usize::from(b.confidence() < LOW_CONFIDENCE);
@@ -549,7 +576,8 @@ impl<'c> Classifier<'c> {
             Ok(done)
         })?;
         if let Some(c) = &clusters {
-            held.decide(self.config(), c, annotated, |classified| {
+            let other_lead = !self.preprocessing().trained_on(label);
+            held.decide(self.config(), c, annotated, other_lead, |classified| {
                 stop()?;
                 for b in classified {
                     counts[b.class as usize] += 1;
@@ -644,6 +672,7 @@ impl Held {
         config: &ModelConfig,
         smoothing: &ClusterSmoothing,
         annotated: bool,
+        other_lead: bool,
         mut each: impl FnMut(&[ClassifiedBeat]) -> Result<()>,
     ) -> Result<()> {
         let Held {
@@ -656,7 +685,8 @@ impl Held {
         let classes = config.classes;
         smoothing.smooth_record(&features, &mut probs, classes);
         drop(features);
-        let decided = config.decide_beats(&probs, &rhythm);
+        let gated = vec![other_lead; if other_lead { rhythm.len() } else { 0 }];
+        let decided = config.decide_beats(&probs, &rhythm, &gated);
         for start in (0..decided.len()).step_by(EMIT) {
             let end = (start + EMIT).min(decided.len());
             each(&classified(

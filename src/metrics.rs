@@ -663,17 +663,20 @@ impl OnTimeVGate {
         }
     }
 
-    /// Applies the gate to `decided`, one row of `probs` (`classes` wide) and `rhythm` each.
+    /// Applies the gate to the beats `gated` marks (empty: none) of `decided`, one row of
+    /// `probs` (`classes` wide) and `rhythm` each.
     pub fn apply(
         &self,
         decided: &mut [u32],
         probs: &[f32],
         classes: usize,
         rhythm: &[crate::data::beats::rr::Rhythm],
+        gated: &[bool],
     ) {
         use crate::data::formats::aami::AamiClass;
         let (n, v) = (AamiClass::N.label(), AamiClass::V.label());
-        for ((d, p), rr) in decided.iter_mut().zip(probs.chunks(classes)).zip(rhythm) {
+        let beats = decided.iter_mut().zip(probs.chunks(classes)).zip(rhythm);
+        for (((d, p), rr), _) in beats.zip(gated).filter(|(_, &g)| g) {
             if *d == v && p[v as usize] < self.below_p_v && Self::timing(rr) >= self.on_time {
                 *d = n;
             }
@@ -694,19 +697,21 @@ pub struct OnTimeVChoice {
 }
 
 /// Chooses the on-time V gate on validation beats: `decided` (by the rest of the rule) from
-/// `probs` (as the rule left them), with their `labels` and `rhythm`; the highest macro-F1,
+/// `probs` (as the rule left them), with their `labels` and `rhythm`, the gate applied to the
+/// beats `gated` marks (empty: none, and no gate); the highest macro-F1 over all the beats,
 /// none unless one beats the rule without it.
 pub fn choose_on_time_v_gate(
     decided: &[u32],
     probs: &[f32],
     labels: &[u32],
     rhythm: &[crate::data::beats::rr::Rhythm],
+    gated: &[bool],
     names: &[&str],
 ) -> OnTimeVChoice {
     let classes = names.len();
     let report = |d: &[u32]| Confusion::new(labels, d, classes).report(names);
     let without = report(decided);
-    if !names.contains(&"V") || !names.contains(&"N") {
+    if !names.contains(&"V") || !names.contains(&"N") || !gated.contains(&true) {
         return OnTimeVChoice {
             gate: None,
             macro_f1_without: without.macro_f1,
@@ -718,9 +723,9 @@ pub fn choose_on_time_v_gate(
         &without,
         OnTimeVGate::TRIED.map(|(below_p_v, on_time)| {
             let gate = OnTimeVGate { below_p_v, on_time };
-            let mut gated = decided.to_vec();
-            gate.apply(&mut gated, probs, classes, rhythm);
-            ((below_p_v, on_time), report(&gated))
+            let mut decided = decided.to_vec();
+            gate.apply(&mut decided, probs, classes, rhythm, gated);
+            ((below_p_v, on_time), report(&decided))
         }),
     );
     OnTimeVChoice {

@@ -612,7 +612,7 @@ fn a_recording_in_memory_classifies_as_on_disk_through_the_awaited_path() {
     // holds until the record is cut: without the smoothing some beats decide otherwise
     assert!(clf.config().record_clusters.is_some());
     let raw = clf.probabilities(&cut.beats, |_, _| {}).unwrap();
-    let unsmoothed = clf.config().decide_beats(&raw, &cut.beats.rr);
+    let unsmoothed = clf.config().decide_beats(&raw, &cut.beats.rr, &[]);
     assert!(unsmoothed.iter().zip(&on_disk).any(|(u, d)| *u != d.class));
     for (a, d) in awaited.iter().zip(&on_disk) {
         assert_eq!(
@@ -725,11 +725,12 @@ fn the_irregular_rhythm_gate_turns_s_into_n_only_where_the_rhythm_is_irregular()
     );
 }
 
-/// The on-time V gate turns a V decision into N only for a beat on time (its preceding R–R at
-/// least a fraction of the local mean) with a V probability below the gate's; validation
-/// chooses it only where it helps.
+/// The on-time V gate turns a V decision into N only for a beat read at another lead, on time
+/// (its preceding R–R at least a fraction of the local mean) and with a V probability below
+/// the gate's; validation chooses it only where it helps, and only where some beats are at
+/// another lead.
 #[test]
-fn the_on_time_v_gate_spares_early_and_certain_v_beats() {
+fn the_on_time_v_gate_spares_early_and_certain_v_beats_and_the_training_lead() {
     use ecgwgpu::metrics::{choose_on_time_v_gate, OnTimeVGate};
     // pre_rr and local_rr in seconds
     let timed = |pre: f32| {
@@ -738,19 +739,25 @@ fn the_on_time_v_gate_spares_early_and_certain_v_beats() {
         r
     };
     let p = |v: f32| vec![1.0 - v, 0.0, v, 0.0, 0.0];
-    // four V decisions: on time and unsure, early and unsure, on time and sure, and an N
-    let probs: Vec<f32> = [p(0.55), p(0.55), p(0.97), p(0.1)].concat();
-    let rr = [timed(0.8), timed(0.5), timed(0.82), timed(0.8)];
+    // V decisions: on time and unsure, early and unsure, on time and sure, an N, and on time
+    // and unsure at the training lead
+    let probs: Vec<f32> = [p(0.55), p(0.55), p(0.97), p(0.1), p(0.55)].concat();
+    let rr = [timed(0.8), timed(0.5), timed(0.82), timed(0.8), timed(0.8)];
+    let other = [true, true, true, true, false];
     let gate = OnTimeVGate {
         below_p_v: 0.7,
         on_time: 0.9,
     };
-    let mut decided = vec![2, 2, 2, 0];
-    gate.apply(&mut decided, &probs, 5, &rr);
-    assert_eq!(decided, [0, 2, 2, 0]);
+    let mut decided = vec![2, 2, 2, 0, 2];
+    gate.apply(&mut decided, &probs, 5, &rr, &other);
+    assert_eq!(decided, [0, 2, 2, 0, 2]);
+    let mut untouched = vec![2, 2, 2, 0, 2];
+    gate.apply(&mut untouched, &probs, 5, &rr, &[]);
+    assert_eq!(untouched, [2, 2, 2, 0, 2]);
     assert_eq!(OnTimeVGate::timing(&timed(0.4)), 0.5);
     // chosen where the on-time unsure "V" is an N beat, not where it is a V beat
-    let choice = choose_on_time_v_gate(&[2, 2, 2, 0], &probs, &[0, 2, 2, 0], &rr, &NAMES);
+    let d = [2, 2, 2, 0, 2];
+    let choice = choose_on_time_v_gate(&d, &probs, &[0, 2, 2, 0, 2], &rr, &other, &NAMES);
     let chosen = choice.gate.expect("a gate helps here");
     assert!(
         chosen.below_p_v > 0.55 && chosen.below_p_v <= 0.97,
@@ -758,8 +765,36 @@ fn the_on_time_v_gate_spares_early_and_certain_v_beats() {
     );
     assert!(choice.report.macro_f1 > choice.macro_f1_without);
     assert_eq!(OnTimeVGate::TRIED.len(), choice.macro_f1_by_setting.len());
-    let none = choose_on_time_v_gate(&[2, 2, 2, 0], &probs, &[2, 2, 2, 0], &rr, &NAMES);
+    let none = choose_on_time_v_gate(&d, &probs, &[2, 2, 2, 0, 2], &rr, &other, &NAMES);
     assert_eq!(none.gate, None);
+    // nothing at another lead: nothing to choose
+    let no_other = choose_on_time_v_gate(&d, &probs, &[0, 2, 2, 0, 2], &rr, &[], &NAMES);
+    assert_eq!(no_other.gate, None);
+}
+
+/// Which beats were read at a lead the network was not trained on: a view's lead from its
+/// name, every other beat's from where the records were read.
+#[test]
+fn beats_at_another_lead_are_told_apart_from_the_training_lead() {
+    let pre = Preprocessing::for_task(Task::Heartbeat, 5);
+    assert!(pre.trained_on("MLII") && pre.trained_on("mlii") && !pre.trained_on("V1"));
+    assert!(!pre.trained_on("V1,V2,V4,V5") && pre.trained_on("V1,MLII"));
+    let mut beats = Beats::default();
+    for record in ["100", "100~V1", "100~MLII@250Hz"] {
+        beats.push(
+            &[0.0; ecgwgpu::data::beats::BEAT_LEN],
+            0,
+            (record, 0),
+            ecgwgpu::data::beats::rr::NOMINAL,
+        );
+    }
+    assert_eq!(pre.other_lead_beats(&beats, "MLII"), [false, true, false]);
+    assert_eq!(
+        pre.other_lead_beats(&beats, "V1,V2,V4,V5"),
+        [true, true, false]
+    );
+    let own = beats.select(&[0, 2]);
+    assert!(pre.other_lead_beats(&own, "MLII").is_empty());
 }
 
 /// A beat's confidence is the decided class's probability minus the highest other one (0 when
@@ -882,6 +917,6 @@ fn the_shipped_ensemble_as_one_grouped_network_matches_it_member_by_member() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert_eq!(worst, 0.0, "largest probability difference {worst}");
-    let decided = |clf: &Classifier, p: &[f32]| clf.config().decide_beats(p, &cut.beats.rr);
+    let decided = |clf: &Classifier, p: &[f32]| clf.config().decide_beats(p, &cut.beats.rr, &[]);
     assert_eq!(decided(&grouped, &p_grouped), decided(&one_by_one, &p_one));
 }

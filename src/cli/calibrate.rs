@@ -2,7 +2,9 @@
 //! predictions of DS1, without retraining, and writes the ensemble with it: the irregular-rhythm
 //! gate (an S decision becomes N where the rhythm around the beat is irregular, as in atrial
 //! fibrillation), then the record clusters (each record's probabilities smoothed over its groups
-//! of beats). The decision offsets are kept. `train --folds --calibrate` makes the same choice.
+//! of beats), then the on-time V gate for beats read at a lead the network was not trained on
+//! (when DS1 is read at one: `--lead`, `--view`). The decision offsets are kept. `train --folds
+//! --calibrate` makes the same choice.
 
 use std::path::PathBuf;
 
@@ -24,6 +26,11 @@ pub struct CalibrateArgs {
     batch: usize,
     #[command(flatten)]
     leads: super::OutOfFoldLeads,
+    /// Keep the whole rule as it is and choose only the on-time V gate for other leads (DS1's
+    /// beats at the network's own lead decide as before; give `--view` or `--lead` so that
+    /// some are read at another).
+    #[arg(long)]
+    only_other_lead_v_gate: bool,
     #[command(flatten)]
     gpu: super::GpuArgs,
 }
@@ -46,8 +53,40 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         }
     );
     let oof = crate::eval::out_of_fold(&ctx, path, &leads, args.batch, super::member_progress)?;
+    if oof.other_lead.is_empty() {
+        eprintln!(
+            "no DS1 beat is read at a lead the network was not trained on: no on-time V gate \
+             (give --view or --lead)"
+        );
+    }
+    if args.only_other_lead_v_gate {
+        let mut rule = crate::model::DecisionRule {
+            offsets: config.decision_offsets.clone(),
+            irregular_gate: config.irregular_gate,
+            record_clusters: config.record_clusters,
+            other_lead_v_gate: None,
+        };
+        let choice = crate::train::choose_other_lead_v_gate(
+            &oof.beats,
+            &oof.probabilities,
+            &rule,
+            &oof.other_lead,
+            &refs,
+        );
+        rule.other_lead_v_gate = choice.gate;
+        rule.save_checkpoint(&tensors, meta, path, &args.out)?;
+        println!("{}", describe_on_time_v(&choice));
+        println!("wrote {}", args.out.display());
+        return Ok(());
+    }
     let offsets = config.decision_offsets.clone();
-    let choice = crate::train::choose_rule(&oof.beats, &oof.probabilities, offsets, &refs);
+    let choice = crate::train::choose_rule(
+        &oof.beats,
+        &oof.probabilities,
+        offsets,
+        &refs,
+        &oof.other_lead,
+    );
     choice
         .rule
         .save_checkpoint(&tensors, meta, path, &args.out)?;
@@ -66,13 +105,14 @@ pub(super) fn describe_on_time_v(c: &crate::metrics::OnTimeVChoice) -> String {
         .map(|((p, r), f)| format!("{p}/{r} → {f:.4}"))
         .collect();
     format!(
-        "on-time V gate chosen on DS1 out of fold: {}; macro-F1 {:.4} without, by p_V below/on \
-         time from {}; out of fold with the whole rule: accuracy {:.4}, macro-F1 {:.4}, {}, {}",
-        c.gate
-            .map_or("none (validation prefers none)".into(), |g| format!(
-                "a V decision below p_V {} on a beat at least {} of the local R–R becomes N",
-                g.below_p_v, g.on_time
-            )),
+        "on-time V gate for other leads, chosen on DS1 out of fold: {}; macro-F1 {:.4} without, \
+         by p_V below/on time from {}; out of fold with the whole rule: accuracy {:.4}, \
+         macro-F1 {:.4}, {}, {}",
+        c.gate.map_or("none".into(), |g| format!(
+            "at another lead, a V decision below p_V {} on a beat at least {} of the local \
+                 R–R becomes N",
+            g.below_p_v, g.on_time
+        )),
         c.macro_f1_without,
         tried.join(", "),
         c.report.accuracy,

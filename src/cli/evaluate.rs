@@ -294,7 +294,13 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             crate::metrics::decide_gated(&probs, classes, own, chosen.threshold, &beats.rr);
         (predicted, None, Some(ChosenGate(chosen)))
     } else {
-        (config.decide_records(&mut probs, &beats), None, None)
+        let read_at = selection.lead.as_deref().unwrap_or(&preprocessing.lead);
+        let other_lead = preprocessing.other_lead_beats(&beats, read_at);
+        (
+            config.decide_records(&mut probs, &beats, &other_lead),
+            None,
+            None,
+        )
     };
     if let Some(path) = &args.beats {
         write_beats(path, &beats, &probs, &predicted, &preprocessing.class_names)?;

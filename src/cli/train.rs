@@ -308,10 +308,13 @@ fn folds(
                     "{} per record, rhythm weight {}, pull {}",
                     c.clusters, c.rhythm_weight, c.weight
                 )),
-            folds.rule.on_time_v_gate.map_or("none".into(), |g| format!(
-                "below p_V {} at {} of the local R–R",
-                g.below_p_v, g.on_time
-            )),
+            folds
+                .rule
+                .other_lead_v_gate
+                .map_or("none".into(), |g| format!(
+                    "below p_V {} at {} of the local R–R",
+                    g.below_p_v, g.on_time
+                )),
             r.table()
         );
     }

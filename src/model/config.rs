@@ -68,11 +68,12 @@ pub struct ModelConfig {
     /// calibrate`); `None`: not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_clusters: Option<ClusterSmoothing>,
-    /// A V decision becomes N for a beat on time that the network is not sure is V (after
-    /// everything above). Chosen out of fold (`train --folds --calibrate`, `ecgwgpu
-    /// calibrate`); `None`: not.
+    /// On a lead the network was not trained on, a V decision becomes N for a beat on time
+    /// that the network is not sure is V (after everything above). Chosen out of fold on DS1
+    /// read at such a lead (`ecgwgpu calibrate --view V1,V2,V4,V5 --other-lead-only`);
+    /// `None`: not. Beats at the training lead never pass through it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_time_v_gate: Option<OnTimeVGate>,
+    pub other_lead_v_gate: Option<OnTimeVGate>,
 }
 
 /// What turns a network's probabilities into classes beyond its argmax, chosen on validation
@@ -82,7 +83,7 @@ pub struct DecisionRule {
     pub offsets: Vec<f32>,
     pub irregular_gate: Option<f32>,
     pub record_clusters: Option<ClusterSmoothing>,
-    pub on_time_v_gate: Option<OnTimeVGate>,
+    pub other_lead_v_gate: Option<OnTimeVGate>,
 }
 
 impl DecisionRule {
@@ -92,7 +93,7 @@ impl DecisionRule {
             decision_offsets: self.offsets.clone(),
             irregular_gate: self.irregular_gate,
             record_clusters: self.record_clusters,
-            on_time_v_gate: self.on_time_v_gate,
+            other_lead_v_gate: self.other_lead_v_gate,
             ..config.clone()
         }
     }
@@ -132,7 +133,7 @@ impl ModelConfig {
             decision_offsets: vec![],
             irregular_gate: None,
             record_clusters: None,
-            on_time_v_gate: None,
+            other_lead_v_gate: None,
         }
     }
 
@@ -199,11 +200,14 @@ impl ModelConfig {
     }
 
     /// [`Self::decide`] for beats with their R–R features (`rhythm`, one per row), then the
-    /// irregular-rhythm gate and the on-time V gate when the network has them.
+    /// irregular-rhythm gate and, for the beats `other_lead` marks (read at a lead the network
+    /// was not trained on, [`crate::preprocessing::Preprocessing::other_lead_beats`]; empty:
+    /// none), the on-time V gate, when the network has them.
     pub fn decide_beats(
         &self,
         probs: &[f32],
         rhythm: &[crate::data::beats::rr::Rhythm],
+        other_lead: &[bool],
     ) -> Vec<u32> {
         let mut decided = crate::metrics::decide_gated(
             probs,
@@ -212,20 +216,25 @@ impl ModelConfig {
             self.irregular_gate,
             rhythm,
         );
-        if let Some(gate) = &self.on_time_v_gate {
-            gate.apply(&mut decided, probs, self.classes, rhythm);
+        if let Some(gate) = &self.other_lead_v_gate {
+            gate.apply(&mut decided, probs, self.classes, rhythm, other_lead);
         }
         decided
     }
 
     /// The whole decision rule for the beats of whole records (`beats`, one row of `probs`
     /// each): `probs` smoothed in place over each record's groups of beats when the network has
-    /// record clusters, then [`Self::decide_beats`].
-    pub fn decide_records(&self, probs: &mut [f32], beats: &Beats) -> Vec<u32> {
+    /// record clusters, then [`Self::decide_beats`] (`other_lead` as there).
+    pub fn decide_records(
+        &self,
+        probs: &mut [f32],
+        beats: &Beats,
+        other_lead: &[bool],
+    ) -> Vec<u32> {
         if let Some(clusters) = &self.record_clusters {
             clusters.smooth_records(beats, probs, self.classes);
         }
-        self.decide_beats(probs, &beats.rr)
+        self.decide_beats(probs, &beats.rr, other_lead)
     }
 
     /// Values per input row: the beat's samples, then its rhythm features.

@@ -182,6 +182,35 @@ impl Preprocessing {
         Ok(())
     }
 
+    /// Whether the network was trained on `lead` (a lead name, or a preference list: any of
+    /// its leads).
+    pub fn trained_on(&self, lead: &str) -> bool {
+        let trained: Vec<&str> = self.lead.split(',').map(str::trim).collect();
+        lead.split(',')
+            .map(str::trim)
+            .any(|l| trained.iter().any(|t| t.eq_ignore_ascii_case(l)))
+    }
+
+    /// Which of `beats` were read at a lead the network was not trained on: a view's lead is
+    /// in its record's name (`RECORD~LEAD`, `RECORD~LEAD@RATEHz`), every other beat's is
+    /// `read_at`. Empty when none was (what the decision rule takes for "none").
+    pub fn other_lead_beats(&self, beats: &crate::data::beats::Beats, read_at: &str) -> Vec<bool> {
+        use crate::data::corpus::dataset::VIEW_SEPARATOR;
+        let own = self.trained_on(read_at);
+        let flags: Vec<bool> = beats
+            .record
+            .iter()
+            .map(|r| match r.split_once(VIEW_SEPARATOR) {
+                Some((_, view)) => !self.trained_on(view.split('@').next().unwrap_or(view)),
+                None => !own,
+            })
+            .collect();
+        match flags.contains(&true) {
+            true => flags,
+            false => vec![],
+        }
+    }
+
     /// The first lead of the preference list (for messages).
     pub fn first_lead(&self) -> &str {
         self.lead.split(',').next().unwrap_or_default().trim()

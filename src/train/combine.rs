@@ -127,7 +127,12 @@ pub fn combine_ensembles(
     let classes = CLASS_NAMES.len();
     let plain_decided = metrics::decide(&oof.probabilities, classes, &[]);
     let plain = Confusion::new(&oof.beats.labels, &plain_decided, classes).report(&CLASS_NAMES);
-    let choice = choose_whole_rule(&oof.beats, &oof.probabilities, &CLASS_NAMES);
+    let choice = choose_whole_rule(
+        &oof.beats,
+        &oof.probabilities,
+        &CLASS_NAMES,
+        &oof.other_lead,
+    );
     let (tensors, meta) = crate::checkpoint::load(&unchosen)?;
     let best = out.join("best.safetensors");
     choice

@@ -184,7 +184,7 @@ pub fn train_folds(
     let oof_report = report(&oof, &pool.labels, &[]);
     let choices = settings
         .calibrate
-        .then(|| choose_whole_rule(&pool, &oof, &CLASS_NAMES));
+        .then(|| choose_whole_rule(&pool, &oof, &CLASS_NAMES, &[]));
     let rule = choices
         .as_ref()
         .map_or_else(DecisionRule::default, |c| c.rule.clone());
@@ -218,7 +218,7 @@ pub fn train_folds(
         let mut clf = Classifier::load(ctx, best)?;
         let probs = clf.probabilities(&test, |_, _| {})?;
         let mut decided_from = probs.clone();
-        let decided = clf.config().decide_records(&mut decided_from, &test);
+        let decided = clf.config().decide_records(&mut decided_from, &test, &[]);
         Ok(Outcome {
             test_beats: test.len(),
             test_loss: loss::mean_from_probs(&loss, &probs, &test.labels),
@@ -326,10 +326,15 @@ pub(super) fn record_out_of_fold(
 /// Chooses the whole decision rule of heartbeat classes on out-of-fold predictions (`beats`
 /// whole records, `probs` their probabilities): the S, V and F offsets, then the rest as
 /// [`choose_rule`] does.
-pub fn choose_whole_rule(beats: &Beats, probs: &[f32], names: &[&str]) -> RuleChoice {
+pub fn choose_whole_rule(
+    beats: &Beats,
+    probs: &[f32],
+    names: &[&str],
+    other_lead: &[bool],
+) -> RuleChoice {
     let tuned = [AamiClass::S, AamiClass::V, AamiClass::F].map(|c| c.label() as usize);
     let offsets = metrics::choose_offsets(probs, &beats.labels, names.len(), &tuned);
-    choose_rule(beats, probs, offsets, names)
+    choose_rule(beats, probs, offsets, names, other_lead)
 }
 
 /// The rule chosen after the offsets, with what each choice tried.
@@ -344,32 +349,66 @@ pub struct RuleChoice {
 
 /// Chooses the rest of the decision rule on validation beats (`beats` whole records, `probs`
 /// the network's out-of-fold outputs for them), given its decision `offsets`: the
-/// irregular-rhythm gate, then the record clusters with that gate, each the highest macro-F1.
-pub fn choose_rule(beats: &Beats, probs: &[f32], offsets: Vec<f32>, names: &[&str]) -> RuleChoice {
+/// irregular-rhythm gate, then the record clusters with that gate, each the highest macro-F1,
+/// then the on-time V gate for the beats `other_lead` marks ([`choose_other_lead_v_gate`]).
+pub fn choose_rule(
+    beats: &Beats,
+    probs: &[f32],
+    offsets: Vec<f32>,
+    names: &[&str],
+    other_lead: &[bool],
+) -> RuleChoice {
     let classes = names.len();
     let decided = metrics::decide(probs, classes, &offsets);
     let gate = metrics::choose_irregular_gate(&decided, &beats.labels, &beats.rr, names);
     let clusters = clusters::choose(beats, probs, names, |p| {
         metrics::decide_gated(p, classes, &offsets, gate.threshold, &beats.rr)
     });
-    // the on-time V gate reads the probabilities as the record clusters leave them
-    let mut smoothed = probs.to_vec();
-    if let Some(smoothing) = &clusters.smoothing {
-        smoothing.smooth_records(beats, &mut smoothed, classes);
-    }
-    let decided = metrics::decide_gated(&smoothed, classes, &offsets, gate.threshold, &beats.rr);
-    let on_time_v =
-        metrics::choose_on_time_v_gate(&decided, &smoothed, &beats.labels, &beats.rr, names);
-    let rule = DecisionRule {
+    let mut rule = DecisionRule {
         offsets,
         irregular_gate: gate.threshold,
         record_clusters: clusters.smoothing,
-        on_time_v_gate: on_time_v.gate,
+        other_lead_v_gate: None,
     };
+    let on_time_v = choose_other_lead_v_gate(beats, probs, &rule, other_lead, names);
+    rule.other_lead_v_gate = on_time_v.gate;
     RuleChoice {
         gate,
         clusters,
         on_time_v,
         rule,
     }
+}
+
+/// Chooses the on-time V gate for the beats `other_lead` marks (read at a lead the network was
+/// not trained on; empty: none, and no gate) on validation beats (`beats` whole records,
+/// `probs` their out-of-fold outputs), decided by the rest of `rule`.
+pub fn choose_other_lead_v_gate(
+    beats: &Beats,
+    probs: &[f32],
+    rule: &DecisionRule,
+    other_lead: &[bool],
+    names: &[&str],
+) -> metrics::OnTimeVChoice {
+    let classes = names.len();
+    // the gate reads the probabilities as the record clusters leave them
+    let mut smoothed = probs.to_vec();
+    if let Some(smoothing) = &rule.record_clusters {
+        smoothing.smooth_records(beats, &mut smoothed, classes);
+    }
+    let decided = metrics::decide_gated(
+        &smoothed,
+        classes,
+        &rule.offsets,
+        rule.irregular_gate,
+        &beats.rr,
+    );
+    metrics::choose_on_time_v_gate(
+        &decided,
+        &smoothed,
+        &beats.labels,
+        &beats.rr,
+        other_lead,
+        names,
+    )
 }

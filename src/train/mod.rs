@@ -30,7 +30,9 @@ mod folds;
 mod heartbeat;
 mod transfer;
 pub use combine::{combine_ensembles, Combined};
-pub use folds::{choose_rule, choose_whole_rule, train_folds, FoldsOutcome, RuleChoice};
+pub use folds::{
+    choose_other_lead_v_gate, choose_rule, choose_whole_rule, train_folds, FoldsOutcome, RuleChoice,
+};
 pub use heartbeat::{
     loss_config, model_config, prepare, split_kind, train_heartbeat, Outcome, Prepared, TrainData,
 };
@@ -138,7 +140,7 @@ pub fn score(
     loss: &LossConfig,
     names: &[&str],
 ) -> (f64, Report) {
-    let predicted = config.decide_beats(probs, &beats.rr);
+    let predicted = config.decide_beats(probs, &beats.rr, &[]);
     let report = Confusion::new(&beats.labels, &predicted, config.classes).report(names);
     (loss::mean_from_probs(loss, probs, &beats.labels), report)
 }

@@ -282,7 +282,9 @@ async fn classify(
         not_cut,
         noise_index,
     } = clf.cut_recording(whole, |_, _, _| {})?;
-    let classified = clf.classify_beats_async(&beats, annotated).await?;
+    let classified = clf
+        .classify_beats_at_async(&beats, annotated, &lead)
+        .await?;
     let names = clf.class_names().to_vec();
     let classes = names.len();
     let mut counts = vec![0; classes];
