@@ -1568,6 +1568,31 @@ fn folds_train_an_ensemble_that_evaluate_and_predict_load() {
     ));
     assert!(same_gate(&model["irregular_gate"], &chosen["threshold"]));
     assert_eq!(model["record_clusters"], trained_model["record_clusters"]);
+    // the on-time V gate alone, chosen on DS1 read at both leads: the rest of the rule is kept,
+    // so at MLII the written network decides DS2 as the trained one
+    let v_gated = out.join("v-gated.safetensors");
+    let only_v = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args([
+            "calibrate",
+            "--view",
+            "V1,V2,V4,V5",
+            "--only-other-lead-v-gate",
+        ])
+        .arg("--checkpoint")
+        .arg(out.join("best.safetensors"))
+        .arg("--out")
+        .arg(&v_gated)
+        .output()
+        .unwrap();
+    assert!(only_v.status.success(), "{only_v:?}");
+    let said = String::from_utf8_lossy(&only_v.stdout);
+    assert!(said.contains("on-time V gate for other leads"), "{said}");
+    let (_, meta) = checkpoint::load(&v_gated).unwrap();
+    let v_model: serde_json::Value = serde_json::from_str(&meta["model"]).unwrap();
+    for key in ["decision_offsets", "irregular_gate", "record_clusters"] {
+        assert_eq!(v_model[key], trained_model[key], "{key}");
+    }
+    assert_eq!(evaluate_json(&v_gated)["confusion"], evaluated["confusion"]);
     // --out-of-fold scores DS1 as training did, fold by fold; --beats writes every beat it
     // scored, whose columns re-score to the same confusion
     let beats_csv = out.join("oof-beats.csv");
