@@ -192,8 +192,11 @@ def test_ctrl_c_stops_training_at_the_next_batch_naming_the_last_good_checkpoint
     import sys
 
     script = tmp_path / "train.py"
+    # a shell that starts jobs in the background without job control (as CI runners may)
+    # hands its children SIGINT ignored, and Python then installs no handler of its own
     script.write_text(
-        "import sys, ecgwgpu\n"
+        "import signal, sys, ecgwgpu\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "def show(epoch):\n"
         "    print('epoch', epoch['epoch'], flush=True)\n"
         "try:\n"
