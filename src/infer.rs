@@ -685,7 +685,11 @@ impl Held {
         let classes = config.classes;
         smoothing.smooth_record(&features, &mut probs, classes);
         drop(features);
-        let gated = vec![other_lead; if other_lead { rhythm.len() } else { 0 }];
+        // every beat of the record was read at its one lead (no flags: none at another)
+        let gated = match other_lead {
+            true => vec![true; rhythm.len()],
+            false => vec![],
+        };
         let decided = config.decide_beats(&probs, &rhythm, &gated);
         for start in (0..decided.len()).step_by(EMIT) {
             let end = (start + EMIT).min(decided.len());

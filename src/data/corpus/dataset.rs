@@ -238,8 +238,6 @@ enum Outcome {
     NoLead(Vec<String>),
 }
 
-/// Reads one record (`name`: a WFDB record, or an `.edf` file in `dir`) a chunk at a time (see
-/// [`stream`]): memory holds its beats, not its signal.
 /// Which recording of a record [`load_record`] reads.
 #[derive(Clone, Copy)]
 enum View<'a> {
@@ -251,6 +249,8 @@ enum View<'a> {
     Device,
 }
 
+/// Reads one record (`name`: a WFDB record, or an `.edf` file in `dir`) a chunk at a time (see
+/// [`stream`]): memory holds its beats, not its signal.
 fn load_record(
     files: &dyn Files,
     dir: &Path,
