@@ -215,7 +215,7 @@ fn embedded_subset_counts_and_extraction() {
     for ((name, c), (en, ec)) in counts.iter().zip(expected) {
         assert_eq!((name.as_str(), *c), (en, ec));
     }
-    for mode in [BeatMode::Kachuee, BeatMode::Centred] {
+    for mode in BeatMode::ALL {
         let ds = load_dir(
             &embedded_dir(),
             &LoadOptions {
@@ -245,6 +245,57 @@ fn embedded_subset_counts_and_extraction() {
         13_128,
         "every annotated beat is kept in kachuee mode"
     );
+}
+
+/// Per-beat normalisation (`kachuee-beat`): a beat's input does not depend on how tall its
+/// neighbours in the 10-s window are. A synthetic 125-Hz recording of identical beats, those
+/// in the second half of the first window three times as tall: Kachuee's window min-max
+/// shrinks the small ones, per-beat min-max gives every beat the same input.
+#[test]
+fn per_beat_normalisation_ignores_the_rest_of_the_window() {
+    use ecgwgpu::data::beats::extract;
+    let period = 100usize;
+    let r_peaks: Vec<usize> = (0..25).map(|k| 50 + k * period).collect();
+    let tall = |r: usize| if (650..1250).contains(&r) { 3.0 } else { 1.0 };
+    let mut signal = vec![0.0f32; 2500];
+    for &r in &r_peaks {
+        for (i, v) in signal.iter_mut().enumerate() {
+            let d = i as f32 - r as f32;
+            let wave = (-(d / 2.0).powi(2)).exp() + 0.3 * (-((d - 30.0) / 8.0).powi(2)).exp()
+                - 0.1 * (-((d + 4.0) / 1.5).powi(2)).exp();
+            *v += tall(r) * wave;
+        }
+    }
+    let annotations: Vec<Annotation> = r_peaks
+        .iter()
+        .map(|&r| Annotation::new(r as u64, AamiClass::N.code()))
+        .collect();
+    let cut = |mode| extract(&signal, 125.0, &annotations, mode, "synthetic");
+    let (window, beat) = (cut(BeatMode::Kachuee), cut(BeatMode::KachueeBeat));
+    assert_eq!((window.len(), beat.len()), (25, 25));
+    // R peaks 150 (small) and 750 (tall): each followed by a beat of its own height
+    let (small, big) = (1, 7);
+    let peak = |b: &ecgwgpu::data::beats::Beats, i| b.beat(i).iter().cloned().fold(0.0, f32::max);
+    assert!(
+        peak(&window, small) < 0.5 * peak(&window, big),
+        "kachuee: the small beat is shrunk by the tall ones ({} vs {})",
+        peak(&window, small),
+        peak(&window, big)
+    );
+    for (a, b) in beat.beat(small).iter().zip(beat.beat(big)) {
+        assert!((a - b).abs() < 1e-5, "kachuee-beat: {a} vs {b}");
+    }
+    // every beat spans [0, 1] over its own samples (zero padding after them)
+    for i in 0..beat.len() {
+        let x = beat.beat(i);
+        assert!((peak(&beat, i) - 1.0).abs() < 1e-6, "beat {i}");
+        assert!(x.iter().all(|v| (0.0..=1.0).contains(v)), "beat {i}");
+        assert_eq!(
+            x[120..].iter().filter(|&&v| v != 0.0).count(),
+            0,
+            "beat {i}: 1.2 T long"
+        );
+    }
 }
 
 #[test]
@@ -1189,7 +1240,7 @@ fn streamed_beats_equal_whole_record_extraction() {
                 .map(|a| Annotation::new((a.sample as f64 * fs / 360.0).round() as u64, a.code))
                 .filter(|a| a.sample < signal.len() as u64)
                 .collect();
-            for mode in [BeatMode::Kachuee, BeatMode::Centred] {
+            for mode in BeatMode::ALL {
                 let (whole, at_edges) = extract_counted(signal, fs, &inside, mode, name);
                 for chunk_s in [20.0, 60.0] {
                     let mut streamed = Beats::default();

@@ -350,7 +350,7 @@ fn the_shipped_model_classifies_a_signal_as_it_classifies_the_recording() {
 fn a_checkpoint_carries_its_preprocessing_and_older_ones_take_their_runs() {
     let dir = scratch("lib-preprocessing");
     let mut model = Model::new(ctx(), ModelConfig::tiny(), 3).unwrap();
-    model.preprocessing.beat_mode = BeatMode::Centred;
+    model.preprocessing.beat_mode = BeatMode::KachueeBeat;
     model.preprocessing.lead = "II,MLII".into();
     let path = dir.join("centred.safetensors");
     model.save(ctx(), &path, 1).unwrap();
@@ -368,11 +368,13 @@ fn a_checkpoint_carries_its_preprocessing_and_older_ones_take_their_runs() {
     assert_eq!(guessed, Preprocessing::for_task(Task::Heartbeat, 5));
     let adam = AdamConfig::default();
     let mut run = run_config(&ModelConfig::tiny(), &LossConfig::cross_entropy(5), &adam);
-    run.mode = BeatModeName(BeatMode::Centred);
-    run.write(old.parent().unwrap()).unwrap();
-    let from_run = Model::load(ctx(), &old).unwrap().preprocessing;
-    assert_eq!(from_run.beat_mode, BeatMode::Centred);
-    assert_eq!(from_run.lead, "MLII");
+    for mode in BeatMode::ALL {
+        run.mode = BeatModeName(mode);
+        run.write(old.parent().unwrap()).unwrap();
+        let from_run = Model::load(ctx(), &old).unwrap().preprocessing;
+        assert_eq!(from_run.beat_mode, mode);
+        assert_eq!(from_run.lead, "MLII");
+    }
 
     // A stored preprocessing this build cannot apply is refused, naming the file and key.
     let (tensors, mut meta) = ecgwgpu::checkpoint::load(&path).unwrap();

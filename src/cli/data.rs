@@ -68,8 +68,8 @@ pub struct Source {
     /// directory (in a checkout, the five embedded MIT-BIH records).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Beat extraction: `kachuee` (the paper's preprocessing) or `centred` (fixed window).
-    /// Default: kachuee, or for `evaluate` and `predict` the checkpoint's (a different one is
+    /// Beat extraction: `kachuee` (the paper's preprocessing), `centred` (fixed window) or
+    /// `kachuee-beat` (Kachuee's cut, each beat min-max normalised on its own). Default: kachuee, or for `evaluate` and `predict` the checkpoint's (a different one is
     /// refused: the network was trained on its own).
     #[arg(long, value_enum)]
     mode: Option<BeatMode>,

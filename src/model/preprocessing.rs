@@ -52,13 +52,15 @@ fn beat_mode_any_case<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<BeatMode, D::Error> {
     let text = String::deserialize(d)?;
-    match text.to_lowercase().as_str() {
-        "kachuee" => Ok(BeatMode::Kachuee),
-        "centred" => Ok(BeatMode::Centred),
-        _ => Err(serde::de::Error::custom(format!(
-            "unknown beat mode {text:?} (expected kachuee or centred)"
-        ))),
-    }
+    let lower = text.to_lowercase();
+    BeatMode::ALL
+        .into_iter()
+        .find(|m| m.name() == lower)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown beat mode {text:?} (expected kachuee, centred or kachuee-beat)"
+            ))
+        })
 }
 
 /// The fields of a training run's config.json (`run::RunConfig`) that say how its networks' input
@@ -224,6 +226,7 @@ impl Preprocessing {
             match self.beat_mode {
                 BeatMode::Kachuee => "Kachuee",
                 BeatMode::Centred => "centred",
+                BeatMode::KachueeBeat => "Kachuee per-beat-normalised",
             },
             self.rate_hz,
             self.window,

@@ -25,6 +25,11 @@ pub enum BeatMode {
     Kachuee,
     /// A fixed window around the R peak: 0.25 s before, 1.246 s after (187 samples), min-max.
     Centred,
+    /// Kachuee's cut, each beat then min-max normalised over its own samples: a spike, a step
+    /// or baseline wander elsewhere in the 10-s window no longer shrinks or shifts it.
+    #[serde(rename = "kachuee-beat")]
+    #[cfg_attr(feature = "cli", value(name = "kachuee-beat"))]
+    KachueeBeat,
 }
 
 impl BeatMode {
@@ -33,8 +38,12 @@ impl BeatMode {
         match self {
             Self::Kachuee => "kachuee",
             Self::Centred => "centred",
+            Self::KachueeBeat => "kachuee-beat",
         }
     }
+
+    /// Every mode, for parsing names.
+    pub const ALL: [BeatMode; 3] = [Self::Kachuee, Self::Centred, Self::KachueeBeat];
 }
 
 /// The label of a beat without a reference class: one the QRS detector found where the
@@ -233,7 +242,7 @@ impl Labelled {
                     beats.push(&beat, class.label(), (record, sample), rr);
                 }
             }
-            BeatMode::Kachuee => {
+            BeatMode::Kachuee | BeatMode::KachueeBeat => {
                 for start in (take.start..take.end.min(total)).step_by(KACHUEE_WINDOW) {
                     let end = (start + KACHUEE_WINDOW).min(total);
                     let mut w = x[start - offset..end - offset].to_vec();
@@ -248,7 +257,11 @@ impl Labelled {
                     for &(t, sample, class, rr) in in_window {
                         let seg_end = (t - start + len).min(w.len());
                         let mut beat = vec![0.0f32; BEAT_LEN];
-                        beat[..seg_end - (t - start)].copy_from_slice(&w[t - start..seg_end]);
+                        let seg = &mut beat[..seg_end - (t - start)];
+                        seg.copy_from_slice(&w[t - start..seg_end]);
+                        if mode == BeatMode::KachueeBeat {
+                            min_max(seg);
+                        }
                         beats.push(&beat, class.label(), (record, sample), rr);
                     }
                 }
