@@ -515,45 +515,36 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
 
 /// Loads records `names` of `dir` from `files` (e.g. records dropped on a web page and held in
 /// memory): [`load_dir`] without listing a directory. `opts.records` is not consulted.
-pub fn load_from(
+pub fn load_from<'a>(
     files: &dyn Files,
     dir: &Path,
-    names: &[String],
-    opts: &LoadOptions,
+    names: &'a [String],
+    opts: &'a LoadOptions,
 ) -> Result<Dataset> {
-    type Loaded = Vec<(String, Option<String>, Result<Outcome>)>;
-    // each record, then its views: (record, lead of a view, device of a view)
-    type Job = (String, Option<String>, Option<Acquisition>);
-    let jobs: Vec<Job> = names
+    type Loaded<'r> = Vec<(&'r str, View<'r>, Result<Outcome>)>;
+    // each record, then its views
+    let jobs: Vec<(&str, View)> = names
         .iter()
         .flat_map(|n| {
-            let device = opts.device_view.as_ref().map(|d| {
-                let lead = format!("{}@device", opts.lead);
-                (n.clone(), Some(lead), Some(d.for_record(n)))
-            });
-            std::iter::once((n.clone(), None, None))
-                .chain(
-                    opts.views
-                        .iter()
-                        .map(|v| (n.clone(), Some(v.clone()), None)),
-                )
+            let device = opts
+                .device_view
+                .as_ref()
+                .map(|_| (n.as_str(), View::Device));
+            std::iter::once((n.as_str(), View::Record))
+                .chain(opts.views.iter().map(|v| (n.as_str(), View::Lead(v))))
                 .chain(device)
         })
         .collect();
-    let load = |part: &[Job]| -> Loaded {
+    let load = |part: &[(&'a str, View<'a>)]| -> Loaded<'a> {
         part.iter()
-            .map(|(n, v, device)| {
-                let outcome = match device {
-                    None => load_record(
-                        files,
-                        dir,
-                        n,
-                        v.as_deref().map_or(View::Record, View::Lead),
-                        opts,
-                    ),
-                    Some(acquisition) => load_device_view(files, dir, n, *acquisition, opts),
+            .map(|&(n, view)| {
+                let outcome = match (view, &opts.device_view) {
+                    (View::Device, Some(draw)) => {
+                        load_device_view(files, dir, n, draw.for_record(n), opts)
+                    }
+                    _ => load_record(files, dir, n, view, opts),
                 };
-                (n.clone(), v.clone(), outcome)
+                (n, view, outcome)
             })
             .collect()
     };
@@ -586,28 +577,39 @@ pub fn load_from(
         ..Default::default()
     };
     let (mut fallbacks, mut used_leads, mut no_lead) = (vec![], vec![], vec![]);
-    let (mut view_missing, mut views_read): (Vec<(String, String)>, Vec<String>) = (vec![], vec![]);
+    let (mut view_missing, mut views_read) = (vec![], vec![]);
+    let mut devices_read = 0;
     for (name, view, outcome) in results.into_iter().flatten() {
-        let (name, outcome) = match (view, outcome) {
-            (None, outcome) => (name, outcome),
+        let label = match view {
+            View::Record => None,
+            View::Lead(lead) => Some(lead.to_string()),
+            View::Device => Some(format!("{}@device", opts.lead)),
+        };
+        let (name, outcome) = match (label, outcome) {
+            (None, outcome) => (name.to_string(), outcome),
             // a view is extra: without its lead the record simply has none
-            (Some(lead), Ok(Outcome::NoLead(_))) => {
-                view_missing.push((lead, name));
+            (Some(_), Ok(Outcome::NoLead(_))) => {
+                if let View::Lead(lead) = view {
+                    view_missing.push((lead, name.to_string()));
+                }
                 continue;
             }
-            (Some(lead), Ok(used)) => {
-                let view = match &used {
+            (Some(label), Ok(used)) => {
+                let view_name = match &used {
                     Outcome::Used { beats, .. } => beats.record.first().cloned(),
                     Outcome::NoLead(_) => None,
                 };
-                views_read.push(lead.clone());
-                let name = view.unwrap_or_else(|| format!("{name}{VIEW_SEPARATOR}{lead}"));
+                match view {
+                    View::Lead(lead) => views_read.push(lead),
+                    _ => devices_read += 1,
+                }
+                let name = view_name.unwrap_or_else(|| format!("{name}{VIEW_SEPARATOR}{label}"));
                 (name, Ok(used))
             }
             (Some(_), Err(e)) if opts.strict => return Err(e),
-            (Some(lead), Err(e)) => {
+            (Some(label), Err(e)) => {
                 ds.warnings
-                    .push(format!("record {name}: its {lead} view skipped: {e}"));
+                    .push(format!("record {name}: its {label} view skipped: {e}"));
                 continue;
             }
         };
@@ -656,10 +658,10 @@ pub fn load_from(
     }
     // one line per view and cause, not per record
     for lead in &opts.views {
-        let read = views_read.iter().filter(|&l| l == lead).count();
+        let read = views_read.iter().filter(|&&l| l == lead).count();
         let missing: Vec<String> = view_missing
             .iter()
-            .filter(|(l, _)| l == lead)
+            .filter(|(l, _)| *l == lead)
             .map(|(_, n)| n.clone())
             .collect();
         let mut line = format!(
@@ -672,7 +674,7 @@ pub fn load_from(
         ds.warnings.push(line);
     }
     if let Some(device) = &opts.device_view {
-        let read = views_read.iter().filter(|l| l.ends_with("@device")).count();
+        let read = devices_read;
         let rates: Vec<String> = device.rates.iter().map(|r| format!("{r}")).collect();
         let levels: Vec<&str> = device.levels.iter().map(|l| l.name()).collect();
         ds.warnings.push(format!(
