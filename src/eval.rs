@@ -301,6 +301,11 @@ pub struct Leads {
     pub acquisition: Acquisition,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_view: Option<DeviceDraw>,
+    /// Beats where the QRS detector finds them ([`LoadOptions::detect`]), as a user without
+    /// annotations gets them: so that DS1 out of fold can be read the way the cross-database
+    /// table's detected rows are. Only for reporting: no rule is chosen on such beats.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub detect: bool,
 }
 
 impl Leads {
@@ -321,6 +326,9 @@ impl Leads {
                 "also as drawn devices (seed {}, views RECORD~LEAD@RATEHz)",
                 device.seed
             ));
+        }
+        if self.detect {
+            parts.push("beats found by the QRS detector".into());
         }
         parts.join(", ")
     }
@@ -358,6 +366,7 @@ pub fn out_of_fold(
     options.views = leads.views.clone();
     options.acquisition = leads.acquisition;
     options.device_view = leads.device_view.clone();
+    options.detect = leads.detect;
     let mut ds = load_dir(&run.data_dir, &options)?;
     config.beat_reference.apply(&mut ds.beats)?;
     let parts = splits::split(&ds.beats, SplitKind::Inter, 0.2, 0.1, run.args.seed);

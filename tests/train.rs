@@ -1734,6 +1734,18 @@ fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
     );
     let what = noisy["selection"].as_str().unwrap();
     assert!(what.contains("resampled to 250 Hz"), "{what}");
+    // DS1's beats where the QRS detector finds them: nearly the annotated beats, each scored
+    // against its reference beat, those without one counted apart
+    let detected = evaluate_json_with(&a, &["--out-of-fold", "--detect"]);
+    let what = detected["selection"].as_str().unwrap();
+    assert!(what.contains("beats found by the QRS detector"), "{what}");
+    let scored = detected["beats"].as_u64().unwrap() as usize;
+    let annotated = oof_a.beats.len();
+    assert!(
+        scored.abs_diff(annotated) < annotated / 20,
+        "{scored} detected beats scored, {annotated} annotated"
+    );
+    assert!(detected["unreferenced"].is_object(), "{detected}");
     // and each record also as a drawn device: a view of its own, scored by its record's members
     let drawn = Leads {
         device_view: Some(ecgwgpu::data::signal::acquisition::DeviceDraw::new(1)),

@@ -80,7 +80,7 @@ pub struct EvaluateArgs {
     /// annotations, instead of at the reference annotations. Each detected beat is scored
     /// against the reference beat within 150 ms; detected beats without one (and every beat of
     /// a record without annotations, which is then read too) are classified and counted per
-    /// class but not scored.
+    /// class but not scored. With --out-of-fold, DS1's beats as the detector finds them.
     #[arg(long)]
     detect: bool,
     /// Also read each record at this lead (a preference list, e.g. `V1,V2,V4,V5`: MIT-BIH's
@@ -212,12 +212,6 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
                 .into(),
         ));
     }
-    if args.out_of_fold && selection.detect {
-        return Err(Error::Config(
-            "--detect with --out-of-fold: out-of-fold predictions are of DS1's annotated beats"
-                .into(),
-        ));
-    }
     let mut folds = None;
     let (beats, description, probs) = if args.out_of_fold {
         let leads = crate::eval::Leads {
@@ -225,6 +219,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             views: selection.views.clone(),
             acquisition: selection.acquisition,
             device_view: None,
+            detect: selection.detect,
         };
         let oof =
             crate::eval::out_of_fold(&ctx, &network, &leads, args.batch, super::member_progress)?;
