@@ -122,6 +122,11 @@ pub struct RunSettings {
     /// ([`crate::data::corpus::dataset::LoadOptions::device_view`], drawn under `seed`).
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub device_view: bool,
+    /// Beats were cut where the QRS detector finds them
+    /// ([`crate::data::corpus::dataset::LoadOptions::detect`]); those without a reference beat
+    /// were left out of training.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub detect: bool,
     // --- `transfer`
     /// The MIT-BIH checkpoint fine-tuned (none: trained from scratch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +190,7 @@ impl Default for RunSettings {
             strict: false,
             views: vec![],
             device_view: false,
+            detect: false,
             from: None,
             beats_csv: vec![],
             head: None,

@@ -509,6 +509,23 @@ fn temp_run(name: &str) -> std::path::PathBuf {
     out
 }
 
+/// `train --detect`: beats cut where the QRS detector finds them, as `predict` cuts a
+/// recording without annotations. Detected beats without a reference beat have no class and are
+/// left out of training (with them the label check refuses the run); the run records the flag.
+#[test]
+fn train_detect_learns_from_the_detectors_beats() {
+    for (name, folds) in [("detect", &[][..]), ("detect-folds", &["--folds", "2"][..])] {
+        let run = temp_run(name);
+        let mut flags = vec!["--epochs", "1", "--split", "inter", "--detect"];
+        flags.extend(folds);
+        let trained = train_tiny(&run, &flags);
+        assert!(trained.status.success(), "{name}: {trained:?}");
+        let log = String::from_utf8_lossy(&trained.stderr);
+        assert!(log.contains("found by the QRS detector"), "{name}: {log}");
+        assert_eq!(read_json(&run.join("config.json"))["args"]["detect"], true);
+    }
+}
+
 #[test]
 fn resume_continues_exactly_where_training_stopped() {
     let (whole, split) = (temp_run("whole"), temp_run("split"));

@@ -59,6 +59,13 @@ pub struct TrainArgs {
     /// --calibrate the decision rule is chosen on them too.
     #[arg(long)]
     device_view: bool,
+    /// Train on beats cut where the built-in QRS detector finds them, as `predict` cuts a
+    /// recording without annotations, instead of at the reference annotations. Each takes the
+    /// class of the reference beat within 150 ms; detected beats without one are left out of
+    /// training (they still count in their record's R–R features and median beat). With
+    /// --calibrate the decision rule is chosen on such beats too.
+    #[arg(long)]
+    detect: bool,
     /// Augment minority classes of the training part up to this many beats each (0: off).
     #[arg(long, default_value_t = 0)]
     augment: usize,
@@ -387,6 +394,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             options: LoadOptions {
                 views: args.views.clone(),
                 device_view: args.device_view.then(|| DeviceDraw::new(args.run.seed)),
+                detect: args.detect,
                 ..args.source.options()
             },
         },

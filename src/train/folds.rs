@@ -72,6 +72,8 @@ pub fn train_folds(
     let mut ds = load_dir(dir, options)?;
     observer.loaded(&ds.report_lines());
     config.beat_reference.apply(&mut ds.beats)?;
+    // detected beats without a reference beat have no class to learn (see heartbeat::prepare)
+    ds.beats = ds.beats.referenced();
     let parts = splits::split(&ds.beats, SplitKind::Inter, 0.2, 0.1, settings.seed);
     let mut ds1: Vec<usize> = parts.train.iter().chain(&parts.val).copied().collect();
     ds1.sort_unstable();

@@ -167,6 +167,9 @@ pub fn prepare(settings: &RunSettings, config: &ModelConfig, data: &TrainData) -
             let mut ds = load_dir(dir, options)?;
             let report = ds.report_lines();
             config.beat_reference.apply(&mut ds.beats)?;
+            // detected beats without a reference beat have no class to learn (they shaped their
+            // record's R–R features and median beat above, as in use)
+            ds.beats = ds.beats.referenced();
             let split = splits::split(&ds.beats, split_kind, 0.2, 0.1, seed);
             (
                 dir.clone(),
@@ -249,6 +252,7 @@ pub(super) fn run_config(
             strict: options.strict,
             views: options.views.clone(),
             device_view: options.device_view.is_some(),
+            detect: options.detect,
             ..settings.clone()
         },
         data_dir,

@@ -110,6 +110,15 @@ impl Beats {
     }
 
     /// Beats per class (index = label).
+    /// The beats with a reference class: those a QRS detector found with no reference beat near
+    /// them ([`NO_REFERENCE`]) left out, e.g. for training.
+    pub fn referenced(&self) -> Beats {
+        let keep: Vec<usize> = (0..self.len())
+            .filter(|&b| self.labels[b] != NO_REFERENCE)
+            .collect();
+        self.select(&keep)
+    }
+
     pub fn class_counts(&self, classes: usize) -> Vec<usize> {
         let mut c = vec![0; classes];
         for &l in &self.labels {
