@@ -34,6 +34,7 @@ rows=(
     "ds2-second-lead|--data-dir $mitdb --split inter --lead V1,V2,V4,V5"
     "ds2-128hz-noise|--data-dir $mitdb --split inter --resample 128 --noise typical"
     "ds2-250hz-noise|--data-dir $mitdb --split inter --resample 250 --noise typical"
+    "ds2-250hz-strong-noise|--data-dir $mitdb --split inter --resample 250 --noise strong"
     "ds2-250hz-strong-noise-detected|--data-dir $mitdb --split inter --resample 250 --noise strong --detect"
     "ptbdb-lead-ii-detected|--data-dir $ptbdb --split all --lead ii --detect"
 )
