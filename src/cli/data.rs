@@ -69,8 +69,9 @@ pub struct Source {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Beat extraction: `kachuee` (the paper's preprocessing), `centred` (fixed window) or
-    /// `kachuee-beat` (Kachuee's cut, each beat min-max normalised on its own). Default: kachuee, or for `evaluate` and `predict` the checkpoint's (a different one is
-    /// refused: the network was trained on its own).
+    /// `kachuee-beat` (Kachuee's cut, each beat min-max normalised on its own). Default:
+    /// kachuee, or for `evaluate` and `predict` the checkpoint's (a different one is refused:
+    /// the network was trained on its own).
     #[arg(long, value_enum)]
     mode: Option<BeatMode>,
     /// Lead to read, matched against the header's signal descriptions; a comma-separated list
