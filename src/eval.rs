@@ -457,9 +457,7 @@ impl Unreferenced {
             return (beats, probs, predicted);
         }
         let classes = probs.len() / beats.len();
-        let keep: Vec<usize> = (0..beats.len())
-            .filter(|&b| beats.labels[b] != NO_REFERENCE)
-            .collect();
+        let keep = beats.referenced_indices();
         let probs = keep
             .iter()
             .flat_map(|&b| probs[b * classes..(b + 1) * classes].to_vec())

@@ -16,7 +16,7 @@ use super::{fit, model_config, probabilities, split_kind, FitObserver, Outcome};
 use super::{Schedule, TrainData};
 use crate::adapt::clusters;
 use crate::data::beats::Beats;
-use crate::data::corpus::dataset::{load_dir, patient};
+use crate::data::corpus::dataset::patient;
 use crate::data::corpus::splits::{self, patient_folds, SplitKind};
 use crate::data::formats::aami::{AamiClass, CLASS_NAMES};
 use crate::error::{Error, Result};
@@ -69,15 +69,12 @@ pub fn train_folds(
         )));
     }
     let classes = config.classes;
-    let mut ds = load_dir(dir, options)?;
-    observer.loaded(&ds.report_lines());
-    config.beat_reference.apply(&mut ds.beats)?;
-    // detected beats without a reference beat have no class to learn (see heartbeat::prepare)
-    ds.beats = ds.beats.referenced();
-    let parts = splits::split(&ds.beats, SplitKind::Inter, 0.2, 0.1, settings.seed);
+    let (beats, report) = super::heartbeat::read_records(dir, options, &config)?;
+    observer.loaded(&report);
+    let parts = splits::split(&beats, SplitKind::Inter, 0.2, 0.1, settings.seed);
     let mut ds1: Vec<usize> = parts.train.iter().chain(&parts.val).copied().collect();
     ds1.sort_unstable();
-    let (pool, test) = (ds.beats.select(&ds1), ds.beats.select(&parts.test));
+    let (pool, test) = (beats.select(&ds1), beats.select(&parts.test));
     let folds = patient_folds(&pool, k, settings.seed);
     let teacher = match (&settings.teacher, settings.loss == "distil") {
         (Some(path), true) => Some(Teacher::load(ctx, path, &config)?),

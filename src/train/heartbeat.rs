@@ -164,18 +164,13 @@ pub fn prepare(settings: &RunSettings, config: &ModelConfig, data: &TrainData) -
             (train.clone(), train_part, val, test_beats, vec![])
         }
         TrainData::Records { dir, options } => {
-            let mut ds = load_dir(dir, options)?;
-            let report = ds.report_lines();
-            config.beat_reference.apply(&mut ds.beats)?;
-            // detected beats without a reference beat have no class to learn (they shaped their
-            // record's R–R features and median beat above, as in use)
-            ds.beats = ds.beats.referenced();
-            let split = splits::split(&ds.beats, split_kind, 0.2, 0.1, seed);
+            let (beats, report) = read_records(dir, options, config)?;
+            let split = splits::split(&beats, split_kind, 0.2, 0.1, seed);
             (
                 dir.clone(),
-                ds.beats.select(&split.train),
-                ds.beats.select(&split.val),
-                ds.beats.select(&split.test),
+                beats.select(&split.train),
+                beats.select(&split.val),
+                beats.select(&split.test),
                 report,
             )
         }
@@ -210,6 +205,20 @@ pub fn prepare(settings: &RunSettings, config: &ModelConfig, data: &TrainData) -
         source,
         load_report,
     })
+}
+
+/// The beats of the records in `dir` for training, relative to the reference `config` names
+/// (applied to whole records), and the load report. Detected beats without a reference beat
+/// ([`LoadOptions::detect`]) are left out: they have no class to learn, but they shaped their
+/// record's R–R features and median beat, as in use.
+pub(super) fn read_records(
+    dir: &std::path::Path,
+    options: &LoadOptions,
+    config: &ModelConfig,
+) -> Result<(Beats, Vec<String>)> {
+    let mut ds = load_dir(dir, options)?;
+    config.beat_reference.apply(&mut ds.beats)?;
+    Ok((ds.beats.referenced(), ds.report_lines()))
 }
 
 /// The training beats of a run: `original` with the rhythm copies and augmentation `settings`

@@ -109,16 +109,20 @@ impl Beats {
         out
     }
 
-    /// Beats per class (index = label).
-    /// The beats with a reference class: those a QRS detector found with no reference beat near
-    /// them ([`NO_REFERENCE`]) left out, e.g. for training.
-    pub fn referenced(&self) -> Beats {
-        let keep: Vec<usize> = (0..self.len())
+    /// The indices of the beats with a reference class: not those a QRS detector found with no
+    /// reference beat near them ([`NO_REFERENCE`]).
+    pub fn referenced_indices(&self) -> Vec<usize> {
+        (0..self.len())
             .filter(|&b| self.labels[b] != NO_REFERENCE)
-            .collect();
-        self.select(&keep)
+            .collect()
     }
 
+    /// The beats with a reference class ([`Self::referenced_indices`]), e.g. for training.
+    pub fn referenced(&self) -> Beats {
+        self.select(&self.referenced_indices())
+    }
+
+    /// Beats per class (index = label).
     pub fn class_counts(&self, classes: usize) -> Vec<usize> {
         let mut c = vec![0; classes];
         for &l in &self.labels {
