@@ -245,6 +245,30 @@ pub struct OutOfFold {
 }
 
 impl OutOfFold {
+    /// The beats that have a reference class, with their probabilities and lead flags: what a
+    /// rule is chosen on. Beats the QRS detector found where no beat is annotated have none
+    /// ([`Leads::detect`]); they still shaped their record's R–R features.
+    pub fn referenced(self) -> OutOfFold {
+        if !self.beats.labels.contains(&NO_REFERENCE) {
+            return self;
+        }
+        let classes = self.probabilities.len() / self.beats.len();
+        let keep = self.beats.referenced_indices();
+        OutOfFold {
+            probabilities: keep
+                .iter()
+                .flat_map(|&b| &self.probabilities[b * classes..(b + 1) * classes])
+                .copied()
+                .collect(),
+            other_lead: match self.other_lead.is_empty() {
+                true => vec![],
+                false => keep.iter().map(|&b| self.other_lead[b]).collect(),
+            },
+            beats: self.beats.select(&keep),
+            folds: self.folds,
+        }
+    }
+
     /// The folds once each, their records sorted: ensembles of several seeds hold each fold
     /// once per seed, and a fold's figures read which records it holds, not their order.
     pub fn distinct_folds(&self) -> Vec<Vec<String>> {
@@ -303,12 +327,23 @@ pub struct Leads {
     pub device_view: Option<DeviceDraw>,
     /// Beats where the QRS detector finds them ([`LoadOptions::detect`]), as a user without
     /// annotations gets them: so that DS1 out of fold can be read the way the cross-database
-    /// table's detected rows are. Only for reporting: no rule is chosen on such beats.
+    /// table's detected rows are. A rule is chosen on such beats only for networks trained on
+    /// them ([`Leads::as_trained`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub detect: bool,
 }
 
 impl Leads {
+    /// These leads read as `run`'s networks were trained: through the QRS detector after `train
+    /// --detect`. A decision rule is chosen on the beats its networks learnt from, as `train
+    /// --folds --calibrate` chooses it.
+    pub fn as_trained(&self, run: &RunConfig) -> Leads {
+        Leads {
+            detect: self.detect || run.args.detect,
+            ..self.clone()
+        }
+    }
+
     /// How the leads read, for a report ("" for the network's own lead alone).
     pub fn describe(&self) -> String {
         let mut parts = vec![];

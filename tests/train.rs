@@ -514,8 +514,10 @@ fn temp_run(name: &str) -> std::path::PathBuf {
 /// left out of training (with them the label check refuses the run); the run records the flag.
 #[test]
 fn train_detect_learns_from_the_detectors_beats() {
+    let mut runs = vec![];
     for (name, folds) in [("detect", &[][..]), ("detect-folds", &["--folds", "2"][..])] {
         let run = temp_run(name);
+        runs.push(run.clone());
         let mut flags = vec!["--epochs", "1", "--split", "inter", "--detect"];
         flags.extend(folds);
         let trained = train_tiny(&run, &flags);
@@ -524,6 +526,37 @@ fn train_detect_learns_from_the_detectors_beats() {
         assert!(log.contains("found by the QRS detector"), "{name}: {log}");
         assert_eq!(read_json(&run.join("config.json"))["args"]["detect"], true);
     }
+    // seeds trained on detected beats join with their rule chosen on DS1's detected beats, as
+    // each seed's own was; `calibrate` reads DS1 the same way
+    let other = temp_run("detect-folds-seed-2");
+    let flags = [
+        "--epochs", "1", "--split", "inter", "--detect", "--folds", "2", "--seed", "2",
+    ];
+    assert!(train_tiny(&other, &flags).status.success());
+    let joined = temp_run("detect-seeds");
+    let [a, b] = [&runs[1], &other].map(|r| r.join("best.safetensors"));
+    let ensemble = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["ensemble", "--checkpoint"])
+        .arg(&a)
+        .arg("--checkpoint")
+        .arg(&b)
+        .arg("--out")
+        .arg(&joined)
+        .output()
+        .unwrap();
+    assert!(ensemble.status.success(), "{ensemble:?}");
+    let metrics = read_json(&joined.join("metrics.json"));
+    assert_eq!(metrics["out_of_fold_leads"]["detect"], true, "{metrics}");
+    let calibrated = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
+        .args(["calibrate", "--checkpoint"])
+        .arg(&a)
+        .arg("--out")
+        .arg(joined.join("calibrated.safetensors"))
+        .output()
+        .unwrap();
+    assert!(calibrated.status.success(), "{calibrated:?}");
+    let log = String::from_utf8_lossy(&calibrated.stderr);
+    assert!(log.contains("beats found by the QRS detector"), "{log}");
 }
 
 #[test]

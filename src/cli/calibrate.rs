@@ -44,7 +44,11 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     let config = ModelConfig::from_metadata(&meta, path)?;
     let names = Preprocessing::of_checkpoint(&meta, &config, path)?.class_names;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let leads = args.leads.leads();
+    // DS1 read as the networks were trained (through the QRS detector after `train --detect`)
+    let leads = match crate::eval::training_run(&config, path)? {
+        Some(run) => args.leads.leads().as_trained(&run),
+        None => args.leads.leads(),
+    };
     eprintln!(
         "decision rule: out-of-fold predictions of DS1 from the fold models{}",
         match leads.describe() {
@@ -52,7 +56,8 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
             d => format!(" ({d})"),
         }
     );
-    let oof = crate::eval::out_of_fold(&ctx, path, &leads, args.batch, super::member_progress)?;
+    let oof = crate::eval::out_of_fold(&ctx, path, &leads, args.batch, super::member_progress)?
+        .referenced();
     if oof.other_lead.is_empty() {
         eprintln!(
             "no DS1 beat is read at a lead the network was not trained on: no on-time V gate \

@@ -32,7 +32,8 @@ pub struct Combined {
 /// Combines the `train --folds` ensembles `checkpoints` (one architecture and preprocessing,
 /// trained on the same records) into `out/best.safetensors`, with `out/config.json` (the first
 /// run's, so `evaluate` finds DS2) and `out/metrics.json` (folds, out-of-fold figures, what the
-/// rule's choices tried). The rule is chosen on DS1 read at `leads`. `batch` is the inference
+/// rule's choices tried). The rule is chosen on DS1 read at `leads`, through the QRS detector
+/// when the members were trained on its beats ([`Leads::as_trained`]). `batch` is the inference
 /// batch; `progress` gets the members that have classified their held-out records, and the
 /// number of members.
 pub fn combine_ensembles(
@@ -87,10 +88,12 @@ pub fn combine_ensembles(
                 let same = first.data_dir == run.data_dir
                     && first.model.param_shapes() == run.model.param_shapes()
                     && members[0].preprocessing == these[0].preprocessing
-                    && first.args.fallback_lead == run.args.fallback_lead;
+                    && first.args.fallback_lead == run.args.fallback_lead
+                    && first.args.detect == run.args.detect;
                 if !same {
                     return Err(not_folds(&format!(
-                        "its network, preprocessing or records differ from {}'s",
+                        "its network, preprocessing, records or beats (`--detect`) differ \
+                         from {}'s",
                         checkpoints[0].display()
                     )));
                 }
@@ -100,6 +103,7 @@ pub fn combine_ensembles(
         members.extend(these);
     }
     let mut run = first_run.expect("at least two checkpoints");
+    let leads = &leads.as_trained(&run);
     run.validation = Some(format!(
         "out of fold: each DS1 beat the mean of the members that did not train on its record; \
          members of {}",
@@ -123,7 +127,7 @@ pub fn combine_ensembles(
     let unchosen = out.join("members-without-rule.safetensors");
     Model::save_ensemble(ctx, &members, &DecisionRule::default(), &unchosen)?;
     drop(members);
-    let oof = out_of_fold(ctx, &unchosen, leads, batch, progress)?;
+    let oof = out_of_fold(ctx, &unchosen, leads, batch, progress)?.referenced();
     let classes = CLASS_NAMES.len();
     let plain_decided = metrics::decide(&oof.probabilities, classes, &[]);
     let plain = Confusion::new(&oof.beats.labels, &plain_decided, classes).report(&CLASS_NAMES);
