@@ -21,6 +21,7 @@ fn main() -> ecgwgpu::Result<()> {
         rate: Some(250.0),
         noise: NoiseLevel::Strong.noise(),
         seed: 1,
+        ..Default::default()
     };
     let reads = [
         ("DS1", &DS1[..], "as recorded", Acquisition::default()),

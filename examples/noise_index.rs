@@ -31,6 +31,7 @@ fn main() -> ecgwgpu::Result<()> {
         rate: Some(250.0),
         noise: noise.noise(),
         seed: 1,
+        ..Default::default()
     };
     let rows = [
         ("DS1", DS1, Acquisition::default()),

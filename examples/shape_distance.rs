@@ -54,6 +54,7 @@ fn main() -> ecgwgpu::Result<()> {
         rate: Some(250.0),
         noise: NoiseLevel::Strong.noise(),
         seed: 1,
+        ..Default::default()
     };
     let rows: Vec<(&str, String, LoadOptions)> = vec![
         (

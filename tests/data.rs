@@ -1758,7 +1758,7 @@ fn detection_and_lead_reading_take_edf_like_wfdb() {
 
 /// A recording "from another device": resampled with its annotations moved to the nearest new
 /// sample, noise seeded by the seed and the record's name (the same twice, another seed another
-/// noise) at the level asked for; the identity changes nothing.
+/// noise) at the level asked for, annotations moved by a shift; the identity changes nothing.
 #[test]
 fn acquisition_resamples_adds_seeded_noise_and_moves_annotations() {
     use ecgwgpu::data::recording;
@@ -1782,6 +1782,7 @@ fn acquisition_resamples_adds_seeded_noise_and_moves_annotations() {
             rate: Some(rate),
             noise: noise.noise(),
             seed,
+            ..Default::default()
         };
         read(acquisition.apply(open()).unwrap())
     };
@@ -1817,6 +1818,19 @@ fn acquisition_resamples_adds_seeded_noise_and_moves_annotations() {
         strong_rms > 2.0 * typical_rms,
         "strong {strong_rms} vs typical {typical_rms} mV"
     );
+    // annotations at another point of the QRS: each moved by the shift, at the source rate, the
+    // signal untouched
+    let early = Acquisition {
+        annotation_shift_ms: -40.0,
+        ..Default::default()
+    };
+    let (same_signal, _, shifted) = read(early.apply(open()).unwrap());
+    assert!(same_signal == clean);
+    assert!(early.describe().contains("moved by -40 ms"));
+    for (a, b) in annotations.iter().zip(&shifted) {
+        // 40 ms at 360 Hz: 14.4 samples, 14 after rounding
+        assert_eq!(b.sample, a.sample.saturating_sub(14), "{a:?}");
+    }
 }
 
 /// `LoadOptions::detect`: beats where the QRS detector finds them, each with the class of the

@@ -871,6 +871,7 @@ fn a_noisy_recording_gets_a_warning() {
         rate: Some(250.0),
         noise: NoiseLevel::Strong.noise(),
         seed: 1,
+        ..Default::default()
     };
     let pre = Preprocessing::for_task(Task::Heartbeat, 5);
     for (mut rec, noisy) in [(open(), false), (strong.apply(open()).unwrap(), true)] {

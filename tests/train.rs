@@ -1772,6 +1772,7 @@ fn ensemble_combines_the_fold_ensembles_of_two_seeds() {
             rate: Some(250.0),
             noise: ecgwgpu::data::signal::acquisition::NoiseLevel::Strong.noise(),
             seed: 1,
+            ..Default::default()
         },
         ..Leads::default()
     };

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The cross-database table: a checkpoint on MIT-BIH's DS2 read as recordings from other hardware
-# would arrive (another lead, another rate with noise, beats from the QRS detector) and on the
-# PTB Diagnostic records, each row one `ecgwgpu evaluate` with options. Nothing here chooses a
-# setting; the rows only report.
+# or databases would arrive (another lead, another rate with noise, beats from the QRS detector,
+# beat annotations placed 40 ms before or after MIT-BIH's) and on the PTB Diagnostic records,
+# each row one `ecgwgpu evaluate` with options. Nothing here chooses a setting; the rows only
+# report.
 #
 #   tools/cross_database.sh [--checkpoint FILE] [--out DIR] [--mitdb DIR] [--ptbdb DIR]
 #
@@ -19,7 +20,7 @@ while [ $# -gt 0 ]; do
         --out) out=$2; shift 2 ;;
         --mitdb) mitdb=$2; shift 2 ;;
         --ptbdb) ptbdb=$2; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -36,6 +37,8 @@ rows=(
     "ds2-250hz-noise|--data-dir $mitdb --split inter --resample 250 --noise typical"
     "ds2-250hz-strong-noise|--data-dir $mitdb --split inter --resample 250 --noise strong"
     "ds2-250hz-strong-noise-detected|--data-dir $mitdb --split inter --resample 250 --noise strong --detect"
+    "ds2-annotations-40ms-early|--data-dir $mitdb --split inter --annotation-shift -40"
+    "ds2-annotations-40ms-late|--data-dir $mitdb --split inter --annotation-shift 40"
     "ptbdb-lead-ii-detected|--data-dir $ptbdb --split all --lead ii --detect"
 )
 names=()

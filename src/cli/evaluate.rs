@@ -76,6 +76,16 @@ pub struct EvaluateArgs {
     /// Seed of --noise.
     #[arg(long, default_value_t = 1)]
     noise_seed: u64,
+    /// Move every reference beat annotation by this many milliseconds (negative: earlier)
+    /// before the pipeline, as a database that marks its beats at another point of the QRS
+    /// complex (its onset, say) would give them. With --detect, only the matching moves.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    annotation_shift: f64,
     /// Cut beats where the built-in QRS detector finds them, as for a recording without
     /// annotations, instead of at the reference annotations. Each detected beat is scored
     /// against the reference beat within 150 ms; detected beats without one (and every beat of
@@ -195,6 +205,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             rate: args.resample,
             noise: args.noise.noise(),
             seed: args.noise_seed,
+            annotation_shift_ms: args.annotation_shift,
         },
         detect: args.detect,
         views: args.views.clone(),
@@ -207,7 +218,8 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let altered = !selection.acquisition.is_identity() || selection.detect;
     if altered && (mi || args.split == Some(EvalSplit::Intra)) {
         return Err(Error::Config(
-            "--resample, --noise and --detect read whole records: use them with --split inter \
+            "--resample, --noise, --annotation-shift and --detect read whole records: use them \
+             with --split inter \
              or all, or --out-of-fold, for a heartbeat model"
                 .into(),
         ));

@@ -77,12 +77,17 @@ pub struct Acquisition {
     pub noise: Option<Noise>,
     /// Seed of the noise (with each record's name).
     pub seed: u64,
+    /// Every reference beat annotation moved by this many milliseconds (negative: earlier), as
+    /// a database that marks its beats at another point of the QRS complex (its onset, say)
+    /// than MIT-BIH's R peak would give them.
+    #[serde(skip_serializing_if = "crate::is_default")]
+    pub annotation_shift_ms: f64,
 }
 
 impl Acquisition {
     /// Whether this changes nothing (recordings are then streamed as they are).
     pub fn is_identity(&self) -> bool {
-        self.rate.is_none() && self.noise.is_none()
+        self.rate.is_none() && self.noise.is_none() && self.annotation_shift_ms == 0.0
     }
 
     /// A short description for reports, e.g. "resampled to 128 Hz, noise (baseline 0.15 mV, ...)".
@@ -97,17 +102,29 @@ impl Acquisition {
                 n.baseline_mv, n.mains_hz, n.mains_mv, n.emg_mv, self.seed
             ));
         }
+        if self.annotation_shift_ms != 0.0 {
+            parts.push(format!(
+                "beat annotations moved by {:+} ms",
+                self.annotation_shift_ms
+            ));
+        }
         parts.join(", ")
     }
 
     /// `rec` as this device would have recorded it: its lead read whole into memory, noise
     /// added, resampled, and its annotations moved to the new rate.
     pub fn apply(&self, mut rec: Recording) -> Result<Recording> {
-        if self.is_identity() {
-            return Ok(rec);
-        }
         let fs = rec.lead.fs();
         let len = rec.lead.len();
+        if self.annotation_shift_ms != 0.0 {
+            let by = (self.annotation_shift_ms * fs / 1000.0).round() as i64;
+            for a in rec.annotations.iter_mut().flatten() {
+                a.sample = (a.sample as i64 + by).clamp(0, len as i64 - 1) as u64;
+            }
+        }
+        if self.rate.is_none() && self.noise.is_none() {
+            return Ok(rec);
+        }
         let mut signal = rec.lead.read(0..len)?;
         if let Some(noise) = self.noise {
             add_noise(&mut signal, fs, noise, record_seed(self.seed, &rec.name));
@@ -172,6 +189,7 @@ impl DeviceDraw {
             rate,
             noise,
             seed: self.seed,
+            ..Default::default()
         }
     }
 }
