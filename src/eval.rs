@@ -76,7 +76,7 @@ pub struct Selected {
 }
 
 impl Preprocessing {
-    /// How to read records for a network with this preprocessing: its beat mode and lead, with
+    /// How to read records for a network with this preprocessing: its beat mode, beat positions and lead, with
     /// `lead` naming the lead in another database. A `mode` that contradicts the network's is
     /// refused, naming both (`network` names the checkpoint).
     pub fn load_options(
@@ -96,6 +96,7 @@ impl Preprocessing {
         Ok(LoadOptions {
             mode: self.beat_mode,
             lead: lead.map_or_else(|| self.lead.clone(), str::to_string),
+            positions: self.beat_positions,
             ..LoadOptions::default()
         })
     }

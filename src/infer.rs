@@ -15,7 +15,7 @@ use crate::adapt::clusters::{self, ClusterSmoothing, Features};
 use crate::data::beats::reference::{relative, BeatReference, MedianBeat};
 use crate::data::beats::rr::{Rhythm, RR_FEATURES};
 use crate::data::beats::stream;
-use crate::data::beats::{Beats, BEAT_LEN};
+use crate::data::beats::{BeatPositions, Beats, BEAT_LEN};
 use crate::data::corpus::dataset::LoadOptions;
 use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::Annotation;
@@ -322,11 +322,12 @@ impl<'c> Classifier<'c> {
         &self.preprocessing().class_names
     }
 
-    /// How to read records for this network: its beat mode and lead preference.
+    /// How to read records for this network: its beat mode, beat positions and lead preference.
     pub fn load_options(&self) -> LoadOptions {
         LoadOptions {
             mode: self.preprocessing().beat_mode,
             lead: self.preprocessing().lead.clone(),
+            positions: self.preprocessing().beat_positions,
             ..LoadOptions::default()
         }
     }
@@ -495,6 +496,9 @@ impl<'c> Classifier<'c> {
         mut rec: Recording,
         streaming: Streaming<'_>,
     ) -> Result<RecordingSummary> {
+        if self.preprocessing().beat_positions == BeatPositions::Detector {
+            crate::data::beats::stream::place_at_detector(&mut rec)?;
+        }
         let annotations = rec.annotations.take();
         let mut on_beats = streaming.on_beats.unwrap_or_else(|| Box::new(|_| Ok(())));
         let mut on_progress = streaming

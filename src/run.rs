@@ -313,13 +313,15 @@ impl RunConfig {
     /// The preprocessing this run's networks were trained with (for checkpoints written before
     /// checkpoints carried it).
     pub fn preprocessing(&self) -> Preprocessing {
-        Preprocessing::of_run(
+        let mut pre = Preprocessing::of_run(
             self.task,
             &self.model,
             self.mode.0,
             &self.lead,
             &self.class_names,
-        )
+        );
+        pre.beat_positions = crate::data::beats::BeatPositions::trained(self.args.detect);
+        pre
     }
 
     /// Refuses to resume with different data, model or recipe than `before` (the run's existing

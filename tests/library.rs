@@ -352,6 +352,7 @@ fn a_checkpoint_carries_its_preprocessing_and_older_ones_take_their_runs() {
     let mut model = Model::new(ctx(), ModelConfig::tiny(), 3).unwrap();
     model.preprocessing.beat_mode = BeatMode::KachueeBeat;
     model.preprocessing.lead = "II,MLII".into();
+    model.preprocessing.beat_positions = ecgwgpu::data::beats::BeatPositions::Detector;
     let path = dir.join("centred.safetensors");
     model.save(ctx(), &path, 1).unwrap();
     let loaded = Model::load(ctx(), &path).unwrap();
@@ -894,6 +895,54 @@ fn a_noisy_recording_gets_a_warning() {
             "{warned:?}"
         );
     }
+}
+
+/// A network trained on the detector's beats (`BeatPositions::Detector`) cuts an annotated
+/// recording at the detector's peaks, so where a database puts its annotations (here 40 ms
+/// after MIT-BIH's) does not change its output; one cut at the annotations moves with them.
+#[test]
+fn a_network_at_the_detectors_positions_ignores_where_annotations_sit() {
+    use ecgwgpu::data::beats::BeatPositions;
+    use ecgwgpu::data::formats::files::Disk;
+    use ecgwgpu::data::signal::acquisition::Acquisition;
+    use ecgwgpu::infer::ClassifiedBeat;
+    let open = || recording::open_any(&Disk, &embedded_dir().join("208"), "MLII").unwrap();
+    let late = Acquisition {
+        annotation_shift_ms: 40.0,
+        ..Default::default()
+    };
+    let classify = |positions: BeatPositions, rec: recording::Recording| {
+        let mut model = Model::new(ctx(), ModelConfig::tiny(), 3).unwrap();
+        model.preprocessing.beat_positions = positions;
+        let mut clf = Classifier::new(ctx(), model).unwrap();
+        let mut beats: Vec<ClassifiedBeat> = vec![];
+        let streaming = Streaming::new().on_beats(|b| {
+            beats.extend_from_slice(b);
+            Ok(())
+        });
+        clf.classify_recording(rec, streaming).unwrap();
+        beats
+    };
+    let same_beats = |a: &[ClassifiedBeat], b: &[ClassifiedBeat]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.sample == y.sample && x.probabilities == y.probabilities)
+    };
+    let at_detector = classify(BeatPositions::Detector, open());
+    let at_detector_late = classify(BeatPositions::Detector, late.apply(open()).unwrap());
+    assert!(at_detector.len() > 2800, "{} beats", at_detector.len());
+    assert!(same_beats(&at_detector, &at_detector_late));
+    let at_annotations = classify(BeatPositions::Annotations, open());
+    let at_annotations_late = classify(BeatPositions::Annotations, late.apply(open()).unwrap());
+    assert!(!same_beats(&at_annotations, &at_annotations_late));
+    // most annotations are already near the detector's peaks; record 208's PVCs often are not
+    let moved = at_detector
+        .iter()
+        .zip(&at_annotations)
+        .filter(|(d, a)| d.sample != a.sample)
+        .count();
+    assert!(moved > 0 && moved < at_detector.len() / 2, "{moved} moved");
 }
 
 /// The shipped fifteen networks run as one grouped network give the probabilities of running

@@ -547,6 +547,12 @@ fn train_detect_learns_from_the_detectors_beats() {
     assert!(ensemble.status.success(), "{ensemble:?}");
     let metrics = read_json(&joined.join("metrics.json"));
     assert_eq!(metrics["out_of_fold_leads"]["detect"], true, "{metrics}");
+    // and they cut annotated recordings at the detector's peaks, as they learnt
+    for checkpoint in [&a, &joined.join("best.safetensors")] {
+        let (_, meta) = checkpoint::load(checkpoint).unwrap();
+        let pre = &meta["preprocessing"];
+        assert!(pre.contains(r#""beat_positions":"detector""#), "{pre}");
+    }
     let calibrated = Command::new(env!("CARGO_BIN_EXE_ecgwgpu"))
         .args(["calibrate", "--checkpoint"])
         .arg(&a)

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::ModelConfig;
 use crate::data::beats::reference::BeatReference;
-use crate::data::beats::{BeatMode, BEAT_LEN, FS};
+use crate::data::beats::{BeatMode, BeatPositions, BEAT_LEN, FS};
 use crate::data::formats::aami::CLASS_NAMES;
 use crate::error::{Error, Result};
 
@@ -40,6 +40,10 @@ pub struct Preprocessing {
     pub window: usize,
     /// Lead preference: header signal descriptions, comma-separated, first match wins.
     pub lead: String,
+    /// Where an annotated recording's beats are cut: at the annotations, or at the QRS
+    /// detector's peaks matched to them, as a network trained on the detector's beats saw them.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub beat_positions: BeatPositions,
 }
 
 /// A beat mode as config.json spells it: `kachuee`, or `Kachuee` in runs written before the
@@ -147,6 +151,7 @@ impl Preprocessing {
             rate_hz: FS,
             window: BEAT_LEN,
             lead: lead.into(),
+            beat_positions: BeatPositions::Annotations,
         }
     }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::folds::{choose_whole_rule, record_out_of_fold, RuleChoice};
+use crate::data::beats::BeatPositions;
 use crate::data::formats::aami::CLASS_NAMES;
 use crate::error::{Error, Result};
 use crate::eval::{member_folds, out_of_fold, training_run, Leads};
@@ -104,6 +105,11 @@ pub fn combine_ensembles(
     }
     let mut run = first_run.expect("at least two checkpoints");
     let leads = &leads.as_trained(&run);
+    // members trained on the detector's beats cut annotated recordings there too (checkpoints
+    // written before they carried it do not say so)
+    for m in &mut members {
+        m.preprocessing.beat_positions = BeatPositions::trained(run.args.detect);
+    }
     run.validation = Some(format!(
         "out of fold: each DS1 beat the mean of the members that did not train on its record; \
          members of {}",

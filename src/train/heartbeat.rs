@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{calibrate, fit, probabilities, score, FitObserver, Schedule};
-use crate::data::beats::Beats;
+use crate::data::beats::{BeatPositions, Beats};
 use crate::data::corpus::dataset::{load_dir, LoadOptions};
 use crate::data::corpus::splits::{self, SplitKind};
 use crate::data::corpus::{augment, csv};
@@ -292,6 +292,7 @@ pub(super) fn new_trainer<'c>(ctx: &'c GpuContext, run: &RunConfig) -> Result<Tr
     let mut model = Model::new(ctx, run.model.clone(), run.args.seed)?;
     model.preprocessing.beat_mode = run.mode.0;
     model.preprocessing.lead = run.lead.clone();
+    model.preprocessing.beat_positions = BeatPositions::trained(run.args.detect);
     Trainer::new(ctx, model, run.loss.clone(), run.adam.clone())
 }
 

@@ -46,6 +46,30 @@ impl BeatMode {
     pub const ALL: [BeatMode; 3] = [Self::Kachuee, Self::Centred, Self::KachueeBeat];
 }
 
+/// Where a recording's beats are cut when it has beat annotations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BeatPositions {
+    /// At the annotations, where MIT-BIH puts them (the R peak).
+    #[default]
+    Annotations,
+    /// At the QRS detector's peak matched to each annotation within
+    /// [`crate::data::signal::qrs::MATCH_WINDOW_S`] (an annotation without one stays): for a
+    /// network trained on the detector's beats (`train --detect`), which then sees the same
+    /// positions whatever point of the QRS complex a database annotates.
+    Detector,
+}
+
+impl BeatPositions {
+    /// The positions of a network trained with or without `train --detect`.
+    pub fn trained(detect: bool) -> Self {
+        match detect {
+            true => Self::Detector,
+            false => Self::Annotations,
+        }
+    }
+}
+
 /// The label of a beat without a reference class: one the QRS detector found where the
 /// recording has no beat annotation (see [`crate::data::corpus::dataset::LoadOptions::detect`]).
 pub const NO_REFERENCE: u32 = u32::MAX;

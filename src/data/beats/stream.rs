@@ -17,11 +17,54 @@
 use crate::data::beats::{BeatMode, Beats, Labelled, FS, KACHUEE_WINDOW};
 use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::Annotation;
-use crate::data::recording::LeadSource;
+use crate::data::recording::{LeadSource, Recording};
 use crate::data::signal::noise::NoiseIndex;
 use crate::data::signal::qrs;
 use crate::data::signal::resample::{gcd, ratio, reach, resample};
 use crate::error::Result;
+
+/// Moves each beat annotation of `rec` to the QRS detector's peak matched to it (see
+/// [`crate::data::beats::BeatPositions::Detector`]); returns how many moved. A beat the
+/// detector missed moves by the median offset of the matched ones (a database's annotations
+/// sit at one point of the QRS complex); annotations that are not beats stay where they are.
+pub fn place_at_detector(rec: &mut Recording) -> Result<usize> {
+    let Some(annotations) = rec.annotations.as_mut() else {
+        return Ok(0);
+    };
+    let detected: Vec<u64> = detect(rec.lead.as_mut(), CHUNK_S, |_| {})?
+        .iter()
+        .map(|a| a.sample)
+        .collect();
+    let beats: Vec<usize> = (0..annotations.len())
+        .filter(|&i| AamiClass::from_code(annotations[i].code).is_some())
+        .collect();
+    let reference: Vec<u64> = beats.iter().map(|&i| annotations[i].sample).collect();
+    let window = (qrs::MATCH_WINDOW_S * rec.lead.fs()).round() as u64;
+    let mut to: Vec<Option<u64>> = vec![None; beats.len()];
+    for (&peak, k) in detected
+        .iter()
+        .zip(qrs::nearest_reference(&reference, &detected, window))
+    {
+        if let Some(k) = k {
+            to[k] = Some(peak);
+        }
+    }
+    let mut offsets: Vec<i64> = (0..beats.len())
+        .filter_map(|k| to[k].map(|p| p as i64 - reference[k] as i64))
+        .collect();
+    offsets.sort_unstable();
+    let offset = offsets.get(offsets.len() / 2).copied().unwrap_or(0);
+    let last = rec.lead.len().saturating_sub(1) as i64;
+    let mut moved = 0;
+    for (k, &i) in beats.iter().enumerate() {
+        let a = &mut annotations[i];
+        let at = to[k].unwrap_or_else(|| (a.sample as i64 + offset).clamp(0, last) as u64);
+        moved += usize::from(a.sample != at);
+        a.sample = at;
+    }
+    annotations.sort_by_key(|a| a.sample);
+    Ok(moved)
+}
 
 /// Default chunk length: ten minutes (a few MB per lead at any rate).
 pub const CHUNK_S: f64 = 600.0;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::beats::stream;
-use crate::data::beats::{BeatMode, Beats, NO_REFERENCE};
+use crate::data::beats::{BeatMode, BeatPositions, Beats, NO_REFERENCE};
 use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::{self, Annotation};
 use crate::data::formats::files::{Disk, Files};
@@ -43,6 +43,9 @@ pub struct LoadOptions {
     /// training augmentation for recordings from other hardware. Splits and folds keep it with
     /// its record.
     pub device_view: Option<DeviceDraw>,
+    /// Where annotated beats are cut: at their annotations, or at the QRS detector's peaks
+    /// matched to them (the network's [`crate::preprocessing::Preprocessing::beat_positions`]).
+    pub positions: BeatPositions,
 }
 
 /// What separates a record's name from the lead of one of its views (`100~V1`).
@@ -66,6 +69,7 @@ impl Default for LoadOptions {
             detect: false,
             views: vec![],
             device_view: None,
+            positions: BeatPositions::Annotations,
         }
     }
 }
@@ -281,6 +285,9 @@ fn load_record(
     if opts.detect {
         return load_detected(rec, opts.mode);
     }
+    if opts.positions == BeatPositions::Detector {
+        stream::place_at_detector(&mut rec)?;
+    }
     let Some(annotations) = rec.annotations.take() else {
         return Err(if recording::is_edf(&path) {
             Error::data(
@@ -374,22 +381,14 @@ fn load_detected(mut rec: recording::Recording, mode: BeatMode) -> Result<Outcom
     let window = (qrs::MATCH_WINDOW_S * fs).round() as u64;
     // each detected peak takes the nearest reference beat within the window, each reference
     // beat serving one peak at most
-    let mut taken = vec![false; reference.len()];
+    let samples = |v: &[(u64, u8)]| v.iter().map(|r| r.0).collect::<Vec<_>>();
+    let at: Vec<u64> = detected.iter().map(|a| a.sample).collect();
+    let matched = qrs::nearest_reference(&samples(&reference), &at, window);
     let mut unreferenced = std::collections::HashSet::new();
     let mut peaks = Vec::with_capacity(detected.len());
-    for mut a in detected {
-        let at = reference.partition_point(|r| r.0 < a.sample);
-        let nearest = [at.checked_sub(1), Some(at)]
-            .into_iter()
-            .flatten()
-            .filter(|&k| k < reference.len() && !taken[k])
-            .filter(|&k| reference[k].0.abs_diff(a.sample) <= window)
-            .min_by_key(|&k| reference[k].0.abs_diff(a.sample));
+    for (mut a, nearest) in detected.into_iter().zip(matched) {
         match nearest {
-            Some(k) => {
-                taken[k] = true;
-                a.code = reference[k].1;
-            }
+            Some(k) => a.code = reference[k].1,
             None => {
                 unreferenced.insert(a.sample);
             }

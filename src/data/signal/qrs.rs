@@ -225,6 +225,29 @@ impl Matches {
     }
 }
 
+/// For each detected peak (sorted), the reference beat (sorted) nearest to it within `window`
+/// samples that no earlier peak took, if any: how a detected beat gets its class, and an
+/// annotation its detected position.
+pub fn nearest_reference(reference: &[u64], detected: &[u64], window: u64) -> Vec<Option<usize>> {
+    let mut taken = vec![false; reference.len()];
+    detected
+        .iter()
+        .map(|&d| {
+            let at = reference.partition_point(|&r| r < d);
+            let nearest = [at.checked_sub(1), Some(at)]
+                .into_iter()
+                .flatten()
+                .filter(|&k| k < reference.len() && !taken[k])
+                .filter(|&k| reference[k].abs_diff(d) <= window)
+                .min_by_key(|&k| reference[k].abs_diff(d));
+            if let Some(k) = nearest {
+                taken[k] = true;
+            }
+            nearest
+        })
+        .collect()
+}
+
 /// Matches sorted detections to sorted reference beats one to one, each pair at most `window`
 /// samples apart (greedy in time order, as beat-by-beat comparison does).
 pub fn match_beats(reference: &[usize], detected: &[usize], window: usize) -> Matches {
