@@ -67,7 +67,7 @@ pub fn combine_ensembles(
     let mut first_run = None;
     for path in checkpoints {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let these = Model::members_from_bytes(ctx, &bytes, path)?;
+        let mut these = Model::members_from_bytes(ctx, &bytes, path)?;
         let not_folds = |why: &str| {
             Error::Config(format!(
                 "{} is not a `train --folds` ensemble to combine: {why}",
@@ -79,6 +79,11 @@ pub fn combine_ensembles(
         }
         let run = training_run(&these[0].config, path)?
             .ok_or_else(|| not_folds("no training run beside it"))?;
+        // the beat positions follow the run (checkpoints written before they carried them
+        // do not say so), so that seeds trained before and after compare equal
+        for m in &mut these {
+            m.preprocessing.beat_positions = BeatPositions::trained(run.args.detect);
+        }
         let these_folds = member_folds(path)?;
         if these_folds.len() != these.len() || run.args.split != "inter" {
             return Err(not_folds("not an inter-patient fold ensemble"));
@@ -105,11 +110,6 @@ pub fn combine_ensembles(
     }
     let mut run = first_run.expect("at least two checkpoints");
     let leads = &leads.as_trained(&run);
-    // members trained on the detector's beats cut annotated recordings there too (checkpoints
-    // written before they carried it do not say so)
-    for m in &mut members {
-        m.preprocessing.beat_positions = BeatPositions::trained(run.args.detect);
-    }
     run.validation = Some(format!(
         "out of fold: each DS1 beat the mean of the members that did not train on its record; \
          members of {}",
