@@ -76,9 +76,9 @@ pub struct Selected {
 }
 
 impl Preprocessing {
-    /// How to read records for a network with this preprocessing: its beat mode, beat positions and lead, with
-    /// `lead` naming the lead in another database. A `mode` that contradicts the network's is
-    /// refused, naming both (`network` names the checkpoint).
+    /// How to read records for a network with this preprocessing: its beat mode, beat
+    /// positions and lead, with `lead` naming the lead in another database. A `mode` that
+    /// contradicts the network's is refused, naming both (`network` names the checkpoint).
     pub fn load_options(
         &self,
         mode: Option<BeatMode>,
@@ -245,6 +245,14 @@ pub struct OutOfFold {
     pub other_lead: Vec<bool>,
 }
 
+/// The rows `keep` of a row-major matrix `width` values wide.
+fn select_rows(values: &[f32], width: usize, keep: &[usize]) -> Vec<f32> {
+    keep.iter()
+        .flat_map(|&r| &values[r * width..(r + 1) * width])
+        .copied()
+        .collect()
+}
+
 impl OutOfFold {
     /// The beats that have a reference class, with their probabilities and lead flags: what a
     /// rule is chosen on. Beats the QRS detector found where no beat is annotated have none
@@ -256,11 +264,7 @@ impl OutOfFold {
         let classes = self.probabilities.len() / self.beats.len();
         let keep = self.beats.referenced_indices();
         OutOfFold {
-            probabilities: keep
-                .iter()
-                .flat_map(|&b| &self.probabilities[b * classes..(b + 1) * classes])
-                .copied()
-                .collect(),
+            probabilities: select_rows(&self.probabilities, classes, &keep),
             other_lead: match self.other_lead.is_empty() {
                 true => vec![],
                 false => keep.iter().map(|&b| self.other_lead[b]).collect(),
@@ -494,10 +498,7 @@ impl Unreferenced {
         }
         let classes = probs.len() / beats.len();
         let keep = beats.referenced_indices();
-        let probs = keep
-            .iter()
-            .flat_map(|&b| probs[b * classes..(b + 1) * classes].to_vec())
-            .collect();
+        let probs = select_rows(&probs, classes, &keep);
         let predicted = keep.iter().map(|&b| predicted[b]).collect();
         (beats.select(&keep), probs, predicted)
     }

@@ -381,9 +381,9 @@ fn load_detected(mut rec: recording::Recording, mode: BeatMode) -> Result<Outcom
     let window = (qrs::MATCH_WINDOW_S * fs).round() as u64;
     // each detected peak takes the nearest reference beat within the window, each reference
     // beat serving one peak at most
-    let samples = |v: &[(u64, u8)]| v.iter().map(|r| r.0).collect::<Vec<_>>();
-    let at: Vec<u64> = detected.iter().map(|a| a.sample).collect();
-    let matched = qrs::nearest_reference(&samples(&reference), &at, window);
+    let reference_at: Vec<u64> = reference.iter().map(|r| r.0).collect();
+    let detected_at: Vec<u64> = detected.iter().map(|a| a.sample).collect();
+    let matched = qrs::nearest_reference(&reference_at, &detected_at, window);
     let mut unreferenced = std::collections::HashSet::new();
     let mut peaks = Vec::with_capacity(detected.len());
     for (mut a, nearest) in detected.into_iter().zip(matched) {
