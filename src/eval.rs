@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::beats::reference::BeatReference;
-use crate::data::beats::{BeatMode, Beats, NO_REFERENCE};
+use crate::data::beats::{BeatMode, BeatPositions, Beats, NO_REFERENCE};
 use crate::data::corpus::dataset::{load_dir, patient, LoadOptions};
 use crate::data::corpus::ptb::{self, MiSplit};
 use crate::data::corpus::splits::{self, Split, SplitKind};
@@ -64,6 +64,9 @@ pub struct Selection {
     /// Each record also read at these leads, as recordings of their own (see
     /// [`LoadOptions::views`]).
     pub views: Vec<String>,
+    /// Where beats are cut instead of the network's own positions (to measure a setting
+    /// before a checkpoint carries it).
+    pub positions: Option<BeatPositions>,
 }
 
 /// The beats selected, described for a report, with what loading skipped or substituted.
@@ -125,6 +128,7 @@ pub fn select(
     options.acquisition = selection.acquisition;
     options.detect = selection.detect;
     options.views = selection.views.clone();
+    options.positions = selection.positions.unwrap_or(options.positions);
     let dir = match (&selection.data_dir, run) {
         (Some(dir), _) => dir.clone(),
         (None, Some(r)) => {
@@ -336,6 +340,10 @@ pub struct Leads {
     /// them ([`Leads::as_trained`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub detect: bool,
+    /// Where beats are cut instead of the networks' own positions (see
+    /// [`Selection::positions`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub positions: Option<BeatPositions>,
 }
 
 impl Leads {
@@ -369,6 +377,9 @@ impl Leads {
         }
         if self.detect {
             parts.push("beats found by the QRS detector".into());
+        }
+        if let Some(positions) = self.positions {
+            parts.push(format!("beats {}", positions.describe()));
         }
         parts.join(", ")
     }
@@ -407,6 +418,7 @@ pub fn out_of_fold(
     options.acquisition = leads.acquisition;
     options.device_view = leads.device_view.clone();
     options.detect = leads.detect;
+    options.positions = leads.positions.unwrap_or(options.positions);
     let mut ds = load_dir(&run.data_dir, &options)?;
     config.beat_reference.apply(&mut ds.beats)?;
     let parts = splits::split(&ds.beats, SplitKind::Inter, 0.2, 0.1, run.args.seed);

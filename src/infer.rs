@@ -15,7 +15,7 @@ use crate::adapt::clusters::{self, ClusterSmoothing, Features};
 use crate::data::beats::reference::{relative, BeatReference, MedianBeat};
 use crate::data::beats::rr::{Rhythm, RR_FEATURES};
 use crate::data::beats::stream;
-use crate::data::beats::{BeatPositions, Beats, BEAT_LEN};
+use crate::data::beats::{Beats, BEAT_LEN};
 use crate::data::corpus::dataset::LoadOptions;
 use crate::data::formats::aami::AamiClass;
 use crate::data::formats::annotation::Annotation;
@@ -93,10 +93,14 @@ pub struct RecordingFacts<'a> {
     pub low_confidence: usize,
     /// How noisy the lead is ([`crate::data::signal::noise::NoiseIndex`]).
     pub noise_index: Option<f32>,
+    /// How far its beat annotations were moved before cutting (ms), if they were
+    /// ([`crate::data::beats::BeatPositions::Registered`]).
+    pub annotations_moved_ms: Option<f64>,
 }
 
 /// Why a recording's decisions may not be trusted: it looks unlike what the network was
-/// trained on (another lead, a rate below the network's, noise, many near ties).
+/// trained on (another lead, a rate below the network's, noise, many near ties, annotations
+/// at another point of the QRS complex).
 pub fn recording_warnings(preprocessing: &Preprocessing, facts: &RecordingFacts) -> Vec<String> {
     let RecordingFacts {
         lead,
@@ -104,8 +108,20 @@ pub fn recording_warnings(preprocessing: &Preprocessing, facts: &RecordingFacts)
         beats,
         low_confidence,
         noise_index,
+        annotations_moved_ms,
     } = *facts;
     let mut warnings = vec![];
+    if let Some(ms) = annotations_moved_ms {
+        warnings.push(format!(
+            "the beat annotations sit {:.0} ms {} the QRS detector's peaks, where MIT-BIH's \
+             (the training data's) do not: every annotation was moved {:.0} ms {} before the \
+             beats were cut",
+            ms.abs(),
+            if ms < 0.0 { "after" } else { "before" },
+            ms.abs(),
+            if ms < 0.0 { "earlier" } else { "later" },
+        ));
+    }
     if !preprocessing.trained_on(lead) {
         let trained: Vec<&str> = preprocessing.lead.split(',').map(str::trim).collect();
         warnings.push(format!(
@@ -199,6 +215,10 @@ pub struct RecordingSummary {
     /// Why the decisions may not be trusted ([`recording_warnings`]); empty when nothing looks
     /// unusual.
     pub warnings: Vec<String>,
+    /// How far every beat annotation was moved before cutting (ms; negative: earlier), when
+    /// they sat away from where the network expects them
+    /// ([`crate::data::beats::BeatPositions::Registered`]).
+    pub annotations_moved_ms: Option<f64>,
 }
 
 /// A trained network ready to classify: its parameters on the GPU, its preprocessing, no
@@ -496,9 +516,7 @@ impl<'c> Classifier<'c> {
         mut rec: Recording,
         streaming: Streaming<'_>,
     ) -> Result<RecordingSummary> {
-        if self.preprocessing().beat_positions == BeatPositions::Detector {
-            crate::data::beats::stream::place_at_detector(&mut rec)?;
-        }
+        let moved_ms = self.preprocessing().beat_positions.place(&mut rec)?;
         let annotations = rec.annotations.take();
         let mut on_beats = streaming.on_beats.unwrap_or_else(|| Box::new(|_| Ok(())));
         let mut on_progress = streaming
@@ -525,6 +543,7 @@ impl<'c> Classifier<'c> {
         }
         let mut summary = result?;
         summary.not_cut += rec.dropped_beats;
+        summary.annotations_moved_ms = moved_ms;
         summary.warnings = recording_warnings(
             self.preprocessing(),
             &RecordingFacts {
@@ -533,6 +552,7 @@ impl<'c> Classifier<'c> {
                 beats: summary.beats,
                 low_confidence: summary.low_confidence,
                 noise_index: summary.noise_index,
+                annotations_moved_ms: moved_ms,
             },
         );
         Ok(summary)
@@ -599,6 +619,7 @@ impl<'c> Classifier<'c> {
             low_confidence,
             noise_index: cut.noise_index,
             warnings: vec![],
+            annotations_moved_ms: None,
         })
     }
 
@@ -610,6 +631,7 @@ impl<'c> Classifier<'c> {
         mut rec: Recording,
         mut progress: impl FnMut(Stage, usize, usize),
     ) -> Result<CutRecording> {
+        let annotations_moved_ms = self.preprocessing().beat_positions.place(&mut rec)?;
         let annotations = rec.annotations.take();
         let annotated = annotations.is_some();
         let mut beats = Beats::default();
@@ -628,6 +650,7 @@ impl<'c> Classifier<'c> {
             annotated,
             not_cut: cut.not_cut + rec.dropped_beats,
             noise_index: cut.noise_index,
+            annotations_moved_ms,
         })
     }
 
@@ -745,6 +768,9 @@ pub struct CutRecording {
     pub not_cut: usize,
     /// How noisy the lead is ([`crate::data::signal::noise::NoiseIndex`]); `None` with too few beats.
     pub noise_index: Option<f32>,
+    /// How far the beat annotations were moved before cutting (ms), if they were
+    /// ([`crate::data::beats::BeatPositions::Registered`]).
+    pub annotations_moved_ms: Option<f64>,
 }
 
 /// The preprocessing half of the pipeline: R peaks (annotations or the QRS detector), beats cut

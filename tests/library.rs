@@ -249,6 +249,11 @@ fn the_shipped_model_classifies_a_signal_as_it_classifies_the_recording() {
     assert_eq!(pre.task, Task::Heartbeat);
     assert_eq!(pre.class_names, NAMES);
     assert_eq!(pre.beat_mode, BeatMode::Kachuee);
+    // annotations that sit elsewhere on the QRS complex than MIT-BIH's are moved first
+    assert_eq!(
+        pre.beat_positions,
+        ecgwgpu::data::beats::BeatPositions::Registered { beyond_ms: 30 }
+    );
 
     // The annotated record: every beat, and record 208's many PVCs found.
     let mut annotated = vec![];
@@ -823,6 +828,7 @@ fn confidence_and_recording_warnings() {
         beats: 100,
         low_confidence: 10,
         noise_index: Some(0.01),
+        annotations_moved_ms: None,
     };
     assert!(recording_warnings(&pre, &facts).is_empty());
     let other_lead = recording_warnings(
@@ -857,6 +863,17 @@ fn confidence_and_recording_warnings() {
     assert_eq!(slow.len(), 1);
     assert!(slow[0].contains("(100 Hz) is below the 125 Hz"), "{slow:?}");
     assert!(recording_warnings(&pre, &RecordingFacts { fs: 128.0, ..facts }).is_empty());
+    // annotations moved to where the network expects them: said, with the direction
+    let moved = RecordingFacts {
+        annotations_moved_ms: Some(-38.9),
+        ..facts
+    };
+    let moved = recording_warnings(&pre, &moved);
+    assert_eq!(moved.len(), 1);
+    assert!(
+        moved[0].contains("sit 39 ms after") && moved[0].contains("moved 39 ms earlier"),
+        "{moved:?}"
+    );
 }
 
 /// The noise index of record 208 as it is, and as `evaluate --resample 250 --noise strong`
@@ -887,6 +904,7 @@ fn a_noisy_recording_gets_a_warning() {
             beats: 100,
             low_confidence: 0,
             noise_index: Some(index),
+            annotations_moved_ms: None,
         };
         let warned = recording_warnings(&pre, &facts);
         assert_eq!(
@@ -943,6 +961,65 @@ fn a_network_at_the_detectors_positions_ignores_where_annotations_sit() {
         .filter(|(d, a)| d.sample != a.sample)
         .count();
     assert!(moved > 0 && moved < at_detector.len() / 2, "{moved} moved");
+}
+
+/// A network cut at the annotations with `BeatPositions::Registered` reads a recording whose
+/// annotations sit 40 ms after MIT-BIH's as it reads MIT-BIH's own: they move back by the
+/// median offset to the detector's peaks. Within the tolerance nothing moves.
+#[test]
+fn registered_annotations_move_back_to_where_mit_bih_puts_them() {
+    use ecgwgpu::data::beats::BeatPositions;
+    use ecgwgpu::data::formats::files::Disk;
+    use ecgwgpu::data::signal::acquisition::Acquisition;
+    use ecgwgpu::infer::ClassifiedBeat;
+    let open = || recording::open_any(&Disk, &embedded_dir().join("208"), "MLII").unwrap();
+    let late = || {
+        Acquisition {
+            annotation_shift_ms: 40.0,
+            ..Default::default()
+        }
+        .apply(open())
+        .unwrap()
+    };
+    let classify = |positions: BeatPositions, rec: recording::Recording| {
+        let mut model = Model::new(ctx(), ModelConfig::tiny(), 3).unwrap();
+        model.preprocessing.beat_positions = positions;
+        let mut clf = Classifier::new(ctx(), model).unwrap();
+        let mut beats: Vec<ClassifiedBeat> = vec![];
+        let streaming = Streaming::new().on_beats(|b| {
+            beats.extend_from_slice(b);
+            Ok(())
+        });
+        clf.classify_recording(rec, streaming).unwrap();
+        beats
+    };
+    let same_beats = |a: &[ClassifiedBeat], b: &[ClassifiedBeat]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.sample == y.sample && x.probabilities == y.probabilities)
+    };
+    let registered = BeatPositions::Registered { beyond_ms: 20 };
+    let on_time = classify(BeatPositions::Annotations, open());
+    assert!(on_time.len() > 2800, "{} beats", on_time.len());
+    let late_as_they_are = classify(BeatPositions::Annotations, late());
+    assert!(!same_beats(&on_time, &late_as_they_are));
+    // 40 ms late: moved back; on time: left where they are
+    assert!(same_beats(&on_time, &classify(registered, late())));
+    assert!(same_beats(&on_time, &classify(registered, open())));
+    // a tolerance wider than the shift leaves them late
+    let wide = BeatPositions::Registered { beyond_ms: 50 };
+    assert!(same_beats(&late_as_they_are, &classify(wide, late())));
+    // the page's path (beats cut in memory) moves them too, and says by how much
+    let mut model = Model::new(ctx(), ModelConfig::tiny(), 3).unwrap();
+    model.preprocessing.beat_positions = registered;
+    let clf = Classifier::new(ctx(), model).unwrap();
+    let cut = clf.cut_recording(late(), |_, _, _| {}).unwrap();
+    let on_time_cut = clf.cut_recording(open(), |_, _, _| {}).unwrap();
+    assert_eq!(cut.beats, on_time_cut.beats);
+    let ms = cut.annotations_moved_ms.expect("moved");
+    assert!((-40.0..=-36.0).contains(&ms), "moved {ms} ms");
+    assert_eq!(on_time_cut.annotations_moved_ms, None);
 }
 
 /// The shipped fifteen networks run as one grouped network give the probabilities of running

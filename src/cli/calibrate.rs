@@ -4,11 +4,13 @@
 //! fibrillation), then the record clusters (each record's probabilities smoothed over its groups
 //! of beats), then the on-time V gate for beats read at a lead the network was not trained on
 //! (when DS1 is read at one: `--lead`, `--view`). The decision offsets are kept. `train --folds
-//! --calibrate` makes the same choice.
+//! --calibrate` makes the same choice. `--register-annotations` writes where beats are cut
+//! instead (a setting measured with `evaluate --out-of-fold --register-annotations`).
 
 use std::path::PathBuf;
 
 use crate::checkpoint;
+use crate::data::beats::BeatPositions;
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::preprocessing::Preprocessing;
@@ -31,6 +33,13 @@ pub struct CalibrateArgs {
     /// some are read at another).
     #[arg(long)]
     only_other_lead_v_gate: bool,
+    /// Keep the tensors and the rule and write the checkpoint so that a recording's beat
+    /// annotations move to the QRS detector's peaks when they sit more than MS milliseconds
+    /// from them (a database that marks its beats at another point of the QRS complex than
+    /// MIT-BIH). Choose MS out of fold first (`evaluate --out-of-fold --annotation-shift 40
+    /// --register-annotations MS`, and at the other readings).
+    #[arg(long, value_name = "MS", conflicts_with = "only_other_lead_v_gate")]
+    register_annotations: Option<u32>,
     #[command(flatten)]
     gpu: super::GpuArgs,
 }
@@ -42,7 +51,25 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let (tensors, meta) = checkpoint::decode(&bytes, path)?;
     let config = ModelConfig::from_metadata(&meta, path)?;
-    let names = Preprocessing::of_checkpoint(&meta, &config, path)?.class_names;
+    let mut pre = Preprocessing::of_checkpoint(&meta, &config, path)?;
+    if let Some(beyond_ms) = args.register_annotations {
+        if pre.beat_positions == BeatPositions::Detector {
+            return Err(Error::Config(format!(
+                "{}: its networks cut beats at the QRS detector's peaks already; \
+                 --register-annotations is for networks cut at the annotations",
+                path.display()
+            )));
+        }
+        pre.beat_positions = BeatPositions::Registered { beyond_ms };
+        let (key, value) = pre.to_metadata(&config);
+        let mut meta = meta;
+        meta.insert(key, value);
+        checkpoint::save(&args.out, &tensors, &meta)?;
+        println!("beats {}", pre.beat_positions.describe());
+        println!("wrote {}", args.out.display());
+        return Ok(());
+    }
+    let names = pre.class_names;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     // DS1 read as the networks were trained (through the QRS detector after `train --detect`)
     let leads = match crate::eval::training_run(&config, path)? {

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::data::Source;
-use crate::data::beats::{Beats, NO_REFERENCE};
+use crate::data::beats::{BeatPositions, Beats, NO_REFERENCE};
 use crate::data::signal::acquisition::{Acquisition, NoiseLevel};
 use crate::error::{Error, Result};
 use crate::eval::{select, training_run, EvalSplit, Part, Selection, Unreferenced};
@@ -86,6 +86,12 @@ pub struct EvaluateArgs {
         allow_negative_numbers = true
     )]
     annotation_shift: f64,
+    /// Move a recording's annotations to the QRS detector's peaks when they sit more than MS
+    /// milliseconds from them (the median over its beats), whatever the network's checkpoint
+    /// says: to measure that reading before a checkpoint carries it (`calibrate
+    /// --register-annotations`).
+    #[arg(long, value_name = "MS")]
+    register_annotations: Option<u32>,
     /// Cut beats where the built-in QRS detector finds them, as for a recording without
     /// annotations, instead of at the reference annotations. Each detected beat is scored
     /// against the reference beat within 150 ms; detected beats without one (and every beat of
@@ -209,6 +215,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         },
         detect: args.detect,
         views: args.views.clone(),
+        positions: args
+            .register_annotations
+            .map(|beyond_ms| BeatPositions::Registered { beyond_ms }),
     };
     if let Some(rate) = args.resample.filter(|&r| !(r.is_finite() && r >= 50.0)) {
         return Err(Error::Config(format!(
@@ -232,6 +241,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             acquisition: selection.acquisition,
             device_view: None,
             detect: selection.detect,
+            positions: selection.positions,
         };
         let oof =
             crate::eval::out_of_fold(&ctx, &network, &leads, args.batch, super::member_progress)?;
@@ -252,6 +262,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         }
         if selection.detect {
             description += "; beats found by the QRS detector";
+        }
+        if let Some(positions) = selection.positions {
+            description += &format!("; beats {}", positions.describe());
         }
         (selected.beats, description, None)
     };

@@ -281,6 +281,7 @@ async fn classify(
         annotated,
         not_cut,
         noise_index,
+        annotations_moved_ms,
     } = clf.cut_recording(whole, |_, _, _| {})?;
     let classified = clf
         .classify_beats_at_async(&beats, annotated, &lead)
@@ -303,6 +304,7 @@ async fn classify(
             beats: classified.len(),
             low_confidence,
             noise_index,
+            annotations_moved_ms,
         },
     ));
     let decided: Vec<u32> = classified.iter().map(|b| b.class).collect();

@@ -58,9 +58,42 @@ pub enum BeatPositions {
     /// network trained on the detector's beats (`train --detect`), which then sees the same
     /// positions whatever point of the QRS complex a database annotates.
     Detector,
+    /// At the annotations, all moved by one offset per recording when they sit more than
+    /// `beyond_ms` from the QRS detector's peaks (the median over matched beats), so that they
+    /// sit where MIT-BIH's do: at the detector's peak (median 0 ms on every DS1 record at MLII,
+    /// `examples/annotation_offset.rs`). For a network trained at MIT-BIH's annotations reading
+    /// a database that marks its beats at another point of the QRS complex; recordings whose
+    /// annotations sit within `beyond_ms` are read as they are.
+    Registered { beyond_ms: u32 },
 }
 
 impl BeatPositions {
+    /// Moves `rec`'s beat annotations to where a network with these positions cuts its beats.
+    /// Returns the shift in ms when [`Self::Registered`] moved them all (a user should know).
+    pub fn place(self, rec: &mut crate::data::recording::Recording) -> crate::Result<Option<f64>> {
+        match self {
+            Self::Annotations => Ok(None),
+            Self::Detector => stream::place_at_detector(rec).map(|_| None),
+            Self::Registered { beyond_ms } => {
+                let fs = rec.lead.fs();
+                let by = stream::register_annotations(rec, beyond_ms.into())?;
+                Ok(by.map(|samples| samples as f64 * 1000.0 / fs))
+            }
+        }
+    }
+
+    /// How beats are placed, for a report.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Annotations => "at the annotations".into(),
+            Self::Detector => "at the QRS detector's peaks matched to the annotations".into(),
+            Self::Registered { beyond_ms } => format!(
+                "at the annotations, moved to the QRS detector's peaks when a recording's sit \
+                 more than {beyond_ms} ms from them"
+            ),
+        }
+    }
+
     /// The positions of a network trained with or without `train --detect`.
     pub fn trained(detect: bool) -> Self {
         match detect {

@@ -23,42 +23,97 @@ use crate::data::signal::qrs;
 use crate::data::signal::resample::{gcd, ratio, reach, resample};
 use crate::error::Result;
 
-/// Moves each beat annotation of `rec` to the QRS detector's peak matched to it (see
-/// [`crate::data::beats::BeatPositions::Detector`]); returns how many moved. A beat the
-/// detector missed moves by the median offset of the matched ones (a database's annotations
-/// sit at one point of the QRS complex); annotations that are not beats stay where they are.
-pub fn place_at_detector(rec: &mut Recording) -> Result<usize> {
-    let Some(annotations) = rec.annotations.as_mut() else {
-        return Ok(0);
-    };
+/// A beat annotation (its index in the recording's annotations) and the QRS detector's peak
+/// matched to it, if any.
+type Matched = (usize, Option<u64>);
+
+/// Each beat annotation of `rec` with the QRS detector's peak matched to it within
+/// [`qrs::MATCH_WINDOW_S`]; `None` without annotations.
+fn detector_peaks(rec: &mut Recording) -> Result<Option<Vec<Matched>>> {
+    if rec.annotations.is_none() {
+        return Ok(None);
+    }
     let detected: Vec<u64> = detect(rec.lead.as_mut(), CHUNK_S, |_| {})?
         .iter()
         .map(|a| a.sample)
         .collect();
+    let annotations = rec.annotations.as_ref().expect("checked above");
     let beats: Vec<usize> = (0..annotations.len())
         .filter(|&i| AamiClass::from_code(annotations[i].code).is_some())
         .collect();
     let reference: Vec<u64> = beats.iter().map(|&i| annotations[i].sample).collect();
     let window = (qrs::MATCH_WINDOW_S * rec.lead.fs()).round() as u64;
-    let mut to: Vec<Option<u64>> = vec![None; beats.len()];
+    let mut to: Vec<Matched> = beats.iter().map(|&i| (i, None)).collect();
     for (&peak, k) in detected
         .iter()
         .zip(qrs::nearest_reference(&reference, &detected, window))
     {
         if let Some(k) = k {
-            to[k] = Some(peak);
+            to[k].1 = Some(peak);
         }
     }
-    let mut offsets: Vec<i64> = (0..beats.len())
-        .filter_map(|k| to[k].map(|p| p as i64 - reference[k] as i64))
+    Ok(Some(to))
+}
+
+/// The median of (matched detector peak − beat annotation) in samples: where a recording's
+/// annotations sit on the QRS complex, as the detector sees it. `None` when no beat matched.
+fn median_offset(annotations: &[Annotation], peaks: &[Matched]) -> Option<i64> {
+    let mut offsets: Vec<i64> = peaks
+        .iter()
+        .filter_map(|&(i, p)| p.map(|p| p as i64 - annotations[i].sample as i64))
         .collect();
     offsets.sort_unstable();
-    let offset = offsets.get(offsets.len() / 2).copied().unwrap_or(0);
+    offsets.get(offsets.len() / 2).copied()
+}
+
+/// [`median_offset`] of `rec`'s beat annotations, in samples at the lead's rate.
+pub fn annotation_offset(rec: &mut Recording) -> Result<Option<i64>> {
+    let Some(peaks) = detector_peaks(rec)? else {
+        return Ok(None);
+    };
+    Ok(median_offset(
+        rec.annotations.as_deref().unwrap_or_default(),
+        &peaks,
+    ))
+}
+
+/// Moves every annotation of `rec` by the median offset of its beat annotations to the QRS
+/// detector's peaks when that offset is more than `beyond_ms` (see
+/// [`crate::data::beats::BeatPositions::Registered`]); returns that offset in samples when
+/// they moved.
+pub fn register_annotations(rec: &mut Recording, beyond_ms: f64) -> Result<Option<i64>> {
+    let Some(offset) = annotation_offset(rec)? else {
+        return Ok(None);
+    };
+    if (offset as f64 * 1000.0 / rec.lead.fs()).abs() <= beyond_ms {
+        return Ok(None);
+    }
     let last = rec.lead.len().saturating_sub(1) as i64;
+    let annotations = rec
+        .annotations
+        .as_mut()
+        .expect("annotation_offset saw them");
+    for a in annotations.iter_mut() {
+        a.sample = (a.sample as i64 + offset).clamp(0, last) as u64;
+    }
+    Ok(Some(offset))
+}
+
+/// Moves each beat annotation of `rec` to the QRS detector's peak matched to it (see
+/// [`crate::data::beats::BeatPositions::Detector`]); returns how many moved. A beat the
+/// detector missed moves by the median offset of the matched ones (a database's annotations
+/// sit at one point of the QRS complex); annotations that are not beats stay where they are.
+pub fn place_at_detector(rec: &mut Recording) -> Result<usize> {
+    let Some(peaks) = detector_peaks(rec)? else {
+        return Ok(0);
+    };
+    let last = rec.lead.len().saturating_sub(1) as i64;
+    let annotations = rec.annotations.as_mut().expect("detector_peaks saw them");
+    let offset = median_offset(annotations, &peaks).unwrap_or(0);
     let mut moved = 0;
-    for (k, &i) in beats.iter().enumerate() {
+    for (i, peak) in peaks {
         let a = &mut annotations[i];
-        let at = to[k].unwrap_or_else(|| (a.sample as i64 + offset).clamp(0, last) as u64);
+        let at = peak.unwrap_or_else(|| (a.sample as i64 + offset).clamp(0, last) as u64);
         moved += usize::from(a.sample != at);
         a.sample = at;
     }

@@ -285,9 +285,7 @@ fn load_record(
     if opts.detect {
         return load_detected(rec, opts.mode);
     }
-    if opts.positions == BeatPositions::Detector {
-        stream::place_at_detector(&mut rec)?;
-    }
+    opts.positions.place(&mut rec)?;
     let Some(annotations) = rec.annotations.take() else {
         return Err(if recording::is_edf(&path) {
             Error::data(
