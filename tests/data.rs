@@ -700,7 +700,7 @@ fn bad_records_give_errors_naming_file_and_position() {
     .unwrap();
     assert!(
         ds.per_record.len() == 2
-            && ds.warnings == ["lead MLII missing in 1 record (208), used the first signal (V9)"],
+            && ds.warnings == ["lead MLII missing in 1 record (208), used instead: V9"],
         "{:?}",
         ds.warnings
     );
@@ -2091,4 +2091,33 @@ fn device_views_read_each_record_as_another_device_would() {
         assert!([50.0, 60.0].contains(&noise.mains_hz));
         assert!((0.01..=0.09).contains(&noise.emg_mv), "{noise:?}");
     }
+}
+
+/// A recording without the network's MLII reads the lead that stands in for it (lead II, as
+/// INCART, PTB and 12-lead EDF files name it) before its first signal; only where a fallback is
+/// allowed.
+#[test]
+fn a_recording_without_mlii_falls_back_to_lead_ii_before_its_first_signal() {
+    use ecgwgpu::data::recording::{choose_lead, LeadChoice};
+    let twelve = [(0, "I"), (1, " ii "), (2, "III"), (3, "V1")];
+    assert_eq!(
+        choose_lead(&twelve, "MLII", true),
+        LeadChoice::Fallback(1, " ii ".into())
+    );
+    assert!(matches!(
+        choose_lead(&twelve, "MLII", false),
+        LeadChoice::Missing(_)
+    ));
+    // the preference list still comes first; no stand-in: the first signal
+    assert_eq!(choose_lead(&twelve, "MLII,V1", true), LeadChoice::Found(3));
+    let holter = [(0, "ECG1"), (1, "ECG2")];
+    assert_eq!(
+        choose_lead(&holter, "MLII", true),
+        LeadChoice::Fallback(0, "ECG1".into())
+    );
+    let edf = [(0, "ECG I"), (1, "ECG II")];
+    assert_eq!(
+        choose_lead(&edf, "MLII", true),
+        LeadChoice::Fallback(1, "ECG II".into())
+    );
 }

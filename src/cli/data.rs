@@ -79,7 +79,8 @@ pub struct Source {
     /// `predict` the checkpoint's lead (give this to read another database's name for it).
     #[arg(long)]
     lead: Option<String>,
-    /// When a record lacks --lead, use its first signal instead of skipping it.
+    /// When a record lacks --lead, read a lead that stands in for it (lead II for MLII), else
+    /// its first signal, instead of skipping it.
     #[arg(long)]
     fallback_lead: bool,
     /// Fail on the first record that cannot be used or annotation outside its signal, instead of

@@ -42,7 +42,8 @@ pub struct PredictArgs {
     /// Writes <file stem>_<annotator>.csv only.
     #[arg(long)]
     beats_csv: Option<PathBuf>,
-    /// Beat extraction and lead; a recording without --lead falls back to its first signal
+    /// Beat extraction and lead; a recording without --lead falls back to a lead standing in
+    /// for it (lead II for MLII), else its first signal
     /// (always, for predict). --strict makes a recording that cannot be read in a directory an
     /// error instead of a skipped line. (--data-dir is not used: give --record.)
     #[command(flatten)]

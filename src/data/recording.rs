@@ -256,26 +256,46 @@ pub fn edf_annotation_codes_in(
 pub enum LeadChoice {
     /// The first lead of the preference list the recording has.
     Found(usize),
-    /// None of them: the first signal, whose label is given (`fallback_to_first`).
+    /// None of them: a lead standing in for them, else the first signal, whose label is given
+    /// (`fallback_to_first`).
     Fallback(usize, String),
     /// None of them and no fallback: the recording's signal labels.
     Missing(Vec<String>),
 }
 
+/// Leads that stand in for a wanted one when a recording lacks it: MIT-BIH's MLII is lead II
+/// with the limb electrodes moved to the torso, so a standard lead II (INCART, PTB, 12-lead
+/// EDF files) shows the same projection of the heart's axis, where lead I or V1 do not.
+const NEAR_LEADS: &[(&str, &[&str])] = &[("MLII", &["II", "ML2", "ECG II", "Lead II"])];
+
 /// Picks the signal for `lead` (a comma-separated preference list, matched without regard to
 /// case) among `signals` (index and label: a WFDB header's descriptions, an EDF file's ordinary
-/// signals), or the first one with `fallback_to_first`. The one lead choice for every format.
+/// signals). With `fallback_to_first`, a recording without it gives a lead that stands in for
+/// it ([`NEAR_LEADS`]: lead II for MLII), else its first signal. The one lead choice for every
+/// format.
 pub fn choose_lead(signals: &[(usize, &str)], lead: &str, fallback_to_first: bool) -> LeadChoice {
-    let found = lead.split(',').map(str::trim).find_map(|want| {
+    let find = |want: &str| {
         signals
             .iter()
-            .find(|(_, label)| label.eq_ignore_ascii_case(want))
-    });
-    match (found, signals.first()) {
+            .find(|(_, label)| label.trim().eq_ignore_ascii_case(want))
+    };
+    let wanted = || lead.split(',').map(str::trim);
+    let near = || {
+        wanted()
+            .filter_map(|want| {
+                NEAR_LEADS
+                    .iter()
+                    .find(|(l, _)| l.eq_ignore_ascii_case(want))
+            })
+            .flat_map(|(_, near)| near.iter())
+            .find_map(|&n| find(n))
+    };
+    match (wanted().find_map(find), signals.first()) {
         (Some(&(i, _)), _) => LeadChoice::Found(i),
-        (None, Some(&(i, label))) if fallback_to_first => {
-            LeadChoice::Fallback(i, label.to_string())
-        }
+        (None, Some(&(first, label))) if fallback_to_first => match near() {
+            Some(&(i, near)) => LeadChoice::Fallback(i, near.to_string()),
+            None => LeadChoice::Fallback(first, label.to_string()),
+        },
         _ => LeadChoice::Missing(signals.iter().map(|(_, l)| l.to_string()).collect()),
     }
 }

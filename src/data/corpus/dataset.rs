@@ -442,7 +442,7 @@ pub fn fallback_warning(lead: &str, records: &[String], used: &[String]) -> Stri
         }
     }
     format!(
-        "lead {lead} missing in {} record{} ({}), used the first signal ({})",
+        "lead {lead} missing in {} record{} ({}), used instead: {}",
         records.len(),
         if records.len() == 1 { "" } else { "s" },
         name_list(records),
