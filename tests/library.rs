@@ -915,6 +915,31 @@ fn a_noisy_recording_gets_a_warning() {
     }
 }
 
+/// Every beat of `rec` as a tiny network (seed 3) cutting at `positions` classifies it.
+fn classify_at(
+    positions: ecgwgpu::data::beats::BeatPositions,
+    rec: recording::Recording,
+) -> Vec<ecgwgpu::infer::ClassifiedBeat> {
+    let mut model = Model::new(ctx(), ModelConfig::tiny(), 3).unwrap();
+    model.preprocessing.beat_positions = positions;
+    let mut clf = Classifier::new(ctx(), model).unwrap();
+    let mut beats = vec![];
+    let streaming = Streaming::new().on_beats(|b| {
+        beats.extend_from_slice(b);
+        Ok(())
+    });
+    clf.classify_recording(rec, streaming).unwrap();
+    beats
+}
+
+/// The same beats at the same samples with the same probabilities.
+fn same_beats(a: &[ecgwgpu::infer::ClassifiedBeat], b: &[ecgwgpu::infer::ClassifiedBeat]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.sample == y.sample && x.probabilities == y.probabilities)
+}
+
 /// A network trained on the detector's beats (`BeatPositions::Detector`) cuts an annotated
 /// recording at the detector's peaks, so where a database puts its annotations (here 40 ms
 /// after MIT-BIH's) does not change its output; one cut at the annotations moves with them.
@@ -923,36 +948,17 @@ fn a_network_at_the_detectors_positions_ignores_where_annotations_sit() {
     use ecgwgpu::data::beats::BeatPositions;
     use ecgwgpu::data::formats::files::Disk;
     use ecgwgpu::data::signal::acquisition::Acquisition;
-    use ecgwgpu::infer::ClassifiedBeat;
     let open = || recording::open_any(&Disk, &embedded_dir().join("208"), "MLII").unwrap();
     let late = Acquisition {
         annotation_shift_ms: 40.0,
         ..Default::default()
     };
-    let classify = |positions: BeatPositions, rec: recording::Recording| {
-        let mut model = Model::new(ctx(), ModelConfig::tiny(), 3).unwrap();
-        model.preprocessing.beat_positions = positions;
-        let mut clf = Classifier::new(ctx(), model).unwrap();
-        let mut beats: Vec<ClassifiedBeat> = vec![];
-        let streaming = Streaming::new().on_beats(|b| {
-            beats.extend_from_slice(b);
-            Ok(())
-        });
-        clf.classify_recording(rec, streaming).unwrap();
-        beats
-    };
-    let same_beats = |a: &[ClassifiedBeat], b: &[ClassifiedBeat]| {
-        a.len() == b.len()
-            && a.iter()
-                .zip(b)
-                .all(|(x, y)| x.sample == y.sample && x.probabilities == y.probabilities)
-    };
-    let at_detector = classify(BeatPositions::Detector, open());
-    let at_detector_late = classify(BeatPositions::Detector, late.apply(open()).unwrap());
+    let at_detector = classify_at(BeatPositions::Detector, open());
+    let at_detector_late = classify_at(BeatPositions::Detector, late.apply(open()).unwrap());
     assert!(at_detector.len() > 2800, "{} beats", at_detector.len());
     assert!(same_beats(&at_detector, &at_detector_late));
-    let at_annotations = classify(BeatPositions::Annotations, open());
-    let at_annotations_late = classify(BeatPositions::Annotations, late.apply(open()).unwrap());
+    let at_annotations = classify_at(BeatPositions::Annotations, open());
+    let at_annotations_late = classify_at(BeatPositions::Annotations, late.apply(open()).unwrap());
     assert!(!same_beats(&at_annotations, &at_annotations_late));
     // most annotations are already near the detector's peaks; record 208's PVCs often are not
     let moved = at_detector
@@ -971,7 +977,6 @@ fn registered_annotations_move_back_to_where_mit_bih_puts_them() {
     use ecgwgpu::data::beats::BeatPositions;
     use ecgwgpu::data::formats::files::Disk;
     use ecgwgpu::data::signal::acquisition::Acquisition;
-    use ecgwgpu::infer::ClassifiedBeat;
     let open = || recording::open_any(&Disk, &embedded_dir().join("208"), "MLII").unwrap();
     let late = || {
         Acquisition {
@@ -981,35 +986,17 @@ fn registered_annotations_move_back_to_where_mit_bih_puts_them() {
         .apply(open())
         .unwrap()
     };
-    let classify = |positions: BeatPositions, rec: recording::Recording| {
-        let mut model = Model::new(ctx(), ModelConfig::tiny(), 3).unwrap();
-        model.preprocessing.beat_positions = positions;
-        let mut clf = Classifier::new(ctx(), model).unwrap();
-        let mut beats: Vec<ClassifiedBeat> = vec![];
-        let streaming = Streaming::new().on_beats(|b| {
-            beats.extend_from_slice(b);
-            Ok(())
-        });
-        clf.classify_recording(rec, streaming).unwrap();
-        beats
-    };
-    let same_beats = |a: &[ClassifiedBeat], b: &[ClassifiedBeat]| {
-        a.len() == b.len()
-            && a.iter()
-                .zip(b)
-                .all(|(x, y)| x.sample == y.sample && x.probabilities == y.probabilities)
-    };
     let registered = BeatPositions::Registered { beyond_ms: 20 };
-    let on_time = classify(BeatPositions::Annotations, open());
+    let on_time = classify_at(BeatPositions::Annotations, open());
     assert!(on_time.len() > 2800, "{} beats", on_time.len());
-    let late_as_they_are = classify(BeatPositions::Annotations, late());
+    let late_as_they_are = classify_at(BeatPositions::Annotations, late());
     assert!(!same_beats(&on_time, &late_as_they_are));
     // 40 ms late: moved back; on time: left where they are
-    assert!(same_beats(&on_time, &classify(registered, late())));
-    assert!(same_beats(&on_time, &classify(registered, open())));
+    assert!(same_beats(&on_time, &classify_at(registered, late())));
+    assert!(same_beats(&on_time, &classify_at(registered, open())));
     // a tolerance wider than the shift leaves them late
     let wide = BeatPositions::Registered { beyond_ms: 50 };
-    assert!(same_beats(&late_as_they_are, &classify(wide, late())));
+    assert!(same_beats(&late_as_they_are, &classify_at(wide, late())));
     // the page's path (beats cut in memory) moves them too, and says by how much
     let mut model = Model::new(ctx(), ModelConfig::tiny(), 3).unwrap();
     model.preprocessing.beat_positions = registered;
