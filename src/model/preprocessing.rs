@@ -243,6 +243,9 @@ impl Preprocessing {
         if config.rr_features > 0 {
             text += &format!(", {} R–R features", config.rr_features);
         }
+        if self.beat_positions != BeatPositions::Annotations {
+            text += &format!("; annotated beats cut {}", self.beat_positions.describe());
+        }
         text
     }
 
