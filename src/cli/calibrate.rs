@@ -45,11 +45,11 @@ pub struct CalibrateArgs {
 }
 
 pub fn run(args: CalibrateArgs) -> Result<()> {
-    let ctx = args.gpu.context()?;
     let path = &args.checkpoint;
-    // the tensors are copied as they are: only the decision rule in the metadata changes
+    // the tensors are copied as they are: only the decision rule (or, with
+    // --register-annotations, the beat positions) in the metadata changes
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (tensors, meta) = checkpoint::decode(&bytes, path)?;
+    let (tensors, mut meta) = checkpoint::decode(&bytes, path)?;
     let config = ModelConfig::from_metadata(&meta, path)?;
     let mut pre = Preprocessing::of_checkpoint(&meta, &config, path)?;
     if let Some(beyond_ms) = args.register_annotations {
@@ -62,13 +62,14 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         }
         pre.beat_positions = BeatPositions::Registered { beyond_ms };
         let (key, value) = pre.to_metadata(&config);
-        let mut meta = meta;
         meta.insert(key, value);
         checkpoint::save(&args.out, &tensors, &meta)?;
         println!("beats {}", pre.beat_positions.describe());
         println!("wrote {}", args.out.display());
         return Ok(());
     }
+    // only the rule's choice reads DS1 through the networks: the GPU is opened here
+    let ctx = args.gpu.context()?;
     let names = pre.class_names;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     // DS1 read as the networks were trained (through the QRS detector after `train --detect`)
